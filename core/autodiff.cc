@@ -1,0 +1,117 @@
+#include "core/autodiff.h"
+
+#include <unordered_map>
+
+#include "core/ops/elementwise.h"
+
+namespace loom::autograd {
+namespace {
+thread_local bool g_recording = false;
+}
+
+bool is_recording() { return g_recording; }
+
+bool needs_grad(std::initializer_list<const Tensor*> inputs) {
+  if (!g_recording) return false;
+  for (const Tensor* t : inputs)
+    if (t->defined() && t->grad_node()) return true;
+  return false;
+}
+
+bool needs_grad(const std::vector<Tensor>& inputs) {
+  if (!g_recording) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.grad_node()) return true;
+  return false;
+}
+
+Tensor record(const char* op, Tensor out, const std::vector<Tensor>& inputs, BackwardFn backward) {
+  if (!needs_grad(inputs)) return out;
+  auto node = std::make_shared<Node>();
+  node->op = op;
+  node->inputs.reserve(inputs.size());
+  for (const Tensor& t : inputs) node->inputs.push_back(t.defined() ? t.grad_node() : nullptr);
+  node->backward = std::move(backward);
+  node->shape = out.shape();
+  node->dtype = out.dtype();
+  node->device = out.device();
+  out.set_grad_node(std::move(node));
+  return out;
+}
+
+RecordingGuard::RecordingGuard(bool on) : previous_(g_recording) { g_recording = on; }
+RecordingGuard::~RecordingGuard() { g_recording = previous_; }
+
+Tensor make_leaf(const Tensor& value, int64_t index) {
+  auto node = std::make_shared<Node>();
+  node->op = "leaf";
+  node->shape = value.shape();
+  node->dtype = value.dtype();
+  node->device = value.device();
+  node->leaf_index = index;
+  Tensor leaf = value.detach();
+  leaf.set_grad_node(std::move(node));
+  return leaf;
+}
+
+std::vector<Tensor> backward(const Tensor& output, const std::vector<Tensor>& leaves) {
+  LOOM_CHECK(output.numel() == 1, ShapeError,
+             "value_and_grad: the function must return a scalar loss, got shape ",
+             shape_str(output.shape()));
+  NoGradGuard no_grad;
+  std::vector<Tensor> leaf_grads(leaves.size());
+  Node* root = output.grad_node().get();
+  if (root) {
+    // Topological order by iterative DFS (post-order), then walk it in reverse.
+    std::vector<Node*> order;
+    std::unordered_map<Node*, int> state;  // 1 = on stack, 2 = done
+    std::vector<std::pair<Node*, size_t>> stack{{root, 0}};
+    state[root] = 1;
+    while (!stack.empty()) {
+      auto& [node, next] = stack.back();
+      if (next < node->inputs.size()) {
+        Node* child = node->inputs[next++].get();
+        if (child && !state.count(child)) {
+          state[child] = 1;
+          stack.push_back({child, 0});
+        }
+      } else {
+        state[node] = 2;
+        order.push_back(node);
+        stack.pop_back();
+      }
+    }
+    std::unordered_map<Node*, Tensor> grads;
+    grads[root] = ones(output.shape(), output.dtype(), output.device());
+    for (auto it = order.rbegin(); it != order.rend(); ++it) {
+      Node* node = *it;
+      auto found = grads.find(node);
+      if (found == grads.end()) continue;  // nothing flows into this node
+      Tensor g = std::move(found->second);
+      grads.erase(found);
+      if (node->leaf_index >= 0) {
+        Tensor& slot = leaf_grads[size_t(node->leaf_index)];
+        slot = slot.defined() ? add(slot, g) : g;
+        continue;
+      }
+      std::vector<Tensor> input_grads = node->backward(g);
+      node->backward = nullptr;  // free saved activations now
+      LOOM_INTERNAL_ASSERT(input_grads.size() == node->inputs.size());
+      for (size_t i = 0; i < input_grads.size(); ++i) {
+        Node* in = node->inputs[i].get();
+        if (!in || !input_grads[i].defined()) continue;
+        LOOM_CHECK(input_grads[i].shape() == in->shape, ShapeError, "backward of '", node->op,
+                   "' produced a gradient of shape ", shape_str(input_grads[i].shape()),
+                   " for an input of shape ", shape_str(in->shape));
+        auto [slot, inserted] = grads.try_emplace(in, input_grads[i]);
+        if (!inserted) slot->second = add(slot->second, input_grads[i]);
+      }
+    }
+  }
+  for (size_t i = 0; i < leaves.size(); ++i)
+    if (!leaf_grads[i].defined()) leaf_grads[i] = zeros_like(leaves[i]);
+    else if (leaf_grads[i].dtype() != leaves[i].dtype()) leaf_grads[i] = leaf_grads[i].to(leaves[i].dtype());
+  return leaf_grads;
+}
+
+}  // namespace loom::autograd

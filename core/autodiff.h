@@ -1,0 +1,64 @@
+// Reverse-mode autodiff. While value_and_grad runs a function, every op whose inputs carry a
+// gradient history records a Node holding its backward rule (written next to the op's forward).
+// Outside value_and_grad nothing is recorded and ops pay one thread-local check.
+//
+// Rule for op authors: a backward closure must capture *detached* tensors (saved(t)), never
+// the op's own output with its history, or the node would keep itself alive.
+#pragma once
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace loom {
+namespace autograd {
+
+/// One gradient per differentiable input, in the order of Node::inputs (undefined = zero).
+using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output)>;
+
+struct Node {
+  const char* op = "";
+  std::vector<std::shared_ptr<Node>> inputs;  // null where an input has no history
+  BackwardFn backward;                        // empty for leaves; reset after it has run
+  Shape shape;                                // of the output
+  DType dtype = DType::F32;
+  Device device;
+  int64_t leaf_index = -1;                    // >= 0: the differentiated argument's leaf number
+};
+
+/// True while some value_and_grad is tracing.
+bool is_recording();
+/// True when recording and at least one of `inputs` carries a history.
+bool needs_grad(std::initializer_list<const Tensor*> inputs);
+bool needs_grad(const std::vector<Tensor>& inputs);
+/// Attaches a node for `op` to `out` (when needs_grad(inputs)) and returns `out`.
+Tensor record(const char* op, Tensor out, const std::vector<Tensor>& inputs, BackwardFn backward);
+/// A detached copy for a backward closure to keep.
+inline Tensor saved(const Tensor& t) { return t.detach(); }
+
+/// Scope guards. RecordingGuard turns recording on; NoGradGuard turns it off (used while
+/// running backward rules).
+class RecordingGuard {
+ public:
+  explicit RecordingGuard(bool on);
+  ~RecordingGuard();
+  RecordingGuard(const RecordingGuard&) = delete;
+  RecordingGuard& operator=(const RecordingGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+struct NoGradGuard : RecordingGuard {
+  NoGradGuard() : RecordingGuard(false) {}
+};
+
+/// Makes a leaf that carries history for argument leaf `index`.
+Tensor make_leaf(const Tensor& value, int64_t index);
+/// Runs the backward pass from scalar `output` (seeded with ones) and returns the gradient of each
+/// leaf 0..num_leaves-1 (zeros for leaves the output does not depend on). Frees saved tensors as
+/// it goes; iterative, so deep graphs cannot overflow the stack.
+std::vector<Tensor> backward(const Tensor& output, const std::vector<Tensor>& leaves);
+
+}  // namespace autograd
+}  // namespace loom

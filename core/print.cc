@@ -1,0 +1,69 @@
+// numpy-like printing: "Tensor(shape=[2, 3], dtype=float32, device=cpu)\n[[0, 1, 2],\n [3, 4, 5]]";
+// past 1000 elements each dimension shows its first and last 3 entries around "...".
+#include <cmath>
+#include <cstdio>
+#include <ostream>
+
+#include "core/tensor.h"
+
+namespace loom {
+namespace {
+
+constexpr int64_t kSummariseAbove = 1000;
+constexpr int64_t kEdgeItems = 3;
+
+std::string format_value(double v, DType dtype) {
+  if (dtype == DType::Bool) return v != 0 ? "True" : "False";
+  if (is_integral(dtype)) return std::to_string(int64_t(v));
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.*g", dtype == DType::F64 ? 8 : 6, v);
+  return buf;
+}
+
+void print_dim(std::ostream& os, const std::vector<double>& values, const Shape& shape,
+               const Shape& strides, size_t dim, int64_t offset, bool summarise, DType dtype,
+               int indent) {
+  if (shape.empty()) {
+    os << format_value(values[size_t(offset)], dtype);
+    return;
+  }
+  os << "[";
+  int64_t n = shape[dim];
+  for (int64_t i = 0; i < n; ++i) {
+    if (summarise && n > 2 * kEdgeItems && i == kEdgeItems) {
+      os << (dim + 1 == shape.size() ? "..., " : "...,\n" + std::string(size_t(indent + 1), ' '));
+      i = n - kEdgeItems - 1;
+      continue;
+    }
+    if (dim + 1 == shape.size()) {
+      os << format_value(values[size_t(offset + i * strides[dim])], dtype);
+    } else {
+      print_dim(os, values, shape, strides, dim + 1, offset + i * strides[dim], summarise, dtype,
+                indent + 1);
+    }
+    if (i + 1 < n) {
+      if (dim + 1 == shape.size()) os << ", ";
+      else os << "," << std::string(shape.size() - dim - 1, '\n') << std::string(size_t(indent + 1), ' ');
+    }
+  }
+  os << "]";
+}
+
+}  // namespace
+
+std::string Tensor::str() const {
+  if (!defined()) return "Tensor(undefined)";
+  std::ostringstream os;
+  os << "Tensor(shape=" << shape_str(shape_) << ", dtype=" << dtype_name(dtype_)
+     << ", device=" << device().str() << ")\n";
+  std::vector<double> values = to_vector<double>();
+  print_dim(os, values, shape_, contiguous_strides(shape_), 0, 0, numel() > kSummariseAbove,
+            dtype_, 0);
+  return os.str();
+}
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.str(); }
+
+}  // namespace loom

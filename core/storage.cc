@@ -1,0 +1,45 @@
+#include "core/storage.h"
+
+#include <cstdlib>
+#include <new>
+
+#include "core/error.h"
+#if LOOM_CUDA
+#include "kernels/cuda/caching_allocator.h"
+#endif
+
+namespace loom {
+namespace {
+
+void release_cpu(void* p, size_t, Device) { std::free(p); }
+
+#if LOOM_CUDA
+void release_cuda(void* p, size_t, Device d) { cuda::CachingAllocator::get(d.index).free(p); }
+#endif
+
+}  // namespace
+
+std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
+  if (device.is_cpu()) {
+    size_t rounded = (nbytes + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
+    if (!p) LOOM_THROW(Error, "out of host memory allocating ", nbytes, " bytes");
+    return std::make_shared<Storage>(p, nbytes, device, &release_cpu);
+  }
+  check_device_usable(device, "allocate");
+#if LOOM_CUDA
+  void* p = cuda::CachingAllocator::get(device.index).allocate(nbytes);
+  return std::make_shared<Storage>(p, nbytes, device, &release_cuda);
+#else
+  detail::throw_not_compiled_with_cuda("allocate");
+#endif
+}
+
+Storage::Storage(void* data, size_t nbytes, Device device, void (*release)(void*, size_t, Device))
+    : data_(data), nbytes_(nbytes), device_(device), release_(release) {}
+
+Storage::~Storage() {
+  if (release_ && data_) release_(data_, nbytes_, device_);
+}
+
+}  // namespace loom

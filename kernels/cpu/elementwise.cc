@@ -1,0 +1,116 @@
+#include "kernels/cpu/elementwise.h"
+
+#include "core/error.h"
+#include "kernels/cpu/strided_loop.h"
+
+namespace loom {
+
+const char* unary_op_name(UnaryOp op) {
+  static const char* names[] = {"neg", "abs", "sign", "exp", "log", "log1p", "sqrt", "rsqrt",
+                                "square", "reciprocal", "tanh", "sigmoid", "relu", "relu6", "gelu",
+                                "gelu_exact", "silu", "softplus", "elu", "leaky_relu", "erf",
+                                "log_sigmoid"};
+  return names[int(op)];
+}
+
+const char* binary_op_name(BinaryOp op) {
+  static const char* names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "equal",
+                                "not_equal", "less", "less_equal", "greater", "greater_equal",
+                                "logical_and", "logical_or"};
+  return names[int(op)];
+}
+
+namespace cpu {
+namespace {
+
+template <typename T>
+using compute_t = std::conditional_t<
+    std::is_same_v<T, double>, double,
+    std::conditional_t<is_floating(dtype_v<T>), float,
+                       std::conditional_t<std::is_same_v<T, bool>, int32_t, T>>>;  // bools as 0/1
+
+template <typename Fn>
+void visit_floating(DType t, const char* op, Fn&& fn) {
+  switch (t) {
+    case DType::F32: return fn(float{});
+    case DType::F64: return fn(double{});
+    case DType::BF16: return fn(bfloat16{});
+    case DType::F16: return fn(float16{});
+    default: LOOM_THROW(DTypeError, op, ": expected a floating dtype, got ", dtype_name(t));
+  }
+}
+
+}  // namespace
+
+void unary(UnaryOp op, const void* x, const Shape& x_strides, void* out, const Shape& out_shape,
+           DType dtype, double alpha) {
+  visit_floating(dtype, unary_op_name(op), [&](auto z) {
+    using T = decltype(z);
+    using C = compute_t<T>;
+    const T* in = static_cast<const T*>(x);
+    T* o = static_cast<T*>(out);
+    StridedLoop<2> loop(out_shape, {x_strides, contiguous_strides(out_shape)});
+    C a = C(alpha);
+    loop.run([&](std::array<int64_t, 2> off, int64_t n, std::array<int64_t, 2> st) {
+      for (int64_t i = 0; i < n; ++i)
+        o[off[1] + i] = convert<T>(unary_apply<C>(op, convert<C>(in[off[0] + i * st[0]]), a));
+    });
+  });
+}
+
+void unary_backward(UnaryOp op, const void* x, const void* grad, void* out, int64_t n, DType dtype,
+                    double alpha) {
+  visit_floating(dtype, unary_op_name(op), [&](auto z) {
+    using T = decltype(z);
+    using C = compute_t<T>;
+    const T* in = static_cast<const T*>(x);
+    const T* g = static_cast<const T*>(grad);
+    T* o = static_cast<T*>(out);
+    C a = C(alpha);
+#pragma omp parallel for if (n > 32768)
+    for (int64_t i = 0; i < n; ++i)
+      o[i] = convert<T>(convert<C>(g[i]) * unary_derivative<C>(op, convert<C>(in[i]), a));
+  });
+}
+
+void binary(BinaryOp op, const void* a, const Shape& a_strides, const void* b,
+            const Shape& b_strides, DType in_dtype, void* out, const Shape& out_shape) {
+  visit_dtype(in_dtype, [&](auto z) {
+    using T = decltype(z);
+    using C = compute_t<T>;
+    const T* pa = static_cast<const T*>(a);
+    const T* pb = static_cast<const T*>(b);
+    StridedLoop<3> loop(out_shape, {a_strides, b_strides, contiguous_strides(out_shape)});
+    auto run = [&](auto* o) {
+      using O = std::remove_pointer_t<decltype(o)>;
+      loop.run([&](std::array<int64_t, 3> off, int64_t n, std::array<int64_t, 3> st) {
+        const T* ra = pa + off[0];
+        const T* rb = pb + off[1];
+        O* ro = o + off[2];
+        for (int64_t i = 0; i < n; ++i)
+          ro[i] = convert<O>(binary_apply<C>(op, convert<C>(ra[i * st[0]]), convert<C>(rb[i * st[1]])));
+      });
+    };
+    if (is_comparison(op)) run(static_cast<bool*>(out));
+    else run(static_cast<T*>(out));
+  });
+}
+
+void where(const void* cond, const Shape& cond_strides, const void* a, const Shape& a_strides,
+           const void* b, const Shape& b_strides, DType dtype, void* out, const Shape& out_shape) {
+  visit_dtype(dtype, [&](auto z) {
+    using T = decltype(z);
+    const bool* pc = static_cast<const bool*>(cond);
+    const T* pa = static_cast<const T*>(a);
+    const T* pb = static_cast<const T*>(b);
+    T* o = static_cast<T*>(out);
+    StridedLoop<4> loop(out_shape, {cond_strides, a_strides, b_strides, contiguous_strides(out_shape)});
+    loop.run([&](std::array<int64_t, 4> off, int64_t n, std::array<int64_t, 4> st) {
+      for (int64_t i = 0; i < n; ++i)
+        o[off[3] + i] = pc[off[0] + i * st[0]] ? pa[off[1] + i * st[1]] : pb[off[2] + i * st[2]];
+    });
+  });
+}
+
+}  // namespace cpu
+}  // namespace loom

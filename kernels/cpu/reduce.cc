@@ -1,0 +1,88 @@
+#include "kernels/cpu/reduce.h"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/error.h"
+#include "kernels/cpu/strided_loop.h"
+
+namespace loom::cpu {
+namespace {
+
+template <typename A>
+A identity(ReduceOp op) {
+  if (op == ReduceOp::Sum) return A(0);
+  if constexpr (std::numeric_limits<A>::has_infinity)
+    return op == ReduceOp::Max ? -std::numeric_limits<A>::infinity() : std::numeric_limits<A>::infinity();
+  else
+    return op == ReduceOp::Max ? std::numeric_limits<A>::lowest() : std::numeric_limits<A>::max();
+}
+
+template <typename A>
+inline A combine(ReduceOp op, A acc, A v) {
+  switch (op) {
+    case ReduceOp::Sum: return acc + v;
+    case ReduceOp::Max: return (acc != acc || v != v) ? (acc != acc ? acc : v) : (v > acc ? v : acc);
+    case ReduceOp::Min: return (acc != acc || v != v) ? (acc != acc ? acc : v) : (v < acc ? v : acc);
+  }
+  return acc;
+}
+
+}  // namespace
+
+void reduce(ReduceOp op, const void* x, DType dtype, const Shape& kept_shape,
+            const Shape& kept_strides, const Shape& reduced_shape, const Shape& reduced_strides,
+            void* out) {
+  visit_dtype(dtype, [&](auto z) {
+    using T = decltype(z);
+    // Accumulate floats in double, integers in int64 (bool sums count).
+    using A = std::conditional_t<is_floating(dtype_v<T>), double, int64_t>;
+    const T* in = static_cast<const T*>(x);
+    T* o = static_cast<T*>(out);
+    const int64_t m = shape_numel(kept_shape), k = shape_numel(reduced_shape);
+    std::vector<A> acc(size_t(m), identity<A>(op));
+    if (m == 0) return;
+    if (k > 0) {
+      // Walk the input in the order of its memory: loop over the reduced dims outermost when
+      // the innermost kept dim is contiguous, else reduce each output's elements in turn.
+      StridedLoop<1> kept(kept_shape, {kept_strides});
+      StridedLoop<1> red(reduced_shape, {reduced_strides});
+      bool inner_kept = !kept_strides.empty() && kept.inner_stride[0] == 1 && kept.inner > 1;
+      if (inner_kept) {
+        for (int64_t r = 0; r < red.rows; ++r) {
+          int64_t rbase = red.row_offsets(r)[0];
+          for (int64_t j = 0; j < red.inner; ++j) {
+            const T* base = in + rbase + j * red.inner_stride[0];
+#pragma omp parallel for if (m > 16384)
+            for (int64_t kr = 0; kr < kept.rows; ++kr) {
+              int64_t off = kept.row_offsets(kr)[0];
+              A* a = acc.data() + kr * kept.inner;
+              for (int64_t i = 0; i < kept.inner; ++i) a[i] = combine<A>(op, a[i], A(convert<double>(base[off + i])));
+            }
+          }
+        }
+      } else {
+#pragma omp parallel for if (m * k > 32768 && m > 1)
+        for (int64_t idx = 0; idx < m; ++idx) {
+          // offset of output element idx
+          int64_t rem = idx, off = 0;
+          for (size_t d = kept_shape.size(); d-- > 0;) {
+            off += (rem % kept_shape[d]) * kept_strides[d];
+            rem /= kept_shape[d];
+          }
+          A a = identity<A>(op);
+          for (int64_t r = 0; r < red.rows; ++r) {
+            const T* base = in + off + red.row_offsets(r)[0];
+            for (int64_t j = 0; j < red.inner; ++j)
+              a = combine<A>(op, a, A(convert<double>(base[j * red.inner_stride[0]])));
+          }
+          acc[size_t(idx)] = a;
+        }
+      }
+    }
+    for (int64_t i = 0; i < m; ++i) o[i] = convert<T>(acc[size_t(i)]);
+  });
+}
+
+}  // namespace loom::cpu

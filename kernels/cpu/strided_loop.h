@@ -1,0 +1,76 @@
+// Iteration over an output shape with several strided operands (strides in elements; 0 on
+// broadcast dimensions). Adjacent dimensions that are contiguous for every operand are merged,
+// so the common same-shape case becomes one flat loop; rows run in parallel with OpenMP.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "core/shape.h"
+
+namespace loom::cpu {
+
+template <size_t N>
+struct StridedLoop {
+  Shape shape;                          // merged shape
+  std::array<Shape, N> strides;         // merged strides per operand
+  int64_t inner = 1;                    // length of the innermost dimension
+  std::array<int64_t, N> inner_stride{};
+  int64_t rows = 0;
+
+  StridedLoop(const Shape& out_shape, const std::array<Shape, N>& operand_strides) {
+    for (size_t d = 0; d < out_shape.size(); ++d) {
+      if (out_shape[d] == 1) continue;  // size-1 dims contribute nothing
+      bool merge = !shape.empty();
+      for (size_t k = 0; k < N && merge; ++k)
+        merge = strides[k].back() == operand_strides[k][d] * out_shape[d];
+      if (merge) {
+        shape.back() *= out_shape[d];
+        for (size_t k = 0; k < N; ++k) strides[k].back() = operand_strides[k][d];
+      } else {
+        shape.push_back(out_shape[d]);
+        for (size_t k = 0; k < N; ++k) strides[k].push_back(operand_strides[k][d]);
+      }
+    }
+    if (shape.empty()) {
+      shape.push_back(1);
+      for (size_t k = 0; k < N; ++k) strides[k].push_back(0);
+    }
+    inner = shape.back();
+    for (size_t k = 0; k < N; ++k) inner_stride[k] = strides[k].back();
+    rows = shape_numel(shape) / (inner == 0 ? 1 : inner);
+    if (inner == 0) rows = 0;
+  }
+
+  /// Element offsets of row `r` for each operand.
+  std::array<int64_t, N> row_offsets(int64_t r) const {
+    std::array<int64_t, N> off{};
+    for (size_t d = shape.size() - 1; d-- > 0;) {
+      int64_t i = r % shape[d];
+      r /= shape[d];
+      for (size_t k = 0; k < N; ++k) off[k] += i * strides[k][d];
+    }
+    return off;
+  }
+
+  /// fn(offsets, inner, inner_strides) for every row, in parallel when the work is large.
+  template <typename Fn>
+  void run(Fn&& fn) const {
+    int64_t total = rows * inner;
+#pragma omp parallel for schedule(static) if (total > 32768 && rows > 1)
+    for (int64_t r = 0; r < rows; ++r) fn(row_offsets(r), inner, inner_stride);
+  }
+};
+
+/// Strides of `operand` (shape, strides) broadcast against `out_shape` (right-aligned; 0 where
+/// the operand has size 1 or is missing).
+inline Shape broadcast_strides(const Shape& operand_shape, const Shape& operand_strides,
+                               const Shape& out_shape) {
+  Shape s(out_shape.size(), 0);
+  size_t lead = out_shape.size() - operand_shape.size();
+  for (size_t d = 0; d < operand_shape.size(); ++d)
+    s[lead + d] = operand_shape[d] == 1 ? 0 : operand_strides[d];
+  return s;
+}
+
+}  // namespace loom::cpu

@@ -1,0 +1,108 @@
+#include "kernels/cuda/caching_allocator.h"
+
+#include <cuda_runtime_api.h>
+
+#include <memory>
+#include <vector>
+
+#include "core/error.h"
+
+namespace loom::cuda {
+
+CachingAllocator& CachingAllocator::get(int device) {
+  static std::mutex mu;
+  static std::vector<std::unique_ptr<CachingAllocator>> allocators;
+  std::lock_guard<std::mutex> lock(mu);
+  if (allocators.empty()) allocators.resize(size_t(device_count()));
+  LOOM_CHECK(device >= 0 && size_t(device) < allocators.size(), DeviceError, "cuda:", device,
+             " does not exist");
+  auto& a = allocators[size_t(device)];
+  if (!a) a.reset(new CachingAllocator(device));
+  return *a;
+}
+
+size_t CachingAllocator::round_size(size_t nbytes) {
+  constexpr size_t kSmall = 512, kLarge = size_t(2) << 20;
+  if (nbytes < (size_t(1) << 20)) return std::max<size_t>(kSmall, (nbytes + kSmall - 1) / kSmall * kSmall);
+  return (nbytes + kLarge - 1) / kLarge * kLarge;
+}
+
+void* CachingAllocator::allocate(size_t nbytes) {
+  size_t size = round_size(nbytes);
+  Stream stream = current_stream(device_);
+  std::lock_guard<std::mutex> lock(mu_);
+  // Best fit on the same stream, accepting at most 2x (or +2 MiB) waste.
+  auto it = free_blocks_.lower_bound({stream, size});
+  if (it != free_blocks_.end() && it->first.first == stream &&
+      it->first.second <= std::max(size * 2, size + (size_t(2) << 20))) {
+    void* p = it->second;
+    free_blocks_.erase(it);
+    stats_.allocated += blocks_[p].size;
+    stats_.peak_allocated = std::max(stats_.peak_allocated, stats_.allocated);
+    return p;
+  }
+  set_device(device_);
+  void* p = nullptr;
+  cudaError_t err = cudaMalloc(&p, size);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    release_cached_locked();
+    err = cudaMalloc(&p, size);
+  }
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    LOOM_THROW(OutOfMemoryError, "CUDA out of memory on cuda:", device_, ": tried to allocate ",
+               nbytes, " bytes (", size, " rounded); device free ", free_b, " of total ", total_b,
+               " bytes; loom holds ", stats_.reserved, " bytes reserved, ", stats_.allocated,
+               " allocated. Reduce the batch size or call empty_cache().");
+  }
+  LOOM_CUDA_CHECK(err);
+  blocks_[p] = Block{size, stream};
+  stats_.reserved += size;
+  stats_.allocated += size;
+  stats_.peak_allocated = std::max(stats_.peak_allocated, stats_.allocated);
+  ++stats_.num_device_mallocs;
+  return p;
+}
+
+void CachingAllocator::free(void* ptr) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = blocks_.find(ptr);
+  if (it == blocks_.end()) return;
+  stats_.allocated -= it->second.size;
+  // Stream-ordered: work queued on this stream that uses the block finishes before any later
+  // work on the same stream that receives it, so no synchronisation is needed here.
+  free_blocks_.insert({{it->second.stream, it->second.size}, ptr});
+}
+
+void CachingAllocator::release_cached_locked() {
+  if (free_blocks_.empty()) return;
+  set_device(device_);
+  cudaDeviceSynchronize();  // cached blocks may still be in use by queued work
+  for (auto& [key, p] : free_blocks_) {
+    cudaFree(p);
+    stats_.reserved -= key.second;
+    ++stats_.num_device_frees;
+    blocks_.erase(p);
+  }
+  free_blocks_.clear();
+}
+
+void CachingAllocator::empty_cache() {
+  std::lock_guard<std::mutex> lock(mu_);
+  release_cached_locked();
+}
+
+AllocatorStats CachingAllocator::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void CachingAllocator::reset_peak() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.peak_allocated = stats_.allocated;
+}
+
+}  // namespace loom::cuda

@@ -1,0 +1,93 @@
+// Device-side element types and conversions shared by the .cu kernels. Only included by .cu files.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "core/dtype.h"
+#include "core/error.h"
+
+namespace loom::cuda {
+
+/// Calls fn(T{}) with the device type of `t` (__nv_bfloat16 / __half for the half types).
+template <typename Fn>
+void visit_device_dtype(DType t, Fn&& fn) {
+  switch (t) {
+    case DType::F32: return fn(float{});
+    case DType::F64: return fn(double{});
+    case DType::BF16: return fn(__nv_bfloat16{});
+    case DType::F16: return fn(__half{});
+    case DType::I32: return fn(int32_t{});
+    case DType::I64: return fn(int64_t{});
+    case DType::U8: return fn(uint8_t{});
+    case DType::U32: return fn(uint32_t{});
+    case DType::Bool: return fn(bool{});
+  }
+}
+
+/// Floating device types only (f32, f64, bf16, f16); other dtypes throw DTypeError naming `op`.
+template <typename Fn>
+void visit_float_dtype(DType t, const char* op, Fn&& fn) {
+  switch (t) {
+    case DType::F32: return fn(float{});
+    case DType::F64: return fn(double{});
+    case DType::BF16: return fn(__nv_bfloat16{});
+    case DType::F16: return fn(__half{});
+    default: LOOM_THROW(DTypeError, op, ": no CUDA kernel for dtype ", dtype_name(t));
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ float to_float(T v) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) return __bfloat162float(v);
+  else if constexpr (std::is_same_v<T, __half>) return __half2float(v);
+  else return static_cast<float>(v);
+}
+
+/// Compute type: double for double, float for everything else.
+template <typename T>
+using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+template <typename To, typename From>
+__device__ __forceinline__ To cvt(From v) {
+  if constexpr (std::is_same_v<To, From>) {
+    return v;
+  } else if constexpr (std::is_same_v<From, __nv_bfloat16> || std::is_same_v<From, __half>) {
+    return cvt<To>(to_float(v));
+  } else if constexpr (std::is_same_v<To, __nv_bfloat16>) {
+    return __float2bfloat16_rn(static_cast<float>(v));
+  } else if constexpr (std::is_same_v<To, __half>) {
+    return __float2half_rn(static_cast<float>(v));
+  } else if constexpr (std::is_same_v<To, bool>) {
+    return v != From(0);
+  } else {
+    return static_cast<To>(v);
+  }
+}
+
+/// Up to 8-D strided indexing passed to kernels by value.
+struct StridedIndex {
+  static constexpr int kMaxDims = 8;
+  int ndim = 0;
+  int64_t shape[kMaxDims] = {};
+  int64_t strides[kMaxDims] = {};
+  __device__ __forceinline__ int64_t offset(int64_t linear) const {
+    int64_t off = 0;
+    for (int d = ndim - 1; d >= 0; --d) {
+      int64_t i = linear % shape[d];
+      linear /= shape[d];
+      off += i * strides[d];
+    }
+    return off;
+  }
+};
+
+inline int blocks_for(int64_t n, int threads = 256) {
+  int64_t b = (n + threads - 1) / threads;
+  return int(b < 65535 * 32 ? (b < 1 ? 1 : b) : 65535 * 32);
+}
+
+}  // namespace loom::cuda

@@ -1,0 +1,79 @@
+#include "kernels/cuda/runtime.h"
+
+#include <cuda_runtime_api.h>
+
+#include <mutex>
+#include <vector>
+
+#include "core/error.h"
+
+namespace loom::cuda {
+
+void throw_cuda_error(int code, const char* library, const char* message, const char* call,
+                      const char* file, int line) {
+  std::string text = detail::cat(library, " error ", code, " (", message, ") in ", call, " at ",
+                                 file, ":", line);
+  if (std::string(library) == "CUDA" && code == cudaErrorMemoryAllocation)
+    throw OutOfMemoryError(text);
+  throw CudaError(text);
+}
+
+const char* error_string(int code) {
+  return cudaGetErrorString(static_cast<cudaError_t>(code));
+}
+
+int device_count() {
+  static int count = [] {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+      cudaGetLastError();  // clear the sticky "no device" status
+      return 0;
+    }
+    return n;
+  }();
+  return count;
+}
+
+void set_device(int device) { LOOM_CUDA_CHECK(cudaSetDevice(device)); }
+
+Stream current_stream(int device) {
+  static std::mutex mu;
+  static std::vector<cudaStream_t> streams;
+  std::lock_guard<std::mutex> lock(mu);
+  if (streams.empty()) streams.assign(size_t(device_count()), nullptr);
+  LOOM_CHECK(device >= 0 && size_t(device) < streams.size(), DeviceError, "cuda:", device,
+             " does not exist (", streams.size(), " GPUs visible)");
+  if (!streams[size_t(device)]) {
+    set_device(device);
+    LOOM_CUDA_CHECK(cudaStreamCreateWithFlags(&streams[size_t(device)], cudaStreamNonBlocking));
+  }
+  return streams[size_t(device)];
+}
+
+void synchronize(int device) { LOOM_CUDA_CHECK(cudaStreamSynchronize(current_stream(device))); }
+
+void copy_host_to_device(void* dst, const void* src, size_t n, int device) {
+  if (n == 0) return;
+  set_device(device);
+  Stream s = current_stream(device);
+  LOOM_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, s));
+  // Pageable source memory: the copy has been staged when cudaMemcpyAsync returns, but wait
+  // anyway so the caller may free `src` at once.
+  LOOM_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+void copy_device_to_host(void* dst, const void* src, size_t n, int device) {
+  if (n == 0) return;
+  set_device(device);
+  Stream s = current_stream(device);
+  LOOM_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, s));
+  LOOM_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+void copy_device_to_device(void* dst, const void* src, size_t n, int device) {
+  if (n == 0) return;
+  set_device(device);
+  LOOM_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, current_stream(device)));
+}
+
+}  // namespace loom::cuda

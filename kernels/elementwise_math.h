@@ -1,0 +1,143 @@
+// Scalar math of the elementwise ops, shared by the CPU and CUDA kernels so both compute the same
+// formulas. T is the compute type: float (for f32, bf16, f16) or double.
+#pragma once
+#include <math.h>  // unqualified float/double overloads on host and device
+
+#include <cstdint>
+#include <type_traits>
+
+#ifdef __CUDACC__
+#define LOOM_HD __host__ __device__ __forceinline__
+#else
+#define LOOM_HD inline
+#endif
+
+namespace loom {
+
+enum class UnaryOp : uint8_t {
+  Neg, Abs, Sign, Exp, Log, Log1p, Sqrt, Rsqrt, Square, Reciprocal, Tanh, Sigmoid, Relu, Relu6,
+  Gelu /* tanh approximation, Flax's default */, GeluExact, Silu, Softplus, Elu, LeakyRelu, Erf,
+  LogSigmoid
+};
+const char* unary_op_name(UnaryOp op);
+
+enum class BinaryOp : uint8_t {
+  Add, Sub, Mul, Div, Pow, Maximum, Minimum,
+  // comparisons produce bool
+  Eq, Ne, Lt, Le, Gt, Ge,
+  LogicalAnd, LogicalOr
+};
+const char* binary_op_name(BinaryOp op);
+inline bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq; }
+
+template <typename T>
+LOOM_HD T sigmoid_of(T x) {
+  return x >= T(0) ? T(1) / (T(1) + exp(-x)) : exp(x) / (T(1) + exp(x));
+}
+
+template <typename T>
+LOOM_HD T softplus_of(T x) {  // log(1 + e^x) without overflow, as jax.nn.softplus (logaddexp(x, 0))
+  return (x > T(0) ? x : T(0)) + log1p(exp(-fabs(x)));
+}
+
+/// f(x) for a floating compute type; `alpha` is the slope of elu / leaky_relu.
+template <typename T>
+LOOM_HD T unary_apply(UnaryOp op, T x, T alpha) {
+  constexpr T kSqrt2OverPi = T(0.7978845608028654);
+  constexpr T kInvSqrt2 = T(0.7071067811865476);
+  switch (op) {
+    case UnaryOp::Neg: return -x;
+    case UnaryOp::Abs: return fabs(x);
+    case UnaryOp::Sign: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : x);  // keeps 0 and NaN
+    case UnaryOp::Exp: return exp(x);
+    case UnaryOp::Log: return log(x);
+    case UnaryOp::Log1p: return log1p(x);
+    case UnaryOp::Sqrt: return sqrt(x);
+    case UnaryOp::Rsqrt: return T(1) / sqrt(x);
+    case UnaryOp::Square: return x * x;
+    case UnaryOp::Reciprocal: return T(1) / x;
+    case UnaryOp::Tanh: return tanh(x);
+    case UnaryOp::Sigmoid: return sigmoid_of(x);
+    case UnaryOp::Relu: return x > T(0) ? x : T(0);
+    case UnaryOp::Relu6: return x < T(0) ? T(0) : (x > T(6) ? T(6) : x);
+    case UnaryOp::Gelu: return T(0.5) * x * (T(1) + tanh(kSqrt2OverPi * (x + T(0.044715) * x * x * x)));
+    case UnaryOp::GeluExact: return T(0.5) * x * (T(1) + erf(x * kInvSqrt2));
+    case UnaryOp::Silu: return x * sigmoid_of(x);
+    case UnaryOp::Softplus: return softplus_of(x);
+    case UnaryOp::Elu: return x > T(0) ? x : alpha * (exp(x) - T(1));  // jax: expm1
+    case UnaryOp::LeakyRelu: return x >= T(0) ? x : alpha * x;
+    case UnaryOp::Erf: return erf(x);
+    case UnaryOp::LogSigmoid: return -softplus_of(-x);
+  }
+  return x;
+}
+
+/// f'(x) (y = f(x) is not needed by any rule here). Sign's derivative is 0.
+template <typename T>
+LOOM_HD T unary_derivative(UnaryOp op, T x, T alpha) {
+  constexpr T kSqrt2OverPi = T(0.7978845608028654);
+  constexpr T kInvSqrt2 = T(0.7071067811865476);
+  constexpr T kInvSqrt2Pi = T(0.3989422804014327);
+  switch (op) {
+    case UnaryOp::Neg: return T(-1);
+    case UnaryOp::Abs: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
+    case UnaryOp::Sign: return T(0);
+    case UnaryOp::Exp: return exp(x);
+    case UnaryOp::Log: return T(1) / x;
+    case UnaryOp::Log1p: return T(1) / (T(1) + x);
+    case UnaryOp::Sqrt: return T(0.5) / sqrt(x);
+    case UnaryOp::Rsqrt: return T(-0.5) / (x * sqrt(x));
+    case UnaryOp::Square: return T(2) * x;
+    case UnaryOp::Reciprocal: return T(-1) / (x * x);
+    case UnaryOp::Tanh: { T t = tanh(x); return T(1) - t * t; }
+    case UnaryOp::Sigmoid: { T s = sigmoid_of(x); return s * (T(1) - s); }
+    case UnaryOp::Relu: return x > T(0) ? T(1) : T(0);
+    case UnaryOp::Relu6: return x > T(0) && x < T(6) ? T(1) : T(0);
+    case UnaryOp::Gelu: {
+      T inner = kSqrt2OverPi * (x + T(0.044715) * x * x * x);
+      T t = tanh(inner);
+      T dinner = kSqrt2OverPi * (T(1) + T(3) * T(0.044715) * x * x);
+      return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * dinner;
+    }
+    case UnaryOp::GeluExact:
+      return T(0.5) * (T(1) + erf(x * kInvSqrt2)) + x * kInvSqrt2Pi * exp(T(-0.5) * x * x);
+    case UnaryOp::Silu: { T s = sigmoid_of(x); return s * (T(1) + x * (T(1) - s)); }
+    case UnaryOp::Softplus: return sigmoid_of(x);
+    case UnaryOp::Elu: return x > T(0) ? T(1) : alpha * exp(x);
+    case UnaryOp::LeakyRelu: return x >= T(0) ? T(1) : alpha;
+    case UnaryOp::Erf: return T(1.1283791670955126) * exp(-x * x);
+    case UnaryOp::LogSigmoid: return sigmoid_of(-x);
+  }
+  return T(0);
+}
+
+/// a (op) b in compute type T (floating or integer); comparisons return 0/1.
+template <typename T>
+LOOM_HD T binary_apply(BinaryOp op, T a, T b) {
+  switch (op) {
+    case BinaryOp::Add: return a + b;
+    case BinaryOp::Sub: return a - b;
+    case BinaryOp::Mul: return a * b;
+    case BinaryOp::Div: return a / b;
+    case BinaryOp::Pow:
+      if constexpr (std::is_floating_point_v<T>) return pow(a, b);
+      else return T(pow(double(a), double(b)));
+    case BinaryOp::Maximum:  // NaN propagates, as jnp.maximum
+      if (a != a || b != b) return a != a ? a : b;
+      return a > b ? a : b;
+    case BinaryOp::Minimum:
+      if (a != a || b != b) return a != a ? a : b;
+      return a < b ? a : b;
+    case BinaryOp::Eq: return T(a == b);
+    case BinaryOp::Ne: return T(a != b);
+    case BinaryOp::Lt: return T(a < b);
+    case BinaryOp::Le: return T(a <= b);
+    case BinaryOp::Gt: return T(a > b);
+    case BinaryOp::Ge: return T(a >= b);
+    case BinaryOp::LogicalAnd: return T(a != T(0) && b != T(0));
+    case BinaryOp::LogicalOr: return T(a != T(0) || b != T(0));
+  }
+  return a;
+}
+
+}  // namespace loom

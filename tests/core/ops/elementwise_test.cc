@@ -1,0 +1,180 @@
+#include <cmath>
+
+#include "core/autodiff.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/reduce.h"
+#include "tests/support/testing.h"
+
+namespace loom {
+namespace {
+
+using testing::check_gradients;
+using testing::test_values;
+
+double reference_unary(UnaryOp op, double x, double alpha) {
+  switch (op) {
+    case UnaryOp::Neg: return -x;
+    case UnaryOp::Abs: return std::fabs(x);
+    case UnaryOp::Sign: return x > 0 ? 1 : (x < 0 ? -1 : 0);
+    case UnaryOp::Exp: return std::exp(x);
+    case UnaryOp::Log: return std::log(x);
+    case UnaryOp::Log1p: return std::log1p(x);
+    case UnaryOp::Sqrt: return std::sqrt(x);
+    case UnaryOp::Rsqrt: return 1 / std::sqrt(x);
+    case UnaryOp::Square: return x * x;
+    case UnaryOp::Reciprocal: return 1 / x;
+    case UnaryOp::Tanh: return std::tanh(x);
+    case UnaryOp::Sigmoid: return 1 / (1 + std::exp(-x));
+    case UnaryOp::Relu: return std::max(x, 0.0);
+    case UnaryOp::Relu6: return std::min(std::max(x, 0.0), 6.0);
+    case UnaryOp::Gelu:
+      return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+    case UnaryOp::GeluExact: return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
+    case UnaryOp::Silu: return x / (1 + std::exp(-x));
+    case UnaryOp::Softplus: return std::log(1 + std::exp(x));
+    case UnaryOp::Elu: return x > 0 ? x : alpha * (std::exp(x) - 1);
+    case UnaryOp::LeakyRelu: return x >= 0 ? x : alpha * x;
+    case UnaryOp::Erf: return std::erf(x);
+    case UnaryOp::LogSigmoid: return -std::log(1 + std::exp(-x));
+  }
+  return 0;
+}
+
+struct UnaryCase {
+  UnaryOp op;
+  double lo, hi;  // sampling range (positive for log/sqrt)
+};
+const UnaryCase kUnary[] = {
+    {UnaryOp::Neg, -3, 3},     {UnaryOp::Abs, -3, 3},        {UnaryOp::Sign, -3, 3},
+    {UnaryOp::Exp, -3, 3},     {UnaryOp::Log, 0.1, 4},       {UnaryOp::Log1p, -0.5, 3},
+    {UnaryOp::Sqrt, 0.1, 4},   {UnaryOp::Rsqrt, 0.1, 4},     {UnaryOp::Square, -3, 3},
+    {UnaryOp::Reciprocal, 0.5, 3}, {UnaryOp::Tanh, -3, 3},   {UnaryOp::Sigmoid, -5, 5},
+    {UnaryOp::Relu, -3, 3},    {UnaryOp::Relu6, -3, 9},      {UnaryOp::Gelu, -3, 3},
+    {UnaryOp::GeluExact, -3, 3}, {UnaryOp::Silu, -3, 3},     {UnaryOp::Softplus, -5, 5},
+    {UnaryOp::Elu, -3, 3},     {UnaryOp::LeakyRelu, -3, 3},  {UnaryOp::Erf, -2, 2},
+    {UnaryOp::LogSigmoid, -5, 5}};
+
+TEST(Elementwise, UnaryMatchesReference) {
+  for (const UnaryCase& c : kUnary) {
+    Tensor x = test_values({3, 5}, 11, c.lo, c.hi);
+    std::vector<double> xs = x.to_vector<double>(), expect;
+    for (double v : xs) expect.push_back(reference_unary(c.op, v, 0.3));
+    EXPECT_ALLCLOSE(unary(c.op, x, 0.3), from_vector(expect, {3, 5}), 1e-12, 1e-12) << unary_op_name(c.op);
+    // float32 path agrees with the float64 reference to float precision
+    EXPECT_ALLCLOSE(unary(c.op, x.to(DType::F32), 0.3), from_vector(expect, {3, 5}), 2e-6, 1e-6)
+        << unary_op_name(c.op);
+  }
+}
+
+TEST(Elementwise, UnaryGradients) {
+  for (const UnaryCase& c : kUnary) {
+    if (c.op == UnaryOp::Sign) continue;  // piecewise constant
+    // keep away from kinks (relu at 0, relu6 at 0 and 6, abs at 0)
+    Tensor x = test_values({7}, 12, c.lo, c.hi);
+    std::vector<double> v = x.to_vector<double>();
+    for (double& e : v)
+      if (std::fabs(e) < 1e-3 || std::fabs(e - 6) < 1e-3) e += 0.01;
+    x = from_vector(v, {7});
+    EXPECT_TRUE(check_gradients([&](const std::vector<Tensor>& in) { return sum(unary(c.op, in[0], 0.3)); }, {x}))
+        << unary_op_name(c.op);
+  }
+}
+
+TEST(Elementwise, BinaryBroadcastingAndValues) {
+  Tensor a = from_vector<double>({1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor b = from_vector<double>({10, 20, 30}, {3});
+  EXPECT_ALLCLOSE(a + b, from_vector<double>({11, 22, 33, 14, 25, 36}, {2, 3}), 0, 0);
+  EXPECT_ALLCLOSE(b - a, from_vector<double>({9, 18, 27, 6, 15, 24}, {2, 3}), 0, 0);
+  Tensor col = from_vector<double>({2, 3}, {2, 1});
+  EXPECT_ALLCLOSE(a * col, from_vector<double>({2, 4, 6, 12, 15, 18}, {2, 3}), 0, 0);
+  EXPECT_ALLCLOSE(a / 2.0, from_vector<double>({0.5, 1, 1.5, 2, 2.5, 3}, {2, 3}), 0, 0);
+  EXPECT_ALLCLOSE(pow(a, 2.0), from_vector<double>({1, 4, 9, 16, 25, 36}, {2, 3}), 1e-15, 0);
+  EXPECT_ALLCLOSE(maximum(a, scalar(3.5, DType::F64)), from_vector<double>({3.5, 3.5, 3.5, 4, 5, 6}, {2, 3}), 0, 0);
+  EXPECT_ALLCLOSE(minimum(a, col), from_vector<double>({1, 2, 2, 3, 3, 3}, {2, 3}), 0, 0);
+  EXPECT_EQ((a + b).shape(), (Shape{2, 3}));
+  // size-1 and empty
+  EXPECT_EQ((zeros({0, 3}) + ones({3})).shape(), (Shape{0, 3}));
+  EXPECT_EQ((ones({1}) * ones({4, 1, 2})).shape(), (Shape{4, 1, 2}));
+}
+
+TEST(Elementwise, ComparisonsAndWhere) {
+  Tensor a = from_vector<float>({1, 2, 3}, {3});
+  Tensor b = from_vector<float>({3, 2, 1}, {3});
+  EXPECT_EQ(less(a, b).to_vector<bool>(), (std::vector<bool>{true, false, false}));
+  EXPECT_EQ(equal(a, b).to_vector<bool>(), (std::vector<bool>{false, true, false}));
+  EXPECT_EQ(greater_equal(a, b).dtype(), DType::Bool);
+  EXPECT_EQ(where(less(a, b), a, b).to_vector<float>(), (std::vector<float>{1, 2, 1}));
+  EXPECT_EQ(logical_not(less(a, b)).to_vector<bool>(), (std::vector<bool>{false, true, true}));
+}
+
+TEST(Elementwise, NaNPropagatesThroughMaximum) {
+  Tensor a = from_vector<float>({NAN, 1}, {2});
+  Tensor b = from_vector<float>({0, NAN}, {2});
+  auto m = maximum(a, b).to_vector<float>();
+  EXPECT_TRUE(std::isnan(m[0]) && std::isnan(m[1]));
+}
+
+TEST(Elementwise, BinaryGradientsWithBroadcasting) {
+  Tensor a = test_values({2, 3}, 21, 0.5, 2);
+  Tensor b = test_values({3}, 22, 0.5, 2);
+  auto check = [&](auto f) { EXPECT_TRUE(check_gradients([&](const std::vector<Tensor>& in) { return sum(f(in[0], in[1])); }, {a, b})); };
+  check([](const Tensor& x, const Tensor& y) { return x + y; });
+  check([](const Tensor& x, const Tensor& y) { return x - y; });
+  check([](const Tensor& x, const Tensor& y) { return x * y; });
+  check([](const Tensor& x, const Tensor& y) { return x / y; });
+  check([](const Tensor& x, const Tensor& y) { return pow(x, y); });
+  check([](const Tensor& x, const Tensor& y) { return maximum(x, y) * minimum(x, y); });
+  check([](const Tensor& x, const Tensor& y) { return where(greater(x, y), x * x, y * 3.0); });
+  check([](const Tensor& x, const Tensor& y) { return clip(x * y, 0.5, 2.0); });
+}
+
+TEST(Elementwise, ValueUsedSeveralTimesAccumulates) {
+  Tensor a = test_values({4}, 23);
+  EXPECT_TRUE(check_gradients([](const std::vector<Tensor>& in) {
+    Tensor x = in[0];
+    return sum(x * x * x + exp(x) * x);
+  }, {a}));
+}
+
+TEST(Elementwise, MaximumTieSplitsGradient) {
+  Tensor a = from_vector<double>({1.0}, {1});
+  std::vector<Tensor> leaves{autograd::make_leaf(a, 0), autograd::make_leaf(a, 1)};
+  autograd::RecordingGuard rec(true);
+  auto g = autograd::backward(sum(maximum(leaves[0], leaves[1])), leaves);
+  EXPECT_DOUBLE_EQ(g[0].item<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(g[1].item<double>(), 0.5);
+}
+
+TEST(Elementwise, ErrorsNameOpAndShapes) {
+  try {
+    (void)(ones({2, 3}) + ones({4}));
+    FAIL() << "expected ShapeError";
+  } catch (const ShapeError& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("add"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("[2, 3]"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("[4]"), std::string::npos) << msg;
+  }
+  EXPECT_THROW((void)exp(ones({2}, DType::I32)), DTypeError);
+  EXPECT_THROW((void)where(ones({2}), ones({2}), ones({2})), DTypeError);
+  EXPECT_THROW((void)clip(ones({2}), 1, 0), ValueError);
+}
+
+TEST(Elementwise, IntegerArithmeticAndPromotion) {
+  Tensor i = from_vector<int32_t>({1, 2, 3}, {3});
+  EXPECT_EQ((i + i).dtype(), DType::I32);
+  EXPECT_EQ((i + i).to_vector<int32_t>(), (std::vector<int32_t>{2, 4, 6}));
+  EXPECT_EQ((i / i).dtype(), DType::F32);  // true division
+  EXPECT_EQ((i + ones({3})).dtype(), DType::F32);
+  EXPECT_EQ((ones({3}, DType::BF16) * 2.0).dtype(), DType::BF16);  // weak scalar keeps dtype
+}
+
+TEST(Elementwise, HalfPrecisionComputesInFloat) {
+  Tensor x = from_vector<float>({0.1f, 1.5f, -2.25f}, {3});
+  Tensor y = gelu(x.to(DType::BF16)).to(DType::F32);
+  EXPECT_ALLCLOSE(y, gelu(x), 1e-2, 1e-3);
+  EXPECT_EQ(gelu(x.to(DType::F16)).dtype(), DType::F16);
+}
+
+}  // namespace
+}  // namespace loom

@@ -1,0 +1,42 @@
+// Shared test helpers: closeness checks, GPU skipping, golden files, finite-difference gradients.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace loom::testing {
+
+/// Skips the current test (reported as skipped) when no GPU is usable.
+#define LOOM_REQUIRE_GPU()                                                        \
+  do {                                                                            \
+    if (!::loom::cuda_available()) GTEST_SKIP() << "no GPU available: skipped"; \
+  } while (0)
+
+/// |a - e| <= atol + rtol * |e| elementwise (compared in float64 on the host); NaNs match NaNs,
+/// infinities must match exactly. Shapes must be equal.
+::testing::AssertionResult allclose(const Tensor& actual, const Tensor& expected, double rtol,
+                                    double atol);
+#define EXPECT_ALLCLOSE(actual, expected, rtol, atol) \
+  EXPECT_TRUE(::loom::testing::allclose((actual), (expected), (rtol), (atol)))
+
+/// Reads tests/golden/<name> as JSON.
+nlohmann::json load_golden(const std::string& name);
+/// A golden array {"shape": [...], "dtype": "float32", "data": [...]} as a CPU tensor.
+Tensor golden_tensor(const nlohmann::json& j);
+
+/// Central-difference gradient check in float64: compares the autodiff gradient of
+/// f(inputs...) (a scalar) with respect to each input against (f(x+eps) - f(x-eps)) / 2eps.
+/// Inputs must be F64 CPU tensors. Default tolerances follow the issue: atol 1e-5, rtol 1e-3.
+::testing::AssertionResult check_gradients(
+    const std::function<Tensor(const std::vector<Tensor>&)>& f, const std::vector<Tensor>& inputs,
+    double eps = 1e-6, double atol = 1e-5, double rtol = 1e-3);
+
+/// Deterministic pseudo-random F64 values in [lo, hi) for test inputs (not JAX's generator).
+Tensor test_values(Shape shape, uint64_t seed, double lo = -1.0, double hi = 1.0,
+                   DType dtype = DType::F64);
+
+}  // namespace loom::testing

@@ -1,0 +1,38 @@
+# System libraries, all from Debian packages (scripts/install_deps.sh). No vendored code.
+find_package(OpenMP REQUIRED)
+find_package(ZLIB REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)
+
+# OpenBLAS (cblas_sgemm / cblas_dgemm) for CPU matrix products.
+find_path(LOOM_CBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas openblas-pthread REQUIRED)
+find_library(LOOM_OPENBLAS_LIB NAMES openblas REQUIRED)
+add_library(loom_blas INTERFACE)
+target_include_directories(loom_blas INTERFACE ${LOOM_CBLAS_INCLUDE})
+target_link_libraries(loom_blas INTERFACE ${LOOM_OPENBLAS_LIB})
+
+if(LOOM_WITH_CUDA)
+  # cuDNN and NCCL: system locations, the CUDA toolkit, or the Python wheels (nvidia.cudnn,
+  # nvidia.nccl) that GPU machines often carry. LOOM_CUDNN_ROOT / LOOM_NCCL_ROOT override.
+  set(_loom_hints ${LOOM_CUDNN_ROOT} ${LOOM_NCCL_ROOT} ${CUDAToolkit_LIBRARY_ROOT} /usr/local/cuda)
+  file(GLOB _loom_wheel_roots /usr/local/lib/python3*/*-packages/nvidia/* /usr/lib/python3*/*-packages/nvidia/*
+       $ENV{HOME}/.local/lib/python3*/site-packages/nvidia/* /opt/conda/lib/python3*/site-packages/nvidia/*
+       /root/.pyenv/versions/*/lib/python3*/site-packages/nvidia/*)
+  list(APPEND _loom_hints ${_loom_wheel_roots})
+  find_path(LOOM_CUDNN_INCLUDE cudnn.h HINTS ${_loom_hints} PATH_SUFFIXES include targets/x86_64-linux/include)
+  find_library(LOOM_CUDNN_LIB NAMES cudnn libcudnn.so.9 HINTS ${_loom_hints} PATH_SUFFIXES lib lib64 lib/x86_64-linux-gnu)
+  find_path(LOOM_NCCL_INCLUDE nccl.h HINTS ${_loom_hints} PATH_SUFFIXES include)
+  find_library(LOOM_NCCL_LIB NAMES nccl libnccl.so.2 HINTS ${_loom_hints} PATH_SUFFIXES lib lib64 lib/x86_64-linux-gnu)
+  if(NOT LOOM_CUDNN_INCLUDE OR NOT LOOM_CUDNN_LIB)
+    message(FATAL_ERROR "cuDNN not found (set LOOM_CUDNN_ROOT)")
+  endif()
+  if(NOT LOOM_NCCL_INCLUDE OR NOT LOOM_NCCL_LIB)
+    message(FATAL_ERROR "NCCL not found (set LOOM_NCCL_ROOT)")
+  endif()
+  message(STATUS "loom: cuDNN ${LOOM_CUDNN_LIB}, NCCL ${LOOM_NCCL_LIB}")
+  add_library(loom_cudnn INTERFACE)
+  target_include_directories(loom_cudnn INTERFACE ${LOOM_CUDNN_INCLUDE})
+  target_link_libraries(loom_cudnn INTERFACE ${LOOM_CUDNN_LIB})
+  add_library(loom_nccl INTERFACE)
+  target_include_directories(loom_nccl INTERFACE ${LOOM_NCCL_INCLUDE})
+  target_link_libraries(loom_nccl INTERFACE ${LOOM_NCCL_LIB})
+endif()
