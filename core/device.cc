@@ -22,12 +22,11 @@ Device Device::parse(const std::string& s) {
   if (s == "cpu") return cpu();
   if (s == "cuda" || s == "gpu") return cuda(0);
   if (s.rfind("cuda:", 0) == 0) {
-    try {
-      size_t used = 0;
-      int idx = std::stoi(s.substr(5), &used);
-      if (used == s.size() - 5 && idx >= 0) return cuda(idx);
-    } catch (const std::exception&) {
-    }
+    std::string digits = s.substr(5);
+    // Digits only: std::stoi alone would accept " 1" and "+1".
+    bool ok = !digits.empty() && digits.size() <= 9 &&
+              digits.find_first_not_of("0123456789") == std::string::npos;
+    if (ok) return cuda(std::stoi(digits));
   }
   LOOM_THROW(DeviceError, "unknown device '", s, "' (expected cpu, cuda or cuda:N)");
 }
@@ -57,7 +56,9 @@ Device default_device() {
 void check_device_usable(const Device& d, const char* op) {
   if (d.is_cpu()) return;
 #if !LOOM_CUDA
-  detail::throw_not_compiled_with_cuda(op);
+  LOOM_THROW(DeviceError, op, ": ", d.str(),
+             " requested, but this loom was built without CUDA (configure with -DLOOM_CUDA=ON on "
+             "a machine with the CUDA toolkit)");
 #else
   int n = cuda_device_count();
   LOOM_CHECK(d.index < n, DeviceError, op, ": ", d.str(), " requested but ",

@@ -2,6 +2,7 @@
 // past 1000 elements each dimension shows its first and last 3 entries around "...".
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <ostream>
 
 #include "core/tensor.h"
@@ -22,25 +23,28 @@ std::string format_value(double v, DType dtype) {
   return buf;
 }
 
-void print_dim(std::ostream& os, const std::vector<double>& values, const Shape& shape,
-               const Shape& strides, size_t dim, int64_t offset, bool summarise, DType dtype,
-               int indent) {
+// `value(i)` formats the element at flat index i.
+void print_dim(std::ostream& os, const std::function<std::string(int64_t)>& value,
+               const Shape& shape, const Shape& strides, size_t dim, int64_t offset,
+               bool summarise, int indent) {
   if (shape.empty()) {
-    os << format_value(values[size_t(offset)], dtype);
+    os << value(offset);
     return;
   }
   os << "[";
   int64_t n = shape[dim];
   for (int64_t i = 0; i < n; ++i) {
     if (summarise && n > 2 * kEdgeItems && i == kEdgeItems) {
-      os << (dim + 1 == shape.size() ? "..., " : "...,\n" + std::string(size_t(indent + 1), ' '));
+      // The same separator as between the entries around it (blank lines between blocks).
+      if (dim + 1 == shape.size()) os << "..., ";
+      else os << "...," << std::string(shape.size() - dim - 1, '\n') << std::string(size_t(indent + 1), ' ');
       i = n - kEdgeItems - 1;
       continue;
     }
     if (dim + 1 == shape.size()) {
-      os << format_value(values[size_t(offset + i * strides[dim])], dtype);
+      os << value(offset + i * strides[dim]);
     } else {
-      print_dim(os, values, shape, strides, dim + 1, offset + i * strides[dim], summarise, dtype,
+      print_dim(os, value, shape, strides, dim + 1, offset + i * strides[dim], summarise,
                 indent + 1);
     }
     if (i + 1 < n) {
@@ -58,9 +62,15 @@ std::string Tensor::str() const {
   std::ostringstream os;
   os << "Tensor(shape=" << shape_str(shape_) << ", dtype=" << dtype_name(dtype_)
      << ", device=" << device().str() << ")\n";
-  std::vector<double> values = to_vector<double>();
-  print_dim(os, values, shape_, contiguous_strides(shape_), 0, 0, numel() > kSummariseAbove,
-            dtype_, 0);
+  std::function<std::string(int64_t)> value;
+  if (dtype_ == DType::I64) {  // through double, values past 2^53 would print rounded
+    value = [v = to_vector<int64_t>()](int64_t i) { return std::to_string(v[size_t(i)]); };
+  } else {
+    value = [v = to_vector<double>(), d = dtype_](int64_t i) {
+      return format_value(v[size_t(i)], d);
+    };
+  }
+  print_dim(os, value, shape_, contiguous_strides(shape_), 0, 0, numel() > kSummariseAbove, 0);
   return os.str();
 }
 

@@ -1,13 +1,35 @@
 # System libraries, all from Debian packages (scripts/install_deps.sh). No vendored code.
+
+# An offline machine without the -dev packages (the GPU machine) uses a prefix of unpacked .debs
+# (scripts/fetch_gpu_debs.sh, e.g. third_party/debs/root/usr). It is searched before the system
+# for every package below; unset, nothing changes.
+set(LOOM_DEPS_PREFIX "" CACHE PATH
+    "Prefix searched first for GoogleTest, OpenBLAS, nlohmann_json and zlib (unpacked .debs)")
+if(LOOM_DEPS_PREFIX)
+  if(NOT EXISTS "${LOOM_DEPS_PREFIX}")
+    message(FATAL_ERROR "LOOM_DEPS_PREFIX=${LOOM_DEPS_PREFIX} does not exist")
+  endif()
+  list(PREPEND CMAKE_PREFIX_PATH "${LOOM_DEPS_PREFIX}")
+  set(ZLIB_ROOT "${LOOM_DEPS_PREFIX}")
+  set(GTest_ROOT "${LOOM_DEPS_PREFIX}")
+  set(nlohmann_json_ROOT "${LOOM_DEPS_PREFIX}")
+  message(STATUS "loom: dependency prefix ${LOOM_DEPS_PREFIX}")
+endif()
+
 find_package(OpenMP REQUIRED)
 find_package(ZLIB REQUIRED)
 find_package(nlohmann_json 3 REQUIRED)
 
 # OpenBLAS (cblas_sgemm / cblas_dgemm) for CPU matrix products.
 find_path(LOOM_CBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas openblas-pthread REQUIRED)
-find_library(LOOM_OPENBLAS_LIB NAMES openblas REQUIRED)
+find_library(LOOM_OPENBLAS_LIB NAMES openblas PATH_SUFFIXES openblas-pthread REQUIRED)
 add_library(loom_blas INTERFACE)
-target_include_directories(loom_blas INTERFACE ${LOOM_CBLAS_INCLUDE})
+if(LOOM_DEPS_PREFIX)
+  # Only loom's own sources include cblas.h; an exported path into the source tree is refused.
+  target_include_directories(loom_blas INTERFACE $<BUILD_INTERFACE:${LOOM_CBLAS_INCLUDE}>)
+else()
+  target_include_directories(loom_blas INTERFACE ${LOOM_CBLAS_INCLUDE})
+endif()
 target_link_libraries(loom_blas INTERFACE ${LOOM_OPENBLAS_LIB})
 
 if(LOOM_WITH_CUDA)
@@ -16,7 +38,8 @@ if(LOOM_WITH_CUDA)
   set(_loom_hints ${LOOM_CUDNN_ROOT} ${LOOM_NCCL_ROOT} ${CUDAToolkit_LIBRARY_ROOT} /usr/local/cuda)
   file(GLOB _loom_wheel_roots /usr/local/lib/python3*/*-packages/nvidia/* /usr/lib/python3*/*-packages/nvidia/*
        $ENV{HOME}/.local/lib/python3*/site-packages/nvidia/* /opt/conda/lib/python3*/site-packages/nvidia/*
-       /root/.pyenv/versions/*/lib/python3*/site-packages/nvidia/*)
+       /root/.pyenv/versions/*/lib/python3*/site-packages/nvidia/*
+       /opt/*/.venv/lib/python3*/site-packages/nvidia/* /opt/*/lib/python3*/site-packages/nvidia/*)
   list(APPEND _loom_hints ${_loom_wheel_roots})
   find_path(LOOM_CUDNN_INCLUDE cudnn.h HINTS ${_loom_hints} PATH_SUFFIXES include targets/x86_64-linux/include)
   find_library(LOOM_CUDNN_LIB NAMES cudnn libcudnn.so.9 HINTS ${_loom_hints} PATH_SUFFIXES lib lib64 lib/x86_64-linux-gnu)

@@ -1,6 +1,7 @@
 #include "core/ops/reduce.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/autodiff.h"
 #include "core/ops/dispatch.h"
@@ -110,6 +111,99 @@ Tensor max(const Tensor& x, const Axes& axes, bool keepdims) {
 }
 Tensor min(const Tensor& x, const Axes& axes, bool keepdims) {
   return extremum(ReduceOp::Min, x, axes, keepdims, "min");
+}
+
+Tensor var(const Tensor& x, const Axes& axes_in, bool keepdims) {
+  Axes axes = normalize_axes(axes_in, x.ndim(), "var");
+  Tensor xf = is_floating(x.dtype()) ? x : x.to(DType::F32);
+  return mean(square(xf - mean(xf, axes, true)), axes, keepdims);
+}
+
+Tensor logsumexp(const Tensor& x, const Axes& axes_in, bool keepdims) {
+  Axes axes = normalize_axes(axes_in, x.ndim(), "logsumexp");
+  Tensor xf = is_floating(x.dtype()) ? x : x.to(DType::F32);
+  Shape kept = reduced_shape(x.shape(), axes, true);
+  int64_t count = 1;
+  for (int64_t a : axes) count *= x.shape()[size_t(a)];
+  Tensor lse;  // with kept dims
+  {
+    autograd::NoGradGuard no_grad;
+    Tensor xd = xf.detach();
+    // Shift by the maximum where it is finite; an infinite or NaN maximum (or an empty
+    // reduction) is left unshifted so that -inf rows give log(0) = -inf and +inf gives +inf.
+    Tensor shift = zeros(kept, xf.dtype(), xf.device());
+    if (count > 0 && xf.numel() > 0) {
+      Tensor m = max(xd, axes, true);
+      shift = where(less(abs(m), scalar_like(INFINITY, m)), m, shift);
+    }
+    lse = log(sum(exp(xd - shift), axes, true)) + shift;
+  }
+  Tensor out = keepdims ? lse : lse.reshape(reduced_shape(x.shape(), axes, false));
+  if (!autograd::needs_grad({&xf})) return out;
+  Tensor sx = autograd::saved(xf), sl = autograd::saved(lse);
+  return autograd::record("logsumexp", out, {xf}, [=](const Tensor& g) {
+    return std::vector<Tensor>{exp(sx - sl) * g.reshape(kept)};
+  });
+}
+
+namespace {
+Tensor arg_extremum(bool is_max, const Tensor& x, int64_t axis, bool keepdims, const char* name) {
+  LOOM_CHECK(x.defined(), ValueError, name, ": undefined tensor");
+  int64_t a = normalize_axis(axis, x.ndim(), name);
+  int64_t n = x.shape()[size_t(a)];
+  LOOM_CHECK(n > 0, ShapeError, name, ": cannot take the ", is_max ? "argmax" : "argmin",
+             " of an empty axis ", axis, " (shape ", shape_str(x.shape()), ")");
+  Shape kept_shape, kept_strides, out_shape;
+  for (int64_t d = 0; d < x.ndim(); ++d) {
+    if (d == a) {
+      if (keepdims) out_shape.push_back(1);
+      continue;
+    }
+    kept_shape.push_back(x.shape()[size_t(d)]);
+    kept_strides.push_back(x.strides()[size_t(d)]);
+    out_shape.push_back(x.shape()[size_t(d)]);
+  }
+  Tensor out = Tensor::empty(out_shape, DType::I32, x.device());
+  int64_t stride = x.strides()[size_t(a)];
+  if (x.is_cuda()) {
+    LOOM_CUDA_ONLY(cuda::arg_reduce(is_max, x.raw_data(), x.dtype(), kept_shape, kept_strides, n,
+                                    stride, out.data<int32_t>(), stream_of(x)));
+  } else {
+    cpu::arg_reduce(is_max, x.raw_data(), x.dtype(), kept_shape, kept_strides, n, stride,
+                    out.data<int32_t>());
+  }
+  return out;
+}
+}  // namespace
+
+Tensor argmax(const Tensor& x, int64_t axis, bool keepdims) {
+  return arg_extremum(true, x, axis, keepdims, "argmax");
+}
+Tensor argmin(const Tensor& x, int64_t axis, bool keepdims) {
+  return arg_extremum(false, x, axis, keepdims, "argmin");
+}
+
+Tensor l2_norm(const Tensor& x) {
+  Tensor xf = is_floating(x.dtype()) ? x : x.to(DType::F32);
+  return sqrt(sum(square(xf)));
+}
+
+Tensor global_norm(const Tree& t) {
+  std::vector<std::pair<std::string, Tensor>> leaves = t.flatten();
+  if (leaves.empty()) return scalar(0, DType::F32);
+  DType acc = DType::F32;
+  for (const auto& [path, leaf] : leaves)
+    if (leaf.dtype() == DType::F64) acc = DType::F64;
+  Device device = leaves[0].second.device();
+  Tensor total;
+  for (const auto& [path, leaf] : leaves) {
+    LOOM_CHECK(leaf.device() == device, DeviceError, "global_norm: leaf '", path, "' (shape ",
+               shape_str(leaf.shape()), ") is on ", leaf.device().str(), " but leaf '",
+               leaves[0].first, "' is on ", device.str());
+    Tensor s = sum(square(leaf.to(acc)));
+    total = total.defined() ? total + s : s;
+  }
+  return sqrt(total);
 }
 
 }  // namespace loom

@@ -85,4 +85,33 @@ void reduce(ReduceOp op, const void* x, DType dtype, const Shape& kept_shape,
   });
 }
 
+void arg_reduce(bool is_max, const void* x, DType dtype, const Shape& kept_shape,
+                const Shape& kept_strides, int64_t n, int64_t axis_stride, int32_t* out) {
+  visit_dtype(dtype, [&](auto z) {
+    using T = decltype(z);
+    using A = std::conditional_t<is_floating(dtype_v<T>), double, int64_t>;
+    const T* in = static_cast<const T*>(x);
+    const int64_t m = shape_numel(kept_shape);
+#pragma omp parallel for if (m * n > 32768 && m > 1)
+    for (int64_t idx = 0; idx < m; ++idx) {
+      int64_t rem = idx, off = 0;
+      for (size_t d = kept_shape.size(); d-- > 0;) {
+        off += (rem % kept_shape[d]) * kept_strides[d];
+        rem /= kept_shape[d];
+      }
+      const T* row = in + off;
+      A best = A(convert<double>(row[0]));
+      int64_t best_i = 0;
+      for (int64_t j = 1; j < n && best == best; ++j) {  // stops at the first NaN
+        A v = A(convert<double>(row[j * axis_stride]));
+        if (v != v || (is_max ? v > best : v < best)) {
+          best = v;
+          best_i = j;
+        }
+      }
+      out[idx] = int32_t(best_i);
+    }
+  });
+}
+
 }  // namespace loom::cpu

@@ -1,0 +1,34 @@
+#include "core/memory.h"
+
+#include "core/error.h"
+#if LOOM_CUDA
+#include "kernels/cuda/caching_allocator.h"
+#endif
+
+namespace loom {
+
+MemoryStats memory_stats(Device device) {
+  if (device.is_cpu()) return {};
+  check_device_usable(device, "memory_stats");
+#if LOOM_CUDA
+  cuda::AllocatorStats s = cuda::CachingAllocator::get(device.index).stats();
+  return MemoryStats{s.allocated, s.reserved, s.peak_allocated, s.num_device_mallocs,
+                     s.num_device_frees};
+#else
+  detail::throw_not_compiled_with_cuda("memory_stats");
+#endif
+}
+
+void empty_cache(Device device) {
+  if (device.is_cpu()) return;
+  check_device_usable(device, "empty_cache");
+  LOOM_CUDA_ONLY(cuda::CachingAllocator::get(device.index).empty_cache());
+}
+
+void reset_peak_memory(Device device) {
+  if (device.is_cpu()) return;
+  check_device_usable(device, "reset_peak_memory");
+  LOOM_CUDA_ONLY(cuda::CachingAllocator::get(device.index).reset_peak());
+}
+
+}  // namespace loom

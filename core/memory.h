@@ -1,0 +1,33 @@
+// GPU memory statistics and cache control, usable without CUDA headers (torch.cuda.memory_stats,
+// empty_cache and reset_peak_memory_stats). CUDA tensors come from a per-device caching allocator
+// that keeps freed blocks for reuse; these functions read and release what it holds.
+//
+// Example:
+//   MemoryStats s = memory_stats(Device::cuda());
+//   std::cout << s.allocated << " bytes in use, " << s.reserved << " held\n";
+//   empty_cache(Device::cuda());   // give cached blocks back to the driver
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/device.h"
+
+namespace loom {
+
+struct MemoryStats {
+  size_t allocated = 0;            // bytes held by live tensors (rounded block sizes)
+  size_t reserved = 0;             // bytes obtained from the driver: allocated + cached
+  size_t peak_allocated = 0;       // high-water mark of `allocated` since the last reset
+  int64_t num_device_mallocs = 0;  // cudaMalloc calls so far (flat in a steady training loop)
+  int64_t num_device_frees = 0;    // cudaFree calls so far (only empty_cache and OOM recovery)
+};
+
+/// The allocator's statistics for `device`. The CPU has no caching allocator: all zeros.
+/// A CUDA device throws DeviceError when loom was built without CUDA or the GPU is absent.
+MemoryStats memory_stats(Device device);
+/// Returns every cached, unused block of `device` to the driver (a no-op for the CPU).
+void empty_cache(Device device);
+/// Restarts peak_allocated from the current allocated bytes (a no-op for the CPU).
+void reset_peak_memory(Device device);
+
+}  // namespace loom

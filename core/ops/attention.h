@@ -1,0 +1,41 @@
+// Scaled dot-product attention as flax.linen.dot_product_attention, composed from einsum and
+// softmax (so its gradients come from those ops). A fused cuDNN flash-attention path is a later
+// performance step.
+//
+// Layout (Flax): q [..., q_len, heads, head_dim], k [..., kv_len, heads, head_dim],
+// v [..., kv_len, heads, v_dim]; the output is [..., q_len, heads, v_dim]. Batch dims must be
+// equal. q is scaled by 1/sqrt(head_dim) before the product; bias is added to the logits
+// [..., heads, q_len, kv_len]; where the mask is false the logit becomes finfo(dtype).min; the
+// softmax runs in float32 for half inputs; dropout (when dropout_rate > 0) multiplies the
+// weights by bernoulli(keep) / keep with a mask of shape [1, ..., 1, q_len, kv_len] when
+// broadcast_dropout (shared over batch and heads, as Flax) or the weights' full shape otherwise.
+//
+// Example:
+//   AttentionOptions opt;
+//   opt.causal = true;
+//   Tensor out = dot_product_attention(q, k, v, opt);
+#pragma once
+#include <optional>
+
+#include "core/random.h"
+#include "core/tensor.h"
+
+namespace loom {
+
+struct AttentionOptions {
+  Tensor bias;          // added to the logits; broadcastable to [..., heads, q_len, kv_len]
+  Tensor mask;          // bool, broadcastable to [..., heads, q_len, kv_len]; false = masked
+  bool causal = false;  // also mask kv position j > q position i (jnp.tril of [q_len, kv_len])
+  double dropout_rate = 0;
+  std::optional<random::Key> dropout_key;  // required when dropout_rate > 0
+  bool broadcast_dropout = true;
+};
+
+/// flax.linen.dot_product_attention_weights: softmax weights [..., heads, q_len, kv_len].
+Tensor dot_product_attention_weights(const Tensor& q, const Tensor& k,
+                                     const AttentionOptions& opt = {});
+/// flax.linen.dot_product_attention.
+Tensor dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                             const AttentionOptions& opt = {});
+
+}  // namespace loom

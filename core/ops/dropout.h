@@ -1,0 +1,21 @@
+// Dropout as flax.linen.Dropout (deterministic=False): keep = 1 - rate,
+// mask = jax.random.bernoulli(key, keep, shape with broadcast_dims set to 1),
+// y = mask ? x / keep : 0. The mask comes from loom::random's counter-based threefry on x's
+// device, so it is bit-identical on the CPU, on CUDA and in JAX for the same key.
+//
+// Example:
+//   random::Key k = random::fold_in(dropout_key, step);
+//   Tensor h = dropout(x, 0.1, k);                     // [B, T, D]
+//   Tensor h2 = dropout(x, 0.1, k, {1});               // one mask shared along axis 1
+#pragma once
+#include "core/ops/reduce.h"  // Axes
+#include "core/random.h"
+#include "core/tensor.h"
+
+namespace loom {
+
+/// rate 0 returns x, rate 1 returns zeros (as Flax); otherwise 0 < rate < 1. The gradient is the
+/// same mask / keep applied to the output gradient.
+Tensor dropout(const Tensor& x, double rate, random::Key key, const Axes& broadcast_dims = {});
+
+}  // namespace loom

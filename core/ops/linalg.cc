@@ -1,0 +1,524 @@
+#include "core/ops/linalg.h"
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <numeric>
+
+#include "core/autodiff.h"
+#include "core/ops/dispatch.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/shape.h"
+#include "core/precision.h"
+#if LOOM_CUDA
+#include "kernels/cuda/gemm.h"
+#endif
+
+namespace loom {
+namespace {
+
+using Grads = std::vector<Tensor>;
+
+Axes iota_axes(size_t begin, size_t end) {
+  Axes a(end - begin);
+  std::iota(a.begin(), a.end(), int64_t(begin));
+  return a;
+}
+
+Axes concat(std::initializer_list<const Axes*> parts) {
+  Axes out;
+  for (const Axes* p : parts) out.insert(out.end(), p->begin(), p->end());
+  return out;
+}
+
+int64_t prod_of(const Shape& shape, const Axes& axes) {
+  int64_t n = 1;
+  for (int64_t a : axes) n *= shape[size_t(a)];
+  return n;
+}
+
+// numpy.transpose as a strided view (no copy), differentiable. Private to this file: the shape
+// ops' public transpose lives in core/ops/shape.h.
+Tensor permute_axes(const Tensor& x, const Axes& perm) {
+  bool identity = true;
+  for (size_t i = 0; i < perm.size(); ++i) identity = identity && perm[i] == int64_t(i);
+  if (identity) return x;
+  Shape shape(perm.size()), strides(perm.size());
+  Axes inverse(perm.size());
+  for (size_t i = 0; i < perm.size(); ++i) {
+    shape[i] = x.shape()[size_t(perm[i])];
+    strides[i] = x.strides()[size_t(perm[i])];
+    inverse[size_t(perm[i])] = int64_t(i);
+  }
+  Tensor out(x.storage(), shape, strides, x.offset(), x.dtype());
+  return autograd::record("transpose", out, {x}, [inverse](const Tensor& g) {
+    return Grads{permute_axes(g, inverse)};
+  });
+}
+
+void check_operands(const Tensor& a, const Tensor& b, const char* op) {
+  LOOM_CHECK(a.defined() && b.defined(), ValueError, op, ": undefined operand");
+  LOOM_CHECK(a.device() == b.device(), DeviceError, op, ": operands are on different devices (",
+             a.device().str(), " with shape ", shape_str(a.shape()), " and ", b.device().str(),
+             " with shape ", shape_str(b.shape()), "); move one with .to(device)");
+  DType dt = promote_types(a.dtype(), b.dtype());
+  LOOM_CHECK(is_floating(dt), DTypeError, op, ": operands must be floating, got ",
+             dtype_name(a.dtype()), " (shape ", shape_str(a.shape()), ") and ",
+             dtype_name(b.dtype()), " (shape ", shape_str(b.shape()), "); cast with .to(DType::F32)");
+}
+
+// ---------------------------------------------------------------------------------------------
+// dot_general
+
+struct DotPlan {
+  Axes lb, rb, lc, rc;  // normalised batch and contracting axes, paired by position
+  Axes lf, rf;          // free axes, ascending
+  Shape out_shape;
+};
+
+DotPlan plan_dot(const Tensor& a, const Tensor& b, const DotDims& dims, const char* op) {
+  auto shapes = [&] {
+    return detail::cat(" (lhs shape ", shape_str(a.shape()), ", rhs shape ", shape_str(b.shape()), ")");
+  };
+  LOOM_CHECK(dims.lhs_contracting.size() == dims.rhs_contracting.size() &&
+                 dims.lhs_batch.size() == dims.rhs_batch.size(),
+             ShapeError, op, ": lhs and rhs need as many contracting axes and as many batch axes",
+             " as each other", shapes());
+  DotPlan p;
+  auto norm = [&](const Axes& axes, int64_t ndim) {
+    Axes out;
+    for (int64_t ax : axes) out.push_back(normalize_axis(ax, ndim, op));
+    return out;
+  };
+  p.lb = norm(dims.lhs_batch, a.ndim());
+  p.rb = norm(dims.rhs_batch, b.ndim());
+  p.lc = norm(dims.lhs_contracting, a.ndim());
+  p.rc = norm(dims.rhs_contracting, b.ndim());
+  auto free_axes = [&](const Axes& batch, const Axes& contract, int64_t ndim, const char* side) {
+    std::vector<int> used(size_t(ndim), 0);
+    for (int64_t ax : batch) used[size_t(ax)]++;
+    for (int64_t ax : contract) used[size_t(ax)]++;
+    Axes free;
+    for (int64_t d = 0; d < ndim; ++d) {
+      LOOM_CHECK(used[size_t(d)] <= 1, ShapeError, op, ": ", side, " axis ", d,
+                 " is listed twice among the batch and contracting axes", shapes());
+      if (!used[size_t(d)]) free.push_back(d);
+    }
+    return free;
+  };
+  p.lf = free_axes(p.lb, p.lc, a.ndim(), "lhs");
+  p.rf = free_axes(p.rb, p.rc, b.ndim(), "rhs");
+  for (size_t i = 0; i < p.lc.size(); ++i)
+    LOOM_CHECK(a.shape()[size_t(p.lc[i])] == b.shape()[size_t(p.rc[i])], ShapeError, op,
+               ": contracting lhs axis ", p.lc[i], " (size ", a.shape()[size_t(p.lc[i])],
+               ") and rhs axis ", p.rc[i], " (size ", b.shape()[size_t(p.rc[i])], ") differ",
+               shapes());
+  for (size_t i = 0; i < p.lb.size(); ++i)
+    LOOM_CHECK(a.shape()[size_t(p.lb[i])] == b.shape()[size_t(p.rb[i])], ShapeError, op,
+               ": batch lhs axis ", p.lb[i], " (size ", a.shape()[size_t(p.lb[i])],
+               ") and rhs axis ", p.rb[i], " (size ", b.shape()[size_t(p.rb[i])], ") differ",
+               shapes());
+  for (int64_t ax : p.lb) p.out_shape.push_back(a.shape()[size_t(ax)]);
+  for (int64_t ax : p.lf) p.out_shape.push_back(a.shape()[size_t(ax)]);
+  for (int64_t ax : p.rf) p.out_shape.push_back(b.shape()[size_t(ax)]);
+  return p;
+}
+
+// Dims [begin, end) of x as one (size, stride) dim, if they are uniformly strided.
+bool merge_dims(const Tensor& x, size_t begin, size_t end, int64_t& size, int64_t& stride) {
+  size = 1;
+  stride = 0;
+  bool first = true;
+  for (size_t d = begin; d < end; ++d) {
+    int64_t n = x.shape()[d], s = x.strides()[d];
+    if (n == 1) continue;
+    if (first) {
+      size = n;
+      stride = s;
+      first = false;
+    } else if (stride == s * n) {
+      size *= n;
+      stride = s;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+// x viewed as [batch (nb dims)..., rows (dims nb..split)..., cols (split..)...] as a GEMM
+// operand. Transposed and sliced views become a transpose flag and a leading dimension; only
+// views that no leading dimension describes are copied (x then holds the copy).
+GemmOperand matrix_operand(Tensor& x, size_t nb, size_t split) {
+  int64_t rows, sr, cols, sc;
+  GemmOperand op;
+  op.batch_strides.assign(x.strides().begin(), x.strides().begin() + int64_t(nb));
+  if (merge_dims(x, nb, split, rows, sr) && merge_dims(x, split, size_t(x.ndim()), cols, sc)) {
+    op.data = x.raw_data();
+    if (cols == 1 || sc == 1) {
+      op.trans = false;
+      op.ld = rows == 1 ? std::max<int64_t>(cols, 1) : sr;
+      if (op.ld >= std::max<int64_t>(cols, 1)) return op;
+    }
+    if (rows == 1 || sr == 1) {
+      op.trans = true;
+      op.ld = cols == 1 ? std::max<int64_t>(rows, 1) : sc;
+      if (op.ld >= std::max<int64_t>(rows, 1)) return op;
+    }
+  }
+  x = x.contiguous();
+  op.data = x.raw_data();
+  op.trans = false;
+  op.ld = std::max<int64_t>(shape_numel(Shape(x.shape().begin() + int64_t(split), x.shape().end())), 1);
+  op.batch_strides.assign(x.strides().begin(), x.strides().begin() + int64_t(nb));
+  return op;
+}
+
+// The product itself, on detached operands of one dtype.
+Tensor dot_forward(const Tensor& a, const Tensor& b, const DotPlan& p) {
+  DType dt = a.dtype();
+  if (!a.is_cuda() && (dt == DType::BF16 || dt == DType::F16))  // OpenBLAS has no half GEMM
+    return dot_forward(a.to(DType::F32), b.to(DType::F32), p).to(dt);
+  size_t nb = p.lb.size();
+  Tensor av = permute_axes(a, concat({&p.lb, &p.lf, &p.lc}));
+  Tensor bv = permute_axes(b, concat({&p.rb, &p.rc, &p.rf}));
+  GemmProblem g;
+  g.dtype = dt;
+  g.m = prod_of(a.shape(), p.lf);
+  g.k = prod_of(a.shape(), p.lc);
+  g.n = prod_of(b.shape(), p.rf);
+  for (int64_t ax : p.lb) g.batch_shape.push_back(a.shape()[size_t(ax)]);
+  g.a = matrix_operand(av, nb, nb + p.lf.size());
+  g.b = matrix_operand(bv, nb, nb + p.rc.size());
+  Tensor out = Tensor::empty(p.out_shape, dt, a.device());
+  g.c = out.raw_data();
+  if (out.is_cuda()) {
+    LOOM_CUDA_ONLY(cuda::gemm(g, out.device().index, allow_tf32(), stream_of(out)));
+  } else {
+    cpu::gemm(g);
+  }
+  return out;
+}
+
+// Gradients of dot_general: each is a dot_general of the output gradient g with the other
+// operand, then a transpose back to the operand's axis order. The operand order in each product
+// is chosen so that for the usual layouts (x [batch, free, contracting] and kernel
+// [contracting, free]) the transpose is the identity and the gradient comes out contiguous.
+Tensor lhs_grad(const Tensor& g, const Tensor& b, const DotPlan& p) {
+  size_t nb = p.lb.size(), nfa = p.lf.size(), nfb = p.rf.size();
+  Tensor r = dot_general(g, b, {iota_axes(nb + nfa, nb + nfa + nfb), p.rf, iota_axes(0, nb), p.rb});
+  // r: [batch, a's free dims, b's contracting dims in ascending b-axis order]
+  Axes perm(nb + nfa + p.lc.size());
+  int64_t rd = 0;
+  for (int64_t ax : p.lb) perm[size_t(ax)] = rd++;
+  for (int64_t ax : p.lf) perm[size_t(ax)] = rd++;
+  std::vector<size_t> order(p.rc.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  std::sort(order.begin(), order.end(), [&](size_t i, size_t j) { return p.rc[i] < p.rc[j]; });
+  for (size_t j : order) perm[size_t(p.lc[j])] = rd++;
+  return permute_axes(r, perm);
+}
+
+Tensor rhs_grad(const Tensor& a, const Tensor& g, const DotPlan& p) {
+  size_t nb = p.lb.size(), nfa = p.lf.size(), nfb = p.rf.size();
+  Tensor r = dot_general(a, g, {p.lf, iota_axes(nb, nb + nfa), p.lb, iota_axes(0, nb)});
+  // r: [batch, a's contracting dims in ascending a-axis order, b's free dims]
+  Axes perm(nb + nfb + p.rc.size());
+  int64_t rd = 0;
+  for (int64_t ax : p.rb) perm[size_t(ax)] = rd++;
+  std::vector<size_t> order(p.lc.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  std::sort(order.begin(), order.end(), [&](size_t i, size_t j) { return p.lc[i] < p.lc[j]; });
+  for (size_t j : order) perm[size_t(p.rc[j])] = rd++;
+  for (int64_t ax : p.rf) perm[size_t(ax)] = rd++;
+  return permute_axes(r, perm);
+}
+
+}  // namespace
+
+Tensor dot_general(const Tensor& a_in, const Tensor& b_in, const DotDims& dims) {
+  check_operands(a_in, b_in, "dot_general");
+  DotPlan p = plan_dot(a_in, b_in, dims, "dot_general");
+  DType dt = promote_types(a_in.dtype(), b_in.dtype());
+  Tensor a = a_in.to(dt), b = b_in.to(dt);  // differentiable casts carry mixed-dtype gradients
+  Tensor out = dot_forward(a.detach(), b.detach(), p);
+  if (!autograd::needs_grad({&a, &b})) return out;
+  bool need_a = a.grad_node() != nullptr, need_b = b.grad_node() != nullptr;
+  Tensor sa = autograd::saved(a), sb = autograd::saved(b);
+  return autograd::record("dot_general", out, {a, b}, [=](const Tensor& g) {
+    Grads grads(2);
+    if (need_a) grads[0] = lhs_grad(g, sb, p);
+    if (need_b) grads[1] = rhs_grad(sa, g, p);
+    return grads;
+  });
+}
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  check_operands(a, b, "matmul");
+  auto shapes = [&] {
+    return detail::cat("matmul: a has shape ", shape_str(a.shape()), " and b has shape ",
+                       shape_str(b.shape()));
+  };
+  LOOM_CHECK(a.ndim() >= 1 && b.ndim() >= 1, ShapeError, shapes(),
+             "; operands must be at least 1-D (use mul for scalars)");
+  Tensor a2 = a.ndim() == 1 ? a.reshape({1, a.dim(0)}) : a;
+  Tensor b2 = b.ndim() == 1 ? b.reshape({b.dim(0), 1}) : b;
+  LOOM_CHECK(a2.dim(-1) == b2.dim(-2), ShapeError, shapes(), "; contracting sizes ", a2.dim(-1),
+             " and ", b2.dim(-2), " differ");
+  Shape ab(a2.shape().begin(), a2.shape().end() - 2), bb(b2.shape().begin(), b2.shape().end() - 2);
+  size_t nb = std::max(ab.size(), bb.size());
+  Shape batch(nb);
+  for (size_t i = 0; i < nb; ++i) {  // right-aligned numpy broadcasting of the batch dims
+    int64_t x = i + ab.size() >= nb ? ab[i + ab.size() - nb] : 1;
+    int64_t y = i + bb.size() >= nb ? bb[i + bb.size() - nb] : 1;
+    LOOM_CHECK(x == y || x == 1 || y == 1, ShapeError, shapes(), "; batch dims ", shape_str(ab),
+               " and ", shape_str(bb), " do not broadcast");
+    batch[i] = x == 1 ? y : x;
+  }
+  Tensor out;
+  if (shape_numel(bb) == 1 && batch == ab) {
+    // x [..., M, K] @ w [K, N] (Dense): x's batch dims fold into M, one GEMM with no broadcast.
+    out = dot_general(a2, b2.reshape({b2.dim(-2), b2.dim(-1)}), {{a2.ndim() - 1}, {0}, {}, {}});
+  } else {
+    Shape as = batch, bs = batch;
+    as.insert(as.end(), a2.shape().end() - 2, a2.shape().end());
+    bs.insert(bs.end(), b2.shape().end() - 2, b2.shape().end());
+    Axes bdims = iota_axes(0, nb);
+    out = dot_general(broadcast_to(a2, as), broadcast_to(b2, bs),
+                      {{int64_t(nb) + 1}, {int64_t(nb)}, bdims, bdims});
+  }
+  if (a.ndim() == 1 || b.ndim() == 1) {  // drop the dims added to 1-D operands
+    Shape s = batch;
+    if (a.ndim() > 1) s.push_back(a2.dim(-2));
+    if (b.ndim() > 1) s.push_back(b2.dim(-1));
+    out = out.reshape(s);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// einsum
+
+namespace {
+
+constexpr int kEllipsisLabel = 1000;  // labels >= this are "..." dims; letters are char codes
+
+struct EinsumTerm {
+  std::vector<int> labels;  // -1 marks the ellipsis
+  bool ellipsis = false;
+};
+
+EinsumTerm parse_term(const std::string& s, const std::string& spec) {
+  EinsumTerm t;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s.compare(i, 3, "...") == 0) {
+      LOOM_CHECK(!t.ellipsis, ValueError, "einsum: '", spec, "' has two '...' in one term");
+      t.ellipsis = true;
+      t.labels.push_back(-1);
+      i += 2;
+    } else {
+      LOOM_CHECK(std::isalpha(static_cast<unsigned char>(s[i])), ValueError, "einsum: '", spec,
+                 "' contains '", s[i], "'; use letters, '...', one ',' and '->'");
+      t.labels.push_back(s[i]);
+    }
+  }
+  return t;
+}
+
+std::vector<int> expand(const EinsumTerm& t, int64_t ell_rank, int64_t max_rank) {
+  std::vector<int> out;
+  for (int l : t.labels) {
+    if (l != -1) {
+      out.push_back(l);
+      continue;
+    }
+    for (int64_t j = 0; j < ell_rank; ++j) out.push_back(kEllipsisLabel + int(max_rank - ell_rank + j));
+  }
+  return out;
+}
+
+std::string label_str(int l) {
+  return l >= kEllipsisLabel ? detail::cat("...[", l - kEllipsisLabel, "]") : std::string(1, char(l));
+}
+
+int64_t position(const std::vector<int>& labels, int l) {
+  auto it = std::find(labels.begin(), labels.end(), l);
+  return it == labels.end() ? -1 : int64_t(it - labels.begin());
+}
+
+}  // namespace
+
+Tensor einsum(const std::string& spec_in, const Tensor& a_in, const Tensor& b_in) {
+  check_operands(a_in, b_in, "einsum");
+  std::string spec;
+  for (char c : spec_in)
+    if (!std::isspace(static_cast<unsigned char>(c))) spec += c;
+  auto shapes = [&] {
+    return detail::cat(" (spec '", spec_in, "', shapes ", shape_str(a_in.shape()), " and ",
+                       shape_str(b_in.shape()), ")");
+  };
+  size_t arrow = spec.find("->");
+  std::string lhs = spec.substr(0, arrow);
+  size_t comma = lhs.find(',');
+  LOOM_CHECK(comma != std::string::npos && lhs.find(',', comma + 1) == std::string::npos,
+             ValueError, "einsum: this einsum takes exactly two operands", shapes());
+  EinsumTerm ta = parse_term(lhs.substr(0, comma), spec), tb = parse_term(lhs.substr(comma + 1), spec);
+  auto ell_rank = [&](const EinsumTerm& t, const Tensor& x) {
+    int64_t letters = int64_t(t.labels.size()) - (t.ellipsis ? 1 : 0);
+    LOOM_CHECK(t.ellipsis ? x.ndim() >= letters : x.ndim() == letters, ShapeError,
+               "einsum: a term has ", letters, " indices for an operand of rank ", x.ndim(), shapes());
+    return x.ndim() - letters;
+  };
+  int64_t ra = ell_rank(ta, a_in), rb = ell_rank(tb, b_in), rmax = std::max(ra, rb);
+  std::vector<int> la = expand(ta, ra, rmax), lb = expand(tb, rb, rmax), lo;
+  if (arrow != std::string::npos) {
+    EinsumTerm to = parse_term(spec.substr(arrow + 2), spec);
+    lo = expand(to, rmax, rmax);
+  } else {  // numpy's implicit output: broadcast dims, then letters used once, sorted
+    for (int64_t j = 0; j < rmax; ++j) lo.push_back(kEllipsisLabel + int(j));
+    std::map<int, int> count;
+    for (int l : la) count[l]++;
+    for (int l : lb) count[l]++;
+    for (auto [l, n] : count)
+      if (n == 1 && l < kEllipsisLabel) lo.push_back(l);
+  }
+  for (const auto* labels : {&la, &lb}) {
+    for (size_t i = 0; i < labels->size(); ++i)
+      if (position(*labels, (*labels)[i]) != int64_t(i))
+        LOOM_THROW(NotImplementedError, "einsum: index '", label_str((*labels)[i]),
+                   "' repeats within one operand (diagonals are not supported)", shapes());
+  }
+  for (size_t i = 0; i < lo.size(); ++i) {
+    LOOM_CHECK(position(lo, lo[i]) == int64_t(i), ValueError, "einsum: output index '",
+               label_str(lo[i]), "' repeats", shapes());
+    LOOM_CHECK(position(la, lo[i]) >= 0 || position(lb, lo[i]) >= 0, ValueError,
+               "einsum: output index '", label_str(lo[i]), "' is in neither operand", shapes());
+  }
+
+  // Shared indices of size 1 on one side broadcast to the other side's size.
+  Tensor a = a_in, b = b_in;
+  Shape sa = a.shape(), sb = b.shape();
+  for (size_t i = 0; i < la.size(); ++i) {
+    int64_t j = position(lb, la[i]);
+    if (j < 0 || sa[i] == sb[size_t(j)]) continue;
+    LOOM_CHECK(sa[i] == 1 || sb[size_t(j)] == 1, ShapeError, "einsum: index '", label_str(la[i]),
+               "' has size ", sa[i], " in the first operand and ", sb[size_t(j)],
+               " in the second", shapes());
+    if (sa[i] == 1) sa[i] = sb[size_t(j)];
+    else sb[size_t(j)] = sa[i];
+  }
+  if (sa != a.shape()) a = broadcast_to(a, sa);
+  if (sb != b.shape()) b = broadcast_to(b, sb);
+
+  // Indices in one operand only and not in the output are summed away first.
+  auto sum_private = [&](Tensor& x, std::vector<int>& labels, const std::vector<int>& other) {
+    Axes axes;
+    std::vector<int> kept;
+    for (size_t i = 0; i < labels.size(); ++i) {
+      if (position(other, labels[i]) < 0 && position(lo, labels[i]) < 0) axes.push_back(int64_t(i));
+      else kept.push_back(labels[i]);
+    }
+    if (!axes.empty()) {
+      x = sum(x, axes);
+      labels = kept;
+    }
+  };
+  sum_private(a, la, lb);
+  sum_private(b, lb, la);
+
+  DotDims dims;
+  std::vector<int> result;  // labels of dot_general's output
+  for (int l : lo) {
+    if (position(la, l) >= 0 && position(lb, l) >= 0) {
+      dims.lhs_batch.push_back(position(la, l));
+      dims.rhs_batch.push_back(position(lb, l));
+      result.push_back(l);
+    }
+  }
+  for (size_t i = 0; i < la.size(); ++i) {
+    int64_t j = position(lb, la[i]);
+    if (j >= 0 && position(lo, la[i]) < 0) {
+      dims.lhs_contracting.push_back(int64_t(i));
+      dims.rhs_contracting.push_back(j);
+    }
+  }
+  for (int l : la)
+    if (position(lb, l) < 0) result.push_back(l);
+  for (int l : lb)
+    if (position(la, l) < 0) result.push_back(l);
+  Tensor r = dot_general(a, b, dims);
+  Axes perm;
+  for (int l : lo) perm.push_back(position(result, l));
+  return permute_axes(r, perm);
+}
+
+// ---------------------------------------------------------------------------------------------
+// matmul_bias_act
+
+namespace {
+
+// One cuBLASLt call; undefined when cuBLASLt offers no fused algorithm for this problem.
+Tensor fused_forward([[maybe_unused]] const Tensor& a, [[maybe_unused]] const Tensor& b,
+                     [[maybe_unused]] const Tensor& bias, [[maybe_unused]] Epilogue ep) {
+#if LOOM_CUDA
+  Tensor av = a, bv = b, biasc = bias.contiguous();
+  GemmProblem g;
+  g.dtype = a.dtype();
+  g.k = a.dim(-1);
+  g.n = b.dim(1);
+  g.m = shape_numel(Shape(a.shape().begin(), a.shape().end() - 1));
+  g.a = matrix_operand(av, 0, size_t(a.ndim()) - 1);
+  g.b = matrix_operand(bv, 0, 1);
+  Shape out_shape(a.shape().begin(), a.shape().end() - 1);
+  out_shape.push_back(g.n);
+  Tensor out = Tensor::empty(out_shape, g.dtype, a.device());
+  g.c = out.raw_data();
+  if (!cuda::gemm(g, a.device().index, allow_tf32(), stream_of(a), ep, biasc.raw_data()))
+    return Tensor();
+  return out;
+#else
+  return Tensor();
+#endif
+}
+
+Tensor activate(const Tensor& z, Epilogue ep) {
+  switch (ep) {
+    case Epilogue::BiasRelu: return relu(z);
+    case Epilogue::BiasGelu: return gelu(z, /*approximate=*/true);
+    default: return z;
+  }
+}
+
+}  // namespace
+
+Tensor matmul_bias_act(const Tensor& a, const Tensor& b, const Tensor& bias, Epilogue ep) {
+  if (ep == Epilogue::None) return matmul(a, b);
+  check_operands(a, b, "matmul_bias_act");
+  check_operands(a, bias, "matmul_bias_act");
+  LOOM_CHECK(a.ndim() >= 1 && b.ndim() == 2 && bias.ndim() == 1 && a.dim(-1) == b.dim(0) &&
+                 bias.dim(0) == b.dim(1),
+             ShapeError, "matmul_bias_act: expected a [..., K], b [K, N] and bias [N], got a ",
+             shape_str(a.shape()), ", b ", shape_str(b.shape()), " and bias ", shape_str(bias.shape()));
+  if (!a.is_cuda()) return activate(matmul(a, b) + bias, ep);
+  DType dt = promote_types(promote_types(a.dtype(), b.dtype()), bias.dtype());
+  Tensor a2 = a.to(dt), b2 = b.to(dt), bias2 = bias.to(dt);
+  bool grad = autograd::needs_grad({&a2, &b2, &bias2});
+  // Under autodiff only the bias is fused: the activation's backward needs its own input.
+  Tensor z = fused_forward(a2.detach(), b2.detach(), bias2.detach(), grad ? Epilogue::Bias : ep);
+  if (!z.defined()) return activate(matmul(a2, b2) + bias2, ep);
+  if (!grad) return z;
+  bool need_a = a2.grad_node() != nullptr, need_b = b2.grad_node() != nullptr;
+  bool need_bias = bias2.grad_node() != nullptr;
+  Tensor sa = autograd::saved(a2), sb = autograd::saved(b2);
+  z = autograd::record("matmul_bias", z, {a2, b2, bias2}, [=](const Tensor& g) {
+    Grads grads(3);
+    Axes lead = iota_axes(0, size_t(g.ndim()) - 1);
+    if (need_a) grads[0] = dot_general(g, sb, {{g.ndim() - 1}, {1}, {}, {}});
+    if (need_b) grads[1] = dot_general(sa, g, {lead, lead, {}, {}});
+    if (need_bias) grads[2] = lead.empty() ? g : sum(g, lead);
+    return grads;
+  });
+  return activate(z, ep);
+}
+
+}  // namespace loom

@@ -1,0 +1,148 @@
+#include "core/ops/loss.h"
+
+#include "core/autodiff.h"
+#include "core/ops/dispatch.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/reduce.h"
+#include "core/ops/softmax.h"
+#include "kernels/cpu/softmax.h"
+#if LOOM_CUDA
+#include "kernels/cuda/softmax.h"
+#endif
+
+namespace loom {
+namespace {
+
+std::string describe(const Tensor& t) {
+  return detail::cat(shape_str(t.shape()), " (", dtype_name(t.dtype()), ", ", t.device().str(), ")");
+}
+
+void check_defined(const Tensor& t, const char* op, const char* what) {
+  LOOM_CHECK(t.defined(), ValueError, op, ": ", what, " is undefined");
+}
+
+void check_floating(const Tensor& t, const char* op, const char* what) {
+  LOOM_CHECK(is_floating(t.dtype()), DTypeError, op, ": ", what, " must have a floating dtype, got ",
+             describe(t));
+}
+
+/// Two operands on one device, with a message naming both.
+void check_pair(const Tensor& a, const char* a_name, const Tensor& b, const char* b_name,
+                const char* op) {
+  LOOM_CHECK(a.device() == b.device(), DeviceError, op, ": ", a_name, " ", describe(a), " and ",
+             b_name, " ", describe(b), " are on different devices");
+}
+
+/// Broadcast check that names the loss (rather than the elementwise op used inside it).
+void check_broadcast(const Tensor& a, const char* a_name, const Tensor& b, const char* b_name,
+                     const char* op) {
+  try {
+    (void)broadcast_shapes(a.shape(), b.shape(), op);
+  } catch (const ShapeError&) {
+    LOOM_THROW(ShapeError, op, ": ", a_name, " ", describe(a), " and ", b_name, " ", describe(b),
+               " do not broadcast");
+  }
+}
+
+Tensor difference(const Tensor& predictions, const Tensor& targets, const char* op, bool same_shape) {
+  check_defined(predictions, op, "predictions");
+  check_floating(predictions, op, "predictions");
+  if (!targets.defined()) return predictions;
+  check_pair(predictions, "predictions", targets, "targets", op);
+  if (same_shape)
+    LOOM_CHECK(predictions.shape() == targets.shape(), ShapeError, op, ": predictions ",
+               describe(predictions), " and targets ", describe(targets), " must have equal shapes");
+  else
+    check_broadcast(predictions, "predictions", targets, "targets", op);
+  return predictions - targets;
+}
+
+}  // namespace
+
+Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {
+  const char* op = "softmax_cross_entropy";
+  check_defined(logits, op, "logits");
+  check_defined(labels, op, "labels");
+  check_floating(logits, op, "logits");
+  check_floating(labels, op, "labels");
+  check_pair(logits, "logits", labels, "labels", op);
+  LOOM_CHECK(logits.ndim() >= 1, ShapeError, op, ": logits must have a class axis, got ", describe(logits));
+  check_broadcast(logits, "logits", labels, "labels", op);
+  return -sum(labels * log_softmax(logits, -1), {-1});
+}
+
+Tensor softmax_cross_entropy_with_integer_labels(const Tensor& logits_in, const Tensor& labels_in) {
+  const char* op = "softmax_cross_entropy_with_integer_labels";
+  check_defined(logits_in, op, "logits");
+  check_defined(labels_in, op, "labels");
+  check_floating(logits_in, op, "logits");
+  DType ldt = labels_in.dtype();
+  LOOM_CHECK(ldt == DType::I32 || ldt == DType::I64 || ldt == DType::U8 || ldt == DType::U32,
+             DTypeError, op, ": labels must be integer class indices, got labels ",
+             describe(labels_in), " for logits ", describe(logits_in),
+             "; use softmax_cross_entropy for probability labels");
+  check_pair(logits_in, "logits", labels_in, "labels", op);
+  LOOM_CHECK(logits_in.ndim() >= 1, ShapeError, op, ": logits must have a class axis, got ",
+             describe(logits_in));
+  Shape lead(logits_in.shape().begin(), logits_in.shape().end() - 1);
+  LOOM_CHECK(labels_in.shape() == lead, ShapeError, op, ": labels ", describe(labels_in),
+             " must have the leading shape ", shape_str(lead), " of logits ", describe(logits_in));
+
+  Tensor logits = logits_in.detach().contiguous(), labels = labels_in.contiguous();
+  const int64_t n = logits.shape().back(), rows = shape_numel(lead);
+  DType acc = logits.dtype() == DType::F64 ? DType::F64 : DType::F32;
+  Tensor loss = Tensor::empty(lead, logits.dtype(), logits.device());
+  Tensor lse = Tensor::empty({rows}, acc, logits.device());
+  if (logits.is_cuda()) {
+    LOOM_CUDA_ONLY(cuda::cross_entropy_int(logits.raw_data(), logits.dtype(), labels.raw_data(), ldt,
+                                           loss.raw_data(), lse.raw_data(), rows, n, stream_of(logits)));
+  } else {
+    cpu::cross_entropy_int(logits.raw_data(), logits.dtype(), labels.raw_data(), ldt, loss.raw_data(),
+                           lse.raw_data(), rows, n);
+  }
+  if (!autograd::needs_grad({&logits_in})) return loss;
+  return autograd::record(op, loss, {logits_in}, [logits, labels, lse, rows, n](const Tensor& g_in) {
+    Tensor g = g_in.to(logits.dtype()).contiguous();
+    Tensor dx = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
+    if (logits.is_cuda()) {
+      LOOM_CUDA_ONLY(cuda::cross_entropy_int_backward(logits.raw_data(), logits.dtype(),
+                                                      labels.raw_data(), labels.dtype(),
+                                                      lse.raw_data(), g.raw_data(), dx.raw_data(),
+                                                      rows, n, stream_of(logits)));
+    } else {
+      cpu::cross_entropy_int_backward(logits.raw_data(), logits.dtype(), labels.raw_data(),
+                                      labels.dtype(), lse.raw_data(), g.raw_data(), dx.raw_data(),
+                                      rows, n);
+    }
+    return std::vector<Tensor>{dx};
+  });
+}
+
+Tensor sigmoid_binary_cross_entropy(const Tensor& logits, const Tensor& labels_in) {
+  const char* op = "sigmoid_binary_cross_entropy";
+  check_defined(logits, op, "logits");
+  check_defined(labels_in, op, "labels");
+  check_floating(logits, op, "logits");
+  check_pair(logits, "logits", labels_in, "labels", op);
+  check_broadcast(logits, "logits", labels_in, "labels", op);
+  Tensor labels = labels_in.to(logits.dtype());
+  return -labels * log_sigmoid(logits) - (1.0 - labels) * log_sigmoid(-logits);
+}
+
+Tensor squared_error(const Tensor& predictions, const Tensor& targets) {
+  return square(difference(predictions, targets, "squared_error", true));
+}
+
+Tensor l2_loss(const Tensor& predictions, const Tensor& targets) {
+  return 0.5 * square(difference(predictions, targets, "l2_loss", true));
+}
+
+Tensor huber_loss(const Tensor& predictions, const Tensor& targets, double delta) {
+  Tensor err = abs(difference(predictions, targets, "huber_loss", false));
+  Tensor quadratic = minimum(err, scalar_like(delta, err));
+  // err - quadratic rather than max(err - delta, 0): a tie would otherwise double the gradient.
+  Tensor linear = err - quadratic;
+  return 0.5 * square(quadratic) + delta * linear;
+}
+
+}  // namespace loom

@@ -1,0 +1,383 @@
+#include "core/ops/norm.h"
+
+#include <algorithm>
+
+#include "core/autodiff.h"
+#include "core/ops/dispatch.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/shape.h"
+#include "kernels/cpu/norm.h"
+#if LOOM_CUDA
+#include "kernels/cuda/batch_norm.h"
+#include "kernels/cuda/norm.h"
+#endif
+
+namespace loom {
+namespace {
+
+using Grads = std::vector<Tensor>;
+
+std::string describe(const Tensor& t) {
+  return detail::cat(shape_str(t.shape()), " (", dtype_name(t.dtype()), ")");
+}
+
+void check_input(const Tensor& x, const char* op) {
+  LOOM_CHECK(x.defined(), ValueError, op, ": undefined input");
+  LOOM_CHECK(is_floating(x.dtype()), DTypeError, op, ": expected a floating input, got ", describe(x));
+}
+
+/// Checks an optional parameter and returns it reshaped to a rank-ndim shape that broadcasts
+/// against x: a parameter shaped like the feature axes (x's sizes at `axes`, Flax's layout) gets
+/// size-1 dims elsewhere; anything else must already broadcast to x.
+Tensor param_view(const Tensor& p, const char* name, const Tensor& x, const Axes& axes,
+                  const char* op) {
+  if (!p.defined()) return p;
+  LOOM_CHECK(is_floating(p.dtype()), DTypeError, op, ": ", name, " must be floating, got ",
+             describe(p), " for input ", describe(x));
+  LOOM_CHECK(p.device() == x.device(), DeviceError, op, ": ", name, " is on ", p.device().str(),
+             " but the input ", describe(x), " is on ", x.device().str());
+  Shape feature, view(size_t(x.ndim()), 1);
+  for (int64_t a : axes) {
+    feature.push_back(x.shape()[size_t(a)]);
+    view[size_t(a)] = x.shape()[size_t(a)];
+  }
+  if (p.shape() == feature) return p.reshape(view);
+  bool ok = p.ndim() <= x.ndim();
+  for (int64_t d = 0; ok && d < p.ndim(); ++d) {
+    int64_t pd = p.shape()[size_t(d)], xd = x.shape()[size_t(x.ndim() - p.ndim() + d)];
+    ok = pd == 1 || pd == xd;
+  }
+  LOOM_CHECK(ok, ShapeError, op, ": ", name, " ", describe(p), " must have the feature shape ",
+             shape_str(feature), " or broadcast to the input ", describe(x));
+  Shape full(size_t(x.ndim() - p.ndim()), 1);
+  full.insert(full.end(), p.shape().begin(), p.shape().end());
+  return p.reshape(full);
+}
+
+/// Result dtype (Flax: promoted from x and the parameters) and statistics dtype (f64 when any
+/// operand is f64, else f32).
+struct Dtypes {
+  DType out, acc;
+};
+Dtypes dtypes_of(const Tensor& x, const Tensor& a, const Tensor& b) {
+  DType out = x.dtype();
+  if (a.defined()) out = promote_types(out, a.dtype());
+  if (b.defined()) out = promote_types(out, b.dtype());
+  bool f64 = x.dtype() == DType::F64 || out == DType::F64;
+  return {out, f64 ? DType::F64 : DType::F32};
+}
+
+/// True when every defined parameter view is exactly `trailing` (1 elsewhere): the layout the
+/// fused kernels take as a flat vector.
+bool params_fit(const std::vector<Tensor>& views, const Shape& trailing_view) {
+  for (const Tensor& p : views)
+    if (p.defined() && p.shape() != trailing_view) return false;
+  return true;
+}
+
+Tensor flat_acc(const Tensor& p, DType acc) {
+  return p.defined() ? p.detach().to(acc).contiguous() : Tensor();
+}
+const void* ptr(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
+
+/// Shape and dtype of a parameter, for backward closures (which must not hold its history).
+struct ParamInfo {
+  bool defined = false;
+  Shape shape;
+  DType dtype = DType::F32;
+  explicit ParamInfo(const Tensor& p) : defined(p.defined()) {
+    if (defined) {
+      shape = p.shape();
+      dtype = p.dtype();
+    }
+  }
+};
+
+/// Gradient of a parameter view back to the parameter's own shape and dtype.
+Tensor param_grad(const Tensor& g, const ParamInfo& param) {
+  return param.defined ? g.reshape(param.shape).to(param.dtype) : Tensor();
+}
+
+// --- layer norm / RMS norm ------------------------------------------------------------------
+
+Tensor norm_fused(const Tensor& x, const Tensor& scale, const Tensor& sv, const Tensor& bias,
+                  const Tensor& bv, double eps, int64_t rows, int64_t n, Dtypes dt, bool rms) {
+  const char* op = rms ? "rms_norm" : "layer_norm";
+  DType in_dtype = dt.acc == DType::F64 ? DType::F64 : x.dtype();
+  Tensor xc = x.detach().to(in_dtype).contiguous();
+  Tensor s = flat_acc(sv, dt.acc), b = flat_acc(bv, dt.acc);
+  Tensor y = Tensor::empty(x.shape(), dt.out, x.device());
+  Tensor mu = rms ? Tensor() : Tensor::empty({rows}, dt.acc, x.device());
+  Tensor rstd = Tensor::empty({rows}, dt.acc, x.device());
+  if (x.is_cuda()) {
+    LOOM_CUDA_ONLY(cuda::norm_rows(xc.raw_data(), in_dtype, y.raw_data(), dt.out, ptr(s), ptr(b),
+                                   mu.defined() ? mu.raw_data() : nullptr, rstd.raw_data(), rows, n,
+                                   eps, rms, stream_of(x)));
+  } else {
+    cpu::norm_rows(xc.raw_data(), in_dtype, y.raw_data(), dt.out, ptr(s), ptr(b),
+                   mu.defined() ? mu.raw_data() : nullptr, rstd.raw_data(), rows, n, eps, rms);
+  }
+  if (!autograd::needs_grad({&x, &scale, &bias})) return y;
+  bool want_scale = autograd::needs_grad({&scale}), want_bias = autograd::needs_grad({&bias});
+  DType x_dtype = x.dtype();
+  ParamInfo scale_info(scale), bias_info(bias);
+  return autograd::record(op, y, {x, scale, bias}, [=](const Tensor& g_in) {
+    Tensor g = g_in.to(dt.out).contiguous();
+    Tensor dx = Tensor::empty(xc.shape(), in_dtype, xc.device());
+    if (xc.is_cuda()) {
+      LOOM_CUDA_ONLY(cuda::norm_rows_backward(xc.raw_data(), in_dtype, g.raw_data(), dt.out,
+                                              ptr(mu), rstd.raw_data(), ptr(s), dx.raw_data(),
+                                              rows, n, rms, stream_of(xc)));
+    } else {
+      cpu::norm_rows_backward(xc.raw_data(), in_dtype, g.raw_data(), dt.out, ptr(mu),
+                              rstd.raw_data(), ptr(s), dx.raw_data(), rows, n, rms);
+    }
+    Grads grads{dx.to(x_dtype), Tensor(), Tensor()};
+    Tensor g2 = g.reshape({rows, n}).to(dt.acc);
+    if (want_scale) {
+      Tensor centred = rms ? xc.reshape({rows, n}).to(dt.acc)
+                           : xc.reshape({rows, n}).to(dt.acc) - mu.reshape({rows, 1});
+      grads[1] = param_grad(sum(g2 * (centred * rstd.reshape({rows, 1})), {0}), scale_info);
+    }
+    if (want_bias) grads[2] = param_grad(sum(g2, {0}), bias_info);
+    return grads;
+  });
+}
+
+/// The same computation composed from loom ops (any axes); autodiff comes from the ops.
+Tensor norm_composed(const Tensor& x, const Tensor& sv, const Tensor& bv, double eps,
+                     const Axes& axes, Dtypes dt, bool rms) {
+  Tensor xa = x.to(dt.acc);
+  Tensor ms = mean(square(xa), axes, true);
+  Tensor mu, var;
+  if (rms) {
+    var = ms;
+  } else {
+    mu = mean(xa, axes, true);
+    var = maximum(ms - square(mu), scalar_like(0, ms));
+  }
+  Tensor mul = rsqrt(var + eps);
+  if (sv.defined()) mul = mul * sv.to(dt.acc);
+  Tensor y = (rms ? xa : xa - mu) * mul;
+  if (bv.defined()) y = y + bv.to(dt.acc);
+  return y.to(dt.out);
+}
+
+Tensor norm_impl(const Tensor& x, const Tensor& scale, const Tensor& bias, double eps,
+                 const Axes& axes_in, bool rms) {
+  const char* op = rms ? "rms_norm" : "layer_norm";
+  check_input(x, op);
+  LOOM_CHECK(x.ndim() >= 1, ShapeError, op, ": expected at least one axis, got ", describe(x));
+  Axes axes = normalize_axes(axes_in, x.ndim(), op);
+  Tensor sv = param_view(scale, "scale", x, axes, op);
+  Tensor bv = param_view(bias, "bias", x, axes, op);
+  Dtypes dt = dtypes_of(x, scale, bias);
+  // Fused when the axes are the trailing ones and the parameters are per-feature vectors.
+  bool trailing = true;
+  for (size_t i = 0; i < axes.size(); ++i)
+    trailing = trailing && axes[i] == x.ndim() - int64_t(axes.size()) + int64_t(i);
+  Shape trailing_view(size_t(x.ndim()), 1);
+  int64_t n = 1;
+  for (int64_t a : axes) {
+    trailing_view[size_t(a)] = x.shape()[size_t(a)];
+    n *= x.shape()[size_t(a)];
+  }
+  if (trailing && n > 0 && params_fit({sv, bv}, trailing_view))
+    return norm_fused(x, scale, sv, bias, bv, eps, x.numel() / n, n, dt, rms);
+  return norm_composed(x, sv, bv, eps, axes, dt, rms);
+}
+
+// --- batch norm ------------------------------------------------------------------------------
+
+BatchNormResult batch_norm_fused(const Tensor& x, const Tensor& scale, const Tensor& sv,
+                                 const Tensor& bias, const Tensor& bv, double eps, Dtypes dt) {
+  const int64_t c = x.shape().back(), m = c == 0 ? 0 : x.numel() / c;
+  DType in_dtype = dt.acc == DType::F64 ? DType::F64 : x.dtype();
+  Tensor xc = x.detach().to(in_dtype).contiguous();
+  Tensor s = flat_acc(sv, dt.acc), b = flat_acc(bv, dt.acc);
+  Tensor mu = Tensor::empty({c}, dt.acc, x.device()), var = Tensor::empty({c}, dt.acc, x.device());
+  Tensor y = Tensor::empty(x.shape(), dt.out, x.device());
+  if (x.is_cuda()) {
+    LOOM_CUDA_ONLY({
+      Tensor work = Tensor::empty({cuda::channel_workspace_size(m, c)}, dt.acc, x.device());
+      cuda::channel_stats(xc.raw_data(), in_dtype, m, c, mu.raw_data(), var.raw_data(),
+                          work.raw_data(), stream_of(x));
+      cuda::channel_normalize(xc.raw_data(), in_dtype, y.raw_data(), dt.out, mu.raw_data(),
+                              var.raw_data(), ptr(s), ptr(b), m, c, eps, stream_of(x));
+    });
+  } else {
+    cpu::channel_stats(xc.raw_data(), in_dtype, m, c, mu.raw_data(), var.raw_data());
+    cpu::channel_normalize(xc.raw_data(), in_dtype, y.raw_data(), dt.out, mu.raw_data(),
+                           var.raw_data(), ptr(s), ptr(b), m, c, eps);
+  }
+  BatchNormResult result{y, mu, var};
+  if (!autograd::needs_grad({&x, &scale, &bias})) return result;
+  Tensor rstd = rsqrt(var + eps);
+  DType x_dtype = x.dtype();
+  ParamInfo scale_info(scale), bias_info(bias);
+  result.y = autograd::record("batch_norm", y, {x, scale, bias}, [=](const Tensor& g_in) {
+    Tensor g = g_in.to(dt.out).contiguous();
+    Tensor sum_g = Tensor::empty({c}, dt.acc, xc.device()), sum_gx = Tensor::empty({c}, dt.acc, xc.device());
+    Tensor dx = Tensor::empty(xc.shape(), in_dtype, xc.device());
+    if (xc.is_cuda()) {
+      LOOM_CUDA_ONLY({
+        Tensor work = Tensor::empty({cuda::channel_workspace_size(m, c)}, dt.acc, xc.device());
+        cuda::channel_backward_sums(xc.raw_data(), in_dtype, g.raw_data(), dt.out, mu.raw_data(),
+                                    rstd.raw_data(), m, c, sum_g.raw_data(), sum_gx.raw_data(),
+                                    work.raw_data(), stream_of(xc));
+        cuda::channel_backward_dx(xc.raw_data(), in_dtype, g.raw_data(), dt.out, mu.raw_data(),
+                                  rstd.raw_data(), ptr(s), sum_g.raw_data(), sum_gx.raw_data(),
+                                  dx.raw_data(), m, c, stream_of(xc));
+      });
+    } else {
+      cpu::channel_backward_sums(xc.raw_data(), in_dtype, g.raw_data(), dt.out, mu.raw_data(),
+                                 rstd.raw_data(), m, c, sum_g.raw_data(), sum_gx.raw_data());
+      cpu::channel_backward_dx(xc.raw_data(), in_dtype, g.raw_data(), dt.out, mu.raw_data(),
+                               rstd.raw_data(), ptr(s), sum_g.raw_data(), sum_gx.raw_data(),
+                               dx.raw_data(), m, c);
+    }
+    return Grads{dx.to(x_dtype), param_grad(sum_gx, scale_info), param_grad(sum_g, bias_info)};
+  });
+  return result;
+}
+
+BatchNormResult batch_norm_composed(const Tensor& x, const Tensor& sv, const Tensor& bv,
+                                    double eps, const Axes& axes, const PmeanFn& pmean, Dtypes dt) {
+  Tensor xa = x.to(dt.acc);
+  Tensor mu = mean(xa, axes, true), ms = mean(square(xa), axes, true);
+  Shape kept = reduced_shape(x.shape(), axes, false), kept_dims = mu.shape();
+  if (pmean) {
+    // One collective for both statistics, as Flax: [mean(x), mean(x^2)] of shape [2, features].
+    Tensor stacked = stack({mu.reshape(kept), ms.reshape(kept)}, 0);
+    Tensor reduced = pmean(stacked);
+    LOOM_CHECK(reduced.defined() && reduced.shape() == stacked.shape(), ShapeError,
+               "batch_norm_train: pmean must return the shape it was given, ",
+               shape_str(stacked.shape()), ", got ",
+               reduced.defined() ? shape_str(reduced.shape()) : std::string("an undefined tensor"));
+    reduced = reduced.to(dt.acc);
+    mu = slice_axis(reduced, 0, 0, 1).reshape(kept_dims);
+    ms = slice_axis(reduced, 0, 1, 2).reshape(kept_dims);
+  }
+  Tensor var = maximum(ms - square(mu), scalar_like(0, ms));
+  Tensor mul = rsqrt(var + eps);
+  if (sv.defined()) mul = mul * sv.to(dt.acc);
+  Tensor y = (xa - mu) * mul;
+  if (bv.defined()) y = y + bv.to(dt.acc);
+  return {y.to(dt.out), mu.detach().reshape(kept), var.detach().reshape(kept)};
+}
+
+}  // namespace
+
+Tensor layer_norm(const Tensor& x, const Tensor& scale, const Tensor& bias, double epsilon,
+                  const Axes& axes) {
+  return norm_impl(x, scale, bias, epsilon, axes, false);
+}
+
+Tensor rms_norm(const Tensor& x, const Tensor& scale, double epsilon, const Axes& axes) {
+  return norm_impl(x, scale, Tensor(), epsilon, axes, true);
+}
+
+Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& scale, const Tensor& bias,
+                  double epsilon) {
+  const char* op = "group_norm";
+  check_input(x, op);
+  LOOM_CHECK(x.ndim() >= 2, ShapeError, op, ": expected [batch, ..., channels], got ", describe(x));
+  const int64_t nd = x.ndim(), c = x.shape().back();
+  LOOM_CHECK(num_groups > 0 && c % num_groups == 0, ValueError, op, ": number of groups (",
+             num_groups, ") does not divide the number of channels (", c, ") of input ", describe(x));
+  for (const Tensor* p : {&scale, &bias})
+    if (p->defined())
+      LOOM_CHECK(p->numel() == c && p->ndim() >= 1 && p->shape().back() == c, ShapeError, op, ": ",
+                 p == &scale ? "scale " : "bias ", describe(*p), " must have shape [", c,
+                 "] for input ", describe(x));
+  Tensor sv = param_view(scale, "scale", x, {nd - 1}, op);
+  Tensor bv = param_view(bias, "bias", x, {nd - 1}, op);
+  Dtypes dt = dtypes_of(x, scale, bias);
+  // Statistics over x reshaped to [..., G, C/G]: every non-batch axis but the group axis.
+  Shape grouped(x.shape().begin(), x.shape().end() - 1);
+  grouped.push_back(num_groups);
+  grouped.push_back(c / num_groups);
+  Axes axes;
+  for (int64_t d = 1; d < nd - 1; ++d) axes.push_back(d);
+  axes.push_back(nd);
+  Shape param_grouped(size_t(nd + 1), 1);
+  param_grouped[size_t(nd - 1)] = num_groups;
+  param_grouped[size_t(nd)] = c / num_groups;
+  Tensor xg = x.to(dt.acc).reshape(grouped);
+  Tensor mu = mean(xg, axes, true), ms = mean(square(xg), axes, true);
+  Tensor var = maximum(ms - square(mu), scalar_like(0, ms));
+  Tensor mul = rsqrt(var + epsilon);
+  if (sv.defined()) mul = mul * sv.to(dt.acc).reshape(param_grouped);
+  Tensor y = (xg - mu) * mul;
+  if (bv.defined()) y = y + bv.to(dt.acc).reshape(param_grouped);
+  return y.reshape(x.shape()).to(dt.out);
+}
+
+BatchNormResult batch_norm_train(const Tensor& x, const Tensor& scale, const Tensor& bias,
+                                 double epsilon, const Axes& reduce_axes, const PmeanFn& pmean) {
+  const char* op = "batch_norm_train";
+  check_input(x, op);
+  Axes axes;
+  if (reduce_axes.empty()) {
+    LOOM_CHECK(x.ndim() >= 2, ShapeError, op, ": expected [batch..., features], got ", describe(x));
+    for (int64_t d = 0; d < x.ndim() - 1; ++d) axes.push_back(d);
+  } else {
+    axes = normalize_axes(reduce_axes, x.ndim(), op);
+  }
+  Axes features;
+  for (int64_t d = 0; d < x.ndim(); ++d)
+    if (std::find(axes.begin(), axes.end(), d) == axes.end()) features.push_back(d);
+  Tensor sv = param_view(scale, "scale", x, features, op);
+  Tensor bv = param_view(bias, "bias", x, features, op);
+  Dtypes dt = dtypes_of(x, scale, bias);
+  bool channels_last = features.size() == 1 && features[0] == x.ndim() - 1;
+  Shape channel_view(size_t(x.ndim()), 1);
+  channel_view.back() = x.shape().back();
+  if (!pmean && channels_last && params_fit({sv, bv}, channel_view))
+    return batch_norm_fused(x, scale, sv, bias, bv, epsilon, dt);
+  return batch_norm_composed(x, sv, bv, epsilon, axes, pmean, dt);
+}
+
+Tensor batch_norm_inference(const Tensor& x, const Tensor& mean_in, const Tensor& var_in,
+                            const Tensor& scale, const Tensor& bias, double epsilon) {
+  const char* op = "batch_norm_inference";
+  check_input(x, op);
+  LOOM_CHECK(mean_in.defined() && var_in.defined(), ValueError, op,
+             ": mean and var (the running statistics) are required");
+  LOOM_CHECK(x.ndim() >= 1, ShapeError, op, ": expected [..., features], got ", describe(x));
+  Axes last{x.ndim() - 1};
+  Tensor mv = param_view(mean_in, "mean", x, last, op), vv = param_view(var_in, "var", x, last, op);
+  Tensor sv = param_view(scale, "scale", x, last, op), bv = param_view(bias, "bias", x, last, op);
+  // Flax promotes the result from x, scale and bias only; the statistics are f32 variables.
+  Dtypes dt = dtypes_of(x, scale, bias);
+  if (mean_in.dtype() == DType::F64 || var_in.dtype() == DType::F64) dt.acc = DType::F64;
+  Shape channel_view(size_t(x.ndim()), 1);
+  channel_view.back() = x.shape().back();
+  DType in_dtype = dt.acc == DType::F64 ? DType::F64 : x.dtype();
+  bool kernel_dtypes = dt.out == in_dtype || (dt.out == DType::F32 && !(in_dtype == DType::F64));
+  bool fused = kernel_dtypes && params_fit({mv, vv, sv, bv}, channel_view) &&
+               !autograd::needs_grad({&x, &mean_in, &var_in, &scale, &bias});
+  if (fused) {
+    const int64_t c = x.shape().back(), m = c == 0 ? 0 : x.numel() / c;
+    Tensor xc = x.to(in_dtype).contiguous();
+    Tensor mu = flat_acc(mv, dt.acc), va = flat_acc(vv, dt.acc);
+    Tensor s = flat_acc(sv, dt.acc), b = flat_acc(bv, dt.acc);
+    Tensor y = Tensor::empty(x.shape(), dt.out, x.device());
+    if (x.is_cuda()) {
+      LOOM_CUDA_ONLY(cuda::channel_normalize(xc.raw_data(), in_dtype, y.raw_data(), dt.out,
+                                             mu.raw_data(), va.raw_data(), ptr(s), ptr(b), m, c,
+                                             epsilon, stream_of(x)));
+    } else {
+      cpu::channel_normalize(xc.raw_data(), in_dtype, y.raw_data(), dt.out, mu.raw_data(),
+                             va.raw_data(), ptr(s), ptr(b), m, c, epsilon);
+    }
+    return y;
+  }
+  Tensor mul = rsqrt(vv.to(dt.acc) + epsilon);
+  if (sv.defined()) mul = mul * sv.to(dt.acc);
+  Tensor y = (x.to(dt.acc) - mv.to(dt.acc)) * mul;
+  if (bv.defined()) y = y + bv.to(dt.acc);
+  return y.to(dt.out);
+}
+
+}  // namespace loom

@@ -1,0 +1,53 @@
+// Normalisations as Flax Linen computes them (flax/linen/normalization.py): statistics in
+// float32 or better (float64 stays float64), the fast biased variance
+// var = max(0, mean(x^2) - mean(x)^2), y = (x - mean) * (rsqrt(var + eps) * scale) + bias, and a
+// result dtype promoted from x, scale and bias (Flax with dtype=None). Scale and bias may be
+// undefined (Tensor()) for "absent"; their shape is either the sizes of the normalised (feature)
+// axes, placed at those axes (Flax's layout; this reading wins when both apply), or any shape
+// broadcastable to x.
+//
+// Fused CPU and CUDA kernels (forward and backward) cover layer/RMS norm over trailing axes and
+// batch norm over all but the last axis; other axis sets are composed from loom ops.
+//
+// Example:
+//   Tensor y = layer_norm(x, params["scale"], params["bias"]);           // over the last axis
+//   auto [y, mean, var] = batch_norm_train(x, scale, bias);              // NHWC, stats over NHW
+//   ra_mean = 0.99 * ra_mean + 0.01 * mean;                              // the running update
+#pragma once
+#include <functional>
+
+#include "core/ops/reduce.h"
+#include "core/tensor.h"
+
+namespace loom {
+
+/// flax.linen.LayerNorm with reduction_axes = feature_axes = axes.
+Tensor layer_norm(const Tensor& x, const Tensor& scale, const Tensor& bias, double epsilon = 1e-6,
+                  const Axes& axes = {-1});
+/// flax.linen.RMSNorm: y = x * rsqrt(mean(x^2) + eps) * scale.
+Tensor rms_norm(const Tensor& x, const Tensor& scale, double epsilon = 1e-6,
+                const Axes& axes = {-1});
+/// flax.linen.GroupNorm on NHWC (any rank >= 2): channels (last axis) split into num_groups
+/// groups; statistics over every non-batch axis within a group; scale/bias of shape [C].
+Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& scale, const Tensor& bias,
+                  double epsilon = 1e-6);
+
+struct BatchNormResult {
+  Tensor y;     // normalised with the batch statistics; differentiable through mean and var
+  Tensor mean;  // batch mean over reduce_axes (shape of the kept axes, f32 or f64), detached
+  Tensor var;   // biased batch variance, for the running average update, detached
+};
+/// Cross-replica hook: receives the stacked [mean(x), mean(x^2)] (shape [2, features...]) and
+/// returns its mean over replicas (identity when empty). Must be differentiable with loom ops
+/// (its backward is the same mean over replicas).
+using PmeanFn = std::function<Tensor(const Tensor&)>;
+/// flax.linen.BatchNorm(use_running_average=False): reduce_axes empty = all but the last axis.
+BatchNormResult batch_norm_train(const Tensor& x, const Tensor& scale, const Tensor& bias,
+                                 double epsilon = 1e-5, const Axes& reduce_axes = {},
+                                 const PmeanFn& pmean = {});
+/// flax.linen.BatchNorm(use_running_average=True): mean/var (the running statistics) and
+/// scale/bias broadcast against x (shape [C] for channels-last).
+Tensor batch_norm_inference(const Tensor& x, const Tensor& mean, const Tensor& var,
+                            const Tensor& scale, const Tensor& bias, double epsilon = 1e-5);
+
+}  // namespace loom

@@ -1,0 +1,66 @@
+#include "kernels/cpu/gemm.h"
+
+#include <cblas.h>
+
+#include <cstring>
+
+#include "core/error.h"
+
+namespace loom::cpu {
+namespace {
+
+// BLAS takes int leading dimensions and sizes.
+int blas_int(int64_t v, const char* what) {
+  LOOM_CHECK(v >= 0 && v <= int64_t(INT32_MAX), ShapeError, "matmul: ", what, " = ", v,
+             " exceeds the BLAS int range");
+  return int(v);
+}
+
+template <typename T, typename Gemm>
+void run(const GemmProblem& p, Gemm gemm) {
+  int64_t batch = shape_numel(p.batch_shape);
+  T* c = static_cast<T*>(p.c);
+  if (p.m == 0 || p.n == 0 || batch == 0) return;
+  if (p.k == 0) {  // an empty sum; BLAS would also give zeros, but not every BLAS for every beta
+    std::memset(c, 0, size_t(batch * p.m * p.n) * sizeof(T));
+    return;
+  }
+  int m = blas_int(p.m, "m"), n = blas_int(p.n, "n"), k = blas_int(p.k, "k");
+  int lda = blas_int(p.a.ld, "lda"), ldb = blas_int(p.b.ld, "ldb");
+  CBLAS_TRANSPOSE ta = p.a.trans ? CblasTrans : CblasNoTrans;
+  CBLAS_TRANSPOSE tb = p.b.trans ? CblasTrans : CblasNoTrans;
+  const T* a = static_cast<const T*>(p.a.data);
+  const T* b = static_cast<const T*>(p.b.data);
+  size_t nb = p.batch_shape.size();
+  Shape index(nb, 0);
+  int64_t off_a = 0, off_b = 0;
+  for (int64_t i = 0; i < batch; ++i) {
+    gemm(CblasRowMajor, ta, tb, m, n, k, T(1), a + off_a, lda, b + off_b, ldb, T(0),
+         c + i * p.m * p.n, n);
+    // odometer step over the batch dims, keeping the operand offsets incrementally
+    for (size_t d = nb; d-- > 0;) {
+      off_a += p.a.batch_strides[d];
+      off_b += p.b.batch_strides[d];
+      if (++index[d] < p.batch_shape[d]) break;
+      off_a -= p.a.batch_strides[d] * p.batch_shape[d];
+      off_b -= p.b.batch_strides[d] * p.batch_shape[d];
+      index[d] = 0;
+    }
+  }
+}
+
+}  // namespace
+
+void gemm(const GemmProblem& p) {
+  LOOM_INTERNAL_ASSERT(p.a.batch_strides.size() == p.batch_shape.size() &&
+                       p.b.batch_strides.size() == p.batch_shape.size());
+  switch (p.dtype) {
+    case DType::F32: return run<float>(p, cblas_sgemm);
+    case DType::F64: return run<double>(p, cblas_dgemm);
+    default:
+      LOOM_THROW(DTypeError, "matmul: the CPU GEMM takes float32 or float64, got ",
+                 dtype_name(p.dtype));
+  }
+}
+
+}  // namespace loom::cpu

@@ -1,0 +1,240 @@
+#include "kernels/cpu/norm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/error.h"
+
+namespace loom::cpu {
+namespace {
+
+constexpr int64_t kParallelWork = 32768;
+// Column reductions split the rows into at most this many fixed chunks, so the summation order
+// (and hence the result) does not depend on the number of threads.
+constexpr int64_t kMaxChunks = 64;
+
+/// fn(T{}, O{}) for the supported (input, output) pairs: O == T, or O == float for half inputs.
+template <typename Fn>
+void visit_in_out(DType in, DType out, const char* op, Fn&& fn) {
+  auto with = [&](auto t) {
+    using T = decltype(t);
+    if (out == in) return fn(t, t);
+    if constexpr (std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>)
+      if (out == DType::F32) return fn(t, float{});
+    LOOM_THROW(DTypeError, op, ": no kernel for input ", dtype_name(in), " with output ", dtype_name(out));
+  };
+  switch (in) {
+    case DType::F32: return with(float{});
+    case DType::F64: return with(double{});
+    case DType::BF16: return with(bfloat16{});
+    case DType::F16: return with(float16{});
+    default: LOOM_THROW(DTypeError, op, ": expected a floating dtype, got ", dtype_name(in));
+  }
+}
+
+template <typename T>
+using acc_of = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+template <typename A>
+inline double param(const void* p, int64_t j, double absent) {
+  return p ? double(static_cast<const A*>(p)[j]) : absent;
+}
+
+/// Fixed row chunks of a column reduction: fn(chunk, row_begin, row_end) in parallel, then the
+/// per-chunk partials are summed in chunk order by the caller.
+template <typename Fn>
+int64_t for_row_chunks(int64_t m, int64_t c, Fn&& fn) {
+  const int64_t chunks = std::max<int64_t>(1, std::min(kMaxChunks, m));
+  const int64_t per = (m + chunks - 1) / chunks;
+#pragma omp parallel for schedule(static) if (m * c > kParallelWork && chunks > 1)
+  for (int64_t k = 0; k < chunks; ++k) fn(k, std::min(m, k * per), std::min(m, (k + 1) * per));
+  return chunks;
+}
+
+}  // namespace
+
+void norm_rows(const void* x, DType dtype, void* y, DType out_dtype, const void* scale,
+               const void* bias, void* mean, void* rstd, int64_t rows, int64_t n, double eps,
+               bool rms) {
+  const char* op = rms ? "rms_norm" : "layer_norm";
+  visit_in_out(dtype, out_dtype, op, [&](auto tz, auto oz) {
+    using T = decltype(tz);
+    using O = decltype(oz);
+    using A = acc_of<T>;
+    const T* px = static_cast<const T*>(x);
+    O* py = static_cast<O*>(y);
+    A* pm = static_cast<A*>(mean);
+    A* pr = static_cast<A*>(rstd);
+#pragma omp parallel for schedule(static) if (rows * n > kParallelWork && rows > 1)
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* row = px + r * n;
+      double s = 0, s2 = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        double v = convert<double>(row[j]);
+        s += v;
+        s2 += v * v;
+      }
+      double mu = rms ? 0.0 : s / double(n);
+      double var = rms ? s2 / double(n) : std::max(0.0, s2 / double(n) - mu * mu);
+      double inv = 1.0 / std::sqrt(var + eps);
+      if (!rms) pm[r] = A(mu);
+      pr[r] = A(inv);
+      for (int64_t j = 0; j < n; ++j) {
+        double v = (convert<double>(row[j]) - mu) * (inv * param<A>(scale, j, 1.0));
+        if (!rms) v += param<A>(bias, j, 0.0);
+        py[r * n + j] = convert<O>(v);
+      }
+    }
+  });
+}
+
+void norm_rows_backward(const void* x, DType dtype, const void* g, DType out_dtype,
+                        const void* mean, const void* rstd, const void* scale, void* dx,
+                        int64_t rows, int64_t n, bool rms) {
+  const char* op = rms ? "rms_norm" : "layer_norm";
+  visit_in_out(dtype, out_dtype, op, [&](auto tz, auto oz) {
+    using T = decltype(tz);
+    using O = decltype(oz);
+    using A = acc_of<T>;
+    const T* px = static_cast<const T*>(x);
+    const O* pg = static_cast<const O*>(g);
+    const A* pm = static_cast<const A*>(mean);
+    const A* pr = static_cast<const A*>(rstd);
+    T* pd = static_cast<T*>(dx);
+#pragma omp parallel for schedule(static) if (rows * n > kParallelWork && rows > 1)
+    for (int64_t r = 0; r < rows; ++r) {
+      const double mu = rms ? 0.0 : double(pm[r]), inv = double(pr[r]);
+      double sum_gs = 0, sum_gsx = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        double gs = convert<double>(pg[r * n + j]) * param<A>(scale, j, 1.0);
+        double xhat = (convert<double>(px[r * n + j]) - mu) * inv;
+        sum_gs += gs;
+        sum_gsx += gs * xhat;
+      }
+      const double mean_gs = rms ? 0.0 : sum_gs / double(n), mean_gsx = sum_gsx / double(n);
+      for (int64_t j = 0; j < n; ++j) {
+        double gs = convert<double>(pg[r * n + j]) * param<A>(scale, j, 1.0);
+        double xhat = (convert<double>(px[r * n + j]) - mu) * inv;
+        pd[r * n + j] = convert<T>(inv * (gs - mean_gs - xhat * mean_gsx));
+      }
+    }
+  });
+}
+
+void channel_stats(const void* x, DType dtype, int64_t m, int64_t c, void* mean, void* var) {
+  visit_in_out(dtype, dtype, "batch_norm", [&](auto tz, auto) {
+    using T = decltype(tz);
+    using A = acc_of<T>;
+    const T* px = static_cast<const T*>(x);
+    std::vector<double> part(size_t(2 * kMaxChunks * c), 0.0);
+    int64_t chunks = for_row_chunks(m, c, [&](int64_t k, int64_t begin, int64_t end) {
+      double* s = part.data() + 2 * k * c;
+      double* s2 = s + c;
+      for (int64_t i = begin; i < end; ++i)
+        for (int64_t j = 0; j < c; ++j) {
+          double v = convert<double>(px[i * c + j]);
+          s[j] += v;
+          s2[j] += v * v;
+        }
+    });
+    A* pm = static_cast<A*>(mean);
+    A* pv = static_cast<A*>(var);
+    for (int64_t j = 0; j < c; ++j) {
+      double s = 0, s2 = 0;
+      for (int64_t k = 0; k < chunks; ++k) {
+        s += part[size_t(2 * k * c + j)];
+        s2 += part[size_t(2 * k * c + c + j)];
+      }
+      double mu = s / double(m);
+      pm[j] = A(mu);
+      pv[j] = A(std::max(0.0, s2 / double(m) - mu * mu));
+    }
+  });
+}
+
+void channel_normalize(const void* x, DType dtype, void* y, DType out_dtype, const void* mean,
+                       const void* var, const void* scale, const void* bias, int64_t m,
+                       int64_t c, double eps) {
+  visit_in_out(dtype, out_dtype, "batch_norm", [&](auto tz, auto oz) {
+    using T = decltype(tz);
+    using O = decltype(oz);
+    using A = acc_of<T>;
+    const T* px = static_cast<const T*>(x);
+    O* py = static_cast<O*>(y);
+    std::vector<double> mu(static_cast<size_t>(c)), mul(static_cast<size_t>(c)), add(static_cast<size_t>(c));
+    for (int64_t j = 0; j < c; ++j) {
+      mu[size_t(j)] = param<A>(mean, j, 0.0);
+      mul[size_t(j)] = param<A>(scale, j, 1.0) / std::sqrt(param<A>(var, j, 1.0) + eps);
+      add[size_t(j)] = param<A>(bias, j, 0.0);
+    }
+#pragma omp parallel for schedule(static) if (m * c > kParallelWork && m > 1)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < c; ++j)
+        py[i * c + j] = convert<O>((convert<double>(px[i * c + j]) - mu[size_t(j)]) * mul[size_t(j)] + add[size_t(j)]);
+  });
+}
+
+void channel_backward_sums(const void* x, DType dtype, const void* g, DType out_dtype,
+                           const void* mean, const void* rstd, int64_t m, int64_t c, void* sum_g,
+                           void* sum_gx) {
+  visit_in_out(dtype, out_dtype, "batch_norm", [&](auto tz, auto oz) {
+    using T = decltype(tz);
+    using O = decltype(oz);
+    using A = acc_of<T>;
+    const T* px = static_cast<const T*>(x);
+    const O* pg = static_cast<const O*>(g);
+    const A* pm = static_cast<const A*>(mean);
+    const A* pr = static_cast<const A*>(rstd);
+    std::vector<double> part(size_t(2 * kMaxChunks * c), 0.0);
+    int64_t chunks = for_row_chunks(m, c, [&](int64_t k, int64_t begin, int64_t end) {
+      double* sg = part.data() + 2 * k * c;
+      double* sgx = sg + c;
+      for (int64_t i = begin; i < end; ++i)
+        for (int64_t j = 0; j < c; ++j) {
+          double gv = convert<double>(pg[i * c + j]);
+          sg[j] += gv;
+          sgx[j] += gv * (convert<double>(px[i * c + j]) - double(pm[j])) * double(pr[j]);
+        }
+    });
+    A* psg = static_cast<A*>(sum_g);
+    A* psgx = static_cast<A*>(sum_gx);
+    for (int64_t j = 0; j < c; ++j) {
+      double sg = 0, sgx = 0;
+      for (int64_t k = 0; k < chunks; ++k) {
+        sg += part[size_t(2 * k * c + j)];
+        sgx += part[size_t(2 * k * c + c + j)];
+      }
+      psg[j] = A(sg);
+      psgx[j] = A(sgx);
+    }
+  });
+}
+
+void channel_backward_dx(const void* x, DType dtype, const void* g, DType out_dtype,
+                         const void* mean, const void* rstd, const void* scale,
+                         const void* sum_g, const void* sum_gx, void* dx, int64_t m, int64_t c) {
+  visit_in_out(dtype, out_dtype, "batch_norm", [&](auto tz, auto oz) {
+    using T = decltype(tz);
+    using O = decltype(oz);
+    using A = acc_of<T>;
+    const T* px = static_cast<const T*>(x);
+    const O* pg = static_cast<const O*>(g);
+    const A* pm = static_cast<const A*>(mean);
+    const A* pr = static_cast<const A*>(rstd);
+    const A* psg = static_cast<const A*>(sum_g);
+    const A* psgx = static_cast<const A*>(sum_gx);
+    T* pd = static_cast<T*>(dx);
+#pragma omp parallel for schedule(static) if (m * c > kParallelWork && m > 1)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < c; ++j) {
+        double inv = double(pr[j]);
+        double xhat = (convert<double>(px[i * c + j]) - double(pm[j])) * inv;
+        double v = convert<double>(pg[i * c + j]) - double(psg[j]) / double(m) -
+                   xhat * double(psgx[j]) / double(m);
+        pd[i * c + j] = convert<T>(param<A>(scale, j, 1.0) * inv * v);
+      }
+  });
+}
+
+}  // namespace loom::cpu

@@ -1,0 +1,29 @@
+// CUDA batch-norm kernels over the columns (channels) of x [m, c]; same contract as the
+// channel_* kernels in kernels/cpu/norm.h, launched on `stream`. Column sums go through
+// fixed per-block partials, so results are deterministic (no atomics).
+#pragma once
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "kernels/cuda/runtime.h"
+
+namespace loom::cuda {
+
+/// Elements of the accumulation type (float, or double for f64) that channel_stats and
+/// channel_backward_sums need as `workspace` for x [m, c].
+int64_t channel_workspace_size(int64_t m, int64_t c);
+
+void channel_stats(const void* x, DType dtype, int64_t m, int64_t c, void* mean, void* var,
+                   void* workspace, Stream stream);
+void channel_normalize(const void* x, DType dtype, void* y, DType out_dtype, const void* mean,
+                       const void* var, const void* scale, const void* bias, int64_t m,
+                       int64_t c, double eps, Stream stream);
+void channel_backward_sums(const void* x, DType dtype, const void* g, DType out_dtype,
+                           const void* mean, const void* rstd, int64_t m, int64_t c, void* sum_g,
+                           void* sum_gx, void* workspace, Stream stream);
+void channel_backward_dx(const void* x, DType dtype, const void* g, DType out_dtype,
+                         const void* mean, const void* rstd, const void* scale,
+                         const void* sum_g, const void* sum_gx, void* dx, int64_t m, int64_t c,
+                         Stream stream);
+
+}  // namespace loom::cuda

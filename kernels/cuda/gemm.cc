@@ -1,0 +1,300 @@
+// cuBLASLt wrapper. cuBLASLt is column-major; loom is row-major. A row-major C = A @ B is the
+// column-major C^T = B^T @ A^T, so every call swaps the operands and the m/n roles: the
+// row-major buffers are passed unchanged and no data moves.
+#include "kernels/cuda/gemm.h"
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include <array>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "core/error.h"
+
+namespace loom::cuda {
+
+const char* cublas_status_string(int status) {
+  return cublasLtGetStatusString(static_cast<cublasStatus_t>(status));
+}
+
+namespace {
+
+const char* status_string(cublasStatus_t s) { return cublasLtGetStatusString(s); }
+#define LOOM_CUBLASLT_CHECK(call) LOOM_CUDA_LIB_CHECK(call, "cuBLASLt", status_string)
+
+// cuBLASLt's recommendation for Hopper is 32 MiB; one per device, as all of loom's work on a
+// device is ordered on one stream.
+constexpr size_t kWorkspaceBytes = size_t(32) << 20;
+
+// Everything the heuristic's choice depends on. Pointer alignments are part of it because an
+// algorithm picked for 16-byte aligned operands must not run on less aligned ones.
+using PlanKey = std::array<int64_t, 20>;
+
+struct DeviceContext {
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  std::mutex mu;  // guards algos
+  std::map<PlanKey, std::optional<cublasLtMatmulAlgo_t>> algos;  // nullopt: none exists
+};
+
+// Created on first use and deliberately never destroyed: tearing down cuBLASLt during static
+// destruction races with the CUDA runtime's own shutdown.
+DeviceContext& context(int device) {
+  static std::mutex mu;
+  static std::vector<DeviceContext*> contexts;
+  std::lock_guard<std::mutex> lock(mu);
+  if (contexts.size() <= size_t(device)) contexts.resize(size_t(device) + 1, nullptr);
+  if (!contexts[size_t(device)]) {
+    auto ctx = std::make_unique<DeviceContext>();
+    LOOM_CUBLASLT_CHECK(cublasLtCreate(&ctx->handle));
+    LOOM_CUDA_CHECK(cudaMalloc(&ctx->workspace, kWorkspaceBytes));
+    contexts[size_t(device)] = ctx.release();
+  }
+  return *contexts[size_t(device)];
+}
+
+void ensure_device(int device) {
+  int current = -1;
+  LOOM_CUDA_CHECK(cudaGetDevice(&current));
+  if (current != device) LOOM_CUDA_CHECK(cudaSetDevice(device));
+}
+
+// RAII holders for the descriptor types (destroy statuses are ignored: nothing to do on failure).
+struct MatmulDesc {
+  cublasLtMatmulDesc_t d = nullptr;
+  ~MatmulDesc() { if (d) cublasLtMatmulDescDestroy(d); }
+};
+struct Layout {
+  cublasLtMatrixLayout_t d = nullptr;
+  ~Layout() { if (d) cublasLtMatrixLayoutDestroy(d); }
+};
+struct Preference {
+  cublasLtMatmulPreference_t d = nullptr;
+  ~Preference() { if (d) cublasLtMatmulPreferenceDestroy(d); }
+};
+
+cudaDataType_t data_type(DType t) {
+  switch (t) {
+    case DType::F32: return CUDA_R_32F;
+    case DType::F64: return CUDA_R_64F;
+    case DType::BF16: return CUDA_R_16BF;
+    case DType::F16: return CUDA_R_16F;
+    default:
+      LOOM_THROW(DTypeError, "matmul: no CUDA GEMM for dtype ", dtype_name(t),
+                 " (float32, float64, bfloat16 and float16 are supported)");
+  }
+}
+
+cublasLtEpilogue_t lt_epilogue(Epilogue e) {
+  switch (e) {
+    case Epilogue::None: return CUBLASLT_EPILOGUE_DEFAULT;
+    case Epilogue::Bias: return CUBLASLT_EPILOGUE_BIAS;
+    case Epilogue::BiasRelu: return CUBLASLT_EPILOGUE_RELU_BIAS;
+    case Epilogue::BiasGelu: return CUBLASLT_EPILOGUE_GELU_BIAS;  // tanh form, as Flax's gelu
+  }
+  return CUBLASLT_EPILOGUE_DEFAULT;
+}
+
+// Largest power of two (<= 256) dividing every value: the alignment cuBLASLt may assume.
+int64_t alignment_of(std::initializer_list<uint64_t> values) {
+  uint64_t all = 256;
+  for (uint64_t v : values) all |= v;
+  return int64_t(all & (~all + 1));
+}
+
+// Batch dims after dropping size-1 dims and merging neighbours that are uniformly strided for
+// A, B and C alike; the innermost survivor becomes cuBLASLt's strided batch.
+struct BatchDims {
+  Shape shape, a, b, c;
+};
+BatchDims collapse_batch(const GemmProblem& p) {
+  BatchDims out;
+  Shape c_strides(p.batch_shape.size());
+  int64_t s = p.m * p.n;
+  for (size_t d = p.batch_shape.size(); d-- > 0;) {
+    c_strides[d] = s;
+    s *= p.batch_shape[d];
+  }
+  for (size_t d = 0; d < p.batch_shape.size(); ++d) {
+    int64_t n = p.batch_shape[d];
+    if (n == 1) continue;
+    int64_t sa = p.a.batch_strides[d], sb = p.b.batch_strides[d], sc = c_strides[d];
+    if (!out.shape.empty() && out.a.back() == sa * n && out.b.back() == sb * n &&
+        out.c.back() == sc * n) {
+      out.shape.back() *= n;
+      out.a.back() = sa;
+      out.b.back() = sb;
+      out.c.back() = sc;
+    } else {
+      out.shape.push_back(n);
+      out.a.push_back(sa);
+      out.b.push_back(sb);
+      out.c.push_back(sc);
+    }
+  }
+  return out;
+}
+
+void set_layout_batch(Layout& l, int32_t count, int64_t stride) {
+  LOOM_CUBLASLT_CHECK(cublasLtMatrixLayoutSetAttribute(l.d, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                       &count, sizeof(count)));
+  LOOM_CUBLASLT_CHECK(cublasLtMatrixLayoutSetAttribute(
+      l.d, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
+}
+
+// One strategy for the whole problem: the innermost batch dim as cuBLASLt's strided batch when
+// `lt_batch`, otherwise every batch dim looped on the host. False when cuBLASLt has no algorithm.
+bool run(const GemmProblem& p, const BatchDims& bd, bool lt_batch, int device, bool allow_tf32,
+         Stream stream, Epilogue epilogue, const void* bias) {
+  bool fused = epilogue != Epilogue::None;
+  size_t esize = dtype_size(p.dtype);
+  cudaDataType_t dt = data_type(p.dtype);
+  bool f64 = p.dtype == DType::F64;
+  cublasComputeType_t compute =
+      f64 ? CUBLAS_COMPUTE_64F
+          : (p.dtype == DType::F32 && allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F);
+  cudaDataType_t scale_type = f64 ? CUDA_R_64F : CUDA_R_32F;
+
+  bool batched = lt_batch && !bd.shape.empty();
+  int64_t inner = batched ? bd.shape.back() : 1;
+  LOOM_CHECK(inner <= INT32_MAX, ShapeError, "matmul: batch of ", inner,
+             " matrices exceeds cuBLASLt's int32 batch count");
+  int64_t inner_a = batched ? bd.a.back() : 0, inner_b = batched ? bd.b.back() : 0;
+  int64_t inner_c = batched ? bd.c.back() : 0;
+  size_t outer_dims = batched ? bd.shape.size() - 1 : bd.shape.size();
+
+  // Column-major roles: Lt's A is our B, Lt's B is our A, Lt's D is C^T (n x m, ld n).
+  cublasOperation_t op_a = p.b.trans ? CUBLAS_OP_T : CUBLAS_OP_N;
+  cublasOperation_t op_b = p.a.trans ? CUBLAS_OP_T : CUBLAS_OP_N;
+  Layout la, lb, lc;
+  LOOM_CUBLASLT_CHECK(cublasLtMatrixLayoutCreate(&la.d, dt, uint64_t(p.b.trans ? p.k : p.n),
+                                                 uint64_t(p.b.trans ? p.n : p.k), p.b.ld));
+  LOOM_CUBLASLT_CHECK(cublasLtMatrixLayoutCreate(&lb.d, dt, uint64_t(p.a.trans ? p.m : p.k),
+                                                 uint64_t(p.a.trans ? p.k : p.m), p.a.ld));
+  LOOM_CUBLASLT_CHECK(cublasLtMatrixLayoutCreate(&lc.d, dt, uint64_t(p.n), uint64_t(p.m), p.n));
+  if (inner > 1) {
+    set_layout_batch(la, int32_t(inner), inner_b);
+    set_layout_batch(lb, int32_t(inner), inner_a);
+    set_layout_batch(lc, int32_t(inner), inner_c);
+  }
+
+  MatmulDesc desc;
+  LOOM_CUBLASLT_CHECK(cublasLtMatmulDescCreate(&desc.d, compute, scale_type));
+  LOOM_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_TRANSA, &op_a,
+                                                     sizeof(op_a)));
+  LOOM_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_TRANSB, &op_b,
+                                                     sizeof(op_b)));
+  if (fused) {
+    cublasLtEpilogue_t ep = lt_epilogue(epilogue);
+    LOOM_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep,
+                                                       sizeof(ep)));
+    LOOM_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                       &bias, sizeof(bias)));
+    LOOM_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(
+        desc.d, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &dt, sizeof(dt)));
+  }
+
+  // Alignment over every matrix the call touches (host-looped outer batches included).
+  auto bytes = [esize](int64_t elements) { return uint64_t(elements) * esize; };
+  uint64_t outer_a = 0, outer_b = 0, outer_c = 0;
+  for (size_t d = 0; d < outer_dims; ++d) {
+    outer_a |= bytes(bd.a[d]);
+    outer_b |= bytes(bd.b[d]);
+    outer_c |= bytes(bd.c[d]);
+  }
+  int64_t align_a = alignment_of({uint64_t(p.b.data), bytes(inner_b), outer_b});
+  int64_t align_b = alignment_of({uint64_t(p.a.data), bytes(inner_a), outer_a});
+  int64_t align_c = alignment_of({uint64_t(p.c), bytes(inner_c), outer_c});
+  int64_t align_bias = fused ? alignment_of({uint64_t(bias)}) : 0;
+
+  DeviceContext& ctx = context(device);
+  PlanKey key = {int64_t(p.dtype), p.m, p.n, p.k, p.a.trans, p.b.trans, p.a.ld, p.b.ld,
+                 inner, inner_a, inner_b, inner_c, int64_t(epilogue), allow_tf32,
+                 align_a, align_b, align_c, align_bias, 0, 0};
+  std::optional<cublasLtMatmulAlgo_t> algo;
+  {
+    std::lock_guard<std::mutex> lock(ctx.mu);
+    auto it = ctx.algos.find(key);
+    if (it != ctx.algos.end()) {
+      algo = it->second;
+    } else {
+      Preference pref;
+      LOOM_CUBLASLT_CHECK(cublasLtMatmulPreferenceCreate(&pref.d));
+      uint64_t ws = kWorkspaceBytes;
+      LOOM_CUBLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+          pref.d, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+      auto set_align = [&](cublasLtMatmulPreferenceAttributes_t attr, int64_t v) {
+        uint32_t a = uint32_t(v);
+        LOOM_CUBLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.d, attr, &a, sizeof(a)));
+      };
+      set_align(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a);
+      set_align(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b);
+      set_align(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_c);
+      set_align(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_c);
+      cublasLtMatmulHeuristicResult_t result{};
+      int found = 0;
+      cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(ctx.handle, desc.d, la.d, lb.d, lc.d,
+                                                         lc.d, pref.d, 1, &result, &found);
+      // NOT_SUPPORTED means "no algorithm for this problem": cached like an empty answer.
+      if (st != CUBLAS_STATUS_NOT_SUPPORTED) LOOM_CUBLASLT_CHECK(st);
+      if (st == CUBLAS_STATUS_SUCCESS && found > 0) algo = result.algo;
+      ctx.algos.emplace(key, algo);
+    }
+  }
+  if (!algo) return false;
+
+  float alpha32 = 1, beta32 = 0;
+  double alpha64 = 1, beta64 = 0;
+  const void* alpha = f64 ? static_cast<const void*>(&alpha64) : &alpha32;
+  const void* beta = f64 ? static_cast<const void*>(&beta64) : &beta32;
+  int64_t outer = 1;
+  for (size_t d = 0; d < outer_dims; ++d) outer *= bd.shape[d];
+  const char* pa = static_cast<const char*>(p.a.data);
+  const char* pb = static_cast<const char*>(p.b.data);
+  char* pc = static_cast<char*>(p.c);
+  for (int64_t o = 0; o < outer; ++o) {
+    uint64_t off_a = 0, off_b = 0, off_c = 0;
+    for (int64_t rest = o, d = int64_t(outer_dims) - 1; d >= 0; --d) {
+      int64_t i = rest % bd.shape[size_t(d)];
+      rest /= bd.shape[size_t(d)];
+      off_a += bytes(i * bd.a[size_t(d)]);
+      off_b += bytes(i * bd.b[size_t(d)]);
+      off_c += bytes(i * bd.c[size_t(d)]);
+    }
+    LOOM_CUBLASLT_CHECK(cublasLtMatmul(ctx.handle, desc.d, alpha, pb + off_b, la.d, pa + off_a,
+                                       lb.d, beta, pc + off_c, lc.d, pc + off_c, lc.d, &*algo,
+                                       ctx.workspace, kWorkspaceBytes, stream));
+  }
+  return true;
+}
+
+}  // namespace
+
+bool gemm(const GemmProblem& p, int device, bool allow_tf32, Stream stream, Epilogue epilogue,
+          const void* bias) {
+  int64_t batch = shape_numel(p.batch_shape);
+  if (p.m == 0 || p.n == 0 || batch == 0) return true;
+  bool fused = epilogue != Epilogue::None;
+  LOOM_CHECK(!fused || bias, ValueError, "matmul_bias_act: bias epilogue without a bias");
+  ensure_device(device);
+  if (p.k == 0) {  // an empty sum; cuBLASLt rejects k = 0
+    if (fused) return false;
+    LOOM_CUDA_CHECK(cudaMemsetAsync(p.c, 0, size_t(batch * p.m * p.n) * dtype_size(p.dtype), stream));
+    return true;
+  }
+  BatchDims bd = collapse_batch(p);
+  if (run(p, bd, /*lt_batch=*/true, device, allow_tf32, stream, epilogue, bias)) return true;
+  // A strided batch cuBLASLt declines (a broadcast, zero-stride operand, say): loop instead.
+  if (!bd.shape.empty() && run(p, bd, false, device, allow_tf32, stream, epilogue, bias))
+    return true;
+  if (fused) return false;
+  LOOM_THROW(CudaError, "matmul: cuBLASLt has no algorithm for ", dtype_name(p.dtype), " m=", p.m,
+             " n=", p.n, " k=", p.k, " trans_a=", p.a.trans, " trans_b=", p.b.trans, " lda=",
+             p.a.ld, " ldb=", p.b.ld, " batch=", shape_str(p.batch_shape));
+}
+
+}  // namespace loom::cuda

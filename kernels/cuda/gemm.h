@@ -1,0 +1,24 @@
+// cuBLASLt matrix products (plain C++ interface: includes no CUDA header).
+//
+// Types: float32 (CUBLAS_COMPUTE_32F, or TF32 tensor cores when `allow_tf32`), float64
+// (CUBLAS_COMPUTE_64F), bfloat16 and float16 (tensor cores with float32 accumulation).
+// One cuBLASLt handle and a 32 MiB workspace per device, created on first use; the algorithm
+// for each distinct problem (shape, layout, dtype, epilogue, pointer alignment) is chosen once
+// by cuBLASLt's heuristic and cached. Runs on `stream` with no host synchronisation.
+#pragma once
+#include "kernels/cpu/gemm.h"
+#include "kernels/cuda/runtime.h"
+
+namespace loom::cuda {
+
+/// C = op(A) @ op(B) (+ bias, then ReLU/GELU per `epilogue`) on `device`. `bias` (length n, of
+/// p.dtype) is read by the bias epilogues. Returns false, having launched nothing, when
+/// cuBLASLt offers no algorithm for a fused epilogue (the caller then composes the unfused
+/// ops); a plain product without an algorithm throws CudaError.
+bool gemm(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
+          Epilogue epilogue = Epilogue::None, const void* bias = nullptr);
+
+/// Name and text of a cublasStatus_t (for LOOM_CUDA_LIB_CHECK).
+const char* cublas_status_string(int status);
+
+}  // namespace loom::cuda

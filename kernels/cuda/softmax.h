@@ -1,0 +1,21 @@
+// CUDA softmax-family kernels; same contract as kernels/cpu/softmax.h (statistics in float, or
+// double for f64), launched on `stream`.
+#pragma once
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "kernels/cuda/runtime.h"
+
+namespace loom::cuda {
+
+void softmax(const void* x, void* out, int64_t outer, int64_t n, int64_t inner, DType dtype,
+             bool log, Stream stream);
+void softmax_backward(const void* y, const void* grad, void* dx, int64_t outer, int64_t n,
+                      int64_t inner, DType dtype, bool log, Stream stream);
+void cross_entropy_int(const void* logits, DType dtype, const void* labels, DType label_dtype,
+                       void* loss, void* lse, int64_t rows, int64_t n, Stream stream);
+void cross_entropy_int_backward(const void* logits, DType dtype, const void* labels,
+                                DType label_dtype, const void* lse, const void* grad, void* dx,
+                                int64_t rows, int64_t n, Stream stream);
+
+}  // namespace loom::cuda

@@ -1,0 +1,144 @@
+// conv / conv_transpose on CUDA (cuDNN) against the CPU kernels, forward and both gradients,
+// for every padding mode, strides, both dilations, groups and 1-D / 2-D / 3-D; float32 at 1e-5,
+// bfloat16 and float16 at 1e-2.
+#include "core/autodiff.h"
+#include "core/ops/conv.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/reduce.h"
+#include "core/precision.h"
+#include "tests/support/testing.h"
+
+namespace loom {
+namespace {
+
+using testing::test_values;
+
+struct Case {
+  const char* name;
+  Shape x, w;
+  ConvOptions opt;
+};
+
+const std::vector<Case>& cases() {
+  static const std::vector<Case> c = {
+      {"2d_same", {2, 9, 9, 3}, {3, 3, 3, 8}, {}},
+      {"2d_same_stride2_even_kernel", {2, 8, 7, 4}, {4, 2, 4, 6}, {.strides = {2, 2}}},
+      {"2d_valid_kernel_dilation",
+       {1, 9, 8, 2},
+       {3, 3, 2, 4},
+       {.padding = Padding::valid(), .kernel_dilation = {2, 2}}},
+      {"2d_explicit_negative_input_dilation",
+       {2, 5, 6, 2},
+       {3, 2, 2, 3},
+       {.padding = Padding::explicit_pads({{2, -1}, {1, 3}}), .input_dilation = {2, 1}}},
+      {"2d_circular_stride2",
+       {1, 7, 6, 3},
+       {3, 3, 3, 4},
+       {.strides = {2, 2}, .padding = Padding::circular()}},
+      {"2d_reflect", {1, 6, 7, 2}, {3, 4, 2, 3}, {.padding = Padding::reflect()}},
+      {"2d_groups", {1, 6, 6, 8}, {3, 3, 2, 8}, {.feature_group_count = 4}},
+      {"2d_depthwise", {2, 7, 7, 4}, {3, 3, 1, 8}, {.feature_group_count = 4}},
+      {"2d_1x1", {2, 5, 5, 6}, {1, 1, 6, 4}, {}},
+      {"2d_wide_channels", {4, 16, 16, 32}, {3, 3, 32, 64}, {}},
+      {"1d_same_stride2", {2, 11, 3}, {3, 3, 5}, {.strides = {2}}},
+      {"1d_causal_dilation",
+       {2, 9, 2},
+       {3, 2, 4},
+       {.padding = Padding::causal(), .kernel_dilation = {2}}},
+      {"3d_same", {1, 4, 5, 6, 2}, {2, 3, 3, 2, 4}, {.strides = {1, 2, 1}}},
+  };
+  return c;
+}
+
+/// y, dx and dw of sum(conv(x, w) * r) on `device`, computed in `dtype`.
+std::vector<Tensor> run(const Case& c, Device device, DType dtype) {
+  Tensor x = test_values(c.x, 1, -1, 1, DType::F32).to(dtype).to(device);
+  Tensor w = test_values(c.w, 2, -1, 1, DType::F32).to(dtype).to(device);
+  Tensor lx = autograd::make_leaf(x, 0), lw = autograd::make_leaf(w, 1);
+  autograd::RecordingGuard rec(true);
+  Tensor y = conv(lx, lw, c.opt);
+  Tensor r = test_values(y.shape(), 3, -1, 1, DType::F32).to(dtype).to(device);
+  auto g = autograd::backward(sum(y * r), {lx, lw});
+  return {y.detach().to(Device::cpu()).to(DType::F32), g[0].to(Device::cpu()).to(DType::F32),
+          g[1].to(Device::cpu()).to(DType::F32)};
+}
+
+TEST(ConvGpu, Float32MatchesCpu) {
+  LOOM_REQUIRE_GPU();
+  for (const Case& c : cases()) {
+    auto cpu = run(c, Device::cpu(), DType::F32), gpu = run(c, Device::cuda(), DType::F32);
+    EXPECT_ALLCLOSE(gpu[0], cpu[0], 1e-5, 1e-5) << c.name << " forward";
+    EXPECT_ALLCLOSE(gpu[1], cpu[1], 1e-5, 1e-5) << c.name << " dx";
+    EXPECT_ALLCLOSE(gpu[2], cpu[2], 1e-5, 1e-5) << c.name << " dw";
+  }
+}
+
+TEST(ConvGpu, HalfTypesMatchCpu) {
+  LOOM_REQUIRE_GPU();
+  for (DType dt : {DType::BF16, DType::F16})
+    for (const Case& c : cases()) {
+      // the CPU rounds the same half inputs, computes in float32 and rounds the result
+      auto cpu = run(c, Device::cpu(), dt), gpu = run(c, Device::cuda(), dt);
+      for (size_t i = 0; i < 3; ++i)
+        EXPECT_ALLCLOSE(gpu[i], cpu[i], 1e-2, 1e-2)
+            << c.name << " " << dtype_name(dt) << " output " << i;
+    }
+}
+
+TEST(ConvGpu, Tf32SwitchStaysClose) {
+  LOOM_REQUIRE_GPU();
+  Tf32Guard tf32(true);
+  const Case& c = cases()[9];  // wide channels: tensor-core eligible
+  auto cpu = run(c, Device::cpu(), DType::F32), gpu = run(c, Device::cuda(), DType::F32);
+  for (size_t i = 0; i < 3; ++i) EXPECT_ALLCLOSE(gpu[i], cpu[i], 2e-2, 2e-2) << i;
+}
+
+TEST(ConvGpu, RepeatedCallsReuseTheCachedAlgorithm) {
+  LOOM_REQUIRE_GPU();
+  const Case& c = cases()[1];
+  auto first = run(c, Device::cuda(), DType::F32), second = run(c, Device::cuda(), DType::F32);
+  for (size_t i = 0; i < 3; ++i) EXPECT_ALLCLOSE(second[i], first[i], 1e-6, 1e-6) << i;
+}
+
+TEST(ConvGpu, ConvTransposeMatchesCpu) {
+  LOOM_REQUIRE_GPU();
+  struct T {
+    Shape x, w;
+    ConvTransposeOptions opt;
+  };
+  const T ts[] = {
+      {{2, 4, 5, 3}, {3, 3, 3, 4}, {.strides = {2, 2}}},
+      {{1, 5, 4, 2},
+       {3, 2, 2, 3},
+       {.strides = {2, 3}, .padding = Padding::valid(), .kernel_dilation = {2, 1}}},
+      {{1, 3, 4, 2}, {3, 2, 3, 2}, {.strides = {2, 2}, .transpose_kernel = true}},
+      {{2, 6, 3}, {4, 3, 2}, {.strides = {3}, .padding = Padding::explicit_pads({{1, 2}})}},
+  };
+  for (const T& t : ts) {
+    std::vector<Tensor> out[2];
+    for (int pass = 0; pass < 2; ++pass) {
+      Device d = pass == 0 ? Device::cpu() : Device::cuda();
+      Tensor lx = autograd::make_leaf(test_values(t.x, 4, -1, 1, DType::F32).to(d), 0);
+      Tensor lw = autograd::make_leaf(test_values(t.w, 5, -1, 1, DType::F32).to(d), 1);
+      autograd::RecordingGuard rec(true);
+      Tensor y = conv_transpose(lx, lw, t.opt);
+      Tensor r = test_values(y.shape(), 6, -1, 1, DType::F32).to(d);
+      auto g = autograd::backward(sum(y * r), {lx, lw});
+      out[pass] = {y.detach().to(Device::cpu()), g[0].to(Device::cpu()), g[1].to(Device::cpu())};
+    }
+    for (size_t i = 0; i < 3; ++i)
+      EXPECT_ALLCLOSE(out[1][i], out[0][i], 1e-5, 1e-5) << shape_str(t.x) << " output " << i;
+  }
+}
+
+TEST(ConvGpu, EmptyBatch) {
+  LOOM_REQUIRE_GPU();
+  Tensor x = zeros({0, 5, 5, 2}, DType::F32, Device::cuda());
+  Tensor k = ones({3, 3, 2, 4}, DType::F32, Device::cuda());
+  Tensor y = conv(x, k);
+  EXPECT_EQ(y.shape(), (Shape{0, 5, 5, 4}));
+  EXPECT_TRUE(y.is_cuda());
+}
+
+}  // namespace
+}  // namespace loom

@@ -1,0 +1,485 @@
+// conv / conv_transpose on the CPU: against a direct-summation reference over an explicitly
+// padded and dilated input (independent of im2col), float64 finite-difference gradients for
+// every option, Flax goldens, the CUDA path's symmetric-padding rewrite, errors and edge cases.
+#include "core/ops/conv.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "core/autodiff.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/reduce.h"
+#include "core/ops/shape.h"
+#include "tests/support/testing.h"
+
+namespace loom {
+namespace {
+
+using testing::check_gradients;
+using testing::test_values;
+
+// --- reference ------------------------------------------------------------------------------
+
+// Row-major multi-index <-> flat index helpers.
+Shape unflatten(int64_t i, const Shape& shape) {
+  Shape idx(shape.size());
+  for (size_t d = shape.size(); d-- > 0;) {
+    idx[d] = i % shape[d];
+    i /= shape[d];
+  }
+  return idx;
+}
+int64_t flat(const Shape& idx, const Shape& shape) {
+  int64_t f = 0;
+  for (size_t d = 0; d < shape.size(); ++d) f = f * shape[d] + idx[d];
+  return f;
+}
+
+/// jnp.pad of the spatial dims with mode 'wrap' (wrap = true) or 'reflect'.
+Tensor reference_pad(const Tensor& x, const PadPairs& pads, bool wrap) {
+  Shape in = x.shape(), out = in;
+  for (size_t d = 0; d < pads.size(); ++d) out[d + 1] += pads[d].first + pads[d].second;
+  std::vector<double> xs = x.to_vector<double>(), ys(size_t(shape_numel(out)));
+  for (int64_t i = 0; i < int64_t(ys.size()); ++i) {
+    Shape idx = unflatten(i, out);
+    for (size_t d = 0; d < pads.size(); ++d) {
+      int64_t n = in[d + 1], j = idx[d + 1] - pads[d].first;
+      if (wrap) {
+        j = ((j % n) + n) % n;
+      } else {  // reflect about the edges, repeatedly
+        while (j < 0 || j >= n) j = j < 0 ? -j : 2 * (n - 1) - j;
+      }
+      idx[d + 1] = j;
+    }
+    ys[size_t(i)] = xs[size_t(flat(idx, in))];
+  }
+  return from_vector(ys, out);
+}
+
+/// Direct convolution: builds the padded, dilated input explicitly, then sums every window.
+Tensor reference_conv(const Tensor& x, const Tensor& w, const Shape& strides, const PadPairs& pads,
+                      const Shape& lhs, const Shape& rhs, int64_t groups) {
+  size_t r = size_t(x.ndim() - 2);
+  Shape xs = x.shape(), wsh = w.shape();
+  Shape ps = xs, ys{xs[0]};
+  for (size_t d = 0; d < r; ++d) {
+    ps[d + 1] = std::max<int64_t>(0, (xs[d + 1] - 1) * lhs[d] + 1 + pads[d].first + pads[d].second);
+    int64_t k_eff = (wsh[d] - 1) * rhs[d] + 1;
+    ys.push_back(ps[d + 1] >= k_eff ? (ps[d + 1] - k_eff) / strides[d] + 1 : 0);
+  }
+  ys.push_back(wsh.back());
+  std::vector<double> xv = x.to_vector<double>(), wv = w.to_vector<double>();
+  std::vector<double> pv(size_t(shape_numel(ps)), 0.0), yv(size_t(shape_numel(ys)), 0.0);
+  for (int64_t i = 0; i < int64_t(pv.size()); ++i) {
+    Shape idx = unflatten(i, ps);
+    bool ok = true;
+    for (size_t d = 0; d < r && ok; ++d) {
+      int64_t q = idx[d + 1] - pads[d].first;
+      ok = q >= 0 && q % lhs[d] == 0 && q / lhs[d] < xs[d + 1];
+      idx[d + 1] = ok ? q / lhs[d] : 0;
+    }
+    if (ok) pv[size_t(i)] = xv[size_t(flat(idx, xs))];
+  }
+  int64_t cg = xs.back() / groups, coutg = wsh.back() / groups;
+  Shape kshape(wsh.begin(), wsh.begin() + int64_t(r));
+  for (int64_t i = 0; i < int64_t(yv.size()); ++i) {
+    Shape o = unflatten(i, ys);
+    int64_t co = o.back(), g = co / coutg;
+    double acc = 0;
+    for (int64_t t = 0; t < shape_numel(kshape); ++t) {
+      Shape k = unflatten(t, kshape), p{o[0]};
+      for (size_t d = 0; d < r; ++d) p.push_back(o[d + 1] * strides[d] + k[d] * rhs[d]);
+      p.push_back(0);
+      for (int64_t ci = 0; ci < cg; ++ci) {
+        p.back() = g * cg + ci;
+        Shape widx = k;
+        widx.push_back(ci);
+        widx.push_back(co);
+        acc += pv[size_t(flat(p, ps))] * wv[size_t(flat(widx, wsh))];
+      }
+    }
+    yv[size_t(i)] = acc;
+  }
+  return from_vector(yv, ys);
+}
+
+Shape ones_or(const Shape& v, size_t r) { return v.empty() ? Shape(r, 1) : v; }
+
+/// The reference for conv(x, w, opt), resolving Flax's padding modes itself.
+Tensor reference(const Tensor& x, const Tensor& w, const ConvOptions& opt) {
+  size_t r = size_t(x.ndim() - 2);
+  Shape st = ones_or(opt.strides, r), lhs = ones_or(opt.input_dilation, r);
+  Shape rhs = ones_or(opt.kernel_dilation, r);
+  PadPairs pads(r, {0, 0});
+  Tensor xp = x;
+  for (size_t d = 0; d < r; ++d) {
+    int64_t k_eff = (w.shape()[d] - 1) * rhs[d] + 1, n = x.shape()[d + 1];
+    switch (opt.padding.kind) {
+      case Padding::Same: {
+        int64_t out = (n + st[d] - 1) / st[d];
+        int64_t total = std::max<int64_t>(0, (out - 1) * st[d] + k_eff - n);
+        pads[d] = {total / 2, total - total / 2};
+        break;
+      }
+      case Padding::Explicit:
+        pads[d] = opt.padding.pairs.size() == 1 ? opt.padding.pairs[0] : opt.padding.pairs[d];
+        break;
+      case Padding::Causal:
+        pads[d] = {k_eff - 1, 0};
+        break;
+      case Padding::Circular:
+      case Padding::Reflect:
+        pads[d] = {(k_eff - 1) / 2, k_eff / 2};
+        break;
+      case Padding::Valid:
+        break;
+    }
+  }
+  if (opt.padding.kind == Padding::Circular || opt.padding.kind == Padding::Reflect) {
+    xp = reference_pad(x, pads, opt.padding.kind == Padding::Circular);
+    pads.assign(r, {0, 0});
+  }
+  return reference_conv(xp, w, st, pads, lhs, rhs, opt.feature_group_count);
+}
+
+// --- cases ----------------------------------------------------------------------------------
+
+struct Case {
+  const char* name;
+  Shape x, w;
+  ConvOptions opt;
+};
+
+const std::vector<Case>& cases() {
+  static const std::vector<Case> c = {
+      {"1d_same", {2, 6, 3}, {3, 3, 2}, {}},
+      {"1d_same_even_kernel_stride2", {1, 7, 2}, {4, 2, 2}, {.strides = {2}}},
+      {"1d_valid_stride2_dilation2",
+       {2, 9, 1},
+       {2, 1, 2},
+       {.strides = {2}, .padding = Padding::valid(), .kernel_dilation = {2}}},
+      {"1d_causal_dilation2",
+       {1, 5, 2},
+       {3, 2, 2},
+       {.padding = Padding::causal(), .kernel_dilation = {2}}},
+      {"1d_circular_even_kernel", {1, 5, 2}, {4, 2, 1}, {.padding = Padding::circular()}},
+      {"1d_reflect_dilation2",
+       {1, 5, 1},
+       {3, 1, 2},
+       {.padding = Padding::reflect(), .kernel_dilation = {2}}},
+      {"1d_explicit_negative_input_dilation",
+       {1, 4, 2},
+       {2, 2, 2},
+       {.padding = Padding::explicit_pads({{2, -1}}), .input_dilation = {2}}},
+      {"2d_same_stride_groups",
+       {1, 5, 4, 4},
+       {3, 2, 2, 4},
+       {.strides = {2, 1}, .feature_group_count = 2}},
+      {"2d_valid_kernel_dilation",
+       {1, 6, 4, 2},
+       {2, 2, 2, 2},
+       {.padding = Padding::valid(), .kernel_dilation = {2, 1}}},
+      {"2d_explicit_both_dilations",
+       {1, 3, 4, 2},
+       {2, 2, 2, 2},
+       {.strides = {1, 2},
+        .padding = Padding::explicit_pads({{1, 2}, {0, 1}}),
+        .input_dilation = {2, 1},
+        .kernel_dilation = {1, 2}}},
+      {"2d_circular_stride2",
+       {1, 4, 5, 1},
+       {3, 3, 1, 2},
+       {.strides = {2, 2}, .padding = Padding::circular()}},
+      {"2d_reflect_kernel_dilation",
+       {1, 4, 5, 2},
+       {3, 2, 2, 1},
+       {.padding = Padding::reflect(), .kernel_dilation = {1, 2}}},
+      {"2d_depthwise_same", {1, 4, 4, 2}, {3, 3, 1, 4}, {.feature_group_count = 2}},
+      {"2d_1x1_direct_groups",
+       {2, 3, 3, 4},
+       {1, 1, 2, 4},
+       {.padding = Padding::valid(), .feature_group_count = 2}},
+      {"2d_1x1_stride2", {1, 5, 5, 2}, {1, 1, 2, 3}, {.strides = {2, 2}}},
+      {"2d_uniform_padding", {1, 4, 4, 1}, {3, 3, 1, 2}, {.padding = Padding::uniform(1)}},
+      {"2d_crop_everything",
+       {1, 3, 3, 1},
+       {2, 2, 1, 1},
+       {.padding = Padding::explicit_pads({{-4, 3}, {0, 0}})}},
+      {"3d_same_stride", {1, 3, 4, 3, 2}, {2, 2, 3, 2, 2}, {.strides = {2, 1, 2}}},
+      {"3d_valid_groups_dilation",
+       {1, 4, 3, 4, 2},
+       {2, 1, 2, 1, 2},
+       {.padding = Padding::valid(), .kernel_dilation = {2, 1, 1}, .feature_group_count = 2}},
+  };
+  return c;
+}
+
+Tensor loss_weights(const Shape& shape) { return test_values(shape, 99, -1, 1); }
+
+TEST(Conv, MatchesReferenceForEveryOption) {
+  uint64_t seed = 1;
+  for (const Case& c : cases()) {
+    Tensor x = test_values(c.x, seed++), w = test_values(c.w, seed++);
+    Tensor expect = reference(x, w, c.opt);
+    Tensor y = conv(x, w, c.opt);
+    EXPECT_ALLCLOSE(y, expect, 1e-12, 1e-12) << c.name;
+    EXPECT_ALLCLOSE(conv(x.to(DType::F32), w.to(DType::F32), c.opt), expect, 1e-5, 1e-5) << c.name;
+  }
+}
+
+TEST(Conv, GradientsByFiniteDifferences) {
+  uint64_t seed = 100;
+  for (const Case& c : cases()) {
+    Tensor x = test_values(c.x, seed++), w = test_values(c.w, seed++);
+    Shape y_shape = conv(x, w, c.opt).shape();
+    if (shape_numel(y_shape) == 0) continue;
+    Tensor r = loss_weights(y_shape);
+    auto f = [&](const std::vector<Tensor>& in) { return sum(conv(in[0], in[1], c.opt) * r); };
+    EXPECT_TRUE(check_gradients(f, {x, w})) << c.name;
+  }
+}
+
+// The CUDA path rewrites input dilation and asymmetric / negative padding into pad/slice ops
+// plus a symmetric convolution; check that rewrite (forward and gradients) on the CPU.
+TEST(Conv, SymmetricPaddingRewriteMatches) {
+  uint64_t seed = 200;
+  for (const Case& c : cases()) {
+    Tensor x = test_values(c.x, seed++), w = test_values(c.w, seed++);
+    EXPECT_ALLCLOSE(detail::conv_symmetric_padding_form(x, w, c.opt), conv(x, w, c.opt), 1e-12,
+                    1e-12)
+        << c.name;
+    Shape y_shape = conv(x, w, c.opt).shape();
+    if (shape_numel(y_shape) == 0) continue;
+    Tensor r = loss_weights(y_shape);
+    std::vector<Tensor> direct, rewritten;
+    for (int pass = 0; pass < 2; ++pass) {
+      Tensor lx = autograd::make_leaf(x, 0), lw = autograd::make_leaf(w, 1);
+      autograd::RecordingGuard rec(true);
+      Tensor y =
+          pass == 0 ? conv(lx, lw, c.opt) : detail::conv_symmetric_padding_form(lx, lw, c.opt);
+      (pass == 0 ? direct : rewritten) = autograd::backward(sum(y * r), {lx, lw});
+    }
+    EXPECT_ALLCLOSE(rewritten[0], direct[0], 1e-12, 1e-12) << c.name;
+    EXPECT_ALLCLOSE(rewritten[1], direct[1], 1e-12, 1e-12) << c.name;
+  }
+}
+
+// --- goldens from Flax ----------------------------------------------------------------------
+
+Padding golden_padding(const nlohmann::json& p) {
+  if (p.is_string()) {
+    std::string s = p.get<std::string>();
+    if (s == "SAME") return Padding::same();
+    if (s == "VALID") return Padding::valid();
+    if (s == "CIRCULAR") return Padding::circular();
+    if (s == "REFLECT") return Padding::reflect();
+    if (s == "CAUSAL") return Padding::causal();
+    ADD_FAILURE() << "unknown padding " << s;
+  }
+  PadPairs pairs;
+  for (const auto& pr : p) pairs.push_back({pr[0].get<int64_t>(), pr[1].get<int64_t>()});
+  return Padding::explicit_pads(pairs);
+}
+
+Tensor golden_apply(const nlohmann::json& c, const Tensor& x, const Tensor& k) {
+  const auto& o = c.at("options");
+  auto shape_of = [&](const char* key) {
+    return o.contains(key) ? o.at(key).get<Shape>() : Shape{};
+  };
+  Padding padding = o.contains("padding") ? golden_padding(o.at("padding")) : Padding::same();
+  if (c.at("op") == "conv")
+    return conv(x, k,
+                {.strides = shape_of("strides"),
+                 .padding = padding,
+                 .input_dilation = shape_of("input_dilation"),
+                 .kernel_dilation = shape_of("kernel_dilation"),
+                 .feature_group_count = o.value("feature_group_count", int64_t(1))});
+  return conv_transpose(x, k,
+                        {.strides = shape_of("strides"),
+                         .padding = padding,
+                         .kernel_dilation = shape_of("kernel_dilation"),
+                         .transpose_kernel = o.value("transpose_kernel", false)});
+}
+
+TEST(Conv, MatchesFlaxGoldens) {
+  nlohmann::json doc = testing::load_golden("conv.json");
+  ASSERT_GE(doc.at("cases").size(), 20u);
+  for (const auto& c : doc.at("cases")) {
+    std::string name = c.at("name");
+    Tensor x = testing::golden_tensor(c.at("x")), k = testing::golden_tensor(c.at("kernel"));
+    Tensor y = testing::golden_tensor(c.at("y"));
+    EXPECT_ALLCLOSE(golden_apply(c, x, k), y, 1e-12, 1e-12) << name;
+    EXPECT_ALLCLOSE(golden_apply(c, x.to(DType::F32), k.to(DType::F32)), y, 1e-5, 1e-5) << name;
+    if (!c.contains("dx")) continue;
+    Tensor ct = testing::golden_tensor(c.at("cotangent"));
+    Tensor lx = autograd::make_leaf(x, 0), lk = autograd::make_leaf(k, 1);
+    autograd::RecordingGuard rec(true);
+    auto grads = autograd::backward(sum(golden_apply(c, lx, lk) * ct), {lx, lk});
+    EXPECT_ALLCLOSE(grads[0], testing::golden_tensor(c.at("dx")), 1e-12, 1e-12) << name;
+    EXPECT_ALLCLOSE(grads[1], testing::golden_tensor(c.at("dkernel")), 1e-12, 1e-12) << name;
+  }
+}
+
+// --- conv_transpose -------------------------------------------------------------------------
+
+TEST(ConvTranspose, OutputSizesFollowLax) {
+  Tensor x = test_values({1, 5, 4, 2}, 1), k = test_values({3, 2, 2, 3}, 2);
+  EXPECT_EQ(conv_transpose(x, k, {.strides = {2, 3}}).shape(), (Shape{1, 10, 12, 3}));
+  // VALID: in * s + max(k_eff - s, 0)
+  EXPECT_EQ(conv_transpose(x, k, {.strides = {2, 3}, .padding = Padding::valid()}).shape(),
+            (Shape{1, 11, 12, 3}));
+  EXPECT_EQ(conv_transpose(
+                x, k, {.strides = {2, 1}, .padding = Padding::valid(), .kernel_dilation = {2, 2}})
+                .shape(),
+            (Shape{1, 13, 6, 3}));
+}
+
+TEST(ConvTranspose, GradientsByFiniteDifferences) {
+  Tensor x = test_values({1, 3, 2, 2}, 3), k = test_values({3, 2, 2, 2}, 4);
+  for (bool tk : {false, true})
+    for (Padding p :
+         {Padding::same(), Padding::valid(), Padding::explicit_pads({{1, 0}, {2, 1}})}) {
+      ConvTransposeOptions opt{
+          .strides = {2, 2}, .padding = p, .kernel_dilation = {1, 2}, .transpose_kernel = tk};
+      Tensor r = loss_weights(conv_transpose(x, k, opt).shape());
+      auto f = [&](const std::vector<Tensor>& in) {
+        return sum(conv_transpose(in[0], in[1], opt) * r);
+      };
+      EXPECT_TRUE(check_gradients(f, {x, k})) << p.str() << " transpose_kernel " << tk;
+    }
+}
+
+// With transpose_kernel, conv_transpose is the gradient of a strided VALID conv (what Keras'
+// Conv2DTranspose computes) for sizes where the strided conv loses no input.
+TEST(ConvTranspose, TransposeKernelIsTheGradientOfConv) {
+  Tensor x = test_values({1, 7, 5, 3}, 5), k = test_values({3, 3, 3, 2}, 6);
+  ConvOptions fwd{.strides = {2, 2}, .padding = Padding::valid()};
+  Tensor y = conv(x, k, fwd);  // [1, 3, 2, 2]
+  Tensor g = test_values(y.shape(), 7);
+  Tensor lx = autograd::make_leaf(x, 0);
+  Tensor dx;
+  {
+    autograd::RecordingGuard rec(true);
+    dx = autograd::backward(sum(conv(lx, k, fwd) * g), {lx})[0];
+  }
+  Tensor t = conv_transpose(
+      g, k, {.strides = {2, 2}, .padding = Padding::valid(), .transpose_kernel = true});
+  EXPECT_ALLCLOSE(t, dx, 1e-12, 1e-12);
+}
+
+// --- edge cases and errors ------------------------------------------------------------------
+
+TEST(Conv, HalfTypesComputeInFloat32OnCpu) {
+  Tensor x = test_values({2, 5, 5, 3}, 8, -1, 1, DType::BF16),
+         k = test_values({3, 3, 3, 4}, 9, -1, 1, DType::BF16);
+  Tensor y = conv(x, k, {.strides = {2, 2}});
+  EXPECT_EQ(y.dtype(), DType::BF16);
+  EXPECT_ALLCLOSE(y.to(DType::F32), conv(x.to(DType::F32), k.to(DType::F32), {.strides = {2, 2}}),
+                  1e-2, 1e-2);
+  Tensor h = conv(x.to(DType::F16), k.to(DType::F16));
+  EXPECT_EQ(h.dtype(), DType::F16);
+}
+
+TEST(Conv, EmptyBatchAndEmptyOutput) {
+  Tensor k = test_values({3, 3, 2, 4}, 1);
+  Tensor x0 = zeros({0, 5, 5, 2}, DType::F64);
+  EXPECT_EQ(conv(x0, k).shape(), (Shape{0, 5, 5, 4}));
+  Tensor lx = autograd::make_leaf(x0, 0), lk = autograd::make_leaf(k, 1);
+  {
+    autograd::RecordingGuard rec(true);
+    auto g = autograd::backward(sum(conv(lx, lk)), {lx, lk});
+    EXPECT_EQ(g[0].shape(), x0.shape());
+    EXPECT_ALLCLOSE(g[1], zeros_like(k), 0, 0);
+  }
+  Tensor small = test_values({1, 2, 2, 2}, 2);
+  EXPECT_EQ(conv(small, k, {.padding = Padding::valid()}).shape(), (Shape{1, 0, 0, 4}));
+}
+
+// Large enough that the im2col buffer is split into several batch chunks (~32 MB each); the
+// batched result must equal image-by-image convolutions, and dW must sum over every chunk.
+TEST(Conv, BatchChunkingMatchesPerImage) {
+  Tensor x = test_values({4, 64, 64, 64}, 3, -1, 1, DType::F32);
+  Tensor k = test_values({3, 3, 64, 4}, 4, -1, 1, DType::F32);
+  Tensor lk = autograd::make_leaf(k, 0);
+  autograd::RecordingGuard rec(true);
+  Tensor y = conv(x, lk);
+  Tensor dk = autograd::backward(sum(y), {lk})[0], dk_sum;
+  for (int64_t n = 0; n < 4; ++n) {
+    Tensor lk1 = autograd::make_leaf(k, 0);
+    Tensor yn = conv(slice_axis(x, 0, n, n + 1), lk1);
+    EXPECT_ALLCLOSE(yn, slice_axis(y, 0, n, n + 1), 1e-5, 1e-5) << n;
+    Tensor g = autograd::backward(sum(yn), {lk1})[0];
+    dk_sum = dk_sum.defined() ? dk_sum + g : g;
+  }
+  EXPECT_ALLCLOSE(dk, dk_sum, 1e-4, 1e-3);
+}
+
+template <typename E, typename F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "unexpected exception type: " << e.what();
+    return "";
+  }
+  ADD_FAILURE() << "no exception";
+  return "";
+}
+
+TEST(Conv, ErrorsNameTheOpAndShapes) {
+  Tensor x = test_values({1, 5, 5, 4}, 1), k = test_values({3, 3, 4, 6}, 2);
+  std::string m = error_of<ShapeError>([&] { conv(x, test_values({3, 3, 3, 6}, 3)); });
+  EXPECT_NE(m.find("conv"), std::string::npos) << m;
+  EXPECT_NE(m.find("[1, 5, 5, 4]"), std::string::npos) << m;
+  EXPECT_NE(m.find("[3, 3, 3, 6]"), std::string::npos) << m;
+  m = error_of<ShapeError>([&] {
+    conv(x, test_values({3, 3, 2, 5}, 3), {.feature_group_count = 2});
+  });
+  EXPECT_NE(m.find("[3, 3, 2, 5]"), std::string::npos) << m;
+  m = error_of<ShapeError>([&] { conv(test_values({5, 4}, 1), k); });
+  EXPECT_NE(m.find("[5, 4]"), std::string::npos) << m;
+  m = error_of<ShapeError>([&] { conv(x, test_values({3, 4, 6}, 2)); });
+  EXPECT_NE(m.find("[3, 4, 6]"), std::string::npos) << m;
+  m = error_of<DTypeError>([&] { conv(x.to(DType::F32), k); });
+  EXPECT_NE(m.find("float32"), std::string::npos) << m;
+  EXPECT_NE(m.find("float64"), std::string::npos) << m;
+  error_of<DTypeError>([&] { conv(x.to(DType::I32), k.to(DType::I32)); });
+  m = error_of<ShapeError>([&] { conv(x, k, {.strides = {2}}); });
+  EXPECT_NE(m.find("strides"), std::string::npos) << m;
+  error_of<ValueError>([&] { conv(x, k, {.kernel_dilation = {0, 1}}); });
+  m = error_of<ShapeError>([&] { conv(x, k, {.padding = Padding::causal()}); });
+  EXPECT_NE(m.find("CAUSAL"), std::string::npos) << m;
+  m = error_of<ValueError>([&] { conv(x, k, {.input_dilation = {2, 2}}); });
+  EXPECT_NE(m.find("SAME"), std::string::npos) << m;
+  m = error_of<ValueError>([&] { conv_transpose(x, k, {.padding = Padding::circular()}); });
+  EXPECT_NE(m.find("conv_transpose"), std::string::npos) << m;
+  m = error_of<ShapeError>([&] { conv_transpose(x, test_values({3, 3, 5, 6}, 4)); });
+  EXPECT_NE(m.find("conv_transpose"), std::string::npos) << m;
+}
+
+// Not a test: the seed CNN's two convolutions (3x3x1->32 on 28x28, 3x3x32->64 on 14x14) forward
+// and backward for a batch of 128. Run with --gtest_also_run_disabled_tests
+// --gtest_filter=Conv.DISABLED_BenchmarkSeedCnn.
+TEST(Conv, DISABLED_BenchmarkSeedCnn) {
+  Tensor x1 = test_values({128, 28, 28, 1}, 1, -1, 1, DType::F32),
+         k1 = test_values({3, 3, 1, 32}, 2, -1, 1, DType::F32);
+  Tensor x2 = test_values({128, 14, 14, 32}, 3, -1, 1, DType::F32),
+         k2 = test_values({3, 3, 32, 64}, 4, -1, 1, DType::F32);
+  for (int rep = 0; rep < 6; ++rep) {
+    auto t0 = std::chrono::steady_clock::now();
+    Tensor lk1 = autograd::make_leaf(k1, 0), lx2 = autograd::make_leaf(x2, 1),
+           lk2 = autograd::make_leaf(k2, 2);
+    autograd::RecordingGuard rec(true);
+    Tensor y =
+        sum(conv(x1, lk1)) + sum(conv(lx2, lk2));  // conv1 has no input gradient, as in training
+    auto g = autograd::backward(y, {lk1, lx2, lk2});
+    double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("seed CNN convs, batch 128, forward+backward: %.1f ms\n", ms);
+  }
+}
+
+}  // namespace
+}  // namespace loom

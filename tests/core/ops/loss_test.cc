@@ -1,0 +1,176 @@
+// Losses: Optax goldens (values and vjps), float64 references, finite-difference gradients and
+// error cases.
+#include <cmath>
+
+#include "core/autodiff.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/loss.h"
+#include "core/ops/reduce.h"
+#include "core/ops/shape.h"
+#include "core/ops/softmax.h"
+#include "tests/support/testing.h"
+
+namespace loom {
+namespace {
+
+using testing::check_gradients;
+using testing::golden_tensor;
+using testing::test_values;
+using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
+
+const nlohmann::json& golden(const std::string& name) {
+  static const nlohmann::json doc = testing::load_golden("nn_ops.json");
+  for (const auto& c : doc.at("cases"))
+    if (c.at("name") == name) return c;
+  throw std::runtime_error("no golden case " + name);
+}
+
+std::vector<Tensor> vjp(const Fn& f, const std::vector<Tensor>& inputs, const Tensor& ct) {
+  std::vector<Tensor> leaves;
+  for (size_t i = 0; i < inputs.size(); ++i) leaves.push_back(autograd::make_leaf(inputs[i], int64_t(i)));
+  autograd::RecordingGuard rec(true);
+  Tensor y = f(leaves);
+  return autograd::backward(sum(y * ct.to(y.dtype())), leaves);
+}
+
+/// Checks a two-input loss against its golden case: value and the vjp for both inputs.
+void check_golden(const std::string& name, const char* a, const char* b,
+                  const std::function<Tensor(const Tensor&, const Tensor&)>& f) {
+  const auto& c = golden(name);
+  Tensor x = golden_tensor(c["inputs"][a]), y = golden_tensor(c["inputs"][b]);
+  EXPECT_ALLCLOSE(f(x, y), golden_tensor(c["outputs"]["y"]), 2e-6, 1e-6) << name;
+  auto g = vjp([&](const std::vector<Tensor>& in) { return f(in[0], in[1]); }, {x, y},
+               golden_tensor(c["cotangent"]));
+  EXPECT_ALLCLOSE(g[0], golden_tensor(c["grads"][a]), 2e-5, 1e-6) << name << " d" << a;
+  if (c["grads"].contains(b)) {
+    EXPECT_ALLCLOSE(g[1], golden_tensor(c["grads"][b]), 2e-5, 1e-6) << name << " d" << b;
+  }
+}
+
+TEST(Loss, MatchesOptax) {
+  check_golden("softmax_cross_entropy", "logits", "labels", softmax_cross_entropy);
+  check_golden("sigmoid_binary_cross_entropy", "logits", "labels", sigmoid_binary_cross_entropy);
+  check_golden("l2_loss", "predictions", "targets", [](const Tensor& p, const Tensor& t) { return l2_loss(p, t); });
+  check_golden("squared_error", "predictions", "targets", [](const Tensor& p, const Tensor& t) { return squared_error(p, t); });
+  check_golden("huber_loss", "predictions", "targets", [](const Tensor& p, const Tensor& t) { return huber_loss(p, t, 1.0); });
+  check_golden("huber_loss_delta", "predictions", "targets", [](const Tensor& p, const Tensor& t) { return huber_loss(p, t, 0.5); });
+}
+
+TEST(Loss, IntegerLabelsMatchOptax) {
+  for (const char* name : {"softmax_cross_entropy_with_integer_labels", "integer_labels_out_of_range"}) {
+    const auto& c = golden(name);
+    Tensor logits = golden_tensor(c["inputs"]["logits"]), labels = golden_tensor(c["inputs"]["labels"]);
+    ASSERT_EQ(labels.dtype(), DType::I32);
+    for (DType ldt : {DType::I32, DType::I64}) {
+      Tensor l = labels.to(ldt);
+      EXPECT_ALLCLOSE(softmax_cross_entropy_with_integer_labels(logits, l), golden_tensor(c["outputs"]["y"]), 2e-6, 1e-6)
+          << name;  // out-of-range labels give NaN, as JAX
+      auto g = vjp([&](const std::vector<Tensor>& in) { return softmax_cross_entropy_with_integer_labels(in[0], l); },
+                   {logits}, golden_tensor(c["cotangent"]));
+      EXPECT_ALLCLOSE(g[0], golden_tensor(c["grads"]["logits"]), 2e-5, 1e-6) << name;
+    }
+  }
+}
+
+TEST(Loss, IntegerLabelsAgreeWithOneHot) {
+  Tensor logits = test_values({2, 3, 7}, 1, -5, 5);
+  Tensor labels = from_vector<int64_t>({0, 6, 3, 2, 5, 1}, {2, 3});
+  Tensor expect = softmax_cross_entropy(logits, one_hot(labels, 7, DType::F64));
+  EXPECT_ALLCLOSE(softmax_cross_entropy_with_integer_labels(logits, labels), expect, 1e-13, 1e-14);
+  // float32 and bfloat16 logits keep their dtype
+  Tensor l32 = softmax_cross_entropy_with_integer_labels(logits.to(DType::F32), labels);
+  EXPECT_EQ(l32.dtype(), DType::F32);
+  EXPECT_ALLCLOSE(l32, expect, 1e-6, 1e-6);
+  Tensor l16 = softmax_cross_entropy_with_integer_labels(logits.to(DType::BF16), labels);
+  EXPECT_EQ(l16.dtype(), DType::BF16);
+  EXPECT_ALLCLOSE(l16, expect, 2e-2, 2e-2);
+  // huge logits stay finite
+  Tensor big = from_vector<float>({1000, 0, -1000}, {1, 3});
+  EXPECT_NEAR(softmax_cross_entropy_with_integer_labels(big, from_vector<int32_t>({1}, {1})).item<float>(), 1000, 1e-3);
+}
+
+TEST(Loss, Gradients) {
+  Tensor logits = test_values({3, 5}, 2, -3, 3);
+  Tensor probs = softmax(test_values({3, 5}, 3, -1, 1));
+  Tensor labels = from_vector<int32_t>({4, 0, -2}, {3});
+  EXPECT_TRUE(check_gradients([&](const std::vector<Tensor>& in) { return sum(softmax_cross_entropy(in[0], in[1])); },
+                              {logits, probs}));
+  Tensor w = test_values({3}, 4);
+  EXPECT_TRUE(check_gradients([&](const std::vector<Tensor>& in) {
+    return sum(softmax_cross_entropy_with_integer_labels(in[0], labels) * w);
+  }, {logits}));
+  Tensor z = test_values({2, 4}, 5, -4, 4), t = test_values({2, 4}, 6, 0, 1);
+  EXPECT_TRUE(check_gradients([&](const std::vector<Tensor>& in) { return sum(sigmoid_binary_cross_entropy(in[0], in[1])); }, {z, t}));
+  Tensor p = test_values({2, 4}, 7, -3, 3), q = test_values({2, 4}, 8, -3, 3);
+  Tensor wp = test_values({2, 4}, 9);
+  auto weighted = [&](std::function<Tensor(const Tensor&, const Tensor&)> f) {
+    return [f, wp](const std::vector<Tensor>& in) { return sum(f(in[0], in[1]) * wp); };
+  };
+  EXPECT_TRUE(check_gradients(weighted([](const Tensor& a, const Tensor& b) { return l2_loss(a, b); }), {p, q}));
+  EXPECT_TRUE(check_gradients(weighted([](const Tensor& a, const Tensor& b) { return squared_error(a, b); }), {p, q}));
+  // huber on both sides of delta (no |error| within 1e-3 of delta or 0)
+  for (double delta : {1.0, 0.7}) {
+    std::vector<double> e = (p - q).to_vector<double>();
+    for (double v : e) ASSERT_GT(std::fabs(std::fabs(v) - delta), 1e-3);
+    EXPECT_TRUE(check_gradients(weighted([delta](const Tensor& a, const Tensor& b) { return huber_loss(a, b, delta); }), {p, q}));
+  }
+  EXPECT_TRUE(check_gradients([](const std::vector<Tensor>& in) { return sum(l2_loss(in[0])); }, {p}));
+}
+
+TEST(Loss, MatchReferenceFormulas) {
+  Tensor p = from_vector<double>({0.5, -2.0, 3.0, 0.0}, {4});
+  Tensor t = from_vector<double>({1.0, 1.0, 1.0, 0.0}, {4});
+  EXPECT_ALLCLOSE(squared_error(p, t), from_vector<double>({0.25, 9, 4, 0}, {4}), 0, 0);
+  EXPECT_ALLCLOSE(l2_loss(p, t), from_vector<double>({0.125, 4.5, 2, 0}, {4}), 0, 0);
+  EXPECT_ALLCLOSE(l2_loss(p), from_vector<double>({0.125, 2, 4.5, 0}, {4}), 0, 0);
+  // huber: 0.5 e^2 inside delta, 0.5 d^2 + d (|e| - d) outside
+  EXPECT_ALLCLOSE(huber_loss(p, t, 1.0), from_vector<double>({0.125, 2.5, 1.5, 0}, {4}), 1e-15, 0);
+  EXPECT_ALLCLOSE(huber_loss(p), from_vector<double>({0.125, 1.5, 2.5, 0}, {4}), 1e-15, 0);
+  // sigmoid BCE = -y log s(x) - (1 - y) log(1 - s(x)), stable for large |x|
+  Tensor z = from_vector<double>({0.3, -1.2, 40, -40}, {4});
+  Tensor y = from_vector<double>({1, 0, 0.25, 1}, {4});
+  std::vector<double> expect;
+  for (int i = 0; i < 4; ++i) {
+    double x = z.to_vector<double>()[size_t(i)], l = y.to_vector<double>()[size_t(i)];
+    double log_s = -std::log1p(std::exp(-std::fabs(x))) + std::min(x, 0.0);
+    double log_not_s = -std::log1p(std::exp(-std::fabs(x))) + std::min(-x, 0.0);
+    expect.push_back(-l * log_s - (1 - l) * log_not_s);
+  }
+  EXPECT_ALLCLOSE(sigmoid_binary_cross_entropy(z, y), from_vector(expect, {4}), 1e-12, 1e-12);
+  // soft labels broadcast: one label distribution for every row
+  Tensor logits = test_values({3, 4}, 10, -2, 2);
+  Tensor dist = from_vector<double>({0.1, 0.2, 0.3, 0.4}, {4});
+  Tensor ce = softmax_cross_entropy(logits, dist);
+  EXPECT_EQ(ce.shape(), (Shape{3}));
+  EXPECT_ALLCLOSE(ce, -sum(log_softmax(logits) * dist, {-1}), 1e-15, 0);
+}
+
+TEST(Loss, ErrorsNameShapesAndDtypes) {
+  auto expect_msg = [](auto&& fn, std::initializer_list<const char*> parts) {
+    try {
+      fn();
+      ADD_FAILURE() << "expected an error";
+    } catch (const Error& e) {
+      std::string msg = e.what();
+      for (const char* p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg;
+    }
+  };
+  Tensor logits = zeros({4, 10});
+  expect_msg([&] { (void)softmax_cross_entropy_with_integer_labels(logits, zeros({3}, DType::I32)); },
+             {"softmax_cross_entropy_with_integer_labels", "[3]", "[4, 10]"});
+  expect_msg([&] { (void)softmax_cross_entropy_with_integer_labels(logits, zeros({4})); },
+             {"softmax_cross_entropy_with_integer_labels", "float32", "[4]", "[4, 10]"});
+  EXPECT_THROW((void)softmax_cross_entropy_with_integer_labels(logits, zeros({4})), DTypeError);
+  EXPECT_THROW((void)softmax_cross_entropy_with_integer_labels(logits, zeros({4}, DType::Bool)), DTypeError);
+  EXPECT_THROW((void)softmax_cross_entropy_with_integer_labels(zeros({4, 10}, DType::I32), zeros({4}, DType::I32)), DTypeError);
+  expect_msg([&] { (void)softmax_cross_entropy(logits, zeros({4, 9})); }, {"softmax_cross_entropy", "[4, 9]", "[4, 10]"});
+  EXPECT_THROW((void)softmax_cross_entropy(logits, zeros({4, 9})), ShapeError);
+  expect_msg([&] { (void)l2_loss(zeros({2, 3}), zeros({3})); }, {"l2_loss", "[2, 3]", "[3]"});
+  EXPECT_THROW((void)squared_error(zeros({2, 3}), zeros({3, 2})), ShapeError);
+  EXPECT_THROW((void)sigmoid_binary_cross_entropy(zeros({2, 3}), zeros({4})), ShapeError);
+  EXPECT_THROW((void)huber_loss(zeros({2}, DType::I32)), DTypeError);
+  EXPECT_THROW((void)softmax_cross_entropy_with_integer_labels(zeros({}), zeros({}, DType::I32)), ShapeError);
+}
+
+}  // namespace
+}  // namespace loom

@@ -1,0 +1,112 @@
+// CUDA against the CPU for the normalisations: fused layer/RMS norm (warp and block rows),
+// batch norm (multi-chunk column sums), inference, and the composed group norm; forward and
+// backward, float32 and half precision.
+#include "core/autodiff.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/norm.h"
+#include "core/ops/reduce.h"
+#include "tests/support/testing.h"
+
+namespace loom {
+namespace {
+
+using testing::test_values;
+using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
+
+/// f's output and the vjp of `ct` on `device`, both brought back to the CPU.
+std::pair<Tensor, std::vector<Tensor>> run_on(Device device, const Fn& f, const std::vector<Tensor>& inputs,
+                                              const Tensor& ct) {
+  std::vector<Tensor> leaves;
+  for (size_t i = 0; i < inputs.size(); ++i) leaves.push_back(autograd::make_leaf(inputs[i].to(device), int64_t(i)));
+  autograd::RecordingGuard rec(true);
+  Tensor y = f(leaves);
+  std::vector<Tensor> grads = autograd::backward(sum(y * ct.to(device).to(y.dtype())), leaves);
+  for (Tensor& g : grads) g = g.to(Device::cpu());
+  return {y.detach().to(Device::cpu()), grads};
+}
+
+/// CUDA vs CPU for float32 inputs (rtol 1e-5) and the same inputs in `low` precision on the GPU
+/// against the float32 CPU result (rtol 1e-2).
+void expect_gpu_matches(const std::string& what, const Fn& f, const std::vector<Tensor>& inputs, double atol = 1e-6) {
+  Tensor probe = f(inputs);
+  Tensor ct = test_values(probe.shape(), 99, -1, 1, DType::F32);
+  auto cpu = run_on(Device::cpu(), f, inputs, ct);
+  auto gpu = run_on(Device::cuda(), f, inputs, ct);
+  EXPECT_ALLCLOSE(gpu.first, cpu.first, 1e-5, atol) << what;
+  for (size_t i = 0; i < inputs.size(); ++i) EXPECT_ALLCLOSE(gpu.second[i], cpu.second[i], 1e-5, atol) << what << " grad " << i;
+  for (DType low : {DType::BF16, DType::F16}) {
+    std::vector<Tensor> lowered;
+    for (const Tensor& t : inputs) lowered.push_back(t.to(low));
+    auto g16 = run_on(Device::cuda(), f, lowered, ct);
+    EXPECT_EQ(g16.first.dtype(), low) << what;
+    EXPECT_ALLCLOSE(g16.first.to(DType::F32), cpu.first, 1e-2, 1e-2) << what << " " << dtype_name(low);
+    for (size_t i = 0; i < inputs.size(); ++i)
+      EXPECT_ALLCLOSE(g16.second[i].to(DType::F32), cpu.second[i], 2e-2, 2e-2) << what << " " << dtype_name(low) << " grad " << i;
+  }
+}
+
+TEST(NormGpu, LayerAndRmsNormMatchCpu) {
+  LOOM_REQUIRE_GPU();
+  for (Shape shape : {Shape{5, 37}, Shape{2, 3, 256}, Shape{3, 1500}, Shape{70, 8}}) {
+    int64_t n = shape.back();
+    Tensor x = test_values(shape, 1, -2, 3, DType::F32);
+    Tensor s = test_values({n}, 2, 0.5, 1.5, DType::F32), b = test_values({n}, 3, -1, 1, DType::F32);
+    expect_gpu_matches("layer_norm " + shape_str(shape),
+                       [](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2]); }, {x, s, b}, 1e-5);
+    expect_gpu_matches("layer_norm no params " + shape_str(shape),
+                       [](const std::vector<Tensor>& in) { return layer_norm(in[0], Tensor(), Tensor()); }, {x}, 1e-5);
+    expect_gpu_matches("rms_norm " + shape_str(shape),
+                       [](const std::vector<Tensor>& in) { return rms_norm(in[0], in[1]); }, {x, s}, 1e-5);
+  }
+  // composed paths (a middle axis) run on the GPU through the elementwise/reduce kernels
+  Tensor x = test_values({4, 6, 5}, 4, -2, 2, DType::F32);
+  expect_gpu_matches("layer_norm axis 1", [](const std::vector<Tensor>& in) {
+    return layer_norm(in[0], Tensor(), Tensor(), 1e-6, {1});
+  }, {x}, 1e-5);
+  // bf16 input with float32 parameters: float32 output (the mixed kernel instantiation)
+  Tensor xb = test_values({6, 300}, 5, -2, 2, DType::F32).to(DType::BF16);
+  Tensor s = test_values({300}, 6, 0.5, 1.5, DType::F32), b = test_values({300}, 7, -1, 1, DType::F32);
+  Tensor cpu = layer_norm(xb, s, b), gpu = layer_norm(xb.to(Device::cuda()), s.to(Device::cuda()), b.to(Device::cuda()));
+  EXPECT_EQ(gpu.dtype(), DType::F32);
+  EXPECT_ALLCLOSE(gpu, cpu, 1e-5, 1e-5);
+  // float64 on the GPU
+  Tensor x64 = test_values({3, 50}, 8);
+  EXPECT_ALLCLOSE(rms_norm(x64.to(Device::cuda()), Tensor()), rms_norm(x64, Tensor()), 1e-12, 1e-12);
+}
+
+TEST(NormGpu, BatchNormMatchesCpu) {
+  LOOM_REQUIRE_GPU();
+  for (Shape shape : {Shape{4, 3, 3, 5}, Shape{40, 10, 10, 37}, Shape{3, 70}}) {
+    int64_t c = shape.back();
+    Tensor x = test_values(shape, 9, -1, 3, DType::F32);
+    Tensor s = test_values({c}, 10, 0.5, 1.5, DType::F32), b = test_values({c}, 11, -1, 1, DType::F32);
+    expect_gpu_matches("batch_norm " + shape_str(shape),
+                       [](const std::vector<Tensor>& in) { return batch_norm_train(in[0], in[1], in[2]).y; }, {x, s, b}, 1e-5);
+    auto cpu = batch_norm_train(x, s, b);
+    auto gpu = batch_norm_train(x.to(Device::cuda()), s.to(Device::cuda()), b.to(Device::cuda()));
+    EXPECT_ALLCLOSE(gpu.mean, cpu.mean, 1e-5, 1e-6) << shape_str(shape);
+    EXPECT_ALLCLOSE(gpu.var, cpu.var, 1e-5, 1e-6) << shape_str(shape);
+    Tensor mu = test_values({c}, 12, -1, 1, DType::F32), var = test_values({c}, 13, 0.5, 2, DType::F32);
+    EXPECT_ALLCLOSE(batch_norm_inference(x.to(Device::cuda()), mu.to(Device::cuda()), var.to(Device::cuda()),
+                                         s.to(Device::cuda()), b.to(Device::cuda())),
+                    batch_norm_inference(x, mu, var, s, b), 1e-5, 1e-5) << shape_str(shape);
+  }
+  // other reduction axes and the pmean hook go through the composed path
+  Tensor x = test_values({4, 3, 5}, 14, -1, 2, DType::F32);
+  expect_gpu_matches("batch_norm axes {0, 2}", [](const std::vector<Tensor>& in) {
+    return batch_norm_train(in[0], Tensor(), Tensor(), 1e-5, {0, 2}).y;
+  }, {x}, 1e-5);
+  expect_gpu_matches("batch_norm pmean", [](const std::vector<Tensor>& in) {
+    return batch_norm_train(in[0], Tensor(), Tensor(), 1e-5, {}, [](const Tensor& t) { return t; }).y;
+  }, {x}, 1e-5);
+}
+
+TEST(NormGpu, GroupNormMatchesCpu) {
+  LOOM_REQUIRE_GPU();
+  Tensor x = test_values({2, 4, 4, 8}, 15, -2, 2, DType::F32);
+  Tensor s = test_values({8}, 16, 0.5, 1.5, DType::F32), b = test_values({8}, 17, -1, 1, DType::F32);
+  expect_gpu_matches("group_norm", [](const std::vector<Tensor>& in) { return group_norm(in[0], 4, in[1], in[2]); }, {x, s, b}, 1e-5);
+}
+
+}  // namespace
+}  // namespace loom

@@ -1,0 +1,320 @@
+// Layer / RMS / group / batch norm: float64 references, fused-vs-composed agreement,
+// finite-difference gradients (fused kernels and composed paths), the pmean hook, Flax goldens
+// and error cases.
+#include <cmath>
+
+#include "core/autodiff.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/norm.h"
+#include "core/ops/reduce.h"
+#include "core/ops/shape.h"
+#include "tests/support/testing.h"
+
+namespace loom {
+namespace {
+
+using testing::check_gradients;
+using testing::golden_tensor;
+using testing::test_values;
+using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
+
+const nlohmann::json& golden(const std::string& name) {
+  static const nlohmann::json doc = testing::load_golden("nn_ops.json");
+  for (const auto& c : doc.at("cases"))
+    if (c.at("name") == name) return c;
+  throw std::runtime_error("no golden case " + name);
+}
+
+std::vector<Tensor> vjp(const Fn& f, const std::vector<Tensor>& inputs, const Tensor& ct) {
+  std::vector<Tensor> leaves;
+  for (size_t i = 0; i < inputs.size(); ++i) leaves.push_back(autograd::make_leaf(inputs[i], int64_t(i)));
+  autograd::RecordingGuard rec(true);
+  Tensor y = f(leaves);
+  return autograd::backward(sum(y * ct.to(y.dtype())), leaves);
+}
+
+/// Normalises each row of x [rows, n] (two-pass statistics in double); scale/bias per column.
+Tensor reference_rows(const Tensor& x2d, const std::vector<double>& scale,
+                      const std::vector<double>& bias, double eps, bool rms) {
+  int64_t rows = x2d.shape()[0], n = x2d.shape()[1];
+  std::vector<double> v = x2d.to_vector<double>(), out(v.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    double mu = 0, var = 0;
+    for (int64_t j = 0; j < n; ++j) mu += v[size_t(r * n + j)] / double(n);
+    if (rms) mu = 0;
+    for (int64_t j = 0; j < n; ++j) var += std::pow(v[size_t(r * n + j)] - mu, 2) / double(n);
+    for (int64_t j = 0; j < n; ++j)
+      out[size_t(r * n + j)] = (v[size_t(r * n + j)] - mu) / std::sqrt(var + eps) *
+                                   (scale.empty() ? 1.0 : scale[size_t(j)]) +
+                               (bias.empty() ? 0.0 : bias[size_t(j)]);
+  }
+  return from_vector(out, x2d.shape());
+}
+
+TEST(LayerNorm, MatchesReference) {
+  Tensor x = test_values({5, 7}, 1, -3, 5);
+  Tensor s = test_values({7}, 2, 0.5, 1.5), b = test_values({7}, 3);
+  auto sv = s.to_vector<double>(), bv = b.to_vector<double>();
+  EXPECT_ALLCLOSE(layer_norm(x, s, b), reference_rows(x, sv, bv, 1e-6, false), 1e-12, 1e-12);
+  EXPECT_ALLCLOSE(layer_norm(x, Tensor(), Tensor(), 0.1), reference_rows(x, {}, {}, 0.1, false), 1e-12, 1e-12);
+  EXPECT_ALLCLOSE(layer_norm(x, s, Tensor()), reference_rows(x, sv, {}, 1e-6, false), 1e-12, 1e-12);
+  Tensor y32 = layer_norm(x.to(DType::F32), s.to(DType::F32), b.to(DType::F32));
+  EXPECT_EQ(y32.dtype(), DType::F32);
+  EXPECT_ALLCLOSE(y32, reference_rows(x, sv, bv, 1e-6, false), 1e-5, 1e-5);
+  // Flax promotes the result with the parameters: bf16 input with f32 params gives f32
+  Tensor xb = x.to(DType::BF16);
+  Tensor expect_b = reference_rows(xb.to(DType::F64), sv, bv, 1e-6, false);
+  Tensor yb = layer_norm(xb, s.to(DType::F32), b.to(DType::F32));
+  EXPECT_EQ(yb.dtype(), DType::F32);
+  EXPECT_ALLCLOSE(yb, expect_b, 1e-5, 1e-5);  // statistics in f32: only the input was rounded
+  EXPECT_EQ(layer_norm(xb, Tensor(), Tensor()).dtype(), DType::BF16);
+  EXPECT_ALLCLOSE(layer_norm(xb, s.to(DType::BF16), b.to(DType::BF16)), expect_b, 2e-2, 2e-2);
+  // f16 with bf16 parameters promotes to f32 (as jnp.promote_types)
+  Tensor yh = layer_norm(x.to(DType::F16), s.to(DType::BF16), Tensor());
+  EXPECT_EQ(yh.dtype(), DType::F32);
+  EXPECT_ALLCLOSE(yh, reference_rows(x.to(DType::F16).to(DType::F64), s.to(DType::BF16).to_vector<double>(), {}, 1e-6, false), 1e-5, 1e-5);
+}
+
+TEST(LayerNorm, AxesAndParameterLayouts) {
+  // two trailing axes with a [3, 4] scale (fused), against the same rows flattened
+  Tensor x = test_values({2, 3, 4}, 4, -2, 2);
+  Tensor s = test_values({3, 4}, 5, 0.5, 1.5), b = test_values({3, 4}, 6);
+  EXPECT_ALLCLOSE(layer_norm(x, s, b, 1e-3, {1, 2}),
+                  reference_rows(x.reshape({2, 12}), s.to_vector<double>(), b.to_vector<double>(), 1e-3, false).reshape({2, 3, 4}),
+                  1e-12, 1e-12);
+  // a middle axis (composed from ops), against the transposed problem
+  Tensor s4 = test_values({3}, 7, 0.5, 1.5), b4 = test_values({3}, 8);
+  Tensor mid = layer_norm(x, s4, b4, 1e-6, {1});
+  Tensor xt = transpose(x, {0, 2, 1}).contiguous().reshape({8, 3});
+  Tensor expect = reference_rows(xt, s4.to_vector<double>(), b4.to_vector<double>(), 1e-6, false);
+  EXPECT_ALLCLOSE(transpose(mid, {0, 2, 1}).contiguous().reshape({8, 3}), expect, 1e-12, 1e-12);
+  // all axes
+  EXPECT_ALLCLOSE(layer_norm(x, Tensor(), Tensor(), 1e-6, {0, 1, 2}),
+                  reference_rows(x.reshape({1, 24}), {}, {}, 1e-6, false).reshape({2, 3, 4}), 1e-12, 1e-12);
+  // a scale that broadcasts over the batch too (not a feature vector: composed path) equals
+  // normalising without parameters and applying them afterwards
+  Tensor sb = test_values({2, 1, 4}, 9, 0.5, 1.5), bb = test_values({2, 1, 4}, 10);
+  EXPECT_ALLCLOSE(layer_norm(x, sb, bb), layer_norm(x, Tensor(), Tensor()) * sb + bb, 1e-14, 1e-14);
+  // a constant row has zero variance: y = bias
+  Tensor c = full({2, 5}, 3.25, DType::F32);
+  Tensor cb = from_vector<float>({1, 2, 3, 4, 5}, {5});
+  EXPECT_ALLCLOSE(layer_norm(c, ones({5}), cb), broadcast_to(cb, {2, 5}), 0, 1e-6);
+}
+
+TEST(RmsNorm, MatchesReference) {
+  Tensor x = test_values({4, 9}, 11, -3, 3);
+  Tensor s = test_values({9}, 12, 0.5, 1.5);
+  EXPECT_ALLCLOSE(rms_norm(x, s), reference_rows(x, s.to_vector<double>(), {}, 1e-6, true), 1e-12, 1e-12);
+  EXPECT_ALLCLOSE(rms_norm(x.to(DType::F32), Tensor(), 1e-2), reference_rows(x, {}, {}, 1e-2, true), 1e-5, 1e-6);
+  // over a leading axis (composed)
+  Tensor t = transpose(x, {1, 0});
+  EXPECT_ALLCLOSE(transpose(rms_norm(t, Tensor(), 1e-6, {0}), {1, 0}), reference_rows(x, {}, {}, 1e-6, true), 1e-12, 1e-12);
+}
+
+TEST(GroupNorm, MatchesReference) {
+  const int64_t n = 2, h = 3, w = 2, c = 6, g = 3, cg = c / g;
+  Tensor x = test_values({n, h, w, c}, 13, -2, 3);
+  Tensor s = test_values({c}, 14, 0.5, 1.5), b = test_values({c}, 15);
+  std::vector<double> v = x.to_vector<double>(), sv = s.to_vector<double>(), bv = b.to_vector<double>();
+  std::vector<double> out(v.size());
+  for (int64_t bi = 0; bi < n; ++bi)
+    for (int64_t gi = 0; gi < g; ++gi) {
+      auto at = [&](int64_t p, int64_t k) { return size_t((bi * h * w + p) * c + gi * cg + k); };
+      double mu = 0, var = 0, count = double(h * w * cg);
+      for (int64_t p = 0; p < h * w; ++p)
+        for (int64_t k = 0; k < cg; ++k) mu += v[at(p, k)] / count;
+      for (int64_t p = 0; p < h * w; ++p)
+        for (int64_t k = 0; k < cg; ++k) var += std::pow(v[at(p, k)] - mu, 2) / count;
+      for (int64_t p = 0; p < h * w; ++p)
+        for (int64_t k = 0; k < cg; ++k)
+          out[at(p, k)] = (v[at(p, k)] - mu) / std::sqrt(var + 1e-6) * sv[size_t(gi * cg + k)] + bv[size_t(gi * cg + k)];
+    }
+  EXPECT_ALLCLOSE(group_norm(x, g, s, b), from_vector(out, x.shape()), 1e-12, 1e-12);
+  // one group is layer norm over every non-batch axis
+  EXPECT_ALLCLOSE(group_norm(x, 1, s, b), layer_norm(x, Tensor(), Tensor(), 1e-6, {1, 2, 3}) * s + b, 1e-12, 1e-12);
+  // bf16 input with f32 parameters: f32 result
+  EXPECT_EQ(group_norm(x.to(DType::BF16), g, s.to(DType::F32), b.to(DType::F32)).dtype(), DType::F32);
+  EXPECT_EQ(group_norm(x.to(DType::BF16), g, Tensor(), Tensor()).dtype(), DType::BF16);
+}
+
+/// Batch statistics of x over all but the last axis, in double.
+std::pair<std::vector<double>, std::vector<double>> column_stats(const Tensor& x) {
+  int64_t c = x.shape().back(), m = x.numel() / c;
+  std::vector<double> v = x.to_vector<double>(), mu(static_cast<size_t>(c), 0.0), var(static_cast<size_t>(c), 0.0);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < c; ++j) mu[size_t(j)] += v[size_t(i * c + j)] / double(m);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < c; ++j) var[size_t(j)] += std::pow(v[size_t(i * c + j)] - mu[size_t(j)], 2) / double(m);
+  return {mu, var};
+}
+
+Tensor reference_batch_norm(const Tensor& x, const std::vector<double>& mu, const std::vector<double>& var,
+                            const std::vector<double>& s, const std::vector<double>& b, double eps) {
+  int64_t c = x.shape().back(), m = x.numel() / c;
+  std::vector<double> v = x.to_vector<double>(), out(v.size());
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < c; ++j) {
+      size_t k = size_t(i * c + j), jj = size_t(j);
+      out[k] = (v[k] - mu[jj]) / std::sqrt(var[jj] + eps) * (s.empty() ? 1.0 : s[jj]) + (b.empty() ? 0.0 : b[jj]);
+    }
+  return from_vector(out, x.shape());
+}
+
+TEST(BatchNorm, TrainMatchesReference) {
+  Tensor x = test_values({4, 3, 2, 5}, 16, -1, 3);
+  Tensor s = test_values({5}, 17, 0.5, 1.5), b = test_values({5}, 18);
+  auto [mu, var] = column_stats(x);
+  auto r = batch_norm_train(x, s, b);
+  EXPECT_ALLCLOSE(r.mean, from_vector(mu, {5}), 1e-13, 1e-14);
+  EXPECT_ALLCLOSE(r.var, from_vector(var, {5}), 1e-12, 1e-14);
+  EXPECT_ALLCLOSE(r.y, reference_batch_norm(x, mu, var, s.to_vector<double>(), b.to_vector<double>(), 1e-5), 1e-12, 1e-12);
+  // float32 and bfloat16: statistics come back in float32
+  auto r32 = batch_norm_train(x.to(DType::F32), s.to(DType::F32), b.to(DType::F32), 1e-3);
+  EXPECT_EQ(r32.mean.dtype(), DType::F32);
+  EXPECT_ALLCLOSE(r32.y, reference_batch_norm(x, mu, var, s.to_vector<double>(), b.to_vector<double>(), 1e-3), 1e-5, 1e-5);
+  auto r16 = batch_norm_train(x.to(DType::BF16), Tensor(), Tensor());
+  EXPECT_EQ(r16.y.dtype(), DType::BF16);
+  EXPECT_EQ(r16.var.dtype(), DType::F32);
+  // other reduction axes (composed): statistics over axes 0 and 2 of [4, 3, 5], features [3]
+  Tensor x3 = test_values({4, 3, 5}, 19);
+  Tensor s3 = test_values({3}, 20, 0.5, 1.5);
+  auto r3 = batch_norm_train(x3, s3, Tensor(), 1e-5, {0, 2});
+  EXPECT_EQ(r3.mean.shape(), (Shape{3}));
+  Tensor moved = transpose(x3, {0, 2, 1}).contiguous();  // features last
+  auto [mu3, var3] = column_stats(moved);
+  EXPECT_ALLCLOSE(r3.mean, from_vector(mu3, {3}), 1e-13, 1e-14);
+  EXPECT_ALLCLOSE(r3.var, from_vector(var3, {3}), 1e-12, 1e-14);
+  EXPECT_ALLCLOSE(transpose(r3.y, {0, 2, 1}), reference_batch_norm(moved, mu3, var3, s3.to_vector<double>(), {}, 1e-5), 1e-12, 1e-12);
+}
+
+TEST(BatchNorm, PmeanHookAveragesStatistics) {
+  Tensor x1 = test_values({3, 4}, 21, -1, 2), x2 = test_values({3, 4}, 22, 0, 3);
+  Tensor s = test_values({4}, 23, 0.5, 1.5), b = test_values({4}, 24);
+  // identity hook: same as without one (composed path vs fused kernels)
+  int calls = 0;
+  auto same = batch_norm_train(x1, s, b, 1e-5, {}, [&](const Tensor& t) {
+    ++calls;
+    EXPECT_EQ(t.shape(), (Shape{2, 4}));
+    return t;
+  });
+  EXPECT_EQ(calls, 1);
+  auto plain = batch_norm_train(x1, s, b);
+  EXPECT_ALLCLOSE(same.y, plain.y, 1e-12, 1e-12);
+  EXPECT_ALLCLOSE(same.mean, plain.mean, 1e-14, 1e-14);
+  EXPECT_EQ(same.mean.shape(), (Shape{4}));
+  // two "replicas" of equal batch size: the averaged statistics are those of the joint batch
+  Tensor x2_mu = mean(x2, {0}), x2_ms = mean(square(x2), {0});
+  Tensor other = stack({x2_mu, x2_ms}, 0);
+  auto joint = batch_norm_train(x1, s, b, 1e-5, {}, [&](const Tensor& t) { return (t + other) * 0.5; });
+  auto both = batch_norm_train(concatenate({x1, x2}, 0), s, b);
+  EXPECT_ALLCLOSE(joint.mean, both.mean, 1e-14, 1e-14);
+  EXPECT_ALLCLOSE(joint.var, both.var, 1e-13, 1e-14);
+  EXPECT_ALLCLOSE(joint.y, slice_axis(both.y, 0, 0, 3), 1e-12, 1e-12);
+  EXPECT_THROW((void)batch_norm_train(x1, s, b, 1e-5, {}, [](const Tensor& t) { return t.reshape({-1}); }), ShapeError);
+}
+
+TEST(BatchNorm, InferenceMatchesReference) {
+  Tensor x = test_values({6, 4}, 25, -2, 2);
+  Tensor mu = test_values({4}, 26), var = test_values({4}, 27, 0.5, 2);
+  Tensor s = test_values({4}, 28, 0.5, 1.5), b = test_values({4}, 29);
+  Tensor expect = reference_batch_norm(x, mu.to_vector<double>(), var.to_vector<double>(), s.to_vector<double>(), b.to_vector<double>(), 1e-5);
+  EXPECT_ALLCLOSE(batch_norm_inference(x, mu, var, s, b), expect, 1e-12, 1e-12);
+  // f32 running stats with a bf16 input and no parameters: bf16 result (Flax ignores the stats'
+  // dtype when promoting)
+  Tensor y16 = batch_norm_inference(x.to(DType::BF16), mu.to(DType::F32), var.to(DType::F32), Tensor(), Tensor());
+  EXPECT_EQ(y16.dtype(), DType::BF16);
+  EXPECT_ALLCLOSE(y16, reference_batch_norm(x.to(DType::BF16).to(DType::F64), mu.to_vector<double>(), var.to_vector<double>(), {}, {}, 1e-5), 1e-2, 1e-2);
+  // under autodiff (composed) the values agree
+  auto g = vjp([&](const std::vector<Tensor>& in) { return batch_norm_inference(in[0], mu, var, in[1], in[2]); },
+               {x, s, b}, ones({6, 4}, DType::F64));
+  EXPECT_ALLCLOSE(g[2], full({4}, 6.0, DType::F64), 0, 0);
+}
+
+TEST(Norms, Gradients) {
+  Tensor x = test_values({3, 5}, 30, -2, 2), w = test_values({3, 5}, 31);
+  Tensor s = test_values({5}, 32, 0.5, 1.5), b = test_values({5}, 33);
+  auto weighted = [&](std::function<Tensor(const std::vector<Tensor>&)> f) {
+    return [f, w](const std::vector<Tensor>& in) { return sum(f(in) * w); };
+  };
+  // fused kernels
+  EXPECT_TRUE(check_gradients(weighted([](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2]); }), {x, s, b}));
+  EXPECT_TRUE(check_gradients(weighted([](const std::vector<Tensor>& in) { return layer_norm(in[0], Tensor(), Tensor(), 0.5); }), {x}));
+  EXPECT_TRUE(check_gradients(weighted([](const std::vector<Tensor>& in) { return rms_norm(in[0], in[1]); }), {x, s}));
+  EXPECT_TRUE(check_gradients(weighted([](const std::vector<Tensor>& in) { return batch_norm_train(in[0], in[1], in[2]).y; }), {x, s, b}));
+  EXPECT_TRUE(check_gradients(weighted([](const std::vector<Tensor>& in) { return batch_norm_train(in[0], Tensor(), in[1]).y; }), {x, b}));
+  // composed paths
+  Tensor s3 = test_values({3}, 34, 0.5, 1.5);
+  EXPECT_TRUE(check_gradients(weighted([&](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], Tensor(), 1e-6, {0}); }), {x, s3.reshape({3, 1})}));
+  EXPECT_TRUE(check_gradients(weighted([](const std::vector<Tensor>& in) { return rms_norm(in[0], Tensor(), 1e-6, {0}); }), {x}));
+  EXPECT_TRUE(check_gradients(weighted([](const std::vector<Tensor>& in) {
+    return batch_norm_train(in[0], in[1], in[2], 1e-5, {}, [](const Tensor& t) { return t * 1.0; }).y;
+  }), {x, s, b}));
+  Tensor xg = test_values({2, 2, 2, 4}, 35, -2, 2), wg = test_values({2, 2, 2, 4}, 36);
+  Tensor sg = test_values({4}, 37, 0.5, 1.5), bg = test_values({4}, 38);
+  EXPECT_TRUE(check_gradients([&](const std::vector<Tensor>& in) { return sum(group_norm(in[0], 2, in[1], in[2]) * wg); }, {xg, sg, bg}));
+  EXPECT_TRUE(check_gradients([&](const std::vector<Tensor>& in) { return sum(batch_norm_train(in[0], in[1], in[2], 1e-5, {0, 1}).y * wg); },
+                              {xg, test_values({2, 4}, 39, 0.5, 1.5), test_values({2, 4}, 40)}));
+  Tensor mu = test_values({5}, 41), var = test_values({5}, 42, 0.5, 2);
+  EXPECT_TRUE(check_gradients(weighted([](const std::vector<Tensor>& in) { return batch_norm_inference(in[0], in[1], in[2], in[3], in[4]); }),
+                              {x, mu, var, s, b}));
+}
+
+void check_golden(const std::string& name, const std::vector<std::string>& inputs,
+                  const std::function<Tensor(const std::vector<Tensor>&)>& f) {
+  const auto& c = golden(name);
+  std::vector<Tensor> in;
+  for (const auto& k : inputs) in.push_back(golden_tensor(c["inputs"][k]));
+  EXPECT_ALLCLOSE(f(in), golden_tensor(c["outputs"]["y"]), 1e-5, 1e-5) << name;
+  if (!c.contains("grads")) return;
+  auto g = vjp(f, in, golden_tensor(c["cotangent"]));
+  for (size_t i = 0; i < inputs.size(); ++i)
+    EXPECT_ALLCLOSE(g[i], golden_tensor(c["grads"][inputs[i]]), 1e-4, 1e-5) << name << " d" << inputs[i];
+}
+
+TEST(Norms, MatchFlax) {
+  check_golden("layer_norm", {"x", "scale", "bias"}, [](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2]); });
+  check_golden("layer_norm_2axes", {"x", "scale", "bias"},
+               [](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2], 1e-3, {1, 2}); });
+  check_golden("layer_norm_middle", {"x", "scale", "bias"},
+               [](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2], 1e-6, {1}); });
+  check_golden("rms_norm", {"x", "scale"}, [](const std::vector<Tensor>& in) { return rms_norm(in[0], in[1]); });
+  check_golden("group_norm", {"x", "scale", "bias"}, [](const std::vector<Tensor>& in) { return group_norm(in[0], 4, in[1], in[2]); });
+  check_golden("batch_norm_train", {"x", "scale", "bias"},
+               [](const std::vector<Tensor>& in) { return batch_norm_train(in[0], in[1], in[2]).y; });
+  check_golden("batch_norm_inference", {"x", "mean", "var", "scale", "bias"},
+               [](const std::vector<Tensor>& in) { return batch_norm_inference(in[0], in[1], in[2], in[3], in[4]); });
+  const auto& c = golden("batch_norm_train");
+  auto r = batch_norm_train(golden_tensor(c["inputs"]["x"]), golden_tensor(c["inputs"]["scale"]), golden_tensor(c["inputs"]["bias"]));
+  EXPECT_ALLCLOSE(r.mean, golden_tensor(c["outputs"]["mean"]), 1e-6, 1e-6);
+  EXPECT_ALLCLOSE(r.var, golden_tensor(c["outputs"]["var"]), 1e-5, 1e-6);
+}
+
+TEST(Norms, Errors) {
+  auto expect_msg = [](auto&& fn, std::initializer_list<const char*> parts) {
+    try {
+      fn();
+      ADD_FAILURE() << "expected an error";
+    } catch (const Error& e) {
+      std::string msg = e.what();
+      for (const char* p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg;
+    }
+  };
+  Tensor x = zeros({4, 6});
+  expect_msg([&] { (void)layer_norm(x, ones({5}), Tensor()); }, {"layer_norm", "scale", "[5]", "[4, 6]"});
+  EXPECT_THROW((void)layer_norm(x, ones({5}), Tensor()), ShapeError);
+  EXPECT_THROW((void)rms_norm(x, ones({3, 6})), ShapeError);
+  EXPECT_THROW((void)layer_norm(zeros({4, 6}, DType::I32), Tensor(), Tensor()), DTypeError);
+  EXPECT_THROW((void)layer_norm(x, ones({6}, DType::I32), Tensor()), DTypeError);
+  EXPECT_THROW((void)layer_norm(x, Tensor(), Tensor(), 1e-6, {2}), IndexError);
+  expect_msg([&] { (void)group_norm(zeros({2, 3, 6}), 4, Tensor(), Tensor()); }, {"group_norm", "4", "6"});
+  EXPECT_THROW((void)group_norm(zeros({2, 3, 6}), 4, Tensor(), Tensor()), ValueError);
+  EXPECT_THROW((void)group_norm(zeros({6}), 2, Tensor(), Tensor()), ShapeError);
+  EXPECT_THROW((void)group_norm(zeros({2, 6}), 2, ones({3}), Tensor()), ShapeError);
+  expect_msg([&] { (void)batch_norm_train(zeros({6}), Tensor(), Tensor()); }, {"batch_norm_train", "[6]"});
+  expect_msg([&] { (void)batch_norm_train(x, Tensor(), ones({4})); }, {"batch_norm_train", "bias", "[4]", "[4, 6]"});
+  EXPECT_THROW((void)batch_norm_inference(x, Tensor(), ones({6}), Tensor(), Tensor()), ValueError);
+  EXPECT_THROW((void)batch_norm_inference(x, ones({5}), ones({6}), Tensor(), Tensor()), ShapeError);
+}
+
+}  // namespace
+}  // namespace loom

@@ -1,0 +1,160 @@
+// softmax / log_softmax: a float64 reference over every axis, finite-difference gradients,
+// edge cases, errors, and JAX goldens (tests/golden/nn_ops.json, also for gelu).
+#include <cmath>
+#include <limits>
+
+#include "core/autodiff.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/reduce.h"
+#include "core/ops/shape.h"
+#include "core/ops/softmax.h"
+#include "tests/support/testing.h"
+
+namespace loom {
+namespace {
+
+using testing::check_gradients;
+using testing::golden_tensor;
+using testing::test_values;
+using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
+
+const nlohmann::json& golden(const std::string& name) {
+  static const nlohmann::json doc = testing::load_golden("nn_ops.json");
+  for (const auto& c : doc.at("cases"))
+    if (c.at("name") == name) return c;
+  throw std::runtime_error("no golden case " + name);
+}
+
+/// Gradients of sum(f(inputs) * ct) with respect to every input (the vjp of ct).
+std::vector<Tensor> vjp(const Fn& f, const std::vector<Tensor>& inputs, const Tensor& ct) {
+  std::vector<Tensor> leaves;
+  for (size_t i = 0; i < inputs.size(); ++i) leaves.push_back(autograd::make_leaf(inputs[i], int64_t(i)));
+  autograd::RecordingGuard rec(true);
+  Tensor y = f(leaves);
+  return autograd::backward(sum(y * ct.to(y.dtype())), leaves);
+}
+
+/// Softmax over `axis` of a float64 tensor, element by element.
+Tensor reference_softmax(const Tensor& x, int64_t axis, bool log) {
+  Shape s = x.shape();
+  int64_t outer = 1, n = s[size_t(axis)], inner = 1;
+  for (int64_t d = 0; d < axis; ++d) outer *= s[size_t(d)];
+  for (size_t d = size_t(axis) + 1; d < s.size(); ++d) inner *= s[d];
+  std::vector<double> v = x.to_vector<double>(), out(v.size());
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < inner; ++i) {
+      double m = -INFINITY, z = 0;
+      for (int64_t j = 0; j < n; ++j) m = std::max(m, v[size_t((o * n + j) * inner + i)]);
+      for (int64_t j = 0; j < n; ++j) z += std::exp(v[size_t((o * n + j) * inner + i)] - m);
+      for (int64_t j = 0; j < n; ++j) {
+        double e = v[size_t((o * n + j) * inner + i)] - m;
+        out[size_t((o * n + j) * inner + i)] = log ? e - std::log(z) : std::exp(e) / z;
+      }
+    }
+  return from_vector(out, s);
+}
+
+TEST(Softmax, MatchesReferenceOnEveryAxis) {
+  Tensor x = test_values({3, 5, 4}, 1, -4, 4);
+  for (int64_t axis : {0, 1, 2}) {
+    for (bool log : {false, true}) {
+      Tensor expect = reference_softmax(x, axis, log);
+      Tensor got = log ? log_softmax(x, axis) : softmax(x, axis);
+      EXPECT_ALLCLOSE(got, expect, 1e-13, 1e-15) << "axis " << axis << " log " << log;
+      Tensor got32 = log ? log_softmax(x.to(DType::F32), axis) : softmax(x.to(DType::F32), axis);
+      EXPECT_EQ(got32.dtype(), DType::F32);
+      EXPECT_ALLCLOSE(got32, expect, 1e-6, 1e-7) << "axis " << axis << " log " << log;
+      Tensor got16 = log ? log_softmax(x.to(DType::BF16), axis) : softmax(x.to(DType::BF16), axis);
+      EXPECT_EQ(got16.dtype(), DType::BF16);
+      // bf16 inputs are rounded first; compare with the reference of the rounded input
+      Tensor expect16 = reference_softmax(x.to(DType::BF16).to(DType::F64), axis, log);
+      EXPECT_ALLCLOSE(got16, expect16, 1e-2, 1e-2);
+    }
+  }
+  // negative axis and a long row
+  EXPECT_ALLCLOSE(softmax(x, -1), reference_softmax(x, 2, false), 1e-13, 1e-15);
+  Tensor wide = test_values({2, 3000}, 2, -20, 20);
+  EXPECT_ALLCLOSE(log_softmax(wide), reference_softmax(wide, 1, true), 1e-12, 1e-12);
+}
+
+TEST(Softmax, RowsSumToOneAndStayStable) {
+  Tensor x = from_vector<float>({1000, 1001, 1002, -1000, 0, 1000}, {2, 3});
+  Tensor p = softmax(x);
+  EXPECT_ALLCLOSE(sum(p, {-1}), ones({2}), 1e-6, 0);
+  auto lp = log_softmax(x).to_vector<float>();
+  for (float v : lp) EXPECT_TRUE(std::isfinite(v) || v == -INFINITY);
+  EXPECT_NEAR(lp[2], -0.40760596, 1e-6);
+}
+
+TEST(Softmax, MaskedEntriesAndEdgeCases) {
+  const float inf = std::numeric_limits<float>::infinity();
+  Tensor x = from_vector<float>({0, -inf, 0, -inf, -inf, -inf}, {2, 3});
+  auto p = softmax(x).to_vector<float>();
+  EXPECT_FLOAT_EQ(p[0], 0.5f);
+  EXPECT_FLOAT_EQ(p[1], 0.0f);
+  EXPECT_FLOAT_EQ(p[2], 0.5f);
+  for (int i = 3; i < 6; ++i) EXPECT_TRUE(std::isnan(p[size_t(i)]));  // as JAX: all -inf -> NaN
+  EXPECT_EQ(softmax(zeros({0, 4})).shape(), (Shape{0, 4}));
+  EXPECT_EQ(softmax(zeros({3, 0})).shape(), (Shape{3, 0}));
+  EXPECT_ALLCLOSE(softmax(zeros({2, 1})), ones({2, 1}), 0, 0);
+  // a non-contiguous (transposed) input
+  Tensor base = test_values({4, 3}, 3);
+  Tensor t = transpose(base, {1, 0});
+  ASSERT_FALSE(t.is_contiguous());
+  EXPECT_ALLCLOSE(softmax(t, 1), reference_softmax(t.contiguous(), 1, false), 1e-13, 1e-15);
+}
+
+TEST(Softmax, Gradients) {
+  Tensor x = test_values({3, 4, 2}, 4, -2, 2);
+  Tensor w = test_values({3, 4, 2}, 5);
+  for (int64_t axis : {0, 1, 2}) {
+    EXPECT_TRUE(check_gradients([&](const std::vector<Tensor>& in) { return sum(softmax(in[0], axis) * w); }, {x}))
+        << "softmax axis " << axis;
+    EXPECT_TRUE(check_gradients([&](const std::vector<Tensor>& in) { return sum(log_softmax(in[0], axis) * w); }, {x}))
+        << "log_softmax axis " << axis;
+  }
+  // composed with other ops (the input used twice)
+  EXPECT_TRUE(check_gradients([&](const std::vector<Tensor>& in) {
+    return sum(softmax(in[0] * in[0], 1) * in[0]);
+  }, {x.reshape({3, 8})}));
+}
+
+TEST(Softmax, Errors) {
+  try {
+    (void)softmax(ones({2, 3}, DType::I32));
+    FAIL() << "expected DTypeError";
+  } catch (const DTypeError& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("softmax"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("[2, 3]"), std::string::npos) << msg;
+  }
+  EXPECT_THROW((void)log_softmax(ones({2, 3}), 2), IndexError);
+  EXPECT_THROW((void)softmax(Tensor()), ValueError);
+}
+
+void check_golden_unary(const std::string& name, const std::function<Tensor(const Tensor&)>& f,
+                        double atol = 1e-7) {
+  const auto& c = golden(name);
+  Tensor x = golden_tensor(c["inputs"]["x"]);
+  EXPECT_ALLCLOSE(f(x), golden_tensor(c["outputs"]["y"]), 2e-6, atol) << name;
+  auto g = vjp([&](const std::vector<Tensor>& in) { return f(in[0]); }, {x}, golden_tensor(c["cotangent"]));
+  EXPECT_ALLCLOSE(g[0], golden_tensor(c["grads"]["x"]), 2e-5, 1e-6) << name << " gradient";
+}
+
+TEST(Softmax, MatchesJax) {
+  check_golden_unary("softmax_last", [](const Tensor& x) { return softmax(x, -1); });
+  check_golden_unary("log_softmax_last", [](const Tensor& x) { return log_softmax(x, -1); });
+  check_golden_unary("softmax_axis1", [](const Tensor& x) { return softmax(x, 1); });
+  check_golden_unary("log_softmax_axis0", [](const Tensor& x) { return log_softmax(x, 0); });
+}
+
+TEST(Activations, GeluMatchesJax) {
+  // At x = -4 the tanh form computes 1 + tanh(z) ~ 3.5e-5 in float32, where one ulp of tanh is a
+  // relative 2e-3 of the result: XLA's tanh and libm's differ there (loom is the closer one to
+  // the float64 value), so the absolute tolerance allows a few float32 ulps of 1.
+  check_golden_unary("gelu_tanh", [](const Tensor& x) { return gelu(x); }, 5e-7);
+  check_golden_unary("gelu_exact", [](const Tensor& x) { return gelu(x, false); });
+}
+
+}  // namespace
+}  // namespace loom
