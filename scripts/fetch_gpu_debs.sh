@@ -17,6 +17,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   libgtest-dev libgmock-dev       # GoogleTest static libraries, headers and CMake config
   nlohmann-json3-dev              # header-only JSON
+  libcli11-dev                    # header-only command-line parser (the loom command)
   zlib1g-dev zlib1g               # zlib headers, libz.so and the runtime library it points to
   libopenblas-dev libopenblas-pthread-dev libopenblas0 libopenblas0-pthread  # cblas.h, libopenblas
   libgfortran5 libquadmath0       # what libopenblas.so.0 needs at run time

@@ -1,0 +1,50 @@
+// Dense and DenseGeneral (flax.linen.Dense / DenseGeneral) with Flax's defaults: kernel
+// lecun_normal, bias zeros, params float32, created kernel first then bias (so their rng keys
+// match Flax's).
+//
+// Example:
+//   Tensor y = nn::Dense{.features = 10}(x);                                   // [..., 10]
+//   Tensor q = nn::DenseGeneral{.features = {8, 64}}(x);                       // [..., 8, 64]
+//   Tensor o = nn::DenseGeneral{.features = {512}, .axis = {-2, -1}}(heads);   // [..., 512]
+#pragma once
+#include <optional>
+
+#include "core/ops/reduce.h"
+#include "modules/initializers.h"
+#include "modules/module.h"
+
+namespace loom::nn {
+
+struct Dense : Module<Dense> {
+  int64_t features = 0;
+  bool use_bias = true;
+  /// Computation dtype; unset: the promoted dtype of input and params (Flax's dtype=None).
+  std::optional<DType> dtype = {};
+  DType param_dtype = DType::F32;
+  Initializer kernel_init = initializers::lecun_normal();
+  Initializer bias_init = initializers::zeros();
+
+  /// x [..., in] -> [..., features]; kernel [in, features], bias [features].
+  Tensor call(const Tensor& x) const;
+};
+
+struct DenseGeneral : Module<DenseGeneral> {
+  Shape features = {};
+  /// Input axes contracted with the kernel's leading axes.
+  Axes axis = {-1};
+  /// Leading input axes (0, 1, ...) the kernel has its own slice for (a batched kernel).
+  Axes batch_dims = {};
+  bool use_bias = true;
+  std::optional<DType> dtype = {};
+  DType param_dtype = DType::F32;
+  /// Called on the flat 2-D shape [prod(batch) * prod(in axes), prod(features)] and reshaped,
+  /// as Flax does, so fan_in is the number of contracted elements.
+  Initializer kernel_init = initializers::lecun_normal();
+  Initializer bias_init = initializers::zeros();
+
+  /// kernel [batch..., in axes..., features...], bias [batch..., features...]; output
+  /// [batch..., the other input axes..., features...].
+  Tensor call(const Tensor& x) const;
+};
+
+}  // namespace loom::nn
