@@ -4,6 +4,7 @@
 #include <new>
 
 #include "core/error.h"
+#include "core/host_allocator.h"
 #if LOOM_CUDA
 #include "kernels/cuda/caching_allocator.h"
 #endif
@@ -11,7 +12,7 @@
 namespace loom {
 namespace {
 
-void release_cpu(void* p, size_t, Device) { std::free(p); }
+void release_cpu(void* p, size_t n, Device) { host_memory::release(p, n); }
 
 #if LOOM_CUDA
 void release_cuda(void* p, size_t, Device d) { cuda::CachingAllocator::get(d.index).free(p); }
@@ -21,9 +22,7 @@ void release_cuda(void* p, size_t, Device d) { cuda::CachingAllocator::get(d.ind
 
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
   if (device.is_cpu()) {
-    size_t rounded = (nbytes + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
-    if (!p) LOOM_THROW(Error, "out of host memory allocating ", nbytes, " bytes");
+    void* p = host_memory::allocate(nbytes);
     return std::make_shared<Storage>(p, nbytes, device, &release_cpu);
   }
   check_device_usable(device, "allocate");

@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config
-  libopenblas-dev libomp-dev zlib1g-dev nlohmann-json3-dev
+  libopenblas-dev libopenblas-openmp-dev libomp-dev zlib1g-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libfmt-dev
   libopenmpi-dev openmpi-bin
   dataset-fashion-mnist fortunes-min

@@ -40,6 +40,34 @@ void visit_floating(DType t, const char* op, Fn&& fn) {
   }
 }
 
+/// Calls fn(std::integral_constant<UnaryOp, op>{}) so the op is a compile-time constant inside
+/// the element loop: the switch in unary_apply folds away and the loop can vectorise.
+template <typename Fn>
+void with_unary_op(UnaryOp op, Fn&& fn) {
+#define LOOM_CASE(name) \
+  case UnaryOp::name: return fn(std::integral_constant<UnaryOp, UnaryOp::name>{});
+  switch (op) {
+    LOOM_CASE(Neg) LOOM_CASE(Abs) LOOM_CASE(Sign) LOOM_CASE(Exp) LOOM_CASE(Log) LOOM_CASE(Log1p)
+    LOOM_CASE(Sqrt) LOOM_CASE(Rsqrt) LOOM_CASE(Square) LOOM_CASE(Reciprocal) LOOM_CASE(Tanh)
+    LOOM_CASE(Sigmoid) LOOM_CASE(Relu) LOOM_CASE(Relu6) LOOM_CASE(Gelu) LOOM_CASE(GeluExact)
+    LOOM_CASE(Silu) LOOM_CASE(Softplus) LOOM_CASE(Elu) LOOM_CASE(LeakyRelu) LOOM_CASE(Erf)
+    LOOM_CASE(LogSigmoid)
+  }
+#undef LOOM_CASE
+}
+
+template <typename Fn>
+void with_binary_op(BinaryOp op, Fn&& fn) {
+#define LOOM_CASE(name) \
+  case BinaryOp::name: return fn(std::integral_constant<BinaryOp, BinaryOp::name>{});
+  switch (op) {
+    LOOM_CASE(Add) LOOM_CASE(Sub) LOOM_CASE(Mul) LOOM_CASE(Div) LOOM_CASE(Pow) LOOM_CASE(Maximum)
+    LOOM_CASE(Minimum) LOOM_CASE(Eq) LOOM_CASE(Ne) LOOM_CASE(Lt) LOOM_CASE(Le) LOOM_CASE(Gt)
+    LOOM_CASE(Ge) LOOM_CASE(LogicalAnd) LOOM_CASE(LogicalOr)
+  }
+#undef LOOM_CASE
+}
+
 }  // namespace
 
 void unary(UnaryOp op, const void* x, const Shape& x_strides, void* out, const Shape& out_shape,
@@ -51,9 +79,17 @@ void unary(UnaryOp op, const void* x, const Shape& x_strides, void* out, const S
     T* o = static_cast<T*>(out);
     StridedLoop<2> loop(out_shape, {x_strides, contiguous_strides(out_shape)});
     C a = C(alpha);
-    loop.run([&](std::array<int64_t, 2> off, int64_t n, std::array<int64_t, 2> st) {
-      for (int64_t i = 0; i < n; ++i)
-        o[off[1] + i] = convert<T>(unary_apply<C>(op, convert<C>(in[off[0] + i * st[0]]), a));
+    with_unary_op(op, [&](auto k) {
+      loop.run([&](std::array<int64_t, 2> off, int64_t n, std::array<int64_t, 2> st) {
+        const T* src = in + off[0];
+        T* dst = o + off[1];
+        if (st[0] == 1) {  // the common dense case, as a loop the compiler can vectorise
+          for (int64_t i = 0; i < n; ++i) dst[i] = convert<T>(unary_apply<C>(k(), convert<C>(src[i]), a));
+        } else {
+          for (int64_t i = 0; i < n; ++i)
+            dst[i] = convert<T>(unary_apply<C>(k(), convert<C>(src[i * st[0]]), a));
+        }
+      });
     });
   });
 }
@@ -67,9 +103,11 @@ void unary_backward(UnaryOp op, const void* x, const void* grad, void* out, int6
     const T* g = static_cast<const T*>(grad);
     T* o = static_cast<T*>(out);
     C a = C(alpha);
-#pragma omp parallel for if (n > 32768)
-    for (int64_t i = 0; i < n; ++i)
-      o[i] = convert<T>(convert<C>(g[i]) * unary_derivative<C>(op, convert<C>(in[i]), a));
+    with_unary_op(op, [&](auto k) {
+#pragma omp parallel for schedule(static) if (n > 32768)
+      for (int64_t i = 0; i < n; ++i)
+        o[i] = convert<T>(convert<C>(g[i]) * unary_derivative<C>(k(), convert<C>(in[i]), a));
+    });
   });
 }
 
@@ -83,12 +121,26 @@ void binary(BinaryOp op, const void* a, const Shape& a_strides, const void* b,
     StridedLoop<3> loop(out_shape, {a_strides, b_strides, contiguous_strides(out_shape)});
     auto run = [&](auto* o) {
       using O = std::remove_pointer_t<decltype(o)>;
-      loop.run([&](std::array<int64_t, 3> off, int64_t n, std::array<int64_t, 3> st) {
-        const T* ra = pa + off[0];
-        const T* rb = pb + off[1];
-        O* ro = o + off[2];
-        for (int64_t i = 0; i < n; ++i)
-          ro[i] = convert<O>(binary_apply<C>(op, convert<C>(ra[i * st[0]]), convert<C>(rb[i * st[1]])));
+      with_binary_op(op, [&](auto k) {
+        loop.run([&](std::array<int64_t, 3> off, int64_t n, std::array<int64_t, 3> st) {
+          const T* ra = pa + off[0];
+          const T* rb = pb + off[1];
+          O* ro = o + off[2];
+          auto f = [&](C x, C y) { return convert<O>(binary_apply<C>(k(), x, y)); };
+          // Dense and scalar-broadcast rows get loops the compiler can vectorise.
+          if (st[0] == 1 && st[1] == 1) {
+            for (int64_t i = 0; i < n; ++i) ro[i] = f(convert<C>(ra[i]), convert<C>(rb[i]));
+          } else if (st[0] == 1 && st[1] == 0) {
+            C y = convert<C>(rb[0]);
+            for (int64_t i = 0; i < n; ++i) ro[i] = f(convert<C>(ra[i]), y);
+          } else if (st[0] == 0 && st[1] == 1) {
+            C x = convert<C>(ra[0]);
+            for (int64_t i = 0; i < n; ++i) ro[i] = f(x, convert<C>(rb[i]));
+          } else {
+            for (int64_t i = 0; i < n; ++i)
+              ro[i] = f(convert<C>(ra[i * st[0]]), convert<C>(rb[i * st[1]]));
+          }
+        });
       });
     };
     if (is_comparison(op)) run(static_cast<bool*>(out));

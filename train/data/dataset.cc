@@ -58,7 +58,8 @@ Dataset from_text(const std::string& name, Split split) {
   return out;
 }
 
-// "synthetic:HxWxC:CLASSES:N": uniform random images and labels (for benchmarks and tests).
+// "synthetic:HxWxC:CLASSES:N": random images whose brightness encodes a random label (for
+// benchmarks and tests).
 Dataset synthetic(const std::string& name, Split split) {
   std::vector<std::string> parts;
   std::stringstream ss(name);
@@ -76,13 +77,15 @@ Dataset synthetic(const std::string& name, Split split) {
              "': sizes must be positive");
   random::Key k = random::fold_in(random::key(1234), split == Split::Train ? 0 : 1);
   auto keys = random::split(k, 2);
-  Tensor bits = random::bits(keys[0], {n, h, w, c});
-  std::vector<uint32_t> b = bits.to_vector<uint32_t>();
-  std::vector<uint8_t> px(b.size());
-  for (size_t i = 0; i < b.size(); ++i) px[i] = uint8_t(b[i] >> 24);
   std::vector<uint32_t> lb = random::bits(keys[1], {n}).to_vector<uint32_t>();
   std::vector<int32_t> labels(lb.size());
   for (size_t i = 0; i < lb.size(); ++i) labels[i] = int32_t(lb[i] % uint32_t(classes));
+  // Noise plus a brightness that depends on the class, so a model can learn the task.
+  std::vector<uint32_t> b = random::bits(keys[0], {n, h, w, c}).to_vector<uint32_t>();
+  std::vector<uint8_t> px(b.size());
+  const size_t per_image = size_t(h * w * c);
+  for (size_t i = 0; i < b.size(); ++i)
+    px[i] = uint8_t((b[i] >> 25) + uint32_t(labels[i / per_image]) * 128u / uint32_t(classes));
   return Dataset{name, from_vector(px, {n, h, w, c}), from_vector(labels, {n}), classes};
 }
 

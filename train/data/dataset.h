@@ -24,7 +24,7 @@ struct Dataset {
 /// Names: "fashion_mnist" and "mnist" (IDX files; directory from LOOM_DATA_DIR or the Debian
 /// package's /usr/share/datasets/<name>), "cifar10:DIR", "cifar100:DIR" (binary version),
 /// "text:FILE" (bytes; the last 10% is the test split), "synthetic:HxWxC:CLASSES:N" (random
-/// images for benchmarks). Errors name the dataset and the files tried.
+/// images whose brightness encodes the label, for benchmarks and tests). Errors name the dataset and the files tried.
 Dataset load_dataset(const std::string& name, Split split);
 
 }  // namespace loom::train

@@ -1,0 +1,105 @@
+#include "apps/commands.h"
+
+#include <iostream>
+
+#include "core/loom.h"
+#include "core/random.h"
+#include "train/checkpoint.h"
+#include "train/data/loader.h"
+
+namespace loom::apps {
+
+void add_train_options(CLI::App& cmd, TrainArgs& a) {
+  cmd.add_option("--model", a.model, "model: " + [] {
+    std::string s;
+    for (const auto& n : train::model_names()) s += (s.empty() ? "" : ", ") + n;
+    return s;
+  }())->capture_default_str();
+  cmd.add_option("--dataset", a.dataset,
+                 "fashion_mnist, mnist, cifar10:DIR, cifar100:DIR, text:FILE, "
+                 "synthetic:HxWxC:CLASSES:N")->capture_default_str();
+  cmd.add_option("--epochs", a.epochs, "epochs to train")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd.add_option("--steps", a.steps, "train this many steps instead of --epochs")->check(CLI::NonNegativeNumber);
+  cmd.add_option("--batch-size", a.batch_size, "examples per step")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd.add_option("--optimizer", a.optimizer, "sgd, momentum, adam, adamw")
+      ->capture_default_str()->check(CLI::IsMember({"sgd", "momentum", "adam", "adamw"}));
+  cmd.add_option("--lr", a.learning_rate, "peak learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd.add_option("--schedule", a.schedule, "constant or cosine (warmup then cosine decay)")
+      ->capture_default_str()->check(CLI::IsMember({"constant", "cosine"}));
+  cmd.add_option("--warmup-steps", a.warmup_steps, "linear warmup steps")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd.add_option("--momentum", a.momentum, "momentum (sgd with momentum)")->capture_default_str();
+  cmd.add_option("--weight-decay", a.weight_decay, "decoupled weight decay (adamw)")->capture_default_str();
+  cmd.add_option("--seed", a.seed, "random seed (init, shuffling, dropout)")->capture_default_str();
+  cmd.add_option("--run-dir", a.run_dir, "checkpoints, metrics.jsonl, TensorBoard events, training.png")->capture_default_str();
+  cmd.add_flag("!--no-resume", a.resume, "start afresh even if the run directory has a checkpoint");
+  cmd.add_option("--keep", a.keep_checkpoints, "checkpoints to keep")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd.add_option("--checkpoint-every", a.checkpoint_every, "steps between checkpoints (0: each epoch)")->check(CLI::NonNegativeNumber);
+  cmd.add_option("--eval-every", a.eval_every, "steps between evaluations (0: each epoch)")->check(CLI::NonNegativeNumber);
+  cmd.add_option("--log-every", a.log_every, "steps between metric lines")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd.add_option("--max-eval-examples", a.max_eval_examples, "cap evaluation size (0: all)")->check(CLI::NonNegativeNumber);
+  cmd.add_option("--seq-len", a.sequence_length, "tokens per example (language models)")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd.add_option("--device", a.device, "auto, cpu, cuda, cuda:N")->capture_default_str();
+}
+
+int run_train(const TrainArgs& args) {
+  train::TrainSummary s = train::run_training(args, std::cout);
+  return s.steps > 0 ? 0 : 1;
+}
+
+void add_eval_options(CLI::App& cmd, EvalArgs& a) {
+  cmd.add_option("--run-dir", a.run_dir, "run directory written by `loom train`")->capture_default_str();
+  cmd.add_option("--device", a.device, "auto, cpu, cuda, cuda:N")->capture_default_str();
+  cmd.add_option("--batch-size", a.batch_size, "examples per batch")->capture_default_str()->check(CLI::PositiveNumber);
+}
+
+int run_eval(const EvalArgs& args) {
+  train::CheckpointManager checkpoints(args.run_dir + "/checkpoints");
+  auto [state, meta] = checkpoints.restore();
+  const auto& c = meta.at("config");
+  std::string dataset = c.at("dataset").get<std::string>();
+  Device device = train::resolve_device(args.device);
+  train::Dataset test = train::load_dataset(dataset, train::Split::Test);
+  train::ZooModel model = train::make_model(
+      c.at("model").get<std::string>(),
+      {.num_classes = test.is_text() ? 256 : test.num_classes,
+       .sequence_length = c.at("sequence_length").get<int64_t>()});
+  Tree vars;
+  vars.insert("params", state["params"]);
+  if (state.contains("batch_stats")) vars.insert("batch_stats", state["batch_stats"]);
+  vars = tree_map([&](const Tensor& t) { return t.to(device); }, vars);
+  train::EvalResult r = train::evaluate(model, vars, test, args.batch_size, device);
+  std::cout << "step " << meta.at("step").get<int64_t>() << ": test loss " << r.loss
+            << ", accuracy " << r.accuracy * 100 << "% over " << r.examples << " examples\n";
+  return 0;
+}
+
+void add_summary_options(CLI::App& cmd, SummaryArgs& a) {
+  cmd.add_option("--model", a.model, "model name")->capture_default_str();
+  cmd.add_option("--dataset", a.dataset, "dataset whose shapes the model is built for")->capture_default_str();
+}
+
+int run_summary(const SummaryArgs& args) {
+  train::Dataset d = train::load_dataset(args.dataset, train::Split::Test);
+  train::ZooModel model = train::make_model(args.model, {.num_classes = d.is_text() ? 256 : d.num_classes});
+  train::DataLoader loader(d, {.batch_size = 1, .shuffle = false, .sequence_length = d.is_text() ? 128 : 0, .prefetch = 0});
+  std::cout << model.summary(random::key(0), loader.make_batch(0, 0).inputs);
+  return 0;
+}
+
+int run_info() {
+  std::vector<Device> devices{Device::cpu()};
+  for (int i = 0; i < cuda_device_count(); ++i) devices.push_back(Device::cuda(i));
+  std::cout << "loom: CUDA backend " << (LOOM_CUDA ? "built" : "not built") << ", "
+            << cuda_device_count() << " GPU(s) visible\n";
+  for (const Device& d : devices) {
+    std::cout << "== " << d.str() << " ==\n";
+    Tensor x = arange(6, DType::F32, d).reshape({2, 3});
+    std::cout << "x = " << x << "\n";
+    std::cout << "gelu(x) * 2 - 1 = " << (gelu(x) * 2.0 - 1.0) << "\n";
+    std::cout << "x as bfloat16 = " << x.to(DType::BF16) << "\n";
+    std::cout << "jax.random.uniform(key(0), (2, 3)) = " << random::uniform(random::key(0), {2, 3}, DType::F32, 0, 1, d) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace loom::apps

@@ -1,0 +1,32 @@
+// The subcommands of `loom`: their options and what they run.
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+#include "train/trainer.h"
+
+namespace loom::apps {
+
+using TrainArgs = train::TrainConfig;
+void add_train_options(CLI::App& cmd, TrainArgs& args);
+int run_train(const TrainArgs& args);
+
+struct EvalArgs {
+  std::string run_dir = "runs/default";
+  std::string device = "auto";
+  int64_t batch_size = 500;
+};
+void add_eval_options(CLI::App& cmd, EvalArgs& args);
+int run_eval(const EvalArgs& args);
+
+struct SummaryArgs {
+  std::string model = "cnn";
+  std::string dataset = "fashion_mnist";  // decides the input shape and number of classes
+};
+void add_summary_options(CLI::App& cmd, SummaryArgs& args);
+int run_summary(const SummaryArgs& args);
+
+int run_info();
+
+}  // namespace loom::apps

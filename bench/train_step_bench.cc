@@ -1,0 +1,275 @@
+// loom_bench: times loom's real training step (value_and_grad of the loss through the model's
+// apply, then TrainState::apply_gradients) for one model and prints one JSON line, the same line
+// bench/jax/train_step_bench.py prints for the Flax/Optax version, so scripts/bench.sh can put
+// the two side by side.
+//
+//   loom_bench --model cnn|resnet50|gpt2 [--batch N] [--steps N] [--warmup N]
+//              [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N]
+//
+// The batch is synthetic and made once on the device before timing, so the number is the step
+// alone (no data loading), as in the JAX script. Each timed step ends with a host read of the loss
+// (and a device synchronize on CUDA) so a step's time includes all of its kernels.
+// A model the zoo does not know yet is reported as {"error": "model not available: ..."} with
+// exit code 0: scripts/bench.sh shows the error in its table and goes on.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/grad.h"
+#include "core/memory.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/loss.h"
+#include "core/ops/reduce.h"
+#include "core/precision.h"
+#include "core/random.h"
+#include "optim/optimizers.h"
+#include "train/model_zoo.h"
+#include "train/train_state.h"
+#if LOOM_CUDA
+#include "kernels/cuda/runtime.h"
+#endif
+
+namespace {
+
+using namespace loom;
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::string model = "cnn";
+  int64_t batch = 0;  // 0: the model's default
+  int64_t steps = 20;
+  int64_t warmup = 5;
+  std::string device = "cpu";
+  std::string precision = "f32";
+  int64_t seq = 1024;     // gpt2
+  int64_t image = 224;    // resnet50
+  double peak_tflops = 989.0;  // H100/H200 SXM dense bf16, llm.c's MFU denominator
+};
+
+[[noreturn]] void usage(const std::string& why) {
+  std::cerr << "loom_bench: " << why << "\n"
+            << "usage: loom_bench --model cnn|resnet50|gpt2 [--batch N] [--steps N] [--warmup N]\n"
+            << "       [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N]\n"
+            << "       [--peak-tflops X]\n";
+  std::exit(2);
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  std::map<std::string, std::string> kv;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") usage("help");
+    if (a.rfind("--", 0) != 0 || i + 1 >= argc) usage("bad argument '" + a + "'");
+    kv[a.substr(2)] = argv[++i];
+  }
+  auto num = [&](const char* k, int64_t& dst) {
+    if (!kv.count(k)) return;
+    try {
+      dst = std::stoll(kv[k]);
+    } catch (...) {
+      usage(std::string("--") + k + " needs an integer, got '" + kv[k] + "'");
+    }
+    kv.erase(k);
+  };
+  auto str = [&](const char* k, std::string& dst) {
+    if (kv.count(k)) dst = kv[k], kv.erase(k);
+  };
+  str("model", o.model);
+  str("device", o.device);
+  str("precision", o.precision);
+  num("batch", o.batch);
+  num("steps", o.steps);
+  num("warmup", o.warmup);
+  num("seq", o.seq);
+  num("image", o.image);
+  if (kv.count("peak-tflops")) o.peak_tflops = std::stod(kv["peak-tflops"]), kv.erase("peak-tflops");
+  if (!kv.empty()) usage("unknown option --" + kv.begin()->first);
+  if (o.model != "cnn" && o.model != "resnet50" && o.model != "gpt2")
+    usage("unknown model '" + o.model + "'");
+  if (o.precision != "f32" && o.precision != "bf16") usage("precision is f32 or bf16");
+  if (o.steps < 1 || o.warmup < 0) usage("--steps must be >= 1 and --warmup >= 0");
+  if (o.batch == 0) o.batch = o.model == "cnn" ? 128 : o.model == "resnet50" ? 256 : 16;
+  return o;
+}
+
+// Integer labels/tokens in [0, n) made on the host (the benchmark needs values, not JAX's
+// exact random stream; the JAX script does the same).
+Tensor random_ints(uint32_t seed, Shape shape, int64_t n) {
+  std::mt19937 gen(seed);
+  std::uniform_int_distribution<int32_t> dist(0, int32_t(n - 1));
+  std::vector<int32_t> v(size_t(shape_numel(shape)));
+  for (auto& x : v) x = dist(gen);
+  return from_vector(v, std::move(shape));
+}
+
+// One benchmark configuration: the zoo model, its synthetic batch and its optimizer, matching
+// bench/jax/train_step_bench.py.
+struct Workload {
+  train::ZooModel model;
+  Tensor inputs, labels;
+  optim::GradientTransformation tx;
+  std::string unit;     // throughput unit
+  double items = 0;     // images or tokens per step
+  int64_t layers = 0, channels = 0, seq = 0;  // GPT-2 shape for llm.c's MFU formula
+};
+
+Workload make_workload(const Options& o, Device device) {
+  Workload w;
+  random::Key key = random::key(0);
+  if (o.model == "cnn") {
+    w.model = train::make_model("cnn", {.num_classes = 10});
+    w.inputs = random::normal(random::fold_in(key, 1), {o.batch, 28, 28, 1});
+    w.labels = random_ints(2, {o.batch}, 10);
+    w.tx = optim::sgd(0.1, 0.9);  // Flax's MNIST example
+    w.unit = "img/s";
+    w.items = double(o.batch);
+  } else if (o.model == "resnet50") {
+    w.model = train::make_model("resnet50", {.num_classes = 1000});
+    w.inputs = random::normal(random::fold_in(key, 1), {o.batch, o.image, o.image, 3});
+    w.labels = random_ints(2, {o.batch}, 1000);
+    w.tx = optim::sgd(0.1, 0.9);  // Flax's ImageNet example (nesterov off)
+    w.unit = "img/s";
+    w.items = double(o.batch);
+  } else {
+    const int64_t vocab = 50257;
+    w.model = train::make_model("gpt2", {.num_classes = vocab, .sequence_length = o.seq});
+    w.inputs = random_ints(1, {o.batch, o.seq}, vocab);
+    w.labels = random_ints(2, {o.batch, o.seq}, vocab);
+    w.tx = optim::adamw(3e-4, {.b1 = 0.9, .b2 = 0.95, .eps = 1e-8, .weight_decay = 0.1});
+    w.unit = "tok/s";
+    w.items = double(o.batch * o.seq);
+    w.layers = 12, w.channels = 768, w.seq = o.seq;
+  }
+  w.inputs = w.inputs.to(device);
+  w.labels = w.labels.to(device);
+  return w;
+}
+
+void synchronize(Device device) {
+#if LOOM_CUDA
+  if (device.is_cuda()) cuda::synchronize(device.index);
+#else
+  (void)device;
+#endif
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+nlohmann::json run(const Options& o) {
+  Device device = Device::parse(o.device);
+  check_device_usable(device, "loom_bench --device");
+  // JAX's default GPU matmul precision for f32 allows TF32; match it so f32 compares like for like.
+  set_allow_tf32(true);
+  Workload w = make_workload(o, device);
+  const bool bf16 = o.precision == "bf16";
+
+  Tree variables = w.model.init(random::key(42), w.inputs);
+  Tree extra = variables;  // batch_stats for ResNet
+  extra.erase("params");
+  train::TrainState state = train::TrainState::create(variables["params"], w.tx, extra);
+  const int64_t n_params = state.params.total_size();
+
+  auto step = [&](int64_t i) {
+    auto loss_fn = [&](const Tree& params) {
+      // Mixed precision as in the JAX script: f32 master params cast to bf16 for the forward and
+      // backward (the cast's gradient brings them back to f32), loss in f32.
+      Tree vars;
+      vars.insert("params", bf16 ? tree_map([](const Tensor& p) { return p.to(DType::BF16); },
+                                            params)
+                                 : params);
+      for (const auto& [name, col] : state.extra.items()) vars.insert(name, col);
+      Tensor x = bf16 && is_floating(w.inputs.dtype()) ? w.inputs.to(DType::BF16) : w.inputs;
+      auto [logits, updates] =
+          w.model.apply(vars, x, true, random::fold_in(random::key(7), uint32_t(i)));
+      Tensor l = logits.to(DType::F32);
+      l = l.reshape({-1, l.dim(-1)});
+      Tensor loss = mean(softmax_cross_entropy_with_integer_labels(l, w.labels.reshape({-1})));
+      return std::pair{loss, updates};
+    };
+    auto [loss, updates, grads] = value_and_grad_aux(loss_fn)(state.params);
+    state = state.apply_gradients(
+        grads, updates.empty() ? std::optional<Tree>() : std::optional<Tree>(updates));
+    double v = loss.item<double>();  // waits for this step's kernels
+    synchronize(device);
+    return v;
+  };
+
+  double loss = 0;
+  for (int64_t i = 0; i < o.warmup; ++i) loss = step(i);
+  std::vector<double> ms;
+  for (int64_t i = 0; i < o.steps; ++i) {
+    auto t0 = Clock::now();
+    loss = step(o.warmup + i);
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+
+  const double med = median(ms);
+  nlohmann::json r;
+  r["median_ms"] = med;
+  r["mean_ms"] = std::accumulate(ms.begin(), ms.end(), 0.0) / double(ms.size());
+  r["min_ms"] = *std::min_element(ms.begin(), ms.end());
+  r["max_ms"] = *std::max_element(ms.begin(), ms.end());
+  r["throughput"] = w.items / (med / 1000.0);
+  r["throughput_unit"] = w.unit;
+  r["params"] = n_params;
+  r["final_loss"] = std::isfinite(loss) ? nlohmann::json(loss) : nlohmann::json(nullptr);
+  if (device.is_cuda()) {
+    MemoryStats s = memory_stats(device);
+    r["peak_mem_mb"] = double(s.peak_allocated) / (1 << 20);
+    r["device_mallocs"] = s.num_device_mallocs;
+  } else {
+    r["peak_mem_mb"] = nullptr;  // the CPU has no allocator statistics; see host_max_rss_mb
+  }
+  if (w.layers > 0) {
+    // llm.c's gpt2_estimate_mfu: 6N + 6·L·C·T FLOPs per token.
+    const double flops_per_token =
+        6.0 * double(n_params) + 6.0 * double(w.layers * w.channels * w.seq);
+    r["mfu"] = flops_per_token * w.items / (med / 1000.0) / (o.peak_tflops * 1e12);
+  } else {
+    r["mfu"] = nullptr;
+  }
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o = parse(argc, argv);
+  nlohmann::json line = {{"framework", "loom"},   {"model", o.model},
+                         {"device", o.device},    {"precision", o.precision},
+                         {"batch", o.batch},      {"steps", o.steps},
+                         {"warmup", o.warmup}};
+  if (o.model == "gpt2") line["seq"] = o.seq;
+  if (o.model == "resnet50") line["image"] = o.image;
+  int rc = 0;
+  try {
+    line.update(run(o));
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    // The zoo names its known models when it does not know one: that is "not available yet",
+    // not a failure of the benchmark.
+    bool missing = what.find("unknown model") != std::string::npos;
+    line["error"] = (missing ? "model not available: " : "") + what;
+    rc = missing ? 0 : 1;
+  }
+  struct rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  line["host_max_rss_mb"] = double(ru.ru_maxrss) / 1024.0;
+  std::cout << line.dump() << std::endl;
+  return rc;
+}

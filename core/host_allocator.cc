@@ -1,0 +1,98 @@
+#include "core/host_allocator.h"
+
+#include <cstdlib>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "core/error.h"
+
+namespace loom::host_memory {
+namespace {
+
+constexpr size_t kLargeBlock = size_t(64) << 10;
+constexpr size_t kMaxCached = size_t(2) << 30;  // beyond this, released blocks are freed
+
+struct Cache {
+  std::mutex mu;
+  std::unordered_map<size_t, std::vector<void*>> free_lists;
+  Stats stats;
+};
+
+Cache& cache() {
+  static Cache* c = new Cache();  // never destroyed: tensors may be released during exit
+  return *c;
+}
+
+/// Size classes: 4 steps per power of two (at most 25% waste).
+size_t size_class(size_t n) {
+  size_t p = 1;
+  while (p * 2 <= n) p *= 2;
+  size_t step = p / 4;
+  return (n + step - 1) / step * step;
+}
+
+void* system_alloc(size_t n) {
+  void* p = std::aligned_alloc(64, (n + 63) / 64 * 64);
+  if (!p) LOOM_THROW(Error, "out of host memory allocating ", n, " bytes");
+  return p;
+}
+
+}  // namespace
+
+void* allocate(size_t nbytes) {
+  if (nbytes < kLargeBlock) return system_alloc(nbytes == 0 ? 64 : nbytes);
+  size_t n = size_class(nbytes);
+  Cache& c = cache();
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    c.stats.in_use += n;
+    c.stats.peak_in_use = std::max(c.stats.peak_in_use, c.stats.in_use);
+    auto it = c.free_lists.find(n);
+    if (it != c.free_lists.end() && !it->second.empty()) {
+      void* p = it->second.back();
+      it->second.pop_back();
+      c.stats.cached -= n;
+      return p;
+    }
+    ++c.stats.system_allocs;
+  }
+  return system_alloc(n);
+}
+
+void release(void* ptr, size_t nbytes) {
+  if (!ptr) return;
+  if (nbytes < kLargeBlock) {
+    std::free(ptr);
+    return;
+  }
+  size_t n = size_class(nbytes);
+  Cache& c = cache();
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    c.stats.in_use -= n;
+    if (c.stats.cached + n <= kMaxCached) {
+      c.free_lists[n].push_back(ptr);
+      c.stats.cached += n;
+      return;
+    }
+  }
+  std::free(ptr);
+}
+
+Stats stats() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  return c.stats;
+}
+
+void empty_cache() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  for (auto& [n, list] : c.free_lists)
+    for (void* p : list) std::free(p);
+  c.free_lists.clear();
+  c.stats.cached = 0;
+}
+
+}  // namespace loom::host_memory

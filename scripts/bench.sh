@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# loom vs JAX, side by side in one run: each benchmark runs bench/<build>/loom_bench and
+# bench/jax/train_step_bench.py with the same model, batch, steps and precision on the same device,
+# alternating loom and JAX, then prints a table and writes every JSON line to a results file.
+#
+# Usage: scripts/bench.sh --cpu|--gpu [--build-dir DIR] [--rounds N] [--steps N] [--warmup N]
+#                         [--cores LIST] [--models LIST] [--out DIR]
+#   --cpu        the seed CNN (128x28x28x1, SGD momentum, f32) on the CPU, loom and JAX pinned to
+#                the same cores (--cores, default 0,1) with taskset; --rounds (default 3) rounds
+#                of loom then JAX, each a median over --steps (default 20) after --warmup (5);
+#                the table shows the median of the rounds' medians.
+#   --gpu        on one GPU: cnn f32 (b128), resnet50 bf16 (b256, 224x224), gpt2 bf16 (16x1024),
+#                10 warm-up and 30 timed steps, one round; each run has a time limit so the whole
+#                set stays under 6 minutes; a model that fails or times out shows its error in the
+#                table and the rest go on. Add resnet50-f32 to --models for the f32 reference.
+#   --build-dir  where loom_bench was built (default: build-bench for --cpu, build-gpu for --gpu;
+#                for --gpu run scripts/gpu_check.sh --no-cpu-tests first: it configures
+#                build-gpu with CUDA and its dependencies, and this script then builds loom_bench
+#                there)
+#   --models     comma list of MODEL[-PRECISION] (cnn, resnet50, gpt2; -f32/-bf16)
+#   --out        results folder (default: $OUT when set, else bench/results)
+# Exit status: 0 when every benchmark printed a result, 1 when one failed, 2 on a setup error.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+REPO=$PWD
+
+mode="" build="" rounds="" steps="" warmup="" cores=0,1 models="" out="${OUT:-$REPO/bench/results}"
+while (($#)); do
+  case "$1" in
+    --cpu) mode=cpu ;;
+    --gpu) mode=gpu ;;
+    --build-dir) build=$2; shift ;;
+    --rounds) rounds=$2; shift ;;
+    --steps) steps=$2; shift ;;
+    --warmup) warmup=$2; shift ;;
+    --cores) cores=$2; shift ;;
+    --models) models=$2; shift ;;
+    --out) out=$2; shift ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ -n "$mode" ]] || { echo "bench.sh: give --cpu or --gpu" >&2; exit 2; }
+
+if [[ $mode == cpu ]]; then
+  build=${build:-build-bench} rounds=${rounds:-3} steps=${steps:-20} warmup=${warmup:-5}
+  models=${models:-cnn-f32} device=cpu
+else
+  build=${build:-build-gpu} rounds=${rounds:-1} steps=${steps:-30} warmup=${warmup:-10}
+  models=${models:-cnn-f32,resnet50-bf16,gpt2-bf16} device=cuda
+fi
+[[ "$build" == /* ]] || build="$REPO/$build"
+BIN=$build/bench/loom_bench
+
+log() { printf '[bench %4ds] %s\n' "$SECONDS" "$*" >&2; }
+
+# Build (or refresh) loom_bench; for the GPU the build folder must already be configured with CUDA.
+if [[ -f $build/CMakeCache.txt ]]; then
+  log "building loom_bench in $build"
+  cmake --build "$build" --target loom_bench -j "$( [[ $mode == gpu ]] && nproc || echo 2)" \
+    > "$build/bench_build.log" 2>&1 || {
+    # Someone else's half-written file can break the shared tree for a minute: an existing
+    # loom_bench is still worth running, but say so.
+    [[ -x $BIN ]] || { tail -30 "$build/bench_build.log" >&2; exit 2; }
+    log "WARNING: rebuilding loom_bench failed (see $build/bench_build.log); using the existing one"
+  }
+elif [[ $mode == cpu ]]; then
+  log "configuring $build (LOOM_CUDA=OFF)"
+  { cmake -S "$REPO" -B "$build" -G Ninja -DLOOM_CUDA=OFF &&
+    cmake --build "$build" --target loom_bench -j 2; } > /tmp/bench_build.$$.log 2>&1 ||
+    { tail -30 /tmp/bench_build.$$.log >&2; exit 2; }
+else
+  echo "bench.sh: $build is not configured; run scripts/gpu_check.sh --no-cpu-tests first" >&2
+  exit 2
+fi
+[[ -x $BIN ]] || { echo "bench.sh: $BIN missing" >&2; exit 2; }
+if [[ $mode == gpu ]] && ! grep -q 'LOOM_WITH_CUDA:INTERNAL=ON\|LOOM_CUDA:STRING=ON' "$build/CMakeCache.txt"; then
+  log "WARNING: $build may not have the CUDA backend; loom runs will report the error"
+fi
+
+# Pinning: the same cores for both frameworks (CPU mode only; the GPU runs are not CPU-bound).
+PIN=()
+if [[ $mode == cpu ]] && command -v taskset >/dev/null; then PIN=(taskset -c "$cores"); fi
+# Per-run limits keep --gpu under 6 minutes even when something hangs or compiles slowly.
+limit_for() {
+  if [[ $mode == cpu ]]; then echo 300; return; fi
+  case $1 in cnn) echo 25 ;; *) echo 75 ;; esac
+}
+
+mkdir -p "$out"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+RESULTS=$out/bench_${mode}_${stamp}.jsonl
+: > "$RESULTS"
+
+# run FRAMEWORK MODEL PRECISION ROUND: appends one JSON line (a timeout or crash becomes an error).
+run_one() {
+  local fw=$1 model=$2 prec=$3 round=$4 limit line rc args
+  limit=$(limit_for "$model")
+  args=(--model "$model" --device "$device" --precision "$prec" --steps "$steps" --warmup "$warmup")
+  log "round $round: $fw $model $prec on $device"
+  if [[ $fw == loom ]]; then
+    line=$(timeout "$limit" "${PIN[@]}" "$BIN" "${args[@]}" 2>"$out/.stderr")
+  else
+    line=$(timeout "$limit" "${PIN[@]}" python3 bench/jax/train_step_bench.py "${args[@]}" \
+             2>"$out/.stderr")
+  fi
+  rc=$?
+  line=$(printf '%s\n' "$line" | grep '^{' | tail -1)
+  if [[ -z $line ]]; then
+    local why="exit $rc"
+    ((rc == 124)) && why="timed out after ${limit}s"
+    why="$why: $(tail -c 300 "$out/.stderr" | tr '\n"\\' '   ')"
+    line="{\"framework\":\"$fw\",\"model\":\"$model\",\"device\":\"$device\",\"precision\":\"$prec\",\"error\":\"$why\"}"
+  fi
+  printf '%s\n' "$line" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); d["round"]=int(sys.argv[1]); print(json.dumps(d))' "$round" >> "$RESULTS"
+}
+
+IFS=, read -ra MODELS <<< "$models"
+for ((r = 1; r <= rounds; ++r)); do
+  for spec in "${MODELS[@]}"; do
+    model=${spec%%-*} prec=f32
+    [[ $spec == *-* ]] && prec=${spec#*-}
+    # Alternate which framework goes first so that slow drift (other jobs on the machine, heat)
+    # does not always favour the same one.
+    if ((r % 2)); then order=(loom jax); else order=(jax loom); fi
+    for fw in "${order[@]}"; do run_one "$fw" "$model" "$prec" "$r"; done
+  done
+done
+rm -f "$out/.stderr"
+
+# The table and the summary JSON: median over rounds of each run's median step time.
+machine="$(uname -m), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | xargs)"
+gpu=$(command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)
+commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+[[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]] && commit="$commit+dirty"
+python3 - "$RESULTS" "$out/bench_${mode}_${stamp}.json" "$mode" "$machine" "${gpu:-}" "$commit" \
+  "$cores" <<'PY'
+import json, statistics, sys, datetime
+src, dst, mode, machine, gpu, commit, cores = sys.argv[1:8]
+rows = [json.loads(l) for l in open(src) if l.strip()]
+keys = []
+for r in rows:
+  k = (r['model'], r.get('precision', 'f32'))
+  if k not in keys: keys.append(k)
+
+def agg(fw, k):
+  rs = [r for r in rows if r['framework'] == fw and (r['model'], r.get('precision', 'f32')) == k]
+  ok = [r for r in rs if 'error' not in r and r.get('median_ms') is not None]
+  if not ok:
+    return {'error': rs[-1].get('error', 'no result') if rs else 'not run'}
+  med = statistics.median(r['median_ms'] for r in ok)
+  a = {'median_ms': med, 'round_medians_ms': [r['median_ms'] for r in ok],
+       'throughput': ok[0]['throughput'] * ok[0]['median_ms'] / med,
+       'unit': ok[0]['throughput_unit'], 'peak_mem_mb': ok[-1].get('peak_mem_mb'),
+       'host_max_rss_mb': ok[-1].get('host_max_rss_mb'), 'mfu': None, 'batch': ok[0]['batch']}
+  if ok[0].get('mfu') is not None:
+    a['mfu'] = ok[0]['mfu'] * ok[0]['median_ms'] / med
+  if len(ok) < len(rs): a['failed_rounds'] = len(rs) - len(ok)
+  return a
+
+def fmt_mem(a):
+  if a.get('peak_mem_mb') is not None: return f"{a['peak_mem_mb']:.0f} MiB"
+  if a.get('host_max_rss_mb') is not None: return f"rss {a['host_max_rss_mb']:.0f} MiB"
+  return '-'
+
+summary = {'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+           'mode': mode, 'machine': machine, 'gpu': gpu or None, 'commit': commit,
+           'cores': cores if mode == 'cpu' else None, 'results': []}
+versions = next((r['versions'] for r in rows if 'versions' in r), None)
+summary['jax_versions'] = versions
+hdr = f"{'model':<10} {'prec':<5} {'device':<6} {'loom ms':>9} {'JAX ms':>9} {'loom/JAX':>8} " \
+      f"{'loom thr':>13} {'JAX thr':>13} {'loom mem':>14} {'JAX mem':>14} {'MFU l/J':>11}"
+print(hdr); print('-' * len(hdr))
+failed = False
+for k in keys:
+  L, J = agg('loom', k), agg('jax', k)
+  dev = 'cpu' if mode == 'cpu' else 'cuda'
+  ratio = L['median_ms'] / J['median_ms'] if 'median_ms' in L and 'median_ms' in J else None
+  summary['results'].append({'model': k[0], 'precision': k[1], 'device': dev, 'loom': L,
+                             'jax': J, 'ratio_loom_over_jax': ratio})
+  def ms(a): return f"{a['median_ms']:9.2f}" if 'median_ms' in a else f"{'ERROR':>9}"
+  def thr(a): return f"{a['throughput']:8.0f} {a['unit']}" if 'median_ms' in a else '-'
+  mfu = '-'
+  if L.get('mfu') is not None or J.get('mfu') is not None:
+    f = lambda a: f"{100*a['mfu']:.1f}%" if a.get('mfu') is not None else '-'
+    mfu = f"{f(L)}/{f(J)}"
+  print(f"{k[0]:<10} {k[1]:<5} {dev:<6} {ms(L)} {ms(J)} "
+        f"{(f'{ratio:8.3f}' if ratio else '       -')} {thr(L):>13} {thr(J):>13} "
+        f"{fmt_mem(L):>14} {fmt_mem(J):>14} {mfu:>11}")
+  for fw, a in (('loom', L), ('JAX', J)):
+    if 'error' in a:
+      failed = True
+      print(f"    {fw} error: {a['error'][:300]}")
+    elif mode == 'cpu':
+      print(f"    {fw} round medians (ms): " + ', '.join(f'{m:.1f}' for m in a['round_medians_ms']))
+json.dump(summary, open(dst, 'w'), indent=1)
+print(f"\n{machine}; {gpu or 'no GPU'}; commit {commit}; JAX {versions}")
+print(f"results: {dst} (every run: {src})")
+sys.exit(1 if failed else 0)
+PY

@@ -1,0 +1,33 @@
+// The models the `loom` command can train, behind one type-erased interface.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/random.h"
+#include "core/tree.h"
+
+namespace loom::train {
+
+/// A classifier or language model: init makes the variables ({"params", "batch_stats"?}) from a
+/// sample batch; apply runs a batch, training or not, and returns the logits and the updated
+/// non-param collections (batch_stats) when training.
+struct ZooModel {
+  std::string name;
+  std::function<Tree(random::Key key, const Tensor& sample)> init;
+  std::function<std::pair<Tensor, Tree>(const Tree& variables, const Tensor& inputs, bool train,
+                                        random::Key dropout_key)>
+      apply;
+  std::function<std::string(random::Key key, const Tensor& sample)> summary;  // tabulate table
+};
+
+struct ModelSpec {
+  int64_t num_classes = 10;  // classifiers; vocabulary size for language models
+  int64_t sequence_length = 128;  // language models
+};
+
+/// Known names: "cnn" (the seed's CNN). Throws ValueError listing the known names otherwise.
+ZooModel make_model(const std::string& name, const ModelSpec& spec);
+std::vector<std::string> model_names();
+
+}  // namespace loom::train

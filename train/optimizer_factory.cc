@@ -1,0 +1,36 @@
+#include "train/optimizer_factory.h"
+
+#include <algorithm>
+
+#include "optim/optimizers.h"
+#include "optim/schedules.h"
+
+namespace loom::train {
+
+double OptimizerChoice::learning_rate_at(int64_t step) const { return learning_rate(step); }
+
+OptimizerChoice make_optimizer(const TrainConfig& cfg, int64_t total_steps) {
+  optim::Schedule lr;
+  if (cfg.schedule == "constant") {
+    lr = optim::constant_schedule(cfg.learning_rate);
+  } else if (cfg.schedule == "cosine") {
+    int64_t warmup = std::min(cfg.warmup_steps, std::max<int64_t>(total_steps - 1, 0));
+    lr = optim::warmup_cosine_decay_schedule(0.0, cfg.learning_rate, warmup,
+                                             std::max<int64_t>(total_steps, warmup + 1));
+  } else {
+    LOOM_THROW(ValueError, "unknown schedule '", cfg.schedule, "' (constant, cosine)");
+  }
+  optim::GradientTransformation tx;
+  if (cfg.optimizer == "sgd") tx = optim::sgd(lr);
+  else if (cfg.optimizer == "momentum") tx = optim::sgd(lr, cfg.momentum);
+  else if (cfg.optimizer == "adam") tx = optim::adam(lr);
+  else if (cfg.optimizer == "adamw") {
+    optim::AdamWOptions options;
+    options.weight_decay = cfg.weight_decay;
+    tx = optim::adamw(lr, options);
+  }
+  else LOOM_THROW(ValueError, "unknown optimizer '", cfg.optimizer, "' (sgd, momentum, adam, adamw)");
+  return {tx, lr};
+}
+
+}  // namespace loom::train

@@ -1,0 +1,225 @@
+#include "train/trainer.h"
+
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+
+#include "core/grad.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/loss.h"
+#include "core/ops/reduce.h"
+#include "modules/module.h"
+#include "train/checkpoint.h"
+#include "train/data/loader.h"
+#include "train/metrics/jsonl_writer.h"
+#include "train/metrics/png_plot.h"
+#include "train/metrics/progress.h"
+#include "train/metrics/tensorboard_writer.h"
+#include "train/optimizer_factory.h"
+#include "train/train_state.h"
+
+namespace loom::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+/// Logits [..., C] and integer labels [...] flattened to [N, C] and [N].
+std::pair<Tensor, Tensor> flatten_for_loss(const Tensor& logits, const Tensor& labels) {
+  return {logits.reshape({-1, logits.dim(-1)}), labels.reshape({-1})};
+}
+
+/// Sum of losses and count of correct predictions (device scalars: no host sync).
+std::pair<Tensor, Tensor> loss_and_correct(const Tensor& logits, const Tensor& labels) {
+  auto [l, y] = flatten_for_loss(logits, labels);
+  Tensor losses = softmax_cross_entropy_with_integer_labels(l, y);
+  Tensor correct = sum(equal(argmax(l, -1), y.to(DType::I32)).to(DType::F32));
+  return {sum(losses), correct};
+}
+
+/// {"params": ..., <other collections>} for apply.
+Tree variables_of(const Tree& params, const Tree& extra) {
+  Tree vars;
+  vars.insert("params", params);
+  for (const auto& [name, col] : extra.items()) vars.insert(name, col);
+  return vars;
+}
+
+}  // namespace
+
+nlohmann::json TrainConfig::to_json() const {
+  return {{"model", model},           {"dataset", dataset},       {"epochs", epochs},
+          {"steps", steps},           {"batch_size", batch_size}, {"optimizer", optimizer},
+          {"learning_rate", learning_rate}, {"schedule", schedule}, {"warmup_steps", warmup_steps},
+          {"momentum", momentum},     {"weight_decay", weight_decay}, {"seed", seed},
+          {"sequence_length", sequence_length}, {"device", device}};
+}
+
+void TrainConfig::validate() const {
+  LOOM_CHECK(batch_size > 0, ValueError, "--batch-size must be positive, got ", batch_size);
+  LOOM_CHECK(epochs > 0 || steps > 0, ValueError, "--epochs or --steps must be positive");
+  LOOM_CHECK(learning_rate > 0, ValueError, "--lr must be positive, got ", learning_rate);
+  LOOM_CHECK(warmup_steps >= 0, ValueError, "--warmup-steps must be >= 0");
+  LOOM_CHECK(keep_checkpoints > 0, ValueError, "--keep must be positive");
+  LOOM_CHECK(log_every > 0, ValueError, "--log-every must be positive");
+}
+
+Device resolve_device(const std::string& name) {
+  if (name == "auto") return default_device();
+  Device d = Device::parse(name);
+  check_device_usable(d, "--device");
+  return d;
+}
+
+EvalResult evaluate(const ZooModel& model, const Tree& variables, const Dataset& data,
+                    int64_t batch_size, Device device, int64_t max_examples) {
+  DataLoader loader(data, {.batch_size = batch_size, .shuffle = false, .drop_last = false,
+                           .sequence_length = data.is_text() ? 128 : 0, .device = device});
+  int64_t batches = loader.batches_per_epoch();
+  Tensor loss_sum = scalar(0, DType::F32, device), correct = scalar(0, DType::F32, device);
+  int64_t count = 0;
+  for (int64_t b = 0; b < batches; ++b) {
+    if (max_examples > 0 && count >= max_examples) break;
+    Batch batch = loader.next();
+    Tensor logits = model.apply(variables, batch.inputs, false, random::Key{}).first;
+    auto [l, c] = loss_and_correct(logits, batch.labels);
+    loss_sum = loss_sum + l.to(DType::F32);
+    correct = correct + c;
+    count += batch.labels.numel();
+  }
+  return {loss_sum.item<double>() / double(count), correct.item<double>() / double(count), count};
+}
+
+TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
+  cfg.validate();
+  Device device = resolve_device(cfg.device);
+  Dataset train_set = load_dataset(cfg.dataset, Split::Train);
+  Dataset test_set = load_dataset(cfg.dataset, Split::Test);
+  ModelSpec spec{.num_classes = train_set.is_text() ? 256 : train_set.num_classes,
+                 .sequence_length = cfg.sequence_length};
+  ZooModel model = make_model(cfg.model, spec);
+
+  DataLoader loader(train_set, {.batch_size = cfg.batch_size, .seed = cfg.seed,
+                                .sequence_length = train_set.is_text() ? cfg.sequence_length : 0,
+                                .device = device});
+  const int64_t per_epoch = loader.batches_per_epoch();
+  const int64_t total_steps = cfg.steps > 0 ? cfg.steps : cfg.epochs * per_epoch;
+  OptimizerChoice opt = make_optimizer(cfg, total_steps);
+
+  // create_train_state: init on one example batch, params + batch_stats, optimizer state.
+  random::Key root = random::key(int64_t(cfg.seed));
+  Tensor sample = loader.make_batch(0, 0).inputs.to(device);
+  Tree variables = model.init(random::fold_in(root, 0), sample);
+  Tree extra = variables;  // every collection but params (e.g. batch_stats)
+  extra.erase("params");
+  TrainState state = TrainState::create(variables["params"], opt.tx, extra);
+
+  std::filesystem::create_directories(cfg.run_dir);
+  CheckpointManager checkpoints(cfg.run_dir + "/checkpoints", cfg.keep_checkpoints);
+  int64_t start_step = 0;
+  if (cfg.resume && checkpoints.latest_step()) {
+    auto [restored, meta] = checkpoints.restore_into(state.state_dict());
+    state = state.load_state_dict(restored);
+    start_step = meta.at("step").get<int64_t>();
+    loader.seek(meta.at("epoch").get<int64_t>(), meta.at("batch").get<int64_t>());
+    out << "loom: resumed " << cfg.run_dir << " at step " << start_step << "\n";
+  }
+  out << "loom: training " << cfg.model << " on " << cfg.dataset << " (" << train_set.size()
+      << " examples) on " << device.str() << ", " << state.params.total_size() << " parameters, "
+      << total_steps << " steps of batch " << cfg.batch_size << "\n";
+
+  JsonlWriter metrics(cfg.run_dir + "/metrics.jsonl", /*append=*/start_step > 0);
+  TensorBoardWriter events(cfg.run_dir);
+  const bool text = train_set.is_text();
+  ProgressBar progress({.total_steps = total_steps, .initial_step = start_step,
+                        .unit = text ? "tokens" : "samples", .print_every = cfg.log_every,
+                        .terminal = cfg.terminal},
+                       out);
+
+  auto save = [&](int64_t step) {
+    auto [epoch, index] = loader.position();
+    checkpoints.save(step, state.state_dict(),
+                     {{"step", step}, {"epoch", epoch}, {"batch", index}, {"config", cfg.to_json()},
+                      {"rng_seed", cfg.seed}});
+  };
+  auto run_eval = [&](int64_t step) {
+    EvalResult r = evaluate(model, variables_of(state.params, state.extra), test_set, 500, device, cfg.max_eval_examples);
+    metrics.write(MetricsRecord{.step = step, .split = "test", .epoch = step / per_epoch,
+                                .loss = r.loss, .accuracy = r.accuracy});
+    events.add_scalars(step, {{"test/loss", r.loss}, {"test/accuracy", r.accuracy}});
+    progress.println("step " + std::to_string(step) + ": test loss " + std::to_string(r.loss) +
+                     ", accuracy " + std::to_string(r.accuracy * 100).substr(0, 5) + "%");
+    return r;
+  };
+
+  TrainSummary summary;
+  const auto t0 = Clock::now();
+  auto window_start = Clock::now();
+  Tensor loss_acc = scalar(0, DType::F32, device), correct_acc = scalar(0, DType::F32, device);
+  int64_t window_items = 0, window_steps = 0;
+  for (int64_t step = start_step; step < total_steps; ++step) {
+    Batch batch = loader.next();
+    random::Key dropout_key = random::fold_in(random::fold_in(root, 1), uint32_t(step));
+    auto loss_fn = [&](const Tree& params) {
+      auto [logits, updates] =
+          model.apply(variables_of(params, state.extra), batch.inputs, true, dropout_key);
+      auto [l, y] = flatten_for_loss(logits, batch.labels);
+      Tensor loss = mean(softmax_cross_entropy_with_integer_labels(l, y));
+      return std::pair{loss, std::pair{logits.detach(), updates}};
+    };
+    auto [loss, aux, grads] = value_and_grad_aux(loss_fn)(state.params);
+    auto& [logits, new_stats] = aux;
+    state = state.apply_gradients(grads, new_stats.empty() ? std::optional<Tree>() : std::optional<Tree>(new_stats));
+
+    auto [lsum, corr] = loss_and_correct(logits, batch.labels);
+    loss_acc = loss_acc + lsum.to(DType::F32);
+    correct_acc = correct_acc + corr;
+    window_items += batch.labels.numel();
+    ++window_steps;
+    const int64_t done = step + 1;
+    const bool epoch_end = done % per_epoch == 0;
+    if (done % cfg.log_every == 0 || done == total_steps) {
+      double loss_v = loss_acc.item<double>() / double(window_items);  // the one host sync
+      double acc_v = correct_acc.item<double>() / double(window_items);
+      double secs = seconds_since(window_start);
+      double lr = opt.learning_rate_at(step);
+      double rate = double(text ? window_items : window_items) / secs;
+      MetricsRecord rec{.step = done, .split = "train", .epoch = step / per_epoch, .loss = loss_v,
+                        .accuracy = acc_v, .lr = lr, .step_time_ms = 1000 * secs / double(window_steps)};
+      (text ? rec.tokens_per_sec : rec.samples_per_sec) = rate;
+      metrics.write(rec);
+      events.add_scalars(done, {{"train/loss", loss_v}, {"train/accuracy", acc_v}, {"train/lr", lr},
+                                {text ? "train/tokens_per_sec" : "train/samples_per_sec", rate}});
+      progress.update({.step = done, .epoch = step / per_epoch, .loss = loss_v,
+                       .items = window_items, .extra = {{"acc", acc_v}, {"lr", lr}}});
+      summary.train_loss = loss_v;
+      loss_acc = scalar(0, DType::F32, device);
+      correct_acc = scalar(0, DType::F32, device);
+      window_items = window_steps = 0;
+      window_start = Clock::now();
+    }
+    if ((cfg.eval_every > 0 && done % cfg.eval_every == 0) || (cfg.eval_every == 0 && epoch_end))
+      summary.test = run_eval(done);
+    if ((cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0) ||
+        (cfg.checkpoint_every == 0 && epoch_end) || done == total_steps)
+      save(done);
+  }
+  if (summary.test.examples == 0) summary.test = run_eval(total_steps);
+  progress.finish();
+  summary.steps = total_steps;
+  summary.seconds = seconds_since(t0);
+  metrics.close();
+  events.close();
+  write_training_plot(cfg.run_dir + "/training.png",
+                      training_plot_from_jsonl(read_jsonl(cfg.run_dir + "/metrics.jsonl"),
+                                               cfg.model + " on " + cfg.dataset));
+  out << "loom: done in " << summary.seconds << " s: test accuracy "
+      << summary.test.accuracy * 100 << "%, test loss " << summary.test.loss << "; wrote "
+      << cfg.run_dir << "/{metrics.jsonl, events.out.tfevents.*, training.png, checkpoints/}\n";
+  return summary;
+}
+
+}  // namespace loom::train

@@ -1,0 +1,68 @@
+// The training loop behind `loom train`: a Flax-style step (loss_fn, value_and_grad,
+// apply_gradients, batch_stats through the mutable collection, a dropout key per step from
+// fold_in), periodic evaluation, progress on the terminal, metrics as JSON lines and TensorBoard
+// events, atomic checkpoints with exact resume, and a PNG plot at the end.
+#pragma once
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "core/device.h"
+#include "core/tree.h"
+#include "train/data/dataset.h"
+#include "train/model_zoo.h"
+
+namespace loom::train {
+
+struct TrainConfig {
+  std::string model = "cnn";
+  std::string dataset = "fashion_mnist";
+  int64_t epochs = 4;
+  int64_t steps = 0;             // > 0: train this many steps instead of `epochs`
+  int64_t batch_size = 128;
+  std::string optimizer = "adamw";  // sgd, momentum, adam, adamw
+  double learning_rate = 2e-3;
+  std::string schedule = "cosine";  // constant, cosine (with warmup)
+  int64_t warmup_steps = 100;
+  double momentum = 0.9;
+  double weight_decay = 1e-4;
+  uint64_t seed = 0;
+  std::string run_dir = "runs/default";  // checkpoints, metrics.jsonl, events, training.png
+  bool resume = true;                    // continue from the latest checkpoint in run_dir
+  int keep_checkpoints = 3;
+  int64_t checkpoint_every = 0;  // steps; 0: at the end of every epoch
+  int64_t eval_every = 0;        // steps; 0: at the end of every epoch
+  int64_t log_every = 50;        // steps between metric lines (each costs one host sync)
+  int64_t max_eval_examples = 0;  // 0: the whole test split
+  int64_t sequence_length = 128;  // language models
+  std::string device = "auto";    // auto, cpu, cuda, cuda:N
+  std::optional<bool> terminal;   // progress bar style; default: detect
+
+  nlohmann::json to_json() const;
+  void validate() const;  // throws ValueError naming the bad setting
+};
+
+struct EvalResult {
+  double loss = 0, accuracy = 0;
+  int64_t examples = 0;
+};
+
+struct TrainSummary {
+  int64_t steps = 0;
+  double seconds = 0;
+  double train_loss = 0;
+  EvalResult test;
+};
+
+TrainSummary run_training(const TrainConfig& config, std::ostream& out);
+
+/// Mean loss and accuracy of a classifier over a dataset split (no dropout, running statistics).
+EvalResult evaluate(const ZooModel& model, const Tree& variables, const Dataset& data,
+                    int64_t batch_size, Device device, int64_t max_examples = 0);
+
+/// "auto" -> default_device(); otherwise Device::parse, checked to be usable.
+Device resolve_device(const std::string& name);
+
+}  // namespace loom::train
