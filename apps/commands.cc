@@ -6,6 +6,7 @@
 #include "core/random.h"
 #include "train/checkpoint.h"
 #include "train/data/loader.h"
+#include "train/sampling.h"
 
 namespace loom::apps {
 
@@ -52,24 +53,69 @@ void add_eval_options(CLI::App& cmd, EvalArgs& a) {
   cmd.add_option("--batch-size", a.batch_size, "examples per batch")->capture_default_str()->check(CLI::PositiveNumber);
 }
 
-int run_eval(const EvalArgs& args) {
-  train::CheckpointManager checkpoints(args.run_dir + "/checkpoints");
+namespace {
+
+/// The latest checkpoint of a run: its model, variables (on `device`) and metadata.
+struct RestoredRun {
+  train::ZooModel model;
+  Tree variables;
+  nlohmann::json meta;
+  train::Dataset test;
+};
+
+RestoredRun restore_run(const std::string& run_dir, Device device) {
+  train::CheckpointManager checkpoints(run_dir + "/checkpoints");
+  LOOM_CHECK(checkpoints.latest_step(), IOError, "no checkpoint in ", run_dir,
+             "/checkpoints (train first: loom train --run-dir ", run_dir, ")");
   auto [state, meta] = checkpoints.restore();
   const auto& c = meta.at("config");
-  std::string dataset = c.at("dataset").get<std::string>();
-  Device device = train::resolve_device(args.device);
-  train::Dataset test = train::load_dataset(dataset, train::Split::Test);
+  train::Dataset test = train::load_dataset(c.at("dataset").get<std::string>(), train::Split::Test);
   train::ZooModel model = train::make_model(
       c.at("model").get<std::string>(),
       {.num_classes = test.is_text() ? 256 : test.num_classes,
        .sequence_length = c.at("sequence_length").get<int64_t>()});
   Tree vars;
-  vars.insert("params", state["params"]);
-  if (state.contains("batch_stats")) vars.insert("batch_stats", state["batch_stats"]);
+  for (const auto& [name, col] : state.items())
+    if (name != "step" && name != "opt_state") vars.insert(name, col);
   vars = tree_map([&](const Tensor& t) { return t.to(device); }, vars);
-  train::EvalResult r = train::evaluate(model, vars, test, args.batch_size, device);
+  return {std::move(model), std::move(vars), std::move(meta), std::move(test)};
+}
+
+}  // namespace
+
+int run_eval(const EvalArgs& args) {
+  Device device = train::resolve_device(args.device);
+  auto [model, vars, meta, test] = restore_run(args.run_dir, device);
+  const auto& c = meta.at("config");
+  train::EvalResult r = train::evaluate(model, vars, test, args.batch_size, device, 0,
+                                         c.at("sequence_length").get<int64_t>());
   std::cout << "step " << meta.at("step").get<int64_t>() << ": test loss " << r.loss
             << ", accuracy " << r.accuracy * 100 << "% over " << r.examples << " examples\n";
+  return 0;
+}
+
+void add_sample_options(CLI::App& cmd, SampleArgs& a) {
+  cmd.add_option("--run-dir", a.run_dir, "run directory of a language model (--model transformer-lm)")->capture_default_str();
+  cmd.add_option("--prompt", a.prompt, "text to continue");
+  cmd.add_option("--tokens", a.tokens, "bytes to generate")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd.add_option("--temperature", a.temperature, "sampling temperature (0: greedy)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd.add_option("--seed", a.seed, "sampling seed")->capture_default_str();
+  cmd.add_option("--device", a.device, "auto, cpu, cuda, cuda:N")->capture_default_str();
+}
+
+int run_sample(const SampleArgs& args) {
+  Device device = train::resolve_device(args.device);
+  auto [model, vars, meta, test] = restore_run(args.run_dir, device);
+  LOOM_CHECK(test.is_text(), ValueError, "loom sample: the run in ", args.run_dir, " trained ",
+             meta.at("config").at("model").get<std::string>(), " on ",
+             meta.at("config").at("dataset").get<std::string>(),
+             ", not a language model on a text:FILE dataset");
+  std::string text = train::sample_text(
+      model, vars, args.prompt,
+      {.max_new_tokens = args.tokens, .temperature = args.temperature,
+       .context = meta.at("config").at("sequence_length").get<int64_t>(), .seed = args.seed},
+      device);
+  std::cout << args.prompt << text << "\n";
   return 0;
 }
 

@@ -27,6 +27,17 @@ struct SummaryArgs {
 void add_summary_options(CLI::App& cmd, SummaryArgs& args);
 int run_summary(const SummaryArgs& args);
 
+struct SampleArgs {
+  std::string run_dir = "runs/default";
+  std::string prompt = "";
+  int64_t tokens = 200;
+  double temperature = 0.8;
+  uint64_t seed = 0;
+  std::string device = "auto";
+};
+void add_sample_options(CLI::App& cmd, SampleArgs& args);
+int run_sample(const SampleArgs& args);
+
 int run_info();
 
 }  // namespace loom::apps

@@ -1,4 +1,4 @@
-// The `loom` command: train, eval, summary, info. With no subcommand it runs loom's main job,
+// The `loom` command: train, eval, sample, summary, launch, info. With no subcommand it runs loom's main job,
 // `loom train` with its defaults (the seed's CNN on Fashion-MNIST).
 #include <CLI/CLI.hpp>
 
@@ -20,6 +20,9 @@ int main(int argc, char** argv) {
   loom::apps::SummaryArgs summary_args;
   CLI::App* summary = app.add_subcommand("summary", "print a model's module table (tabulate)");
   loom::apps::add_summary_options(*summary, summary_args);
+  loom::apps::SampleArgs sample_args;
+  CLI::App* sample = app.add_subcommand("sample", "generate text from a language-model run");
+  loom::apps::add_sample_options(*sample, sample_args);
   CLI::App* info = app.add_subcommand("info", "show devices, the tensor core and random keys");
   loom::apps::LaunchArgs launch_args;
   CLI::App* launch = app.add_subcommand("launch", "start N ranks of a command (data parallelism)");
@@ -32,6 +35,7 @@ int main(int argc, char** argv) {
   try {
     if (*launch) return loom::apps::run_launch(launch_args);
     if (*eval) return loom::apps::run_eval(eval_args);
+    if (*sample) return loom::apps::run_sample(sample_args);
     if (*summary) return loom::apps::run_summary(summary_args);
     if (*info) return loom::apps::run_info();
     return loom::apps::run_train(train_args);  // `loom` alone == `loom train`

@@ -75,9 +75,17 @@ Device resolve_device(const std::string& name) {
 }
 
 EvalResult evaluate(const ZooModel& model, const Tree& variables, const Dataset& data,
-                    int64_t batch_size, Device device, int64_t max_examples) {
-  DataLoader loader(data, {.batch_size = batch_size, .shuffle = false, .drop_last = false,
-                           .sequence_length = data.is_text() ? 128 : 0, .device = device});
+                    int64_t batch_size, Device device, int64_t max_examples,
+                    int64_t sequence_length) {
+  if (data.is_text()) {  // windows of sequence_length tokens; as many as the split holds
+    LOOM_CHECK(data.size() > sequence_length + 1, ValueError, "evaluate: the test split of '",
+               data.name, "' has ", data.size(), " tokens, fewer than a window of ",
+               sequence_length + 1);
+    batch_size = std::max<int64_t>(1, std::min(batch_size, (data.size() - 1) / sequence_length));
+  }
+  DataLoader loader(data, {.batch_size = batch_size, .shuffle = false, .drop_last = data.is_text(),
+                           .sequence_length = data.is_text() ? sequence_length : 0,
+                           .device = device});
   int64_t batches = loader.batches_per_epoch();
   Tensor loss_sum = scalar(0, DType::F32, device), correct = scalar(0, DType::F32, device);
   int64_t count = 0;
@@ -146,7 +154,9 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
                       {"rng_seed", cfg.seed}});
   };
   auto run_eval = [&](int64_t step) {
-    EvalResult r = evaluate(model, variables_of(state.params, state.extra), test_set, 500, device, cfg.max_eval_examples);
+    EvalResult r = evaluate(model, variables_of(state.params, state.extra), test_set,
+                            text ? cfg.batch_size : 500, device, cfg.max_eval_examples,
+                            cfg.sequence_length);
     metrics.write(MetricsRecord{.step = step, .split = "test", .epoch = step / per_epoch,
                                 .loss = r.loss, .accuracy = r.accuracy});
     events.add_scalars(step, {{"test/loss", r.loss}, {"test/accuracy", r.accuracy}});

@@ -58,9 +58,12 @@ struct TrainSummary {
 
 TrainSummary run_training(const TrainConfig& config, std::ostream& out);
 
-/// Mean loss and accuracy of a classifier over a dataset split (no dropout, running statistics).
+/// Mean loss and accuracy of a classifier (or next-token loss and accuracy of a language model,
+/// over consecutive windows of `sequence_length` tokens) over a dataset split: no dropout,
+/// running statistics.
 EvalResult evaluate(const ZooModel& model, const Tree& variables, const Dataset& data,
-                    int64_t batch_size, Device device, int64_t max_examples = 0);
+                    int64_t batch_size, Device device, int64_t max_examples = 0,
+                    int64_t sequence_length = 128);
 
 /// "auto" -> default_device(); otherwise Device::parse, checked to be usable.
 Device resolve_device(const std::string& name);

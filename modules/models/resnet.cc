@@ -1,0 +1,111 @@
+#include "modules/models/resnet.h"
+
+#include "core/ops/reduce.h"
+
+namespace loom::nn::models {
+namespace {
+
+// self.conv(features, kernel, strides) built from the partial at this point (naming order).
+Conv make_conv(Conv c, int64_t features, Shape kernel, Shape strides) {
+  c.features = features;
+  c.kernel_size = std::move(kernel);
+  c.strides = std::move(strides);
+  return c;
+}
+
+// The shortcut: a strided 1x1 projection when the residual's shape differs (Flax's check).
+Tensor shortcut(const Partial<Conv>& conv, const Partial<BatchNorm>& norm, const Tensor& residual,
+                const Tensor& y, const Shape& strides) {
+  if (residual.shape() == y.shape()) return residual;
+  Tensor r = make_conv(conv.named("conv_proj"), y.dim(-1), {1, 1}, strides)(residual);
+  return norm.named("norm_proj")(r);
+}
+
+}  // namespace
+
+Tensor ResNetBlock::call(const Tensor& x) const {
+  Tensor y = make_conv(conv(), filters, {3, 3}, strides)(x);
+  y = act(norm()(y));
+  y = make_conv(conv(), filters, {3, 3}, {1, 1})(y);
+  BatchNorm last = norm();
+  last.scale_init = initializers::zeros();
+  y = last(y);
+  return act(shortcut(conv, norm, x, y, strides) + y);
+}
+
+Tensor BottleneckResNetBlock::call(const Tensor& x) const {
+  Tensor y = make_conv(conv(), filters, {1, 1}, {1, 1})(x);
+  y = act(norm()(y));
+  y = make_conv(conv(), filters, {3, 3}, strides)(y);
+  y = act(norm()(y));
+  y = make_conv(conv(), filters * 4, {1, 1}, {1, 1})(y);
+  BatchNorm last = norm();
+  last.scale_init = initializers::zeros();
+  y = last(y);
+  return act(shortcut(conv, norm, x, y, strides) + y);
+}
+
+Tensor ResNet::call(const Tensor& input, bool train_override) const {
+  LOOM_CHECK(input.ndim() == 4, ShapeError, "ResNet: input must be [N, H, W, C], got ",
+             shape_str(input.shape()));
+  auto conv = nn::partial(Conv{.use_bias = false, .dtype = dtype});
+  auto norm = nn::partial(BatchNorm{.use_running_average = !train_override,
+                                    .momentum = 0.9,
+                                    .epsilon = 1e-5,
+                                    .dtype = dtype,
+                                    .axis_name = axis_name});
+  Tensor x;
+  if (small_input_stem) {
+    x = make_conv(conv.named("conv_init"), num_filters, {3, 3}, {1, 1})(input);
+    x = nn::relu(norm.named("bn_init")(x));
+  } else {
+    Conv stem = make_conv(conv.named("conv_init"), num_filters, {7, 7}, {2, 2});
+    stem.padding = Padding::explicit_pads({{3, 3}, {3, 3}});
+    x = nn::relu(norm.named("bn_init")(stem(input)));
+    x = nn::max_pool(x, {3, 3}, {2, 2}, Padding::same());
+  }
+  for (size_t i = 0; i < stage_sizes.size(); ++i) {
+    for (int64_t j = 0; j < stage_sizes[i]; ++j) {
+      Shape strides = i > 0 && j == 0 ? Shape{2, 2} : Shape{1, 1};
+      int64_t filters = num_filters << i;
+      if (block_cls == ResNetBlockKind::Basic)
+        x = ResNetBlock{.filters = filters, .conv = conv, .norm = norm, .act = act,
+                        .strides = strides}(x);
+      else
+        x = BottleneckResNetBlock{.filters = filters, .conv = conv, .norm = norm, .act = act,
+                                  .strides = strides}(x);
+    }
+  }
+  x = mean(x, {1, 2});
+  x = nn::Dense{.features = num_classes, .dtype = dtype}(x);
+  return dtype ? x.to(*dtype) : x;
+}
+
+ResNet resnet(const std::vector<int64_t>& stage_sizes, ResNetBlockKind kind, int64_t num_classes,
+              const ResNetOptions& o) {
+  return ResNet{.stage_sizes = stage_sizes,
+                .block_cls = kind,
+                .num_classes = num_classes,
+                .num_filters = o.num_filters,
+                .dtype = o.dtype,
+                .train = o.train,
+                .small_input_stem = o.small_input_stem};
+}
+
+using K = ResNetBlockKind;
+ResNet resnet18(int64_t n, const ResNetOptions& o) { return resnet({2, 2, 2, 2}, K::Basic, n, o); }
+ResNet resnet34(int64_t n, const ResNetOptions& o) { return resnet({3, 4, 6, 3}, K::Basic, n, o); }
+ResNet resnet50(int64_t n, const ResNetOptions& o) {
+  return resnet({3, 4, 6, 3}, K::Bottleneck, n, o);
+}
+ResNet resnet101(int64_t n, const ResNetOptions& o) {
+  return resnet({3, 4, 23, 3}, K::Bottleneck, n, o);
+}
+ResNet resnet152(int64_t n, const ResNetOptions& o) {
+  return resnet({3, 8, 36, 3}, K::Bottleneck, n, o);
+}
+ResNet resnet200(int64_t n, const ResNetOptions& o) {
+  return resnet({3, 24, 36, 3}, K::Bottleneck, n, o);
+}
+
+}  // namespace loom::nn::models
