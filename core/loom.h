@@ -1,12 +1,18 @@
-// The whole public API of loom's core in one include.
+// The public API of loom's core in one include: tensors, trees, autodiff, random keys, ops.
 #pragma once
 #include "core/autodiff.h"
 #include "core/device.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/grad.h"
+#include "core/memory.h"
+#include "core/ops/conv.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/linalg.h"
+#include "core/ops/nn.h"
+#include "core/ops/pool.h"
 #include "core/ops/reduce.h"
 #include "core/ops/shape.h"
+#include "core/random.h"
 #include "core/tensor.h"
 #include "core/tree.h"

@@ -1,32 +1,11 @@
 #include "modules/tabulate.h"
 
 #include <algorithm>
-#include <cstdio>
+
+#include "core/format.h"
 
 namespace loom::nn::detail {
 namespace {
-
-std::string with_commas(int64_t n) {
-  std::string digits = std::to_string(n), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
-
-std::string human_bytes(double bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (bytes >= 1024 && u < 4) {
-    bytes /= 1024;
-    ++u;
-  }
-  char buf[32];
-  if (u == 0) std::snprintf(buf, sizeof buf, "%.0f B", bytes);
-  else std::snprintf(buf, sizeof buf, "%.2f %s", bytes, units[u]);
-  return buf;
-}
 
 std::string describe_leaf(const std::string& name, const Tensor& t) {
   std::string s = name;

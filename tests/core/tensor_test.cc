@@ -13,19 +13,6 @@
 namespace loom {
 namespace {
 
-#define EXPECT_THROW_WITH(stmt, ErrorType, ...)                                   \
-  do {                                                                            \
-    try {                                                                         \
-      stmt;                                                                       \
-      ADD_FAILURE() << #stmt " did not throw " #ErrorType;                        \
-    } catch (const ErrorType& e) {                                                \
-      std::string msg = e.what();                                                 \
-      for (const char* part : {__VA_ARGS__})                                      \
-        EXPECT_NE(msg.find(part), std::string::npos) << "missing '" << part       \
-                                                     << "' in: " << msg;          \
-    }                                                                             \
-  } while (0)
-
 const std::vector<DType> kAllDTypes = {DType::F32, DType::F64, DType::BF16,
                                        DType::F16, DType::I32, DType::I64,
                                        DType::U8,  DType::U32, DType::Bool};

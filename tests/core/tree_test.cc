@@ -10,20 +10,6 @@
 namespace loom {
 namespace {
 
-// Asserts that `stmt` throws ErrorType whose message contains every one of `parts`.
-#define EXPECT_THROW_WITH(stmt, ErrorType, ...)                                   \
-  do {                                                                            \
-    try {                                                                         \
-      stmt;                                                                       \
-      ADD_FAILURE() << #stmt " did not throw " #ErrorType;                        \
-    } catch (const ErrorType& e) {                                                \
-      std::string msg = e.what();                                                 \
-      for (const char* part : {__VA_ARGS__})                                      \
-        EXPECT_NE(msg.find(part), std::string::npos) << "missing '" << part       \
-                                                     << "' in: " << msg;          \
-    }                                                                             \
-  } while (0)
-
 Tree sample() {
   Tree t;
   t.set("params/Dense_0/kernel", arange(12).reshape({3, 4}));

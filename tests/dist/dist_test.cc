@@ -13,6 +13,7 @@
 #include "core/ops/reduce.h"
 #include "modules/layers/normalization.h"
 #include "train/dist/dist.h"
+#include "tests/support/testing.h"
 #include "train/dist/tcp_store.h"
 
 namespace loom {
@@ -194,6 +195,39 @@ TEST(DistTcpStore, AMissingPeerTimesOutWithAClearError) {
   e = error_text([] { dist::TcpStore s("127.0.0.1", 1, 1, 2); });
   EXPECT_NE(e.find("could not reach rank 0"), std::string::npos) << e;
   dist::set_timeout(300);
+}
+
+}  // namespace
+}  // namespace loom
+
+namespace loom {
+namespace {
+
+// A world of one: pmean_weighted is the identity (any weight); LocalBatch scopes nest and
+// restore; wrong dtypes and negative weights/counts name the function.
+TEST(DistWorldOfOne, PmeanWeightedAndLocalBatch) {
+  Tensor x = from_vector<float>({1.f, 2.f, 3.f}, {3});
+  EXPECT_ALLCLOSE(dist::pmean_weighted(x, 5.0), x, 0, 0);
+  EXPECT_EQ(dist::local_batch(), -1);
+  {
+    dist::LocalBatch outer(3);
+    EXPECT_EQ(dist::local_batch(), 3);
+    {
+      dist::LocalBatch inner(5);
+      EXPECT_EQ(dist::local_batch(), 5);
+    }
+    EXPECT_EQ(dist::local_batch(), 3);
+  }
+  EXPECT_EQ(dist::local_batch(), -1);
+  EXPECT_THROW(dist::LocalBatch(-1), ValueError);
+  EXPECT_THROW(dist::pmean_weighted(x, -1.0), ValueError);
+  try {
+    dist::pmean_weighted(from_vector<int32_t>({1, 2}, {2}), 1.0);
+    FAIL() << "no DTypeError";
+  } catch (const DTypeError& e) {
+    EXPECT_NE(std::string(e.what()).find("pmean_weighted"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("[2]"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -6,12 +6,16 @@
 //                full batch B after 5 SGD steps (params allclose rtol 1e-5), the seed CNN
 //   batchnorm    BatchNorm{.axis_name = "batch"} across ranks equals one process's BatchNorm on
 //                the joint batch (outputs, gradients, params and batch_stats after 3 steps)
+//   batchnorm_unequal  the same with unequal local batches (rank r holds 3 + 2r examples: 3 and 5
+//                on 2 ranks) under dist::LocalBatch, whose count weights each rank's statistics
 //   hang         rank 1 stops answering; rank 0 must throw DistError within LOOM_DIST_TIMEOUT
 //   die          rank 1 exits abruptly mid-run; the job must end instead of hanging
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cmath>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -252,6 +256,87 @@ void batchnorm() {
   DP_CHECK(!tree_allclose(Tree(y_local), Tree(ref_y0), 1e-5, 1e-6), "local stats look global");
 }
 
+// Unequal local batches: rank r holds 3 + 2r consecutive examples of the joint batch. The loss is
+// the joint batch's mean (each rank sums its squared errors and divides by the joint size), so
+// psum(grads) is the joint gradient; BatchNorm's statistics are weighted by the local counts.
+dist::Shard unequal_shard(int r) {
+  int64_t begin = 0;
+  for (int q = 0; q < r; ++q) begin += 3 + 2 * q;
+  return {begin, begin + 3 + 2 * r};
+}
+
+BnResult bn_train_unequal(Tree vars, bool distributed, int64_t joint, bool weighted) {
+  BnNet model{.axis = distributed ? std::optional<std::string>("batch") : std::nullopt};
+  Tree params = vars["params"], stats = vars["batch_stats"];
+  optim::GradientTransformation tx = optim::sgd(0.1);
+  Tree opt_state = tx.init(params);
+  BnResult out;
+  for (int64_t step = 0; step < 3; ++step) {
+    random::Key k = random::fold_in(random::key(91), uint32_t(step));
+    Tensor x = random::normal(k, {joint, 5}, DType::F64).to(DType::F32) * 2.0 + 0.5;
+    Tensor target = random::normal(random::fold_in(k, 1), {joint, 1});
+    if (distributed) {
+      dist::Shard s = unequal_shard(dist::rank());
+      x = slice_axis(x, 0, s.begin, s.end);
+      target = slice_axis(target, 0, s.begin, s.end);
+    }
+    auto loss_fn = [&](const Tree& p) {
+      auto [y, updates] = model.apply_mutable(
+          nn::variables({{"params", p}, {"batch_stats", stats}}), {"batch_stats"}, x);
+      return std::pair{sum(square(y - target)) * (1.0 / double(joint)),
+                       std::pair{y.detach(), updates}};
+    };
+    std::optional<dist::LocalBatch> scope;
+    if (weighted) scope.emplace(x.dim(0));
+    auto [loss, aux, grads] = value_and_grad_aux(loss_fn)(params);
+    scope.reset();
+    if (step == 0) out.y0 = aux.first;
+    stats = aux.second["batch_stats"];
+    if (distributed) grads = dist::psum(grads);
+    std::tie(params, opt_state) = optim::update_and_apply(tx, grads, opt_state, params);
+  }
+  out.params = params;
+  out.stats = stats;
+  return out;
+}
+
+void batchnorm_unequal() {
+  const int w = dist::world_size();
+  const int64_t joint = unequal_shard(w - 1).end;  // 3 + 5 = 8 on 2 ranks
+  Tree vars = BnNet{}.init(random::key(6), zeros({1, 5}));
+  BnResult d = bn_train_unequal(vars, true, joint, true);
+  BnResult ref = bn_train_unequal(vars, false, joint, false);
+  dist::Shard s = unequal_shard(dist::rank());
+  DP_CHECK(d.y0.dim(0) == s.size(), "local batch ", shape_str(d.y0.shape()));
+  Tensor ref_y0 = slice_axis(ref.y0, 0, s.begin, s.end);
+  DP_CHECK(tree_allclose(Tree(d.y0), Tree(ref_y0), 1e-5, 1e-6), "unequal sync BatchNorm output");
+  DP_CHECK(tree_allclose(d.stats, ref.stats, 1e-5, 1e-6), "unequal sync BatchNorm batch_stats");
+  DP_CHECK(tree_allclose(d.params, ref.params, 1e-5, 1e-6), "unequal sync BatchNorm params");
+  DP_CHECK(dist::local_batch() == -1, "LocalBatch scope leaked: ", dist::local_batch());
+  // Equal weights (no LocalBatch) average the ranks' statistics, not the joint batch's: the
+  // weighting is what makes the test pass.
+  BnResult unweighted = bn_train_unequal(vars, true, joint, false);
+  DP_CHECK(!tree_allclose(unweighted.stats, ref.stats, 1e-5, 1e-6),
+           "unweighted statistics match the joint batch: the test cannot see the weighting");
+  // pmean_weighted itself: weights 3 and 5 (rank r: 3 + 2r) of x_r = r + 1 give
+  // sum_r (3 + 2r)(r + 1) / sum_r (3 + 2r); gradient of sum(out) is psum(1) * w_r / W.
+  double num = 0, den = 0;
+  for (int q = 0; q < w; ++q) {
+    num += (3.0 + 2 * q) * (q + 1);
+    den += 3.0 + 2 * q;
+  }
+  const int r = dist::rank();
+  Tree p;
+  p.set("x", full({4}, double(r + 1), DType::F64));
+  auto [val, g] = value_and_grad([&](const Tree& q) {
+    return sum(dist::pmean_weighted(q.at("x").tensor(), 3.0 + 2 * r));
+  })(p);
+  DP_CHECK(std::abs(val.item<double>() - 4 * num / den) < 1e-12, "pmean_weighted value ",
+           val.item<double>(), " want ", 4 * num / den);
+  for (double gi : g.at("x").tensor().to_vector<double>())
+    DP_CHECK(std::abs(gi - w * (3.0 + 2 * r) / den) < 1e-12, "pmean_weighted gradient ", gi);
+}
+
 // --- faults ----------------------------------------------------------------------------------
 
 int hang() {
@@ -291,7 +376,7 @@ int die() {
 int main(int argc, char** argv) {
   using namespace loom;
   if (argc != 2) {
-    std::fprintf(stderr, "usage: loom_dp_test collectives|ddp|batchnorm|hang|die\n");
+    std::fprintf(stderr, "usage: loom_dp_test collectives|ddp|batchnorm|batchnorm_unequal|hang|die\n");
     return 2;
   }
   std::string mode = argv[1];
@@ -300,6 +385,7 @@ int main(int argc, char** argv) {
     if (mode == "collectives") collectives();
     else if (mode == "ddp") ddp();
     else if (mode == "batchnorm") batchnorm();
+    else if (mode == "batchnorm_unequal") batchnorm_unequal();
     else if (mode == "hang") return hang();
     else if (mode == "die") return die();
     else {

@@ -23,18 +23,6 @@
 namespace loom {
 namespace {
 
-#define EXPECT_THROW_WITH(stmt, ErrorType, ...)                                      \
-  do {                                                                               \
-    try {                                                                            \
-      stmt;                                                                          \
-      ADD_FAILURE() << #stmt " did not throw " #ErrorType;                           \
-    } catch (const ErrorType& e) {                                                   \
-      std::string msg = e.what();                                                    \
-      for (const char* part : {__VA_ARGS__})                                         \
-        EXPECT_NE(msg.find(part), std::string::npos) << "missing '" << part << "' in: " << msg; \
-    }                                                                                \
-  } while (0)
-
 using testing::test_values;
 
 template <class M, class... A>

@@ -15,18 +15,6 @@
 namespace loom {
 namespace {
 
-#define EXPECT_THROW_WITH(stmt, ErrorType, ...)                                      \
-  do {                                                                               \
-    try {                                                                            \
-      stmt;                                                                          \
-      ADD_FAILURE() << #stmt " did not throw " #ErrorType;                           \
-    } catch (const ErrorType& e) {                                                   \
-      std::string msg = e.what();                                                    \
-      for (const char* part : {__VA_ARGS__})                                         \
-        EXPECT_NE(msg.find(part), std::string::npos) << "missing '" << part << "' in: " << msg; \
-    }                                                                                \
-  } while (0)
-
 std::vector<std::string> keys_of(const Tree& t) { return t.keys(); }
 using Names = std::vector<std::string>;
 

@@ -2,10 +2,14 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 
 #include "core/autodiff.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/reduce.h"
 
 namespace loom::testing {
 
@@ -39,6 +43,15 @@ nlohmann::json load_golden(const std::string& name) {
   std::ifstream in(path);
   if (!in) throw IOError("cannot open golden file " + path);
   return nlohmann::json::parse(in);
+}
+
+const nlohmann::json& golden_case(const std::string& file, const std::string& name) {
+  static std::map<std::string, nlohmann::json> docs;  // node-based: references stay valid
+  auto it = docs.find(file);
+  if (it == docs.end()) it = docs.emplace(file, load_golden(file)).first;
+  for (const auto& c : it->second.at("cases"))
+    if (c.at("name") == name) return c;
+  throw std::runtime_error("no golden case " + name);
 }
 
 Tensor golden_tensor(const nlohmann::json& j) {
@@ -95,6 +108,15 @@ Tensor golden_tensor(const nlohmann::json& j) {
     if (!r) return ::testing::AssertionFailure() << "gradient of input " << i << ": " << r.message();
   }
   return ::testing::AssertionSuccess();
+}
+
+std::vector<Tensor> vjp(const std::function<Tensor(const std::vector<Tensor>&)>& f,
+                        const std::vector<Tensor>& inputs, const Tensor& ct) {
+  std::vector<Tensor> leaves;
+  for (size_t i = 0; i < inputs.size(); ++i) leaves.push_back(autograd::make_leaf(inputs[i], int64_t(i)));
+  autograd::RecordingGuard rec(true);
+  Tensor y = f(leaves);
+  return autograd::backward(sum(y * ct.to(y.dtype())), leaves);
 }
 
 Tensor test_values(Shape shape, uint64_t seed, double lo, double hi, DType dtype) {

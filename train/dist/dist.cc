@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "core/autodiff.h"
+#include "core/ops/elementwise.h"
 #include "core/ops/shape.h"
 #include "kernels/cuda/runtime.h"
 #include "modules/layers/normalization.h"
@@ -32,6 +33,14 @@ State& state() {
   static State s;
   return s;
 }
+
+// A communicator installed explicitly (set_communicator / set_gpu_communicator): collectives use
+// it even in a world of one instead of returning their input.
+std::atomic<bool> g_installed{false};
+thread_local int64_t t_local_batch = -1;  // LocalBatch: -1 when none is alive
+
+/// A world of one with nothing installed: every collective is the identity.
+bool trivial() { return state().info.world_size == 1 && !g_installed.load(); }
 
 std::atomic<double> g_timeout{0};  // 0: not set yet (read LOOM_DIST_TIMEOUT)
 std::atomic<size_t> g_bucket_bytes{size_t(25) << 20};
@@ -141,6 +150,7 @@ void finalize() {
   s.cpu.reset();
   s.store.reset();
   s.gpu_device = -1;
+  g_installed = false;
   s.info = LaunchInfo{};
   s.initialized = false;
   mpi_finalize();
@@ -156,11 +166,12 @@ const LaunchInfo& launch_info() { return state().info; }
 Communicator& communicator(Device device) {
   State& s = state();
   std::lock_guard<std::recursive_mutex> lock(s.mutex);
-  if (s.info.world_size == 1) return local();
   if (device.is_cpu()) {
-    LOOM_CHECK(s.cpu, dist::DistError, "dist: no CPU communicator for a world of ", s.info.world_size);
-    return *s.cpu;
+    if (s.cpu) return *s.cpu;
+    if (s.info.world_size == 1) return local();
+    LOOM_THROW(dist::DistError, "dist: no CPU communicator for a world of ", s.info.world_size);
   }
+  if (!s.gpu && s.info.world_size == 1) return local();
   if (!s.gpu) {
     s.gpu = make_nccl_communicator(s.info.rank, s.info.world_size, device.index, share_nccl_id);
     s.gpu_device = device.index;
@@ -180,6 +191,21 @@ void set_communicator(std::unique_ptr<Communicator> comm) {
   s.cpu = std::move(comm);
   s.gpu.reset();
   s.initialized = true;
+  g_installed = true;
+}
+
+void set_gpu_communicator(std::unique_ptr<Communicator> comm, int device) {
+  State& s = state();
+  std::lock_guard<std::recursive_mutex> lock(s.mutex);
+  LOOM_CHECK(comm != nullptr, ValueError, "dist::set_gpu_communicator: null communicator");
+  LOOM_CHECK(comm->world_size() == s.info.world_size && comm->rank() == s.info.rank,
+             dist::DistError, "dist::set_gpu_communicator: the communicator is rank ", comm->rank(),
+             " of ", comm->world_size(), " but this process is rank ", s.info.rank, " of ",
+             s.info.world_size);
+  s.gpu = std::move(comm);
+  s.gpu_device = device;
+  s.initialized = true;
+  g_installed = true;
 }
 
 void abort(int exit_code) {
@@ -197,7 +223,7 @@ Tensor all_reduce(const Tensor& x, ReduceOp op) {
   check_tensor("all_reduce", x);
   LOOM_CHECK(op == ReduceOp::Sum || floating(x.dtype()), DTypeError,
              "dist::all_reduce: mean needs a floating dtype, got ", dtype_name(x.dtype()));
-  if (world_size() == 1) return x;
+  if (trivial()) return x;
   Communicator& c = communicator(x.device());
   if (needs_f32(c, x.dtype())) return all_reduce(x.to(DType::F32), op).to(x.dtype());
   Tensor out = fresh_copy(x);
@@ -209,7 +235,7 @@ Tensor broadcast(const Tensor& x, int root) {
   check_tensor("broadcast", x);
   LOOM_CHECK(root >= 0 && root < world_size(), dist::DistError, "dist::broadcast: root ", root,
              " is outside the world of ", world_size());
-  if (world_size() == 1) return x;
+  if (trivial()) return x;
   Tensor out = fresh_copy(x);
   communicator(x.device()).broadcast(out.raw_data(), size_t(out.numel()), out.dtype(), root);
   return out;
@@ -219,7 +245,7 @@ Tensor all_gather(const Tensor& x) {
   check_tensor("all_gather", x);
   Shape shape = x.shape();
   shape.insert(shape.begin(), world_size());
-  if (world_size() == 1) return x.reshape(shape);
+  if (trivial()) return x.reshape(shape);
   Tensor in = x.contiguous();
   Tensor out = Tensor::empty(shape, x.dtype(), x.device());
   communicator(x.device()).all_gather(in.raw_data(), out.raw_data(), size_t(in.numel()),
@@ -234,7 +260,7 @@ Tensor reduce_scatter(const Tensor& x, ReduceOp op) {
              "axis of ", shape_str(x.shape()), " must be a multiple of the world size ", w);
   LOOM_CHECK(op == ReduceOp::Sum || floating(x.dtype()), DTypeError,
              "dist::reduce_scatter: mean needs a floating dtype, got ", dtype_name(x.dtype()));
-  if (w == 1) return x;
+  if (trivial()) return x;
   Communicator& c = communicator(x.device());
   if (needs_f32(c, x.dtype())) return reduce_scatter(x.to(DType::F32), op).to(x.dtype());
   Shape shape = x.shape();
@@ -246,12 +272,12 @@ Tensor reduce_scatter(const Tensor& x, ReduceOp op) {
 }
 
 void barrier() {
-  if (world_size() == 1) return;
+  if (trivial()) return;
   communicator(Device::cpu()).barrier();
 }
 
 Tensor psum(const Tensor& x) {
-  if (world_size() == 1) return x;
+  if (trivial()) return x;
   Tensor out = all_reduce(x.detach(), ReduceOp::Sum);
   if (!autograd::needs_grad({&x})) return out;
   return autograd::record("dist::psum", out, {x}, [](const Tensor& g) {
@@ -260,13 +286,45 @@ Tensor psum(const Tensor& x) {
 }
 
 Tensor pmean(const Tensor& x) {
-  if (world_size() == 1) return x;
+  if (trivial()) return x;
   Tensor out = all_reduce(x.detach(), ReduceOp::Mean);
   if (!autograd::needs_grad({&x})) return out;
   return autograd::record("dist::pmean", out, {x}, [](const Tensor& g) {
     return std::vector<Tensor>{all_reduce(g, ReduceOp::Mean)};
   });
 }
+
+Tensor pmean_weighted(const Tensor& x, double weight) {
+  check_tensor("pmean_weighted", x);
+  LOOM_CHECK(x.dtype() == DType::F32 || x.dtype() == DType::F64, DTypeError,
+             "dist::pmean_weighted: needs float32 or float64, got ", dtype_name(x.dtype()),
+             " (shape ", shape_str(x.shape()), ")");
+  LOOM_CHECK(weight >= 0, ValueError, "dist::pmean_weighted: weight must be >= 0, got ", weight);
+  if (trivial()) return x;
+  // One collective: [weight * x..., weight] summed over ranks (counts are exact in float32 up
+  // to 2^24), then divided by the total weight.
+  Tensor flat = x.detach().reshape({-1});
+  Tensor w = full({1}, weight, x.dtype(), x.device());
+  Tensor packed = all_reduce(concatenate({flat * weight, w}, 0), ReduceOp::Sum);
+  const int64_t n = flat.numel();
+  double total = slice_axis(packed, 0, n, n + 1).to(DType::F64).to(Device::cpu())
+                     .to_vector<double>()[0];
+  LOOM_CHECK(total > 0, ValueError, "dist::pmean_weighted: the weights sum to ", total,
+             " over the world (every rank passed 0)");
+  Tensor out = (slice_axis(packed, 0, 0, n) * (1.0 / total)).reshape(x.shape());
+  if (!autograd::needs_grad({&x})) return out;
+  const double share = weight / total;
+  return autograd::record("dist::pmean_weighted", out, {x}, [share](const Tensor& g) {
+    return std::vector<Tensor>{all_reduce(g, ReduceOp::Sum) * share};
+  });
+}
+
+LocalBatch::LocalBatch(int64_t count) : previous_(t_local_batch) {
+  LOOM_CHECK(count >= 0, ValueError, "dist::LocalBatch: count must be >= 0, got ", count);
+  t_local_batch = count;
+}
+LocalBatch::~LocalBatch() { t_local_batch = previous_; }
+int64_t local_batch() { return t_local_batch; }
 
 // --- trees --------------------------------------------------------------------------------------
 
@@ -275,7 +333,7 @@ namespace {
 /// Applies `collective` to the leaves packed per (dtype, device) into flat buckets of at most
 /// bucket_bytes(); leaves keep their order, shapes and dtypes.
 Tree bucketed(const Tree& tree, const std::function<Tensor(const Tensor&)>& collective) {
-  if (world_size() == 1) return tree;
+  if (trivial()) return tree;
   std::vector<Tensor> leaves = tree.leaves();
   std::vector<Tensor> out(leaves.size());
   std::map<std::pair<int, std::string>, std::vector<size_t>> groups;  // ordered: same on all ranks
@@ -321,7 +379,10 @@ void set_bucket_bytes(size_t bytes) {
 size_t bucket_bytes() { return g_bucket_bytes.load(); }
 
 void register_axis(const std::string& name) {
-  nn::set_axis_reducer(name, [](const Tensor& stats) { return pmean(stats); });
+  nn::set_axis_reducer(name, [](const Tensor& stats) {
+    const int64_t count = local_batch();
+    return count >= 0 ? pmean_weighted(stats, double(count)) : pmean(stats);
+  });
 }
 
 Shard shard(int64_t size, int rank, int world, bool drop_remainder) {

@@ -56,6 +56,10 @@ const LaunchInfo& launch_info();
 Communicator& communicator(Device device = Device::cpu());
 /// Replaces the CPU communicator (tests, custom transports); its rank/size become the world's.
 void set_communicator(std::unique_ptr<Communicator> comm);
+/// Installs `comm` for CUDA tensors on cuda:`device` (e.g. a world-of-one NCCL communicator from
+/// make_nccl_communicator). Collectives then go through it even in a world of one, so tests on
+/// one GPU exercise the NCCL path; finalize() removes it.
+void set_gpu_communicator(std::unique_ptr<Communicator> comm, int device);
 /// Stops every rank after a failure (MPI_Abort / ncclCommAbort, then exit).
 [[noreturn]] void abort(int exit_code = 1);
 
@@ -77,6 +81,32 @@ void barrier();
 /// backpropagate into every rank.
 Tensor psum(const Tensor& x);
 Tensor pmean(const Tensor& x);
+/// Weighted mean over ranks: sum_r weight_r * x_r / sum_r weight_r, the weights all-reduced in the
+/// same collective as x. With weight = this rank's example count it is the statistic of the
+/// joint batch when ranks hold unequal batches (equal weights: pmean). Differentiable: the
+/// gradient is psum(g) * weight / sum_r weight_r (the transpose). x: float32 or float64.
+Tensor pmean_weighted(const Tensor& x, double weight);
+
+/// Synchronised BatchNorm with unequal local batches. The reducer register_axis installs sees
+/// only the stacked [mean(x), mean(x^2)], not how many examples produced them; while a
+/// LocalBatch is alive on this thread it weights each rank's statistics by `count`
+/// (pmean_weighted), so N ranks with batches b_1..b_N equal one process on the joint batch.
+/// Without one, every rank weighs the same (pmean: right for equal batches). Wrap the forward
+/// pass (the backward needs no scope):
+///   dist::LocalBatch scope(x.dim(0));
+///   auto [loss, grads] = value_and_grad(loss_fn)(params);
+class LocalBatch {
+ public:
+  explicit LocalBatch(int64_t count);
+  ~LocalBatch();
+  LocalBatch(const LocalBatch&) = delete;
+  LocalBatch& operator=(const LocalBatch&) = delete;
+
+ private:
+  int64_t previous_;
+};
+/// The innermost LocalBatch count on this thread, or -1 when none is alive.
+int64_t local_batch();
 
 // --- collectives on trees: leaves grouped by dtype and device, packed into flat buckets of at
 // most bucket_bytes() (default 25 MiB), one collective per bucket.

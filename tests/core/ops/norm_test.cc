@@ -16,22 +16,9 @@ namespace {
 using testing::check_gradients;
 using testing::golden_tensor;
 using testing::test_values;
-using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
+using testing::vjp;
 
-const nlohmann::json& golden(const std::string& name) {
-  static const nlohmann::json doc = testing::load_golden("nn_ops.json");
-  for (const auto& c : doc.at("cases"))
-    if (c.at("name") == name) return c;
-  throw std::runtime_error("no golden case " + name);
-}
-
-std::vector<Tensor> vjp(const Fn& f, const std::vector<Tensor>& inputs, const Tensor& ct) {
-  std::vector<Tensor> leaves;
-  for (size_t i = 0; i < inputs.size(); ++i) leaves.push_back(autograd::make_leaf(inputs[i], int64_t(i)));
-  autograd::RecordingGuard rec(true);
-  Tensor y = f(leaves);
-  return autograd::backward(sum(y * ct.to(y.dtype())), leaves);
-}
+const nlohmann::json& golden(const std::string& name) { return testing::golden_case("nn_ops.json", name); }
 
 /// Normalises each row of x [rows, n] (two-pass statistics in double); scale/bias per column.
 Tensor reference_rows(const Tensor& x2d, const std::vector<double>& scale,

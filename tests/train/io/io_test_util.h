@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "tests/support/testing.h"
 
 namespace loom::testing {
 
@@ -54,20 +55,5 @@ inline std::vector<uint8_t> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
 }
-
-/// Asserts that `stmt` throws ErrorType whose message contains every one of `parts`.
-#define EXPECT_THROW_WITH(stmt, ErrorType, ...)                                             \
-  do {                                                                                      \
-    try {                                                                                   \
-      stmt;                                                                                 \
-      ADD_FAILURE() << "expected " #ErrorType " from: " #stmt;                             \
-    } catch (const ErrorType& e_) {                                                         \
-      for (const std::string& part_ : std::vector<std::string>{__VA_ARGS__})                \
-        EXPECT_NE(std::string(e_.what()).find(part_), std::string::npos)                    \
-            << "message '" << e_.what() << "' lacks '" << part_ << "'";                     \
-    } catch (const std::exception& e_) {                                                    \
-      ADD_FAILURE() << "expected " #ErrorType " from: " #stmt << ", got: " << e_.what();  \
-    }                                                                                       \
-  } while (0)
 
 }  // namespace loom::testing
