@@ -10,6 +10,19 @@
 
 namespace loom::apps {
 
+namespace {
+/// CLI::PositiveNumber's message prints the largest double in full; this one says what to do.
+const CLI::Validator positive_number(
+    [](std::string& v) {
+      try {
+        if (std::stod(v) > 0) return std::string();
+      } catch (const std::exception&) {
+      }
+      return "must be a number greater than 0, got '" + v + "'";
+    },
+    "> 0");
+}  // namespace
+
 void add_train_options(CLI::App& cmd, TrainArgs& a) {
   cmd.add_option("--model", a.model, "model: " + [] {
     std::string s;
@@ -24,7 +37,7 @@ void add_train_options(CLI::App& cmd, TrainArgs& a) {
   cmd.add_option("--batch-size", a.batch_size, "examples per step")->capture_default_str()->check(CLI::PositiveNumber);
   cmd.add_option("--optimizer", a.optimizer, "sgd, momentum, adam, adamw")
       ->capture_default_str()->check(CLI::IsMember({"sgd", "momentum", "adam", "adamw"}));
-  cmd.add_option("--lr", a.learning_rate, "peak learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd.add_option("--lr", a.learning_rate, "peak learning rate")->capture_default_str()->check(positive_number);
   cmd.add_option("--schedule", a.schedule, "constant or cosine (warmup then cosine decay)")
       ->capture_default_str()->check(CLI::IsMember({"constant", "cosine"}));
   cmd.add_option("--warmup-steps", a.warmup_steps, "linear warmup steps")->capture_default_str()->check(CLI::NonNegativeNumber);

@@ -14,8 +14,12 @@ std::string shape_str(const Shape& s) {
 }
 
 int64_t shape_numel(const Shape& s) {
+  for (int64_t d : s)
+    if (d == 0) return 0;  // before multiplying: huge dimensions beside a 0 must not overflow
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  for (int64_t d : s)
+    if (__builtin_mul_overflow(n, d, &n))
+      LOOM_THROW(ShapeError, "shape ", shape_str(s), " has more than 2^63 elements");
   return n;
 }
 

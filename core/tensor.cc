@@ -22,7 +22,10 @@ Tensor::Tensor(std::shared_ptr<Storage> storage, Shape shape, Shape strides, int
 Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
   for (int64_t d : shape)
     LOOM_CHECK(d >= 0, ShapeError, "empty: negative dimension in shape ", shape_str(shape));
-  size_t nbytes = size_t(shape_numel(shape)) * dtype_size(dtype);
+  size_t nbytes = 0;
+  if (__builtin_mul_overflow(size_t(shape_numel(shape)), dtype_size(dtype), &nbytes))
+    LOOM_THROW(ShapeError, "empty: shape ", shape_str(shape), " of ", dtype_name(dtype),
+               " needs more than 2^64 bytes");
   Shape strides = contiguous_strides(shape);
   return Tensor(Storage::allocate(nbytes, device), std::move(shape), std::move(strides), 0, dtype);
 }

@@ -24,7 +24,7 @@
 #ifdef __CUDACC__
 #define LOOM_HD __host__ __device__ __forceinline__
 #else
-#define LOOM_HD inline
+#define LOOM_HD inline __attribute__((always_inline))  // lets a constant op fold its switch
 #endif
 #endif
 #ifdef __CUDACC__
