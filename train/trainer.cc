@@ -3,6 +3,8 @@
 #include <chrono>
 #include <filesystem>
 #include <iostream>
+#include <optional>
+#include <sstream>
 
 #include "core/grad.h"
 #include "core/ops/elementwise.h"
@@ -11,6 +13,7 @@
 #include "modules/module.h"
 #include "train/checkpoint.h"
 #include "train/data/loader.h"
+#include "train/dist/dist.h"
 #include "train/metrics/jsonl_writer.h"
 #include "train/metrics/png_plot.h"
 #include "train/metrics/progress.h"
@@ -103,6 +106,14 @@ EvalResult evaluate(const ZooModel& model, const Tree& variables, const Dataset&
 
 TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
   cfg.validate();
+  // Data parallelism: under `loom launch`, mpirun or SLURM every rank trains on its shard of
+  // each global batch and averages gradients, as a Flax step does with lax.pmean; rank 0 logs
+  // and writes. Alone, this is a world of one and costs nothing.
+  dist::init();
+  const int world = dist::world_size(), rank = dist::rank();
+  const bool main_rank = dist::is_main();
+  LOOM_CHECK(cfg.batch_size % world == 0, ValueError, "--batch-size ", cfg.batch_size,
+             " must be a multiple of the number of ranks (", world, ")");
   Device device = resolve_device(cfg.device);
   Dataset train_set = load_dataset(cfg.dataset, Split::Train);
   Dataset test_set = load_dataset(cfg.dataset, Split::Test);
@@ -112,7 +123,7 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
 
   DataLoader loader(train_set, {.batch_size = cfg.batch_size, .seed = cfg.seed,
                                 .sequence_length = train_set.is_text() ? cfg.sequence_length : 0,
-                                .device = device});
+                                .device = device, .shard_index = rank, .shard_count = world});
   const int64_t per_epoch = loader.batches_per_epoch();
   const int64_t total_steps = cfg.steps > 0 ? cfg.steps : cfg.epochs * per_epoch;
   OptimizerChoice opt = make_optimizer(cfg, total_steps);
@@ -123,6 +134,7 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
   Tree variables = model.init(random::fold_in(root, 0), sample);
   Tree extra = variables;  // every collection but params (e.g. batch_stats)
   extra.erase("params");
+  if (world > 1) variables = dist::broadcast(variables, 0);  // every rank starts from rank 0's
   TrainState state = TrainState::create(variables["params"], opt.tx, extra);
 
   std::filesystem::create_directories(cfg.run_dir);
@@ -133,21 +145,31 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
     state = state.load_state_dict(restored);
     start_step = meta.at("step").get<int64_t>();
     loader.seek(meta.at("epoch").get<int64_t>(), meta.at("batch").get<int64_t>());
-    out << "loom: resumed " << cfg.run_dir << " at step " << start_step << "\n";
+    if (main_rank) out << "loom: resumed " << cfg.run_dir << " at step " << start_step << "\n";
   }
-  out << "loom: training " << cfg.model << " on " << cfg.dataset << " (" << train_set.size()
+  if (main_rank)
+    out << "loom: training " << cfg.model << " on " << cfg.dataset << " (" << train_set.size()
       << " examples) on " << device.str() << ", " << state.params.total_size() << " parameters, "
-      << total_steps << " steps of batch " << cfg.batch_size << "\n";
+      << total_steps << " steps of batch " << cfg.batch_size
+        << (world > 1 ? " over " + std::to_string(world) + " ranks" : std::string()) << "\n";
 
-  JsonlWriter metrics(cfg.run_dir + "/metrics.jsonl", /*append=*/start_step > 0);
-  TensorBoardWriter events(cfg.run_dir);
+  // Only rank 0 writes metrics and checkpoints; the others log nowhere.
+  std::ostringstream discard;
+  std::ostream& log = main_rank ? out : discard;
+  std::optional<JsonlWriter> metrics;
+  std::optional<TensorBoardWriter> events;
+  if (main_rank) {
+    metrics.emplace(cfg.run_dir + "/metrics.jsonl", /*append=*/start_step > 0);
+    events.emplace(cfg.run_dir);
+  }
   const bool text = train_set.is_text();
   ProgressBar progress({.total_steps = total_steps, .initial_step = start_step,
                         .unit = text ? "tokens" : "samples", .print_every = cfg.log_every,
-                        .terminal = cfg.terminal},
-                       out);
+                        .terminal = main_rank ? cfg.terminal : std::optional<bool>(false)},
+                       log);
 
   auto save = [&](int64_t step) {
+    if (!main_rank) return;
     auto [epoch, index] = loader.position();
     checkpoints.save(step, state.state_dict(),
                      {{"step", step}, {"epoch", epoch}, {"batch", index}, {"config", cfg.to_json()},
@@ -157,9 +179,10 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
     EvalResult r = evaluate(model, variables_of(state.params, state.extra), test_set,
                             text ? cfg.batch_size : 500, device, cfg.max_eval_examples,
                             cfg.sequence_length);
-    metrics.write(MetricsRecord{.step = step, .split = "test", .epoch = step / per_epoch,
+    if (!main_rank) return r;
+    metrics->write(MetricsRecord{.step = step, .split = "test", .epoch = step / per_epoch,
                                 .loss = r.loss, .accuracy = r.accuracy});
-    events.add_scalars(step, {{"test/loss", r.loss}, {"test/accuracy", r.accuracy}});
+    events->add_scalars(step, {{"test/loss", r.loss}, {"test/accuracy", r.accuracy}});
     progress.println("step " + std::to_string(step) + ": test loss " + std::to_string(r.loss) +
                      ", accuracy " + std::to_string(r.accuracy * 100).substr(0, 5) + "%");
     return r;
@@ -181,6 +204,7 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
       return std::pair{loss, std::pair{logits.detach(), updates}};
     };
     auto [loss, aux, grads] = value_and_grad_aux(loss_fn)(state.params);
+    if (world > 1) grads = dist::pmean(grads);
     auto& [logits, new_stats] = aux;
     state = state.apply_gradients(grads, new_stats.empty() ? std::optional<Tree>() : std::optional<Tree>(new_stats));
 
@@ -192,6 +216,11 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
     const int64_t done = step + 1;
     const bool epoch_end = done % per_epoch == 0;
     if (done % cfg.log_every == 0 || done == total_steps) {
+      if (world > 1) {
+        loss_acc = dist::psum(loss_acc);
+        correct_acc = dist::psum(correct_acc);
+        window_items *= world;
+      }
       double loss_v = loss_acc.item<double>() / double(window_items);  // the one host sync
       double acc_v = correct_acc.item<double>() / double(window_items);
       double secs = seconds_since(window_start);
@@ -200,8 +229,8 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
       MetricsRecord rec{.step = done, .split = "train", .epoch = step / per_epoch, .loss = loss_v,
                         .accuracy = acc_v, .lr = lr, .step_time_ms = 1000 * secs / double(window_steps)};
       (text ? rec.tokens_per_sec : rec.samples_per_sec) = rate;
-      metrics.write(rec);
-      events.add_scalars(done, {{"train/loss", loss_v}, {"train/accuracy", acc_v}, {"train/lr", lr},
+      if (main_rank) metrics->write(rec);
+      if (main_rank) events->add_scalars(done, {{"train/loss", loss_v}, {"train/accuracy", acc_v}, {"train/lr", lr},
                                 {text ? "train/tokens_per_sec" : "train/samples_per_sec", rate}});
       progress.update({.step = done, .epoch = step / per_epoch, .loss = loss_v,
                        .items = window_items, .extra = {{"acc", acc_v}, {"lr", lr}}});
@@ -221,8 +250,9 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
   progress.finish();
   summary.steps = total_steps;
   summary.seconds = seconds_since(t0);
-  metrics.close();
-  events.close();
+  if (!main_rank) return summary;
+  metrics->close();
+  events->close();
   write_training_plot(cfg.run_dir + "/training.png",
                       training_plot_from_jsonl(read_jsonl(cfg.run_dir + "/metrics.jsonl"),
                                                cfg.model + " on " + cfg.dataset));

@@ -27,6 +27,10 @@ DataLoader::DataLoader(Dataset data, LoaderOptions options)
       LOOM_CHECK(v->empty() || int64_t(v->size()) == c, ShapeError, "DataLoader: mean/stddev have ",
                  v->size(), " entries for ", c, " channels");
   }
+  LOOM_CHECK(opt_.shard_count >= 1 && opt_.shard_index >= 0 && opt_.shard_index < opt_.shard_count &&
+                 opt_.batch_size % opt_.shard_count == 0,
+             ValueError, "DataLoader: batch_size ", opt_.batch_size, " does not split into ",
+             opt_.shard_count, " equal shards (shard ", opt_.shard_index, ")");
   LOOM_CHECK(batches_per_epoch() > 0, ValueError, "DataLoader: dataset '", data_.name, "' (",
              data_.size(), " examples) has no complete batch of ", opt_.batch_size);
   start_worker();
@@ -76,14 +80,15 @@ Batch DataLoader::make_batch(int64_t epoch, int64_t index) const {
     const int64_t T = opt_.sequence_length, n = data_.size();
     std::vector<uint32_t> r = random::bits(batch_key, {B}).to_vector<uint32_t>();
     const int32_t* tokens = data_.inputs.data<int32_t>();
-    std::vector<int32_t> x(static_cast<size_t>(B * T)), y(static_cast<size_t>(B * T));
-    for (int64_t b = 0; b < B; ++b) {
-      int64_t start = int64_t(r[size_t(b)] % uint32_t(n - T - 1));
+    const int64_t part = B / opt_.shard_count, first = part * opt_.shard_index;  // this rank's windows
+    std::vector<int32_t> x(static_cast<size_t>(part * T)), y(static_cast<size_t>(part * T));
+    for (int64_t b = 0; b < part; ++b) {
+      int64_t start = int64_t(r[size_t(first + b)] % uint32_t(n - T - 1));
       std::memcpy(&x[size_t(b * T)], tokens + start, size_t(T) * 4);
       std::memcpy(&y[size_t(b * T)], tokens + start + 1, size_t(T) * 4);
     }
-    out.inputs = from_vector(x, {B, T});
-    out.labels = from_vector(y, {B, T});
+    out.inputs = from_vector(x, {part, T});
+    out.labels = from_vector(y, {part, T});
     return out;
   }
   std::vector<int32_t> picked;
@@ -91,7 +96,9 @@ Batch DataLoader::make_batch(int64_t epoch, int64_t index) const {
     std::lock_guard<std::mutex> lock(order_mu_);
     const std::vector<int32_t>& order = order_for(epoch);
     int64_t begin = index * B, end = std::min<int64_t>(begin + B, int64_t(order.size()));
-    picked.assign(order.begin() + begin, order.begin() + end);
+    int64_t part = (end - begin + opt_.shard_count - 1) / opt_.shard_count;  // this rank's slice
+    int64_t lo = std::min(end, begin + part * opt_.shard_index), hi = std::min(end, lo + part);
+    picked.assign(order.begin() + lo, order.begin() + hi);
   }
   const int64_t nb = int64_t(picked.size());
   const int64_t H = data_.inputs.dim(1), W = data_.inputs.dim(2), C = data_.inputs.dim(3);

@@ -42,6 +42,10 @@ struct LoaderOptions {
   int64_t sequence_length = 0;   // text: tokens per example (windows at random offsets)
   Device device = Device::cpu();
   int prefetch = 2;              // batches prepared ahead by the background thread (0 = none)
+  /// Data parallelism: every rank walks the same global order and takes part `shard_index` of
+  /// `shard_count` equal parts of each global batch (batch_size must divide evenly).
+  int shard_index = 0;
+  int shard_count = 1;
 };
 
 class DataLoader {
