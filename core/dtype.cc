@@ -26,6 +26,10 @@ DType dtype_from_name(std::string_view name) {
   LOOM_THROW(DTypeError, "unknown dtype name '", name, "'");
 }
 
+void throw_not_floating(DType t, const char* op) {
+  LOOM_THROW(DTypeError, op, ": expected a floating dtype, got ", dtype_name(t));
+}
+
 DType promote_types(DType a, DType b) {
   if (a == b) return a;
   if (a == DType::Bool) return b;

@@ -59,6 +59,10 @@ decltype(auto) visit_dtype(DType t, Fn&& fn) {
   return fn(float{});
 }
 
+/// Calls fn(T{}) for a floating dtype; any other dtype throws DTypeError naming `op`.
+template <typename Fn>
+decltype(auto) visit_floating(DType t, const char* op, Fn&& fn);
+
 /// Converts between any two element types on the host (float as the hub for the half types).
 template <typename To, typename From>
 inline To convert(From v) {
@@ -72,6 +76,19 @@ inline To convert(From v) {
     return v != From(0);
   } else {
     return static_cast<To>(v);
+  }
+}
+
+[[noreturn]] void throw_not_floating(DType t, const char* op);
+
+template <typename Fn>
+decltype(auto) visit_floating(DType t, const char* op, Fn&& fn) {
+  switch (t) {
+    case DType::F32: return fn(float{});
+    case DType::F64: return fn(double{});
+    case DType::BF16: return fn(bfloat16{});
+    case DType::F16: return fn(float16{});
+    default: throw_not_floating(t, op);
   }
 }
 

@@ -29,17 +29,6 @@ using compute_t = std::conditional_t<
     std::conditional_t<is_floating(dtype_v<T>), float,
                        std::conditional_t<std::is_same_v<T, bool>, int32_t, T>>>;  // bools as 0/1
 
-template <typename Fn>
-void visit_floating(DType t, const char* op, Fn&& fn) {
-  switch (t) {
-    case DType::F32: return fn(float{});
-    case DType::F64: return fn(double{});
-    case DType::BF16: return fn(bfloat16{});
-    case DType::F16: return fn(float16{});
-    default: LOOM_THROW(DTypeError, op, ": expected a floating dtype, got ", dtype_name(t));
-  }
-}
-
 /// Calls fn(std::integral_constant<UnaryOp, op>{}) so the op is a compile-time constant inside
 /// the element loop: the switch in unary_apply folds away and the loop can vectorise.
 template <typename Fn>

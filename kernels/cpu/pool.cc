@@ -13,17 +13,6 @@ namespace {
 template <typename T>
 using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
-template <typename Fn>
-void visit_floating(DType t, Fn&& fn) {
-  switch (t) {
-    case DType::F32: return fn(float{});
-    case DType::F64: return fn(double{});
-    case DType::BF16: return fn(bfloat16{});
-    case DType::F16: return fn(float16{});
-    default: LOOM_THROW(DTypeError, "pool: expected a floating dtype, got ", dtype_name(t));
-  }
-}
-
 // Row-major decode of a flat spatial index.
 void unflatten(int64_t flat, const Shape& shape, int64_t* idx) {
   for (size_t d = shape.size(); d-- > 0;) {
@@ -171,7 +160,7 @@ void backward(PoolOp op, const PoolGeometry& g, const T* gout, const int32_t* ar
 void pool_forward(PoolOp op, const PoolGeometry& g, DType dtype, const void* x, void* out,
                   int32_t* argmax) {
   if (g.batch * shape_numel(g.out) * g.channels == 0) return;
-  visit_floating(dtype, [&](auto z) {
+  visit_floating(dtype, "pool", [&](auto z) {
     using T = decltype(z);
     forward<T>(op, g, static_cast<const T*>(x), static_cast<T*>(out), argmax);
   });
@@ -180,7 +169,7 @@ void pool_forward(PoolOp op, const PoolGeometry& g, DType dtype, const void* x, 
 void pool_backward(PoolOp op, const PoolGeometry& g, DType dtype, const void* grad_out,
                    const int32_t* argmax, void* grad_in) {
   if (g.batch * shape_numel(g.in) * g.channels == 0) return;
-  visit_floating(dtype, [&](auto z) {
+  visit_floating(dtype, "pool", [&](auto z) {
     using T = decltype(z);
     backward<T>(op, g, static_cast<const T*>(grad_out), argmax, static_cast<T*>(grad_in));
   });

@@ -8,17 +8,6 @@
 namespace loom::cpu {
 namespace {
 
-template <typename Fn>
-void visit_floating(DType t, const char* op, Fn&& fn) {
-  switch (t) {
-    case DType::F32: return fn(float{});
-    case DType::F64: return fn(double{});
-    case DType::BF16: return fn(bfloat16{});
-    case DType::F16: return fn(float16{});
-    default: LOOM_THROW(DTypeError, op, ": expected a floating dtype, got ", dtype_name(t));
-  }
-}
-
 // Work per parallel task is a full softmax row; only parallelise when there is enough of it.
 constexpr int64_t kParallelWork = 32768;
 
