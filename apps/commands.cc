@@ -53,6 +53,7 @@ void add_train_options(CLI::App& cmd, TrainArgs& a) {
   cmd.add_option("--max-eval-examples", a.max_eval_examples, "cap evaluation size (0: all)")->check(CLI::NonNegativeNumber);
   cmd.add_option("--seq-len", a.sequence_length, "tokens per example (language models)")->capture_default_str()->check(CLI::PositiveNumber);
   cmd.add_option("--device", a.device, "auto, cpu, cuda, cuda:N")->capture_default_str();
+  cmd.add_flag("--debug-nans", a.debug_nans, "check every op's output for NaN/Inf and name the first offender (slow)");
 }
 
 int run_train(const TrainArgs& args) {

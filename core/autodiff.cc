@@ -1,5 +1,6 @@
 #include "core/autodiff.h"
 
+#include <optional>
 #include <unordered_map>
 
 #include "core/ops/elementwise.h"
@@ -25,7 +26,18 @@ bool needs_grad(const std::vector<Tensor>& inputs) {
   return false;
 }
 
+namespace detail {
+void check_slow(const char* op, const Tensor& out, std::initializer_list<const Tensor*> inputs) {
+  std::vector<Tensor> ins;
+  ins.reserve(inputs.size());
+  for (const Tensor* t : inputs) ins.push_back(t ? *t : Tensor());
+  check_op_output(op, out, ins);
+}
+}  // namespace detail
+
 Tensor record(const char* op, Tensor out, const std::vector<Tensor>& inputs, BackwardFn backward) {
+  if (debug_nans_enabled()) [[unlikely]]
+    check_op_output(op, out, inputs);
   if (!needs_grad(inputs)) return out;
   auto node = std::make_shared<Node>();
   node->op = op;
@@ -89,6 +101,10 @@ std::vector<Tensor> backward(const Tensor& output, const std::vector<Tensor>& le
       if (found == grads.end()) continue;  // nothing flows into this node
       Tensor g = std::move(found->second);
       grads.erase(found);
+      // Debug-NaNs: ops run by this rule (and the accumulation below) report "backward of op".
+      std::optional<BackwardOpScope> in_backward;
+      if (debug_nans_enabled()) [[unlikely]]
+        in_backward.emplace(node->op);
       if (node->leaf_index >= 0) {
         Tensor& slot = leaf_grads[size_t(node->leaf_index)];
         slot = slot.defined() ? add(slot, g) : g;
@@ -97,6 +113,9 @@ std::vector<Tensor> backward(const Tensor& output, const std::vector<Tensor>& le
       std::vector<Tensor> input_grads = node->backward(g);
       node->backward = nullptr;  // free saved activations now
       LOOM_INTERNAL_ASSERT(input_grads.size() == node->inputs.size());
+      if (in_backward)
+        for (size_t i = 0; i < input_grads.size(); ++i)
+          if (node->inputs[i]) check_op_gradient(node->op, input_grads[i], i, g);
       for (size_t i = 0; i < input_grads.size(); ++i) {
         Node* in = node->inputs[i].get();
         if (!in || !input_grads[i].defined()) continue;

@@ -2,6 +2,9 @@
 // gradient history records a Node holding its backward rule (written next to the op's forward).
 // Outside value_and_grad nothing is recorded and ops pay one thread-local check.
 //
+// Debug-NaNs (core/debug_nans.h) hooks in here: every op leaves through record() or checked(),
+// and backward() checks each gradient a rule returns.
+//
 // Rule for op authors: a backward closure must capture *detached* tensors (saved(t)), never
 // the op's own output with its history, or the node would keep itself alive.
 #pragma once
@@ -9,6 +12,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/debug_nans.h"
 #include "core/tensor.h"
 
 namespace loom {
@@ -32,8 +36,27 @@ bool is_recording();
 /// True when recording and at least one of `inputs` carries a history.
 bool needs_grad(std::initializer_list<const Tensor*> inputs);
 bool needs_grad(const std::vector<Tensor>& inputs);
-/// Attaches a node for `op` to `out` (when needs_grad(inputs)) and returns `out`.
+/// Attaches a node for `op` to `out` (when needs_grad(inputs)) and returns `out`. In debug-NaNs
+/// mode it first checks `out` for NaN/Inf.
 Tensor record(const char* op, Tensor out, const std::vector<Tensor>& inputs, BackwardFn backward);
+
+namespace detail {
+void check_slow(const char* op, const Tensor& out, std::initializer_list<const Tensor*> inputs);
+}  // namespace detail
+
+/// The exit of an op that records nothing (no input needs a gradient, or the output is not
+/// differentiable): returns `out`, after the debug-NaNs check when that mode is on. Costs one
+/// branch on a global flag otherwise. Usage: `return autograd::checked("log", std::move(out), {&x});`
+inline Tensor checked(const char* op, Tensor out, std::initializer_list<const Tensor*> inputs) {
+  if (debug_nans_enabled()) [[unlikely]]
+    detail::check_slow(op, out, inputs);
+  return out;
+}
+inline Tensor checked(const char* op, Tensor out, const std::vector<Tensor>& inputs) {
+  if (debug_nans_enabled()) [[unlikely]]
+    check_op_output(op, out, inputs);
+  return out;
+}
 /// A detached copy for a backward closure to keep.
 inline Tensor saved(const Tensor& t) { return t.detach(); }
 

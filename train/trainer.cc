@@ -6,6 +6,7 @@
 #include <optional>
 #include <sstream>
 
+#include "core/debug_nans.h"
 #include "core/grad.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/loss.h"
@@ -58,7 +59,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"steps", steps},           {"batch_size", batch_size}, {"optimizer", optimizer},
           {"learning_rate", learning_rate}, {"schedule", schedule}, {"warmup_steps", warmup_steps},
           {"momentum", momentum},     {"weight_decay", weight_decay}, {"seed", seed},
-          {"sequence_length", sequence_length}, {"device", device}};
+          {"sequence_length", sequence_length}, {"device", device}, {"debug_nans", debug_nans}};
 }
 
 void TrainConfig::validate() const {
@@ -106,6 +107,7 @@ EvalResult evaluate(const ZooModel& model, const Tree& variables, const Dataset&
 
 TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
   cfg.validate();
+  DebugNansScope debug_nans(cfg.debug_nans);
   // Data parallelism: under `loom launch`, mpirun or SLURM every rank trains on its shard of
   // each global batch and averages gradients, as a Flax step does with lax.pmean; rank 0 logs
   // and writes. Alone, this is a world of one and costs nothing.

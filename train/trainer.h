@@ -39,6 +39,7 @@ struct TrainConfig {
   int64_t sequence_length = 128;  // language models
   std::string device = "auto";    // auto, cpu, cuda, cuda:N
   std::optional<bool> terminal;   // progress bar style; default: detect
+  bool debug_nans = false;        // check every op's output for NaN/Inf (core/debug_nans.h)
 
   nlohmann::json to_json() const;
   void validate() const;  // throws ValueError naming the bad setting

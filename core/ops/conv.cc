@@ -133,7 +133,7 @@ Tensor run_backward_kernel(const ConvGeometry& g, const Tensor& x_in, const Tens
 /// The convolution proper, every option resolved into `g`.
 Tensor conv_core(const Tensor& x, const Tensor& w, const ConvGeometry& g) {
   Tensor out = run_forward(g, x, w);
-  if (!autograd::needs_grad({&x, &w})) return out;
+  if (!autograd::needs_grad({&x, &w})) return autograd::checked("conv", std::move(out), {&x, &w});
   // keep only what the requested gradients read
   bool want_x = x.grad_node() != nullptr, want_w = w.grad_node() != nullptr;
   Tensor sx = want_w ? autograd::saved(x) : Tensor();

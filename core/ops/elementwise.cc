@@ -77,7 +77,7 @@ Tensor binary_op(BinaryOp op, const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward(op, a, b);
   if (is_comparison(op) || op == BinaryOp::LogicalAnd || op == BinaryOp::LogicalOr ||
       !is_floating(out.dtype()) || !autograd::needs_grad({&a, &b}))
-    return out;
+    return autograd::checked(binary_op_name(op), std::move(out), {&a, &b});
   Tensor sa = autograd::saved(a), sb = autograd::saved(b);
   Shape ash = a.shape(), bsh = b.shape();
   DType adt = a.dtype(), bdt = b.dtype();
@@ -127,7 +127,7 @@ Tensor binary_op(BinaryOp op, const Tensor& a, const Tensor& b) {
 
 Tensor unary_op(UnaryOp op, const Tensor& x, double alpha = 0.0) {
   Tensor out = unary_forward(op, x, alpha);
-  if (!autograd::needs_grad({&x})) return out;
+  if (!autograd::needs_grad({&x})) return autograd::checked(unary_op_name(op), std::move(out), {&x});
   Tensor sx = autograd::saved(x);
   return autograd::record(unary_op_name(op), out, {x}, [=](const Tensor& g) {
     return Grads{unary_backward(op, sx, g, alpha)};
@@ -177,7 +177,8 @@ Tensor where(const Tensor& cond, const Tensor& a_in, const Tensor& b_in) {
     cpu::where(cond.raw_data(), cs, a.raw_data(), as, b.raw_data(), bs, dtype, out.raw_data(),
                out_shape);
   }
-  if (!is_floating(dtype) || !autograd::needs_grad({&a, &b})) return out;
+  if (!is_floating(dtype) || !autograd::needs_grad({&a, &b}))
+    return autograd::checked("where", std::move(out), {&cond, &a, &b});
   Tensor sc = autograd::saved(cond);
   Shape ash = a.shape(), bsh = b.shape();
   return autograd::record("where", out, {a, b}, [=](const Tensor& g) {
@@ -220,7 +221,7 @@ Tensor clip(const Tensor& x, double lo, double hi) {
     autograd::NoGradGuard no_grad;
     out = minimum(maximum(x, scalar_like(lo, x)), scalar_like(hi, x));
   }
-  if (!autograd::needs_grad({&x})) return out;
+  if (!autograd::needs_grad({&x})) return autograd::checked("clip", std::move(out), {&x});
   Tensor sx = autograd::saved(x);
   return autograd::record("clip", out, {x}, [=](const Tensor& g) {
     Tensor inside = logical_and(greater_equal(sx, scalar_like(lo, sx)), less_equal(sx, scalar_like(hi, sx)));

@@ -94,7 +94,8 @@ Tensor triangle(const Tensor& x, int64_t k, bool lower, const char* op) {
   } else {
     cpu::triangle(xc.raw_data(), out.raw_data(), batch, rows, cols, k, lower, x.dtype());
   }
-  if (!is_floating(x.dtype()) || !autograd::needs_grad({&x})) return out;
+  if (!is_floating(x.dtype()) || !autograd::needs_grad({&x}))
+    return autograd::checked(op, std::move(out), {&x});
   return autograd::record(op, out, {x}, [=](const Tensor& g) {
     return Grads{triangle(g, k, lower, op)};
   });
@@ -123,7 +124,8 @@ Tensor take(const Tensor& x, const Tensor& indices, int64_t axis, TakeMode mode)
     }
   }
   Tensor out = run_gather(x, idx, p, gm);
-  if (!is_floating(x.dtype()) || !autograd::needs_grad({&x})) return out;
+  if (!is_floating(x.dtype()) || !autograd::needs_grad({&x}))
+    return autograd::checked("take", std::move(out), {&x, &indices});
   // The backward scatters into a contiguous gradient of x's shape.
   GatherPlan back = p;
   Shape cs = contiguous_strides(x.shape());
@@ -168,7 +170,8 @@ Tensor take_along_axis(const Tensor& x, const Tensor& indices, int64_t axis, Tak
     p.idx_strides.push_back(id == 1 ? 0 : idx.strides()[d]);
   }
   Tensor out = run_gather(x, idx, p, gm);
-  if (!is_floating(x.dtype()) || !autograd::needs_grad({&x})) return out;
+  if (!is_floating(x.dtype()) || !autograd::needs_grad({&x}))
+    return autograd::checked("take_along_axis", std::move(out), {&x, &indices});
   GatherPlan back = p;
   Shape cs = contiguous_strides(grad_shape);
   back.axis_stride = cs[size_t(a)];

@@ -242,7 +242,7 @@ Tensor dot_general(const Tensor& a_in, const Tensor& b_in, const DotDims& dims) 
   DType dt = promote_types(a_in.dtype(), b_in.dtype());
   Tensor a = a_in.to(dt), b = b_in.to(dt);  // differentiable casts carry mixed-dtype gradients
   Tensor out = dot_forward(a.detach(), b.detach(), p);
-  if (!autograd::needs_grad({&a, &b})) return out;
+  if (!autograd::needs_grad({&a, &b})) return autograd::checked("dot_general", std::move(out), {&a, &b});
   bool need_a = a.grad_node() != nullptr, need_b = b.grad_node() != nullptr;
   Tensor sa = autograd::saved(a), sb = autograd::saved(b);
   return autograd::record("dot_general", out, {a, b}, [=](const Tensor& g) {
@@ -506,7 +506,7 @@ Tensor matmul_bias_act(const Tensor& a, const Tensor& b, const Tensor& bias, Epi
   // Under autodiff only the bias is fused: the activation's backward needs its own input.
   Tensor z = fused_forward(a2.detach(), b2.detach(), bias2.detach(), grad ? Epilogue::Bias : ep);
   if (!z.defined()) return activate(matmul(a2, b2) + bias2, ep);
-  if (!grad) return z;
+  if (!grad) return autograd::checked("matmul_bias_act", std::move(z), {&a2, &b2, &bias2});
   bool need_a = a2.grad_node() != nullptr, need_b = b2.grad_node() != nullptr;
   bool need_bias = bias2.grad_node() != nullptr;
   Tensor sa = autograd::saved(a2), sb = autograd::saved(b2);

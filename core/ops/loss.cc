@@ -100,7 +100,8 @@ Tensor softmax_cross_entropy_with_integer_labels(const Tensor& logits_in, const 
     cpu::cross_entropy_int(logits.raw_data(), logits.dtype(), labels.raw_data(), ldt, loss.raw_data(),
                            lse.raw_data(), rows, n);
   }
-  if (!autograd::needs_grad({&logits_in})) return loss;
+  if (!autograd::needs_grad({&logits_in}))
+    return autograd::checked(op, std::move(loss), {&logits_in, &labels_in});
   return autograd::record(op, loss, {logits_in}, [logits, labels, lse, rows, n](const Tensor& g_in) {
     Tensor g = g_in.to(logits.dtype()).contiguous();
     Tensor dx = Tensor::empty(logits.shape(), logits.dtype(), logits.device());

@@ -117,7 +117,8 @@ Tensor norm_fused(const Tensor& x, const Tensor& scale, const Tensor& sv, const 
     cpu::norm_rows(xc.raw_data(), in_dtype, y.raw_data(), dt.out, ptr(s), ptr(b),
                    mu.defined() ? mu.raw_data() : nullptr, rstd.raw_data(), rows, n, eps, rms);
   }
-  if (!autograd::needs_grad({&x, &scale, &bias})) return y;
+  if (!autograd::needs_grad({&x, &scale, &bias}))
+    return autograd::checked(op, std::move(y), {&x, &scale, &bias});
   bool want_scale = autograd::needs_grad({&scale}), want_bias = autograd::needs_grad({&bias});
   DType x_dtype = x.dtype();
   ParamInfo scale_info(scale), bias_info(bias);
@@ -211,7 +212,10 @@ BatchNormResult batch_norm_fused(const Tensor& x, const Tensor& scale, const Ten
                            var.raw_data(), ptr(s), ptr(b), m, c, eps);
   }
   BatchNormResult result{y, mu, var};
-  if (!autograd::needs_grad({&x, &scale, &bias})) return result;
+  if (!autograd::needs_grad({&x, &scale, &bias})) {
+    result.y = autograd::checked("batch_norm", std::move(result.y), {&x, &scale, &bias});
+    return result;
+  }
   Tensor rstd = rsqrt(var + eps);
   DType x_dtype = x.dtype();
   ParamInfo scale_info(scale), bias_info(bias);
@@ -371,7 +375,7 @@ Tensor batch_norm_inference(const Tensor& x, const Tensor& mean_in, const Tensor
       cpu::channel_normalize(xc.raw_data(), in_dtype, y.raw_data(), dt.out, mu.raw_data(),
                              va.raw_data(), ptr(s), ptr(b), m, c, epsilon);
     }
-    return y;
+    return autograd::checked(op, std::move(y), {&x, &mean_in, &var_in, &scale, &bias});
   }
   Tensor mul = rsqrt(vv.to(dt.acc) + epsilon);
   if (sv.defined()) mul = mul * sv.to(dt.acc);

@@ -102,7 +102,7 @@ Tensor pool(PoolOp op, const Tensor& x, const Shape& window, const Shape& stride
   } else {
     cpu::pool_forward(op, p.geo, x.dtype(), xc.raw_data(), out.raw_data(), am);
   }
-  if (!grad) return out;
+  if (!grad) return autograd::checked(pool_name(op), std::move(out), {&x});
   PoolGeometry geo = p.geo;
   Shape in_shape = x.shape();
   DType dtype = x.dtype();

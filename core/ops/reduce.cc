@@ -76,7 +76,8 @@ Tensor reduce_forward(ReduceOp op, const Tensor& x, const Axes& axes, bool keepd
 Tensor sum(const Tensor& x, const Axes& axes_in, bool keepdims) {
   Axes axes = normalize_axes(axes_in, x.ndim(), "sum");
   Tensor out = reduce_forward(ReduceOp::Sum, x, axes, keepdims, "sum");
-  if (!is_floating(x.dtype()) || !autograd::needs_grad({&x})) return out;
+  if (!is_floating(x.dtype()) || !autograd::needs_grad({&x}))
+    return autograd::checked("sum", std::move(out), {&x});
   Shape in_shape = x.shape(), kept = reduced_shape(x.shape(), axes, true);
   return autograd::record("sum", out, {x}, [=](const Tensor& g) {
     return std::vector<Tensor>{broadcast_to(g.reshape(kept), in_shape)};
@@ -95,7 +96,8 @@ namespace {
 Tensor extremum(ReduceOp op, const Tensor& x, const Axes& axes_in, bool keepdims, const char* name) {
   Axes axes = normalize_axes(axes_in, x.ndim(), name);
   Tensor out = reduce_forward(op, x, axes, keepdims, name);
-  if (!is_floating(x.dtype()) || !autograd::needs_grad({&x})) return out;
+  if (!is_floating(x.dtype()) || !autograd::needs_grad({&x}))
+    return autograd::checked(name, std::move(out), {&x});
   Tensor sx = autograd::saved(x), so = autograd::saved(out);
   Shape in_shape = x.shape(), kept = reduced_shape(x.shape(), axes, true);
   return autograd::record(name, out, {x}, [=](const Tensor& g) {
@@ -139,7 +141,7 @@ Tensor logsumexp(const Tensor& x, const Axes& axes_in, bool keepdims) {
     lse = log(sum(exp(xd - shift), axes, true)) + shift;
   }
   Tensor out = keepdims ? lse : lse.reshape(reduced_shape(x.shape(), axes, false));
-  if (!autograd::needs_grad({&xf})) return out;
+  if (!autograd::needs_grad({&xf})) return autograd::checked("logsumexp", std::move(out), {&xf});
   Tensor sx = autograd::saved(xf), sl = autograd::saved(lse);
   return autograd::record("logsumexp", out, {xf}, [=](const Tensor& g) {
     return std::vector<Tensor>{exp(sx - sl) * g.reshape(kept)};

@@ -212,7 +212,8 @@ Tensor concatenate(const std::vector<Tensor>& tensors, int64_t axis) {
     dtypes.push_back(t.dtype());
     pos += t.shape()[size_t(a)];
   }
-  if (!is_floating(dtype) || !autograd::needs_grad(tensors)) return out;
+  if (!is_floating(dtype) || !autograd::needs_grad(tensors))
+    return autograd::checked("concatenate", std::move(out), tensors);
   return autograd::record("concatenate", out, tensors, [=](const Tensor& g) {
     Grads grads;
     for (size_t i = 0; i < starts.size(); ++i) {
@@ -344,7 +345,8 @@ Tensor pad(const Tensor& x, const std::vector<std::pair<int64_t, int64_t>>& pads
     cpu::pad(x.raw_data(), x.shape(), x.strides(), out.raw_data(), out_shape, lo, mode, value,
              x.dtype());
   }
-  if (!is_floating(x.dtype()) || !autograd::needs_grad({&x})) return out;
+  if (!is_floating(x.dtype()) || !autograd::needs_grad({&x}))
+    return autograd::checked("pad", std::move(out), {&x});
   Shape in_shape = x.shape();
   DType dtype = x.dtype();
   if (mode == PadMode::Constant) {

@@ -52,7 +52,7 @@ Tensor softmax_impl(const Tensor& x_in, int64_t axis_in, bool log) {
   } else {
     cpu::softmax(x.raw_data(), out.raw_data(), l.outer, l.n, l.inner, x.dtype(), log);
   }
-  if (!autograd::needs_grad({&x_in})) return out;
+  if (!autograd::needs_grad({&x_in})) return autograd::checked(op, std::move(out), {&x_in});
   Tensor sy = autograd::saved(out);
   return autograd::record(op, out, {x_in}, [sy, l, log](const Tensor& g) {
     return std::vector<Tensor>{softmax_backward(sy, g, l, log)};

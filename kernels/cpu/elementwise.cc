@@ -1,5 +1,7 @@
 #include "kernels/cpu/elementwise.h"
 
+#include <omp.h>
+
 #include "core/error.h"
 #include "kernels/cpu/strided_loop.h"
 
@@ -57,6 +59,23 @@ void with_binary_op(BinaryOp op, Fn&& fn) {
 #undef LOOM_CASE
 }
 
+/// out = g * f'(x) over one contiguous slice (restrict: the buffers never overlap).
+template <typename T, typename C, typename K>
+void backward_slice(K k, const T* __restrict in, const T* __restrict g, T* __restrict o, int64_t n,
+                    C a) {
+  if constexpr (K::value == UnaryOp::Relu) {
+    // The multiplier is selected, then multiplied, so g = inf/NaN at x <= 0 still gives NaN
+    // (as JAX); written this way GCC emits a compare + blend instead of a branch.
+    for (int64_t i = 0; i < n; ++i) {
+      C m = convert<C>(in[i]) > C(0) ? C(1) : C(0);
+      o[i] = convert<T>(convert<C>(g[i]) * m);
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i)
+      o[i] = convert<T>(convert<C>(g[i]) * unary_derivative<C>(k(), convert<C>(in[i]), a));
+  }
+}
+
 }  // namespace
 
 void unary(UnaryOp op, const void* x, const Shape& x_strides, void* out, const Shape& out_shape,
@@ -93,9 +112,14 @@ void unary_backward(UnaryOp op, const void* x, const void* grad, void* out, int6
     T* o = static_cast<T*>(out);
     C a = C(alpha);
     with_unary_op(op, [&](auto k) {
-#pragma omp parallel for schedule(static) if (n > 32768)
-      for (int64_t i = 0; i < n; ++i)
-        o[i] = convert<T>(convert<C>(g[i]) * unary_derivative<C>(k(), convert<C>(in[i]), a));
+      // One region, each thread a contiguous slice through a plain function: loops inside the
+      // outlined OpenMP body were left scalar by GCC (with a mispredicted branch for ReLU).
+#pragma omp parallel if (n > 32768)
+      {
+        int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+        int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
+        backward_slice<T, C>(k, in + lo, g + lo, o + lo, hi - lo, a);
+      }
     });
   });
 }

@@ -1,5 +1,8 @@
 #include "kernels/cpu/reduce.h"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -29,6 +32,45 @@ inline A combine(ReduceOp op, A acc, A v) {
   return acc;
 }
 
+// True when x is a contiguous [k, m] matrix whose k leading rows are reduced: reduced_shape
+// row-major with stride m per step, kept_shape row-major and innermost (bias gradients: sum over
+// [N*H*W, C] to [C]).
+bool leading_rows(const Shape& kept_shape, const Shape& kept_strides, const Shape& reduced_shape,
+                  const Shape& reduced_strides) {
+  int64_t step = 1;
+  for (size_t d = kept_shape.size(); d-- > 0;) {
+    if (kept_shape[d] != 1 && kept_strides[d] != step) return false;
+    step *= kept_shape[d];
+  }
+  for (size_t d = reduced_shape.size(); d-- > 0;) {
+    if (reduced_shape[d] != 1 && reduced_strides[d] != step) return false;
+    step *= reduced_shape[d];
+  }
+  return true;
+}
+
+// Column sums of a contiguous [k, m] matrix: each thread adds a contiguous block of rows into
+// its own accumulator row (a loop over m that vectorises), then the partial rows are added in
+// thread order. One parallel region instead of one per reduced row.
+template <typename T, typename A>
+void sum_leading_rows(const T* in, int64_t k, int64_t m, A* acc) {
+  int nt = k * m > 32768 ? std::max(1, omp_get_max_threads()) : 1;
+  nt = int(std::min<int64_t>(nt, k));
+  std::vector<A> part(size_t(nt) * size_t(m), A(0));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    int64_t t = omp_get_thread_num(), used = omp_get_num_threads();
+    int64_t lo = k * t / used, hi = k * (t + 1) / used;
+    A* __restrict p = part.data() + t * m;
+    for (int64_t r = lo; r < hi; ++r) {
+      const T* __restrict row = in + r * m;
+      for (int64_t i = 0; i < m; ++i) p[i] += A(convert<double>(row[i]));
+    }
+  }
+  for (int t = 0; t < nt; ++t)
+    for (int64_t i = 0; i < m; ++i) acc[i] += part[size_t(t) * size_t(m) + size_t(i)];
+}
+
 }  // namespace
 
 void reduce(ReduceOp op, const void* x, DType dtype, const Shape& kept_shape,
@@ -43,7 +85,10 @@ void reduce(ReduceOp op, const void* x, DType dtype, const Shape& kept_shape,
     const int64_t m = shape_numel(kept_shape), k = shape_numel(reduced_shape);
     std::vector<A> acc(size_t(m), identity<A>(op));
     if (m == 0) return;
-    if (k > 0) {
+    if (k > 0 && op == ReduceOp::Sum && m > 1 &&
+        leading_rows(kept_shape, kept_strides, reduced_shape, reduced_strides)) {
+      sum_leading_rows(in, k, m, acc.data());
+    } else if (k > 0) {
       // Walk the input in the order of its memory: loop over the reduced dims outermost when
       // the innermost kept dim is contiguous, else reduce each output's elements in turn.
       StridedLoop<1> kept(kept_shape, {kept_strides});

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <vector>
 
+#include "core/determinism.h"
 #include "core/error.h"
 #include "core/precision.h"
 #include "kernels/cuda/caching_allocator.h"
@@ -176,20 +177,25 @@ std::string describe(const ConvGeometry& g, DType dtype) {
 
 // The first algorithm cuDNN's heuristics rank that is supported, fits kMaxWorkspace and (when
 // float32 must stay exact) runs in the requested math mode; else the first supported one, run
-// in the requested mode anyway.
+// in the requested mode anyway. In deterministic mode only CUDNN_DETERMINISTIC algorithms count.
 template <typename Perf>
 Choice pick(const std::vector<Perf>& perf, int n, cudnnMathType_t wanted, const ConvGeometry& g,
             DType dtype, const char* pass) {
+  const bool only_deterministic = deterministic();
   for (int strict = 1; strict >= 0; --strict)
     for (int i = 0; i < n; ++i) {
       const Perf& p = perf[size_t(i)];
       if (p.status != CUDNN_STATUS_SUCCESS || p.memory > kMaxWorkspace) continue;
+      if (only_deterministic && p.determinism != CUDNN_DETERMINISTIC) continue;
       if (strict && p.mathType != wanted) continue;
       Choice c;
       c.algo = int(p.algo);
       c.math = wanted == CUDNN_FMA_MATH ? wanted : p.mathType;
       return c;
     }
+  LOOM_CHECK(!only_deterministic, NotImplementedError, "conv: cuDNN has no deterministic ", pass,
+             " algorithm for ", describe(g, dtype),
+             "; deterministic mode is on: run this conv on the CPU or call set_deterministic(false)");
   LOOM_THROW(NotImplementedError, "conv: cuDNN has no ", pass, " algorithm for ",
              describe(g, dtype));
 }
@@ -200,7 +206,8 @@ Choice choose(Pass pass, cudnnHandle_t h, Descriptors& d, const ConvGeometry& g,
   static std::map<std::vector<int64_t>, Choice> cache;
   cudnnMathType_t wanted = math_type(dtype);
   std::vector<int64_t> key{int64_t(pass), device,         int64_t(dtype), int64_t(wanted), g.batch,
-                           g.in_channels, g.out_channels, g.groups,       g.rank()};
+                           g.in_channels, g.out_channels, g.groups,       g.rank(),
+                           int64_t(deterministic())};  // the choice depends on the mode
   for (const Shape* s : {&g.in_spatial, &g.kernel_spatial, &g.strides, &g.pad_lo, &g.rhs_dilation})
     key.insert(key.end(), s->begin(), s->end());
   {

@@ -1,6 +1,7 @@
 #include <array>
 #include <limits>
 
+#include "core/determinism.h"
 #include "kernels/cuda/device_types.cuh"
 #include "kernels/cuda/gather.h"
 
@@ -154,6 +155,11 @@ void gather(const void* x, const Shape& x_strides, int64_t axis_stride, int64_t 
 void scatter_add(const void* src, const int64_t* idx, const Shape& idx_strides, void* dst,
                  const Shape& dst_strides, int64_t axis_stride, int64_t axis_len,
                  const Shape& shape, DType dtype, GatherMode mode, Stream stream) {
+  // atomicAdd sums duplicate indices in a run-dependent order, so the result can vary.
+  LOOM_CHECK(!deterministic(), NotImplementedError,
+             "scatter_add (the CUDA backward of take / take_along_axis) accumulates with atomicAdd "
+             "and is not deterministic; deterministic mode is on: compute this op on the CPU or "
+             "call set_deterministic(false)");
   const int64_t n = shape_numel(shape);
   if (n == 0) return;
   auto mi = make_multi_index<2>(shape, {&dst_strides, &idx_strides}, "scatter_add");
