@@ -1,8 +1,5 @@
 #include "core/storage.h"
 
-#include <cstdlib>
-#include <new>
-
 #include "core/error.h"
 #include "core/host_allocator.h"
 #if LOOM_CUDA

@@ -36,12 +36,10 @@ std::pair<Tensor, Tensor> flatten_for_loss(const Tensor& logits, const Tensor& l
   return {logits.reshape({-1, logits.dim(-1)}), labels.reshape({-1})};
 }
 
-/// Sum of losses and count of correct predictions (device scalars: no host sync).
-std::pair<Tensor, Tensor> loss_and_correct(const Tensor& logits, const Tensor& labels) {
+/// Number of correct predictions, as an f32 device scalar (no host sync).
+Tensor count_correct(const Tensor& logits, const Tensor& labels) {
   auto [l, y] = flatten_for_loss(logits, labels);
-  Tensor losses = softmax_cross_entropy_with_integer_labels(l, y);
-  Tensor correct = sum(equal(argmax(l, -1), y.to(DType::I32)).to(DType::F32));
-  return {sum(losses), correct};
+  return sum(equal(argmax(l, -1), y.to(DType::I32)).to(DType::F32));
 }
 
 /// {"params": ..., <other collections>} for apply.
@@ -97,9 +95,9 @@ EvalResult evaluate(const ZooModel& model, const Tree& variables, const Dataset&
     if (max_examples > 0 && count >= max_examples) break;
     Batch batch = loader.next();
     Tensor logits = model.apply(variables, batch.inputs, false, random::Key{}).first;
-    auto [l, c] = loss_and_correct(logits, batch.labels);
-    loss_sum = loss_sum + l.to(DType::F32);
-    correct = correct + c;
+    auto [l, y] = flatten_for_loss(logits, batch.labels);
+    loss_sum = loss_sum + sum(softmax_cross_entropy_with_integer_labels(l, y)).to(DType::F32);
+    correct = correct + count_correct(logits, batch.labels);
     count += batch.labels.numel();
   }
   return {loss_sum.item<double>() / double(count), correct.item<double>() / double(count), count};
@@ -210,9 +208,9 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
     auto& [logits, new_stats] = aux;
     state = state.apply_gradients(grads, new_stats.empty() ? std::optional<Tree>() : std::optional<Tree>(new_stats));
 
-    auto [lsum, corr] = loss_and_correct(logits, batch.labels);
-    loss_acc = loss_acc + lsum.to(DType::F32);
-    correct_acc = correct_acc + corr;
+    // The step's mean loss times its examples: the loss is not computed a second time.
+    loss_acc = loss_acc + loss.to(DType::F32) * double(batch.labels.numel());
+    correct_acc = correct_acc + count_correct(logits, batch.labels);
     window_items += batch.labels.numel();
     ++window_steps;
     const int64_t done = step + 1;
@@ -227,7 +225,7 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
       double acc_v = correct_acc.item<double>() / double(window_items);
       double secs = seconds_since(window_start);
       double lr = opt.learning_rate_at(step);
-      double rate = double(text ? window_items : window_items) / secs;
+      double rate = double(window_items) / secs;
       MetricsRecord rec{.step = done, .split = "train", .epoch = step / per_epoch, .loss = loss_v,
                         .accuracy = acc_v, .lr = lr, .step_time_ms = 1000 * secs / double(window_steps)};
       (text ? rec.tokens_per_sec : rec.samples_per_sec) = rate;
