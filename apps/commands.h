@@ -8,7 +8,10 @@
 
 namespace loom::apps {
 
-using TrainArgs = train::TrainConfig;
+struct TrainArgs : train::TrainConfig {
+  /// > 1: train data-parallel on this many local processes (`loom launch -n N` of this command).
+  int nproc = 1;
+};
 void add_train_options(CLI::App& cmd, TrainArgs& args);
 int run_train(const TrainArgs& args);
 

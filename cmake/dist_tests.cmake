@@ -39,9 +39,15 @@ loom_dist_test(ddp 2 ddp)
 loom_dist_test(ddp 4 ddp)
 loom_dist_test(sync_batchnorm 2 batchnorm)
 loom_dist_test(sync_batchnorm 3 batchnorm)
-# Unequal local batches (3 and 5 examples; 3, 5, 7 on 3 ranks) weighted by dist::LocalBatch.
+# Unequal local batches (3 and 5 examples; 3, 5, 7 on 3 ranks) weighted by their local counts.
 loom_dist_test(sync_batchnorm_unequal 2 batchnorm_unequal)
 loom_dist_test(sync_batchnorm_unequal 3 batchnorm_unequal)
+# The overlapped gradient all-reduce equals the plain pmean and starts before backward ends.
+loom_dist_test(overlap 2 overlap)
+loom_dist_test(overlap 4 overlap)
+# ZeRO-1: sharded optimizer state gives the unsharded numbers with 1/N of the state per rank.
+loom_dist_test(zero 2 zero)
+loom_dist_test(zero 3 zero)
 # A rank that hangs: rank 0 must report DistError naming the collective within the timeout.
 loom_dist_test(hung_rank 2 hang)
 if(TEST dist.hung_rank.np2 AND LOOM_WITH_MPI AND MPIEXEC_EXECUTABLE)
@@ -61,7 +67,7 @@ add_executable(loom_launch_test ${PROJECT_SOURCE_DIR}/tests/dist/launch_main.cc
 target_link_libraries(loom_launch_test PRIVATE loom loom_cli11)
 target_include_directories(loom_launch_test PRIVATE ${PROJECT_SOURCE_DIR})
 target_compile_options(loom_launch_test PRIVATE ${LOOM_WARNINGS})
-foreach(_mode ddp batchnorm batchnorm_unequal collectives)
+foreach(_mode ddp batchnorm batchnorm_unequal collectives overlap zero)
   add_test(NAME dist.launch_${_mode}.np2
            COMMAND loom_launch_test -n 2 --master-port 0 -- $<TARGET_FILE:loom_dp_test> ${_mode})
   set_tests_properties(dist.launch_${_mode}.np2 PROPERTIES LABELS "cpu;dist" TIMEOUT 60

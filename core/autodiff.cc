@@ -66,12 +66,22 @@ Tensor make_leaf(const Tensor& value, int64_t index) {
   return leaf;
 }
 
-std::vector<Tensor> backward(const Tensor& output, const std::vector<Tensor>& leaves) {
+std::vector<Tensor> backward(const Tensor& output, const std::vector<Tensor>& leaves,
+                             const LeafReadyFn& on_ready) {
   LOOM_CHECK(output.numel() == 1, ShapeError,
              "value_and_grad: the function must return a scalar loss, got shape ",
              shape_str(output.shape()));
   NoGradGuard no_grad;
   std::vector<Tensor> leaf_grads(leaves.size());
+  std::vector<bool> finished(leaves.size(), false);
+  // The gradient backward() returns for leaf i: zeros when nothing flowed in, the leaf's dtype.
+  auto finish = [&](size_t i) {
+    Tensor& g = leaf_grads[i];
+    if (!g.defined()) g = zeros_like(leaves[i]);
+    else if (g.dtype() != leaves[i].dtype()) g = g.to(leaves[i].dtype());
+    finished[i] = true;
+    if (on_ready) on_ready(int64_t(i), g);
+  };
   Node* root = output.grad_node().get();
   if (root) {
     // Topological order by iterative DFS (post-order), then walk it in reverse.
@@ -93,12 +103,24 @@ std::vector<Tensor> backward(const Tensor& output, const std::vector<Tensor>& le
         stack.pop_back();
       }
     }
+    // A leaf's gradient is final once the walk has passed every node of that leaf (one, unless
+    // a caller made several leaves with the same index): the reverse topological order has run
+    // all of their consumers by then.
+    std::vector<int> nodes_left(leaves.size(), 0);
+    for (Node* node : order)
+      if (node->leaf_index >= 0 && size_t(node->leaf_index) < leaves.size())
+        ++nodes_left[size_t(node->leaf_index)];
     std::unordered_map<Node*, Tensor> grads;
     grads[root] = ones(output.shape(), output.dtype(), output.device());
     for (auto it = order.rbegin(); it != order.rend(); ++it) {
       Node* node = *it;
       auto found = grads.find(node);
-      if (found == grads.end()) continue;  // nothing flows into this node
+      if (found == grads.end()) {  // nothing flows into this node
+        if (node->leaf_index >= 0 && size_t(node->leaf_index) < leaves.size() &&
+            --nodes_left[size_t(node->leaf_index)] == 0)
+          finish(size_t(node->leaf_index));
+        continue;
+      }
       Tensor g = std::move(found->second);
       grads.erase(found);
       // Debug-NaNs: ops run by this rule (and the accumulation below) report "backward of op".
@@ -106,8 +128,10 @@ std::vector<Tensor> backward(const Tensor& output, const std::vector<Tensor>& le
       if (debug_nans_enabled()) [[unlikely]]
         in_backward.emplace(node->op);
       if (node->leaf_index >= 0) {
-        Tensor& slot = leaf_grads[size_t(node->leaf_index)];
+        const size_t i = size_t(node->leaf_index);
+        Tensor& slot = leaf_grads[i];
         slot = slot.defined() ? add(slot, g) : g;
+        if (i < leaves.size() && --nodes_left[i] == 0) finish(i);
         continue;
       }
       std::vector<Tensor> input_grads = node->backward(g);
@@ -128,8 +152,7 @@ std::vector<Tensor> backward(const Tensor& output, const std::vector<Tensor>& le
     }
   }
   for (size_t i = 0; i < leaves.size(); ++i)
-    if (!leaf_grads[i].defined()) leaf_grads[i] = zeros_like(leaves[i]);
-    else if (leaf_grads[i].dtype() != leaves[i].dtype()) leaf_grads[i] = leaf_grads[i].to(leaves[i].dtype());
+    if (!finished[i]) finish(i);
   return leaf_grads;
 }
 

@@ -78,10 +78,17 @@ struct NoGradGuard : RecordingGuard {
 
 /// Makes a leaf that carries history for argument leaf `index`.
 Tensor make_leaf(const Tensor& value, int64_t index);
+/// Called by backward() once per leaf as soon as that leaf's gradient is final (no node still to
+/// run can add to it), with the gradient backward() will return for it. Data-parallel training
+/// uses it to start all-reducing gradients while the rest of the backward pass runs
+/// (dist::GradientReducer). Leaves come in the walk's order, roughly the reverse of the forward
+/// pass; leaves the output does not depend on come last (zeros).
+using LeafReadyFn = std::function<void(int64_t leaf, const Tensor& grad)>;
 /// Runs the backward pass from scalar `output` (seeded with ones) and returns the gradient of each
 /// leaf 0..num_leaves-1 (zeros for leaves the output does not depend on). Frees saved tensors as
 /// it goes; iterative, so deep graphs cannot overflow the stack.
-std::vector<Tensor> backward(const Tensor& output, const std::vector<Tensor>& leaves);
+std::vector<Tensor> backward(const Tensor& output, const std::vector<Tensor>& leaves,
+                             const LeafReadyFn& on_ready = {});
 
 }  // namespace autograd
 }  // namespace loom

@@ -3,6 +3,7 @@
 // implementation varies from run to run (atomicAdd accumulation, some cuDNN algorithms) throw
 // NotImplementedError in this mode instead of silently varying:
 //   - the scatter-add in the CUDA backward of take / take_along_axis (kernels/cuda/gather.cu);
+//   - the CUDA backward of pad in wrap or reflect mode (kernels/cuda/pad.cu);
 //   - cuDNN convolution algorithms not marked CUDNN_DETERMINISTIC (kernels/cuda/conv.cc picks
 //     only deterministic ones, and throws when there is none).
 // Off by default (like PyTorch's use_deterministic_algorithms / XLA's

@@ -63,13 +63,18 @@ decltype(auto) visit_dtype(DType t, Fn&& fn) {
 template <typename Fn>
 decltype(auto) visit_floating(DType t, const char* op, Fn&& fn);
 
-/// Converts between any two element types on the host (float as the hub for the half types).
+/// Converts between any two element types on the host (float as the hub for the half types;
+/// wider sources reach them through a round-to-odd float so they are rounded once).
 template <typename To, typename From>
 inline To convert(From v) {
   if constexpr (std::is_same_v<To, From>) {
     return v;
   } else if constexpr (std::is_same_v<From, bfloat16> || std::is_same_v<From, float16>) {
     return convert<To>(static_cast<float>(v));
+  } else if constexpr ((std::is_same_v<To, bfloat16> || std::is_same_v<To, float16>) &&
+                       (std::is_same_v<From, double> || std::is_same_v<From, int32_t> ||
+                        std::is_same_v<From, uint32_t>)) {
+    return To(round_to_odd_float(static_cast<double>(v)));  // one rounding, not two
   } else if constexpr (std::is_same_v<To, bfloat16> || std::is_same_v<To, float16>) {
     return To(static_cast<float>(v));
   } else if constexpr (std::is_same_v<To, bool>) {

@@ -17,6 +17,17 @@ inline float bits_float(uint32_t u) {
   return f;
 }
 
+/// double -> float rounded to odd (inexact results get their last mantissa bit set). Rounding
+/// that float once more to bfloat16 or float16 (which keep at least 2 bits fewer) then equals
+/// rounding the double directly: plain RNE twice would round ties made by the first rounding.
+inline float round_to_odd_float(double d) {
+  float f = static_cast<float>(d);
+  if (static_cast<double>(f) == d || d != d) return f;
+  uint32_t u = float_bits(f);
+  if (static_cast<double>(f < 0 ? -f : f) > (d < 0 ? -d : d)) --u;  // step back toward zero
+  return bits_float(u | 1u);
+}
+
 struct bfloat16 {
   uint16_t bits = 0;
   bfloat16() = default;

@@ -3,6 +3,7 @@
 #include "core/error.h"
 #if LOOM_CUDA
 #include "kernels/cuda/caching_allocator.h"
+#include "kernels/cuda/pinned_host_allocator.h"
 #endif
 
 namespace loom {
@@ -25,10 +26,28 @@ void empty_cache(Device device) {
   LOOM_CUDA_ONLY(cuda::CachingAllocator::get(device.index).empty_cache());
 }
 
+DeviceMemory device_memory(Device device) {
+  if (device.is_cpu()) return {};
+  check_device_usable(device, "device_memory");
+#if LOOM_CUDA
+  cuda::DeviceMemoryInfo m = cuda::CachingAllocator::get(device.index).device_memory();
+  return DeviceMemory{m.free, m.total};
+#else
+  detail::throw_not_compiled_with_cuda("device_memory");
+#endif
+}
+
 void reset_peak_memory(Device device) {
   if (device.is_cpu()) return;
   check_device_usable(device, "reset_peak_memory");
   LOOM_CUDA_ONLY(cuda::CachingAllocator::get(device.index).reset_peak());
+}
+
+PinnedMemoryStats pinned_memory_stats() {
+#if LOOM_CUDA
+  if (cuda::device_count() > 0) return cuda::pinned_stats();
+#endif
+  return {};
 }
 
 }  // namespace loom

@@ -1,6 +1,7 @@
 // GPU memory statistics and cache control, usable without CUDA headers (torch.cuda.memory_stats,
-// empty_cache and reset_peak_memory_stats). CUDA tensors come from a per-device caching allocator
-// that keeps freed blocks for reuse; these functions read and release what it holds.
+// mem_get_info, empty_cache and reset_peak_memory_stats). CUDA tensors come from a per-device
+// caching allocator that keeps freed blocks for reuse; these functions read and release what it
+// holds.
 //
 // Example:
 //   MemoryStats s = memory_stats(Device::cuda());
@@ -22,12 +23,30 @@ struct MemoryStats {
   int64_t num_device_frees = 0;    // cudaFree calls so far (only empty_cache and OOM recovery)
 };
 
+struct DeviceMemory {
+  size_t free = 0;   // bytes the driver can still hand out; loom's cached blocks count as used
+  size_t total = 0;  // the device's memory
+};
+
 /// The allocator's statistics for `device`. The CPU has no caching allocator: all zeros.
 /// A CUDA device throws DeviceError when loom was built without CUDA or the GPU is absent.
 MemoryStats memory_stats(Device device);
 /// Returns every cached, unused block of `device` to the driver (a no-op for the CPU).
 void empty_cache(Device device);
+/// The driver's free and total bytes of `device` (torch.cuda.mem_get_info); zeros for the CPU.
+DeviceMemory device_memory(Device device);
 /// Restarts peak_allocated from the current allocated bytes (a no-op for the CPU).
 void reset_peak_memory(Device device);
+
+struct PinnedMemoryStats {
+  size_t in_use = 0;          // bytes of pinned host memory handed out and not yet freed
+  size_t cached = 0;          // bytes held for reuse (including blocks waiting for a copy)
+  int64_t host_allocs = 0;    // cudaHostAlloc calls (flat in a steady training loop)
+  int64_t reuses = 0;         // allocations served from the cache
+  int64_t waited_blocks = 0;  // frees whose block had to wait for a queued copy before reuse
+};
+
+/// The pinned host memory pool behind Tensor::empty_pinned (all zeros without a GPU).
+PinnedMemoryStats pinned_memory_stats();
 
 }  // namespace loom

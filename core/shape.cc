@@ -28,7 +28,12 @@ Shape contiguous_strides(const Shape& s) {
   int64_t acc = 1;
   for (size_t i = s.size(); i-- > 0;) {
     st[i] = acc;
-    acc *= s[i];
+    // An empty tensor's other dimensions may multiply past 2^63 (a hostile file header can say
+    // [0, 2^32, 2^32, ...]); its strides address nothing, so they stop growing there.
+    if (__builtin_mul_overflow(acc, s[i], &acc)) {
+      shape_numel(s);  // throws unless some dimension is 0
+      acc = st[i];
+    }
   }
   return st;
 }

@@ -4,6 +4,7 @@
 #include "core/host_allocator.h"
 #if LOOM_CUDA
 #include "kernels/cuda/caching_allocator.h"
+#include "kernels/cuda/pinned_host_allocator.h"
 #endif
 
 namespace loom {
@@ -13,6 +14,7 @@ void release_cpu(void* p, size_t n, Device) { host_memory::release(p, n); }
 
 #if LOOM_CUDA
 void release_cuda(void* p, size_t, Device d) { cuda::CachingAllocator::get(d.index).free(p); }
+void release_pinned(void* p, size_t, Device) { cuda::pinned_free(p); }
 #endif
 
 }  // namespace
@@ -29,6 +31,18 @@ std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
 #else
   detail::throw_not_compiled_with_cuda("allocate");
 #endif
+}
+
+std::shared_ptr<Storage> Storage::allocate_pinned(size_t nbytes) {
+#if LOOM_CUDA
+  if (cuda::device_count() > 0) {
+    auto s = std::make_shared<Storage>(cuda::pinned_allocate(nbytes), nbytes, Device::cpu(),
+                                       &release_pinned);
+    s->pinned_ = true;
+    return s;
+  }
+#endif
+  return allocate(nbytes, Device::cpu());
 }
 
 Storage::Storage(void* data, size_t nbytes, Device device, void (*release)(void*, size_t, Device))

@@ -7,6 +7,7 @@
 #include "kernels/cpu/copy.h"
 #if LOOM_CUDA
 #include "kernels/cuda/copy.h"
+#include "kernels/cuda/pinned_host_allocator.h"
 #endif
 
 namespace loom {
@@ -28,6 +29,11 @@ Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
                " needs more than 2^64 bytes");
   Shape strides = contiguous_strides(shape);
   return Tensor(Storage::allocate(nbytes, device), std::move(shape), std::move(strides), 0, dtype);
+}
+
+Tensor Tensor::empty_pinned(Shape shape, DType dtype) {
+  Tensor t = empty(shape, dtype);  // validates the shape; pinned memory replaces its storage
+  return Tensor(Storage::allocate_pinned(t.nbytes()), std::move(shape), t.strides(), 0, dtype);
 }
 
 int64_t Tensor::dim(int64_t axis) const {
@@ -82,6 +88,10 @@ Tensor copy_to_device(const Tensor& src, Device device) {
   size_t n = out.nbytes();
   if (src.device().is_cpu() && device.is_cpu()) {
     std::memcpy(out.raw_data(), c.raw_data(), n);
+  } else if (src.device().is_cpu() && c.is_pinned()) {
+    // Queued without waiting; the pinned block is not reused before the copy has run.
+    LOOM_CUDA_ONLY(cuda::copy_host_to_device_async(out.raw_data(), c.raw_data(), n, device.index);
+                   cuda::pinned_record_use(c.storage()->data(), cuda::current_stream(device.index)));
   } else if (src.device().is_cpu()) {
     LOOM_CUDA_ONLY(cuda::copy_host_to_device(out.raw_data(), c.raw_data(), n, device.index));
   } else if (device.is_cpu()) {
@@ -102,6 +112,16 @@ Tensor Tensor::contiguous() const {
   return autograd::record("contiguous", out, {*this}, [](const Tensor& g) {
     return std::vector<Tensor>{g};
   });
+}
+
+Tensor Tensor::pin_memory() const {
+  LOOM_CHECK(!is_cuda(), DeviceError, "pin_memory: the tensor is on ", device().str(),
+             "; only CPU tensors can be pinned");
+  if (is_pinned()) return *this;
+  Tensor c = contiguous();
+  Tensor out = empty_pinned(shape_, dtype_);
+  std::memcpy(out.raw_data(), c.raw_data(), out.nbytes());
+  return out;
 }
 
 Tensor Tensor::to(Device device) const {

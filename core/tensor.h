@@ -30,6 +30,9 @@ class Tensor {
   Tensor(std::shared_ptr<Storage> storage, Shape shape, Shape strides, int64_t offset, DType dtype);
   /// Uninitialised contiguous tensor.
   static Tensor empty(Shape shape, DType dtype = DType::F32, Device device = Device::cpu());
+  /// Uninitialised contiguous CPU tensor in page-locked memory (Storage::allocate_pinned): its
+  /// .to(cuda) is queued on the compute stream and returns without waiting for the copy.
+  static Tensor empty_pinned(Shape shape, DType dtype = DType::F32);
 
   bool defined() const { return storage_ != nullptr; }
   const Shape& shape() const { return shape_; }
@@ -41,6 +44,7 @@ class Tensor {
   DType dtype() const { return dtype_; }
   Device device() const;
   bool is_cuda() const { return device().is_cuda(); }
+  bool is_pinned() const { return storage_ && storage_->pinned(); }
   size_t nbytes() const { return size_t(numel()) * dtype_size(dtype_); }
   const std::shared_ptr<Storage>& storage() const { return storage_; }
 
@@ -57,6 +61,8 @@ class Tensor {
     return static_cast<T*>(raw_data());
   }
 
+  /// A contiguous copy in pinned memory (*this when already pinned); CPU tensors only.
+  Tensor pin_memory() const;
   /// Copy to another device (a no-op returning *this when already there). Differentiable.
   Tensor to(Device device) const;
   /// Cast to another dtype (a no-op when equal). Differentiable for floating types.

@@ -58,7 +58,7 @@ LOOM_HD T unary_apply(UnaryOp op, T x, T alpha) {
     case UnaryOp::Reciprocal: return T(1) / x;
     case UnaryOp::Tanh: return tanh(x);
     case UnaryOp::Sigmoid: return sigmoid_of(x);
-    case UnaryOp::Relu: return x > T(0) ? x : T(0);
+    case UnaryOp::Relu: return x <= T(0) ? T(0) : x;  // NaN stays NaN, as jax.nn.relu (lax.max)
     case UnaryOp::Relu6: return x < T(0) ? T(0) : (x > T(6) ? T(6) : x);
     case UnaryOp::Gelu: return T(0.5) * x * (T(1) + tanh(kSqrt2OverPi * (x + T(0.044715) * x * x * x)));
     case UnaryOp::GeluExact: return T(0.5) * x * (T(1) + erf(x * kInvSqrt2));

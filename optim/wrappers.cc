@@ -4,29 +4,9 @@
 
 #include "core/ops/elementwise.h"
 #include "core/ops/reduce.h"
+#include "optim/loss_scale.h"
 
 namespace loom::optim {
-namespace {
-
-// where(cond, new, old) leafwise over two states of the same structure, in old's dtypes.
-Tree select_state(const Tensor& cond, const Tree& new_state, const Tree& old_state, const char* op) {
-  check_same_structure(old_state, new_state, op, "the old inner state", "the new inner state");
-  return tree_map(
-      [&](const Tensor& old, const Tensor& next) {
-        return where(cond.to(old.device()), next.to(old.dtype()), old);
-      },
-      old_state, new_state);
-}
-
-// A bool 0-d tensor on `device`: true when every element of every leaf is finite. x * 0 is 0 for
-// finite x and NaN for inf / NaN, so one sum per leaf decides.
-Tensor all_finite(const Tree& updates, Device device) {
-  Tensor total = zeros({}, DType::F32, device);
-  for (const Tensor& u : updates.leaves()) total = total + sum(u * 0.0).to(DType::F32);
-  return equal(total, scalar_like(0, total));
-}
-
-}  // namespace
 
 // --- masked ---
 
@@ -176,7 +156,7 @@ GradientTransformation multi_steps(GradientTransformation inner, int64_t every_k
     Tree next;
     next.insert("mini_step", where(greater_equal(inc, k), inc - k, inc));  // (mini + 1) % k
     next.insert("gradient_step", where(emit, safe_increment(gstep), gstep));
-    next.insert("inner_opt_state", select_state(emit, new_inner, inner0, op));
+    next.insert("inner_opt_state", select_tree(emit, new_inner, inner0, op));
     Tensor keep = 1.0 - emit.to(DType::F32);
     next.insert("acc_grads", tree_map([&](const Tensor& a) { return (keep * a).to(accumulator_dtype); }, acc));
     next.insert("skip_state", Tree());
@@ -211,7 +191,7 @@ GradientTransformation apply_if_finite(GradientTransformation inner, int64_t max
     const Tensor& count = state_field(state, "notfinite_count", op).tensor();
     const Tensor& total = state_field(state, "total_notfinite", op).tensor();
     const Tree& inner0 = state_field(state, "inner_state", op);
-    Tensor finite = all_finite(updates, count.device());
+    Tensor finite = all_finite(updates).to(count.device());
     Tensor notfinite = where(finite, zeros_like(count), safe_increment(count));
     Tensor ok = logical_or(finite, greater(notfinite, scalar_like(double(max_consecutive_errors), notfinite)));
     // The inner update always runs; a select keeps its results only where `ok` (lax.cond).
@@ -222,7 +202,7 @@ GradientTransformation apply_if_finite(GradientTransformation inner, int64_t max
     next.insert("notfinite_count", notfinite);
     next.insert("last_finite", finite);
     next.insert("total_notfinite", where(finite, total, safe_increment(total)));
-    next.insert("inner_state", select_state(ok, new_inner, inner0, op));
+    next.insert("inner_state", select_tree(ok, new_inner, inner0, op));
     return std::pair{out, next};
   };
   return tx;

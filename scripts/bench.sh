@@ -129,6 +129,20 @@ for ((r = 1; r <= rounds; ++r)); do
 done
 rm -f "$out/.stderr"
 
+# The input pipeline on the GPU: does a step wait for its batch? (bench/input_pipeline_bench.cc)
+if [[ $mode == gpu ]]; then
+  log "input pipeline: resident vs pinned vs pageable batches"
+  { cmake --build "$build" --target loom_input_bench -j "$(nproc)" > "$build/bench_build.log" 2>&1 &&
+    timeout 120 "$build/bench/loom_input_bench" --device cuda; } | grep '^{' \
+    > "$out/input_pipeline_${stamp}.json" || log "WARNING: loom_input_bench failed"
+  cat "$out/input_pipeline_${stamp}.json" >&2
+  log "memory-bound kernels vs device copy bandwidth"
+  { cmake --build "$build" --target loom_kernel_bench -j "$(nproc)" > "$build/bench_build.log" 2>&1 &&
+    timeout 120 "$build/bench/loom_kernel_bench" --device cuda; } | grep '^{' \
+    > "$out/kernel_bandwidth_${stamp}.jsonl" || log "WARNING: loom_kernel_bench failed"
+  cat "$out/kernel_bandwidth_${stamp}.jsonl" >&2
+fi
+
 # The table and the summary JSON: median over rounds of each run's median step time.
 machine="$(uname -m), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | xargs)"
 gpu=$(command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)
@@ -153,7 +167,8 @@ def agg(fw, k):
   a = {'median_ms': med, 'round_medians_ms': [r['median_ms'] for r in ok],
        'throughput': ok[0]['throughput'] * ok[0]['median_ms'] / med,
        'unit': ok[0]['throughput_unit'], 'peak_mem_mb': ok[-1].get('peak_mem_mb'),
-       'host_max_rss_mb': ok[-1].get('host_max_rss_mb'), 'mfu': None, 'batch': ok[0]['batch']}
+       'host_max_rss_mb': ok[-1].get('host_max_rss_mb'), 'mfu': None, 'batch': ok[0]['batch'],
+       'host_enqueue_ms': ok[-1].get('host_enqueue_ms')}
   if ok[0].get('mfu') is not None:
     a['mfu'] = ok[0]['mfu'] * ok[0]['median_ms'] / med
   if len(ok) < len(rs): a['failed_rounds'] = len(rs) - len(ok)
@@ -194,6 +209,8 @@ for k in keys:
       print(f"    {fw} error: {a['error'][:300]}")
     elif mode == 'cpu':
       print(f"    {fw} round medians (ms): " + ', '.join(f'{m:.1f}' for m in a['round_medians_ms']))
+    elif a.get('host_enqueue_ms') is not None:
+      print(f"    {fw} host enqueue {a['host_enqueue_ms']:.2f} ms of a {a['median_ms']:.2f} ms step")
 json.dump(summary, open(dst, 'w'), indent=1)
 print(f"\n{machine}; {gpu or 'no GPU'}; commit {commit}; JAX {versions}")
 print(f"results: {dst} (every run: {src})")

@@ -28,7 +28,8 @@ constexpr int64_t kSmallImage = 64;
 
 // A ResNet: batch statistics while training (the updated "batch_stats" come back), running
 // statistics otherwise. The stem follows the image size of the batch.
-ZooModel resnet_model(const std::string& name, nn::models::ResNet base) {
+ZooModel resnet_model(const std::string& name, nn::models::ResNet base, const ModelSpec& spec) {
+  base.axis_name = spec.batch_axis;
   auto for_input = [base](const Tensor& x, bool train) {
     nn::models::ResNet m = base;
     m.small_input_stem = x.ndim() == 4 && x.dim(1) <= kSmallImage && x.dim(2) <= kSmallImage;
@@ -80,12 +81,12 @@ std::vector<std::string> model_names() {
 ZooModel make_model(const std::string& name, const ModelSpec& spec) {
   using namespace nn::models;
   if (name == "cnn") return stateless(name, CNN{.num_classes = spec.num_classes});
-  if (name == "resnet18") return resnet_model(name, resnet18(spec.num_classes));
-  if (name == "resnet34") return resnet_model(name, resnet34(spec.num_classes));
-  if (name == "resnet50") return resnet_model(name, resnet50(spec.num_classes));
-  if (name == "resnet101") return resnet_model(name, resnet101(spec.num_classes));
-  if (name == "resnet152") return resnet_model(name, resnet152(spec.num_classes));
-  if (name == "resnet200") return resnet_model(name, resnet200(spec.num_classes));
+  if (name == "resnet18") return resnet_model(name, resnet18(spec.num_classes), spec);
+  if (name == "resnet34") return resnet_model(name, resnet34(spec.num_classes), spec);
+  if (name == "resnet50") return resnet_model(name, resnet50(spec.num_classes), spec);
+  if (name == "resnet101") return resnet_model(name, resnet101(spec.num_classes), spec);
+  if (name == "resnet152") return resnet_model(name, resnet152(spec.num_classes), spec);
+  if (name == "resnet200") return resnet_model(name, resnet200(spec.num_classes), spec);
   if (name == "transformer-lm")
     return lm_model(name, TransformerLM{.vocab_size = spec.num_classes,
                                         .max_len = spec.sequence_length,

@@ -1,6 +1,7 @@
 // The models the `loom` command can train, behind one type-erased interface.
 #pragma once
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,9 @@ struct ZooModel {
 struct ModelSpec {
   int64_t num_classes = 10;  // classifiers; vocabulary size for language models
   int64_t sequence_length = 128;  // language models
+  /// BatchNorm's axis_name in the ResNets: "batch" when training data-parallel, so the batch
+  /// statistics are those of the global batch (dist::register_axis serves it).
+  std::optional<std::string> batch_axis = {};
 };
 
 /// Known names: "cnn" (the seed's CNN); "resnet18" ... "resnet200" (Flax's ImageNet ResNets,

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 
+#include "optim/loss_scale.h"
 #include "optim/optimizers.h"
 #include "optim/schedules.h"
+#include "optim/wrappers.h"
 
 namespace loom::train {
 
@@ -30,6 +32,9 @@ OptimizerChoice make_optimizer(const TrainConfig& cfg, int64_t total_steps) {
     tx = optim::adamw(lr, options);
   }
   else LOOM_THROW(ValueError, "unknown optimizer '", cfg.optimizer, "' (sgd, momentum, adam, adamw)");
+  // float16 gradients need loss scaling, which skips overflowing steps by itself.
+  if (cfg.precision == "f16") tx = optim::dynamic_loss_scale(tx, {.period = cfg.loss_scale_period});
+  else if (cfg.skip_nonfinite) tx = optim::apply_if_finite(tx, cfg.max_consecutive_nonfinite);
   return {tx, lr};
 }
 

@@ -1,10 +1,12 @@
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <iostream>
 #include <optional>
 #include <sstream>
+#include <tuple>
 
 #include "core/debug_nans.h"
 #include "core/grad.h"
@@ -12,9 +14,11 @@
 #include "core/ops/loss.h"
 #include "core/ops/reduce.h"
 #include "modules/module.h"
+#include "optim/loss_scale.h"
 #include "train/checkpoint.h"
 #include "train/data/loader.h"
 #include "train/dist/dist.h"
+#include "train/dist/gradient_reducer.h"
 #include "train/metrics/jsonl_writer.h"
 #include "train/metrics/png_plot.h"
 #include "train/metrics/progress.h"
@@ -42,6 +46,11 @@ Tensor count_correct(const Tensor& logits, const Tensor& labels) {
   return sum(equal(argmax(l, -1), y.to(DType::I32)).to(DType::F32));
 }
 
+/// The floating leaves of `tree` cast to `dtype` (differentiably); other leaves as they are.
+Tree cast_floating(const Tree& tree, DType dtype) {
+  return tree_map([&](const Tensor& t) { return is_floating(t.dtype()) ? t.to(dtype) : t; }, tree);
+}
+
 /// {"params": ..., <other collections>} for apply.
 Tree variables_of(const Tree& params, const Tree& extra) {
   Tree vars;
@@ -57,16 +66,62 @@ nlohmann::json TrainConfig::to_json() const {
           {"steps", steps},           {"batch_size", batch_size}, {"optimizer", optimizer},
           {"learning_rate", learning_rate}, {"schedule", schedule}, {"warmup_steps", warmup_steps},
           {"momentum", momentum},     {"weight_decay", weight_decay}, {"seed", seed},
-          {"sequence_length", sequence_length}, {"device", device}, {"debug_nans", debug_nans}};
+          {"sequence_length", sequence_length}, {"device", device}, {"debug_nans", debug_nans},
+          {"precision", precision}, {"loss_scale_period", loss_scale_period},
+          {"skip_nonfinite", skip_nonfinite},
+          {"max_consecutive_nonfinite", max_consecutive_nonfinite}};
 }
+
+namespace {
+
+/// ValueError "--flag 'value' is not one of: a, b, c" unless `value` is in `allowed`.
+void check_one_of(const std::string& flag, const std::string& value,
+                  const std::vector<std::string>& allowed) {
+  if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return;
+  std::string list;
+  for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+  LOOM_THROW(ValueError, flag, " '", value, "' is not one of: ", list);
+}
+
+}  // namespace
 
 void TrainConfig::validate() const {
   LOOM_CHECK(batch_size > 0, ValueError, "--batch-size must be positive, got ", batch_size);
-  LOOM_CHECK(epochs > 0 || steps > 0, ValueError, "--epochs or --steps must be positive");
+  LOOM_CHECK(epochs > 0 || steps > 0, ValueError, "--epochs or --steps must be positive, got ",
+             epochs, " and ", steps);
+  LOOM_CHECK(steps >= 0, ValueError, "--steps must be >= 0 (0: use --epochs), got ", steps);
   LOOM_CHECK(learning_rate > 0, ValueError, "--lr must be positive, got ", learning_rate);
-  LOOM_CHECK(warmup_steps >= 0, ValueError, "--warmup-steps must be >= 0");
-  LOOM_CHECK(keep_checkpoints > 0, ValueError, "--keep must be positive");
-  LOOM_CHECK(log_every > 0, ValueError, "--log-every must be positive");
+  LOOM_CHECK(warmup_steps >= 0, ValueError, "--warmup-steps must be >= 0, got ", warmup_steps);
+  LOOM_CHECK(momentum >= 0 && momentum < 1, ValueError, "--momentum must be in [0, 1), got ", momentum);
+  LOOM_CHECK(weight_decay >= 0, ValueError, "--weight-decay must be >= 0, got ", weight_decay);
+  LOOM_CHECK(keep_checkpoints > 0, ValueError, "--keep must be positive, got ", keep_checkpoints);
+  LOOM_CHECK(checkpoint_every >= 0, ValueError,
+             "--checkpoint-every must be >= 0 (0: each epoch), got ", checkpoint_every);
+  LOOM_CHECK(eval_every >= 0, ValueError, "--eval-every must be >= 0 (0: each epoch), got ", eval_every);
+  LOOM_CHECK(log_every > 0, ValueError, "--log-every must be positive, got ", log_every);
+  LOOM_CHECK(max_eval_examples >= 0, ValueError, "--max-eval-examples must be >= 0 (0: all), got ",
+             max_eval_examples);
+  LOOM_CHECK(sequence_length > 0, ValueError, "--seq-len must be positive, got ", sequence_length);
+  LOOM_CHECK(loss_scale_period > 0, ValueError, "--loss-scale-period must be positive, got ",
+             loss_scale_period);
+  LOOM_CHECK(max_consecutive_nonfinite >= 0, ValueError,
+             "--max-consecutive-nonfinite must be >= 0, got ", max_consecutive_nonfinite);
+  check_one_of("--model", model, model_names());
+  check_one_of("--optimizer", optimizer, {"sgd", "momentum", "adam", "adamw"});
+  check_one_of("--schedule", schedule, {"constant", "cosine"});
+  check_one_of("--precision", precision, {"f32", "bf16", "f16"});
+  if (device != "auto") {
+    try {
+      Device::parse(device);
+    } catch (const DeviceError&) {
+      LOOM_THROW(ValueError, "--device '", device, "' is not one of: auto, cpu, cuda, cuda:N");
+    }
+  }
+  LOOM_CHECK(!run_dir.empty(), ValueError, "--run-dir must not be empty");
+  std::error_code ec;
+  LOOM_CHECK(!std::filesystem::exists(run_dir, ec) || std::filesystem::is_directory(run_dir, ec),
+             ValueError, "--run-dir '", run_dir, "' exists and is not a directory; give a "
+             "directory for checkpoints and metrics");
 }
 
 Device resolve_device(const std::string& name) {
@@ -115,10 +170,19 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
   LOOM_CHECK(cfg.batch_size % world == 0, ValueError, "--batch-size ", cfg.batch_size,
              " must be a multiple of the number of ranks (", world, ")");
   Device device = resolve_device(cfg.device);
-  Dataset train_set = load_dataset(cfg.dataset, Split::Train);
-  Dataset test_set = load_dataset(cfg.dataset, Split::Test);
+  auto load = [&](Split split) {
+    try {
+      return load_dataset(cfg.dataset, split);
+    } catch (const ValueError& e) {  // a malformed name; missing files are IOErrors naming the path
+      LOOM_THROW(ValueError, "--dataset: ", e.what());
+    }
+  };
+  Dataset train_set = load(Split::Train);
+  Dataset test_set = load(Split::Test);
+  // Data-parallel ResNets normalise with the global batch's statistics (synchronised BatchNorm).
   ModelSpec spec{.num_classes = train_set.is_text() ? 256 : train_set.num_classes,
-                 .sequence_length = cfg.sequence_length};
+                 .sequence_length = cfg.sequence_length,
+                 .batch_axis = world > 1 ? std::optional<std::string>("batch") : std::nullopt};
   ZooModel model = make_model(cfg.model, spec);
 
   DataLoader loader(train_set, {.batch_size = cfg.batch_size, .seed = cfg.seed,
@@ -127,6 +191,11 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
   const int64_t per_epoch = loader.batches_per_epoch();
   const int64_t total_steps = cfg.steps > 0 ? cfg.steps : cfg.epochs * per_epoch;
   OptimizerChoice opt = make_optimizer(cfg, total_steps);
+  const DType compute = cfg.precision == "f16"    ? DType::F16
+                        : cfg.precision == "bf16" ? DType::BF16
+                                                  : DType::F32;
+  const bool loss_scaling = cfg.precision == "f16";  // make_optimizer added dynamic_loss_scale
+  const bool skipping = loss_scaling || cfg.skip_nonfinite;
 
   // create_train_state: init on one example batch, params + batch_stats, optimizer state.
   random::Key root = random::key(int64_t(cfg.seed));
@@ -189,6 +258,8 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
   };
 
   TrainSummary summary;
+  int64_t skipped_reported =
+      skipping ? state.opt_state["total_notfinite"].tensor().item<int64_t>() : 0;
   const auto t0 = Clock::now();
   auto window_start = Clock::now();
   Tensor loss_acc = scalar(0, DType::F32, device), correct_acc = scalar(0, DType::F32, device);
@@ -197,16 +268,33 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
     Batch batch = loader.next();
     random::Key dropout_key = random::fold_in(random::fold_in(root, 1), uint32_t(step));
     auto loss_fn = [&](const Tree& params) {
-      auto [logits, updates] =
-          model.apply(variables_of(params, state.extra), batch.inputs, true, dropout_key);
+      // jmp's mixed policy: float32 params cast to the compute dtype inside the differentiated
+      // function (so gradients arrive in float32), logits and loss back in float32.
+      Tree p = compute == DType::F32 ? params : cast_floating(params, compute);
+      Tensor inputs = compute != DType::F32 && is_floating(batch.inputs.dtype())
+                          ? batch.inputs.to(compute)
+                          : batch.inputs;
+      auto [logits, updates] = model.apply(variables_of(p, state.extra), inputs, true, dropout_key);
+      logits = logits.to(DType::F32);
       auto [l, y] = flatten_for_loss(logits, batch.labels);
       Tensor loss = mean(softmax_cross_entropy_with_integer_labels(l, y));
-      return std::pair{loss, std::pair{logits.detach(), updates}};
+      Tensor objective = loss_scaling ? loss * optim::current_loss_scale(state.opt_state) : loss;
+      return std::pair{objective, std::tuple{loss.detach(), logits.detach(), updates}};
     };
-    auto [loss, aux, grads] = value_and_grad_aux(loss_fn)(state.params);
-    if (world > 1) grads = dist::pmean(grads);
-    auto& [logits, new_stats] = aux;
-    state = state.apply_gradients(grads, new_stats.empty() ? std::optional<Tree>() : std::optional<Tree>(new_stats));
+    // Gradients averaged over the ranks: each bucket's all-reduce starts while backward runs.
+    auto [objective, aux, grads] = dist::value_and_grad_aux_pmean(loss_fn)(state.params);
+    auto& [loss, logits, new_stats] = aux;
+    if (cfg.grads_hook) cfg.grads_hook(step, state, grads);
+    if (new_stats.empty() || (!skipping && compute == DType::F32)) {
+      state = state.apply_gradients(grads, new_stats.empty() ? std::optional<Tree>() : std::optional<Tree>(new_stats));
+    } else {
+      // A skipped step keeps the old batch statistics too (jmp.select_tree over the whole
+      // state), and statistics from a half-precision forward go back to their own dtypes.
+      Tree old_stats = state.extra;
+      state = state.apply_gradients(grads);
+      Tensor keep_new = skipping ? state.opt_state["last_finite"].tensor() : scalar(1, DType::Bool, device);
+      state.extra = optim::select_tree(keep_new, new_stats, old_stats, "batch statistics");
+    }
 
     // The step's mean loss times its examples: the loss is not computed a second time.
     loss_acc = loss_acc + loss.to(DType::F32) * double(batch.labels.numel());
@@ -224,11 +312,29 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
       double loss_v = loss_acc.item<double>() / double(window_items);  // the one host sync
       double acc_v = correct_acc.item<double>() / double(window_items);
       double secs = seconds_since(window_start);
-      double lr = opt.learning_rate_at(step);
+      // Skipped steps leave the optimizer's own count, and so its schedule, behind.
+      const int64_t skipped =
+          skipping ? state.opt_state["total_notfinite"].tensor().item<int64_t>() : 0;
+      double lr = opt.learning_rate_at(step - skipped);
       double rate = double(window_items) / secs;
       MetricsRecord rec{.step = done, .split = "train", .epoch = step / per_epoch, .loss = loss_v,
                         .accuracy = acc_v, .lr = lr, .step_time_ms = 1000 * secs / double(window_steps)};
       (text ? rec.tokens_per_sec : rec.samples_per_sec) = rate;
+      if (skipping) {
+        rec.extra["skipped_steps"] = skipped;
+        std::string note;
+        if (loss_scaling) {
+          double scale = optim::current_loss_scale(state.opt_state).item<double>();
+          rec.extra["loss_scale"] = scale;
+          note = ", loss scale " + std::to_string(int64_t(scale));
+        }
+        if (skipped > skipped_reported)
+          progress.println("step " + std::to_string(done) + ": skipped " +
+                           std::to_string(skipped - skipped_reported) +
+                           " step(s) with non-finite gradients (" + std::to_string(skipped) +
+                           " in all)" + note);
+        skipped_reported = skipped;
+      }
       if (main_rank) metrics->write(rec);
       if (main_rank) events->add_scalars(done, {{"train/loss", loss_v}, {"train/accuracy", acc_v}, {"train/lr", lr},
                                 {text ? "train/tokens_per_sec" : "train/samples_per_sec", rate}});

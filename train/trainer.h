@@ -4,6 +4,7 @@
 // events, atomic checkpoints with exact resume, and a PNG plot at the end.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <string>
 
@@ -13,6 +14,7 @@
 #include "core/tree.h"
 #include "train/data/dataset.h"
 #include "train/model_zoo.h"
+#include "train/train_state.h"
 
 namespace loom::train {
 
@@ -40,9 +42,19 @@ struct TrainConfig {
   std::string device = "auto";    // auto, cpu, cuda, cuda:N
   std::optional<bool> terminal;   // progress bar style; default: detect
   bool debug_nans = false;        // check every op's output for NaN/Inf (core/debug_nans.h)
+  // Compute dtype: "f32"; "bf16" or "f16" run the model in that dtype on float32 params (jmp's
+  // mixed policy); "f16" adds dynamic loss scaling (optim::dynamic_loss_scale), which skips
+  // steps whose gradients overflow.
+  std::string precision = "f32";
+  int64_t loss_scale_period = 2000;  // f16: finite steps in a row before the loss scale doubles
+  bool skip_nonfinite = false;  // skip steps with Inf/NaN gradients (optim::apply_if_finite)
+  int64_t max_consecutive_nonfinite = 10;  // ...unless this many came in a row (Optax's give-up)
+  /// For tests: called with each step's gradients before the update (`step` counts from 0,
+  /// `state` is the state the update starts from), e.g. to inject an Inf. Not in to_json.
+  std::function<void(int64_t step, const TrainState& state, Tree& grads)> grads_hook;
 
   nlohmann::json to_json() const;
-  void validate() const;  // throws ValueError naming the bad setting
+  void validate() const;  // throws ValueError naming the bad setting and the allowed values
 };
 
 struct EvalResult {

@@ -191,56 +191,79 @@ Tensor norm_impl(const Tensor& x, const Tensor& scale, const Tensor& bias, doubl
 // --- batch norm ------------------------------------------------------------------------------
 
 BatchNormResult batch_norm_fused(const Tensor& x, const Tensor& scale, const Tensor& sv,
-                                 const Tensor& bias, const Tensor& bv, double eps, Dtypes dt) {
+                                 const Tensor& bias, const Tensor& bv, double eps, Dtypes dt,
+                                 const BatchNormEpilogue& epi) {
   const int64_t c = x.shape().back(), m = c == 0 ? 0 : x.numel() / c;
   DType in_dtype = dt.acc == DType::F64 ? DType::F64 : x.dtype();
   Tensor xc = x.detach().to(in_dtype).contiguous();
+  Tensor rc = epi.residual.defined() ? epi.residual.detach().to(in_dtype).contiguous() : Tensor();
   Tensor s = flat_acc(sv, dt.acc), b = flat_acc(bv, dt.acc);
   Tensor mu = Tensor::empty({c}, dt.acc, x.device()), var = Tensor::empty({c}, dt.acc, x.device());
   Tensor y = Tensor::empty(x.shape(), dt.out, x.device());
+  const bool with_relu = epi.relu;
   if (x.is_cuda()) {
     LOOM_CUDA_ONLY({
       Tensor work = Tensor::empty({cuda::channel_workspace_size(m, c)}, dt.acc, x.device());
       cuda::channel_stats(xc.raw_data(), in_dtype, m, c, mu.raw_data(), var.raw_data(),
                           work.raw_data(), stream_of(x));
       cuda::channel_normalize(xc.raw_data(), in_dtype, y.raw_data(), dt.out, mu.raw_data(),
-                              var.raw_data(), ptr(s), ptr(b), m, c, eps, stream_of(x));
+                              var.raw_data(), ptr(s), ptr(b), ptr(rc), with_relu, m, c, eps,
+                              stream_of(x));
     });
   } else {
     cpu::channel_stats(xc.raw_data(), in_dtype, m, c, mu.raw_data(), var.raw_data());
     cpu::channel_normalize(xc.raw_data(), in_dtype, y.raw_data(), dt.out, mu.raw_data(),
-                           var.raw_data(), ptr(s), ptr(b), m, c, eps);
+                           var.raw_data(), ptr(s), ptr(b), ptr(rc), with_relu, m, c, eps);
   }
+  const Tensor& residual = epi.residual;
   BatchNormResult result{y, mu, var};
-  if (!autograd::needs_grad({&x, &scale, &bias})) {
-    result.y = autograd::checked("batch_norm", std::move(result.y), {&x, &scale, &bias});
+  if (!autograd::needs_grad({&x, &scale, &bias, &residual})) {
+    result.y = autograd::checked("batch_norm", std::move(result.y), {&x, &scale, &bias, &residual});
     return result;
   }
   Tensor rstd = rsqrt(var + eps);
   DType x_dtype = x.dtype();
-  ParamInfo scale_info(scale), bias_info(bias);
-  result.y = autograd::record("batch_norm", y, {x, scale, bias}, [=](const Tensor& g_in) {
+  ParamInfo scale_info(scale), residual_info(residual), bias_info(bias);
+  // The relu mask comes from the saved output (y > 0 exactly when bn + residual > 0), not from
+  // recomputing bn + residual: with a residual, recomputing reads the residual instead of y, the
+  // same bytes (fewer only for bf16 inputs with f32 outputs), and without one it would save that
+  // read, but only y reproduces the forward's rounding bit for bit (the backward holds the float
+  // rsqrt, the forward divided in double or under nvcc's contraction), so no value near zero gets
+  // a mask the forward did not apply. Saving y costs no memory: the next conv keeps it alive.
+  Tensor relu_out = with_relu ? autograd::saved(y) : Tensor();
+  bool want_residual = autograd::needs_grad({&residual});
+  result.y = autograd::record("batch_norm", y, {x, scale, bias, residual}, [=](const Tensor& g_in) {
     Tensor g = g_in.to(dt.out).contiguous();
     Tensor sum_g = Tensor::empty({c}, dt.acc, xc.device()), sum_gx = Tensor::empty({c}, dt.acc, xc.device());
     Tensor dx = Tensor::empty(xc.shape(), in_dtype, xc.device());
+    // The residual's gradient is the masked g; the sums pass writes it, and the dx pass then
+    // reads it in place of g and y (one read fewer).
+    Tensor g_masked = want_residual && with_relu ? Tensor::empty(g.shape(), dt.out, g.device()) : Tensor();
+    const Tensor& g_dx = g_masked.defined() ? g_masked : g;
+    const void* mask_dx = g_masked.defined() ? nullptr : ptr(relu_out);
     if (xc.is_cuda()) {
       LOOM_CUDA_ONLY({
         Tensor work = Tensor::empty({cuda::channel_workspace_size(m, c)}, dt.acc, xc.device());
         cuda::channel_backward_sums(xc.raw_data(), in_dtype, g.raw_data(), dt.out, mu.raw_data(),
-                                    rstd.raw_data(), m, c, sum_g.raw_data(), sum_gx.raw_data(),
+                                    rstd.raw_data(), ptr(relu_out), m, c, sum_g.raw_data(),
+                                    sum_gx.raw_data(), g_masked.defined() ? g_masked.raw_data() : nullptr,
                                     work.raw_data(), stream_of(xc));
-        cuda::channel_backward_dx(xc.raw_data(), in_dtype, g.raw_data(), dt.out, mu.raw_data(),
-                                  rstd.raw_data(), ptr(s), sum_g.raw_data(), sum_gx.raw_data(),
-                                  dx.raw_data(), m, c, stream_of(xc));
+        cuda::channel_backward_dx(xc.raw_data(), in_dtype, g_dx.raw_data(), dt.out, mu.raw_data(),
+                                  rstd.raw_data(), ptr(s), mask_dx, sum_g.raw_data(),
+                                  sum_gx.raw_data(), dx.raw_data(), m, c, stream_of(xc));
       });
     } else {
       cpu::channel_backward_sums(xc.raw_data(), in_dtype, g.raw_data(), dt.out, mu.raw_data(),
-                                 rstd.raw_data(), m, c, sum_g.raw_data(), sum_gx.raw_data());
-      cpu::channel_backward_dx(xc.raw_data(), in_dtype, g.raw_data(), dt.out, mu.raw_data(),
-                               rstd.raw_data(), ptr(s), sum_g.raw_data(), sum_gx.raw_data(),
-                               dx.raw_data(), m, c);
+                                 rstd.raw_data(), ptr(relu_out), m, c, sum_g.raw_data(),
+                                 sum_gx.raw_data(), g_masked.defined() ? g_masked.raw_data() : nullptr);
+      cpu::channel_backward_dx(xc.raw_data(), in_dtype, g_dx.raw_data(), dt.out, mu.raw_data(),
+                               rstd.raw_data(), ptr(s), mask_dx, sum_g.raw_data(),
+                               sum_gx.raw_data(), dx.raw_data(), m, c);
     }
-    return Grads{dx.to(x_dtype), param_grad(sum_gx, scale_info), param_grad(sum_g, bias_info)};
+    Tensor d_residual;
+    if (want_residual) d_residual = (with_relu ? g_masked : g).to(residual_info.dtype);
+    return Grads{dx.to(x_dtype), param_grad(sum_gx, scale_info), param_grad(sum_g, bias_info),
+                 d_residual};
   });
   return result;
 }
@@ -253,7 +276,7 @@ BatchNormResult batch_norm_composed(const Tensor& x, const Tensor& sv, const Ten
   if (pmean) {
     // One collective for both statistics, as Flax: [mean(x), mean(x^2)] of shape [2, features].
     Tensor stacked = stack({mu.reshape(kept), ms.reshape(kept)}, 0);
-    Tensor reduced = pmean(stacked);
+    Tensor reduced = pmean(stacked, x.numel() / std::max<int64_t>(1, shape_numel(kept)));
     LOOM_CHECK(reduced.defined() && reduced.shape() == stacked.shape(), ShapeError,
                "batch_norm_train: pmean must return the shape it was given, ",
                shape_str(stacked.shape()), ", got ",
@@ -318,9 +341,19 @@ Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& scale, cons
 }
 
 BatchNormResult batch_norm_train(const Tensor& x, const Tensor& scale, const Tensor& bias,
-                                 double epsilon, const Axes& reduce_axes, const PmeanFn& pmean) {
+                                 double epsilon, const Axes& reduce_axes, const PmeanFn& pmean,
+                                 const BatchNormEpilogue& epilogue) {
   const char* op = "batch_norm_train";
   check_input(x, op);
+  const Tensor& res = epilogue.residual;
+  if (res.defined()) {
+    LOOM_CHECK(res.shape() == x.shape(), ShapeError, op, ": residual ", describe(res),
+               " must have the shape of the input ", describe(x));
+    LOOM_CHECK(res.dtype() == x.dtype(), DTypeError, op, ": residual ", describe(res),
+               " must have the dtype of the input ", describe(x));
+    LOOM_CHECK(res.device() == x.device(), DeviceError, op, ": residual ", describe(res), " is on ",
+               res.device().str(), " but the input ", describe(x), " is on ", x.device().str());
+  }
   Axes axes;
   if (reduce_axes.empty()) {
     LOOM_CHECK(x.ndim() >= 2, ShapeError, op, ": expected [batch..., features], got ", describe(x));
@@ -338,8 +371,11 @@ BatchNormResult batch_norm_train(const Tensor& x, const Tensor& scale, const Ten
   Shape channel_view(size_t(x.ndim()), 1);
   channel_view.back() = x.shape().back();
   if (!pmean && channels_last && params_fit({sv, bv}, channel_view))
-    return batch_norm_fused(x, scale, sv, bias, bv, epsilon, dt);
-  return batch_norm_composed(x, sv, bv, epsilon, axes, pmean, dt);
+    return batch_norm_fused(x, scale, sv, bias, bv, epsilon, dt, epilogue);
+  BatchNormResult r = batch_norm_composed(x, sv, bv, epsilon, axes, pmean, dt);
+  if (res.defined()) r.y = r.y + res;
+  if (epilogue.relu) r.y = relu(r.y);
+  return r;
 }
 
 Tensor batch_norm_inference(const Tensor& x, const Tensor& mean_in, const Tensor& var_in,
@@ -369,11 +405,11 @@ Tensor batch_norm_inference(const Tensor& x, const Tensor& mean_in, const Tensor
     Tensor y = Tensor::empty(x.shape(), dt.out, x.device());
     if (x.is_cuda()) {
       LOOM_CUDA_ONLY(cuda::channel_normalize(xc.raw_data(), in_dtype, y.raw_data(), dt.out,
-                                             mu.raw_data(), va.raw_data(), ptr(s), ptr(b), m, c,
-                                             epsilon, stream_of(x)));
+                                             mu.raw_data(), va.raw_data(), ptr(s), ptr(b), nullptr,
+                                             false, m, c, epsilon, stream_of(x)));
     } else {
       cpu::channel_normalize(xc.raw_data(), in_dtype, y.raw_data(), dt.out, mu.raw_data(),
-                             va.raw_data(), ptr(s), ptr(b), m, c, epsilon);
+                             va.raw_data(), ptr(s), ptr(b), nullptr, false, m, c, epsilon);
     }
     return autograd::checked(op, std::move(y), {&x, &mean_in, &var_in, &scale, &bias});
   }

@@ -13,6 +13,7 @@
 //   Tensor y = layer_norm(x, params["scale"], params["bias"]);           // over the last axis
 //   auto [y, mean, var] = batch_norm_train(x, scale, bias);              // NHWC, stats over NHW
 //   ra_mean = 0.99 * ra_mean + 0.01 * mean;                              // the running update
+//   Tensor out = batch_norm_train(y, s, b, 1e-5, {}, {}, {.residual = x, .relu = true}).y;
 #pragma once
 #include <functional>
 
@@ -37,14 +38,27 @@ struct BatchNormResult {
   Tensor mean;  // batch mean over reduce_axes (shape of the kept axes, f32 or f64), detached
   Tensor var;   // biased batch variance, for the running average update, detached
 };
-/// Cross-replica hook: receives the stacked [mean(x), mean(x^2)] (shape [2, features...]) and
-/// returns its mean over replicas (identity when empty). Must be differentiable with loom ops
-/// (its backward is the same mean over replicas).
-using PmeanFn = std::function<Tensor(const Tensor&)>;
+/// Cross-replica hook: receives this replica's stacked [mean(x), mean(x^2)] (shape
+/// [2, features...]) and `count`, the number of values each statistic averages here (the product
+/// of the reduced axes' sizes, e.g. N*H*W), and returns the statistics of all replicas' values
+/// together: the mean over replicas weighted by their counts (dist::pmean_weighted), which is the
+/// plain mean when every replica holds the same number of examples. Identity when empty. Must be
+/// differentiable with loom ops (its backward is the transpose of that weighted mean).
+using PmeanFn = std::function<Tensor(const Tensor& stats, int64_t count)>;
+/// What follows the norm in ResNet blocks, y = act(bn(x) + residual): relu(norm(y)) and
+/// relu(residual + norm(y)). The fused kernels apply it in the normalisation pass and its
+/// backward in the norm's backward passes (no separate add / relu kernels); other paths compose
+/// the same ops. The sum rounds bn to its output dtype first, as the separate add would.
+struct BatchNormEpilogue {
+  Tensor residual;  // optional; the shape, dtype and device of x
+  bool relu = false;
+};
 /// flax.linen.BatchNorm(use_running_average=False): reduce_axes empty = all but the last axis.
+/// y = act(bn(x) + residual) under an epilogue (mean and var are those of x alone).
 BatchNormResult batch_norm_train(const Tensor& x, const Tensor& scale, const Tensor& bias,
                                  double epsilon = 1e-5, const Axes& reduce_axes = {},
-                                 const PmeanFn& pmean = {});
+                                 const PmeanFn& pmean = {},
+                                 const BatchNormEpilogue& epilogue = {});
 /// flax.linen.BatchNorm(use_running_average=True): mean/var (the running statistics) and
 /// scale/bias broadcast against x (shape [C] for channels-last).
 Tensor batch_norm_inference(const Tensor& x, const Tensor& mean, const Tensor& var,

@@ -53,7 +53,9 @@ Tensor slice_axis(const Tensor& x, int64_t axis, int64_t start, int64_t limit);
 
 /// jnp.pad with (before, after) per axis (nonnegative), constant `value`.
 Tensor pad(const Tensor& x, const std::vector<std::pair<int64_t, int64_t>>& pads, double value = 0);
-/// jnp.pad in `mode` (Constant uses `value`; Wrap and Reflect need non-empty padded axes).
+/// jnp.pad in `mode` (Constant uses `value`; Wrap and Reflect need non-empty padded axes). The
+/// CUDA backward of Wrap and Reflect sums with atomicAdd: NotImplementedError in deterministic
+/// mode (core/determinism.h).
 Tensor pad(const Tensor& x, const std::vector<std::pair<int64_t, int64_t>>& pads, PadMode mode,
            double value = 0);
 
@@ -69,7 +71,8 @@ enum class TakeMode : uint8_t { Fill, Clip, Checked };
 /// Gathers along `axis` (jnp.take): output shape x.shape[:axis] + indices.shape +
 /// x.shape[axis+1:]. Indices of any integer dtype and shape. The backward pass is a scatter-add
 /// into zeros: deterministic on the CPU; on CUDA it uses atomicAdd, so float32 sums over repeated
-/// indices may differ in the last bits between runs (bf16/f16 accumulate in float32).
+/// indices may differ in the last bits between runs (bf16/f16 accumulate in float32), and it
+/// throws NotImplementedError in deterministic mode (core/determinism.h).
 Tensor take(const Tensor& x, const Tensor& indices, int64_t axis = 0, TakeMode mode = TakeMode::Fill);
 /// jnp.take_along_axis: `indices` has x's rank; dimensions other than `axis` broadcast; output
 /// dim `axis` is indices.shape[axis]. Same modes and backward as take.

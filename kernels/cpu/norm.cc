@@ -41,6 +41,40 @@ inline double param(const void* p, int64_t j, double absent) {
   return p ? double(static_cast<const A*>(p)[j]) : absent;
 }
 
+/// fn(std::bool_constant<a>, std::bool_constant<b>): the epilogue's flags become compile-time, so
+/// the per-element loops carry no branches and vectorise as the plain norm does.
+template <typename Fn>
+void with_flags(bool a, bool b, Fn&& fn) {
+  if (a) {
+    if (b) return fn(std::true_type{}, std::true_type{});
+    return fn(std::true_type{}, std::false_type{});
+  }
+  if (b) return fn(std::false_type{}, std::true_type{});
+  return fn(std::false_type{}, std::false_type{});
+}
+
+/// Epilogue helpers on the output type: selecting in one width keeps the loops vectorisable (GCC
+/// does not vectorise a double select fed by float loads).
+template <typename O>
+inline bool positive(O v) {
+  if constexpr (std::is_arithmetic_v<O>) return v > O(0);
+  else return convert<float>(v) > 0.0f;
+}
+template <typename O>
+inline O relu_value(O v) {
+  if constexpr (std::is_arithmetic_v<O>) return v < O(0) ? O(0) : v;
+  else return convert<float>(v) < 0.0f ? convert<O>(0.0f) : v;
+}
+/// dst[j] = g[j] where y[j] > 0, else 0 (the relu's backward), over one row.
+template <typename O>
+inline void mask_row(const O* g, const O* y, O* dst, int64_t c) {
+  const O zero = convert<O>(0.0f);
+  for (int64_t j = 0; j < c; ++j) {
+    const O gj = g[j];  // loaded unconditionally, so the select needs no masked load
+    dst[j] = positive(y[j]) ? gj : zero;
+  }
+}
+
 /// Fixed row chunks of a column reduction: fn(chunk, row_begin, row_end) in parallel, then the
 /// per-chunk partials are summed in chunk order by the caller.
 template <typename Fn>
@@ -154,30 +188,40 @@ void channel_stats(const void* x, DType dtype, int64_t m, int64_t c, void* mean,
 }
 
 void channel_normalize(const void* x, DType dtype, void* y, DType out_dtype, const void* mean,
-                       const void* var, const void* scale, const void* bias, int64_t m,
-                       int64_t c, double eps) {
+                       const void* var, const void* scale, const void* bias,
+                       const void* residual, bool relu, int64_t m, int64_t c, double eps) {
   visit_in_out(dtype, out_dtype, "batch_norm", [&](auto tz, auto oz) {
     using T = decltype(tz);
     using O = decltype(oz);
     using A = acc_of<T>;
     const T* px = static_cast<const T*>(x);
     O* py = static_cast<O*>(y);
+    const T* pres = static_cast<const T*>(residual);
     std::vector<double> mu(static_cast<size_t>(c)), mul(static_cast<size_t>(c)), add(static_cast<size_t>(c));
     for (int64_t j = 0; j < c; ++j) {
       mu[size_t(j)] = param<A>(mean, j, 0.0);
       mul[size_t(j)] = param<A>(scale, j, 1.0) / std::sqrt(param<A>(var, j, 1.0) + eps);
       add[size_t(j)] = param<A>(bias, j, 0.0);
     }
+    with_flags(pres != nullptr, relu, [&](auto add_residual, auto apply_relu) {
 #pragma omp parallel for schedule(static) if (m * c > kParallelWork && m > 1)
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < c; ++j)
-        py[i * c + j] = convert<O>((convert<double>(px[i * c + j]) - mu[size_t(j)]) * mul[size_t(j)] + add[size_t(j)]);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < c; ++j) {
+          const int64_t k = i * c + j;
+          double v = (convert<double>(px[k]) - mu[size_t(j)]) * mul[size_t(j)] + add[size_t(j)];
+          // bn rounded to O first, as the separate add would see it (norm.h)
+          if constexpr (add_residual) v = convert<double>(convert<O>(v)) + convert<double>(pres[k]);
+          O out = convert<O>(v);
+          if constexpr (apply_relu) out = relu_value(out);
+          py[k] = out;
+        }
+    });
   });
 }
 
 void channel_backward_sums(const void* x, DType dtype, const void* g, DType out_dtype,
-                           const void* mean, const void* rstd, int64_t m, int64_t c, void* sum_g,
-                           void* sum_gx) {
+                           const void* mean, const void* rstd, const void* relu_out, int64_t m,
+                           int64_t c, void* sum_g, void* sum_gx, void* g_masked) {
   visit_in_out(dtype, out_dtype, "batch_norm", [&](auto tz, auto oz) {
     using T = decltype(tz);
     using O = decltype(oz);
@@ -186,16 +230,29 @@ void channel_backward_sums(const void* x, DType dtype, const void* g, DType out_
     const O* pg = static_cast<const O*>(g);
     const A* pm = static_cast<const A*>(mean);
     const A* pr = static_cast<const A*>(rstd);
+    const O* py = static_cast<const O*>(relu_out);
+    O* pgm = static_cast<O*>(g_masked);
     std::vector<double> part(size_t(2 * kMaxChunks * c), 0.0);
-    int64_t chunks = for_row_chunks(m, c, [&](int64_t k, int64_t begin, int64_t end) {
-      double* sg = part.data() + 2 * k * c;
-      double* sgx = sg + c;
-      for (int64_t i = begin; i < end; ++i)
-        for (int64_t j = 0; j < c; ++j) {
-          double gv = convert<double>(pg[i * c + j]);
-          sg[j] += gv;
-          sgx[j] += gv * (convert<double>(px[i * c + j]) - double(pm[j])) * double(pr[j]);
+    int64_t chunks = 0;
+    with_flags(py != nullptr, pgm != nullptr, [&](auto mask, auto store_masked) {
+      chunks = for_row_chunks(m, c, [&](int64_t k, int64_t begin, int64_t end) {
+        double* sg = part.data() + 2 * k * c;
+        double* sgx = sg + c;
+        std::vector<O> row(mask && !store_masked ? size_t(c) : 0);
+        for (int64_t i = begin; i < end; ++i) {
+          const O* gi = pg + i * c;
+          if constexpr (mask) {
+            O* dst = store_masked ? pgm + i * c : row.data();
+            mask_row(gi, py + i * c, dst, c);
+            gi = dst;
+          }
+          for (int64_t j = 0; j < c; ++j) {
+            double gv = convert<double>(gi[j]);
+            sg[j] += gv;
+            sgx[j] += gv * (convert<double>(px[i * c + j]) - double(pm[j])) * double(pr[j]);
+          }
         }
+      });
     });
     A* psg = static_cast<A*>(sum_g);
     A* psgx = static_cast<A*>(sum_gx);
@@ -213,7 +270,8 @@ void channel_backward_sums(const void* x, DType dtype, const void* g, DType out_
 
 void channel_backward_dx(const void* x, DType dtype, const void* g, DType out_dtype,
                          const void* mean, const void* rstd, const void* scale,
-                         const void* sum_g, const void* sum_gx, void* dx, int64_t m, int64_t c) {
+                         const void* relu_out, const void* sum_g, const void* sum_gx, void* dx,
+                         int64_t m, int64_t c) {
   visit_in_out(dtype, out_dtype, "batch_norm", [&](auto tz, auto oz) {
     using T = decltype(tz);
     using O = decltype(oz);
@@ -224,16 +282,30 @@ void channel_backward_dx(const void* x, DType dtype, const void* g, DType out_dt
     const A* pr = static_cast<const A*>(rstd);
     const A* psg = static_cast<const A*>(sum_g);
     const A* psgx = static_cast<const A*>(sum_gx);
+    const O* py = static_cast<const O*>(relu_out);
     T* pd = static_cast<T*>(dx);
-#pragma omp parallel for schedule(static) if (m * c > kParallelWork && m > 1)
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < c; ++j) {
-        double inv = double(pr[j]);
-        double xhat = (convert<double>(px[i * c + j]) - double(pm[j])) * inv;
-        double v = convert<double>(pg[i * c + j]) - double(psg[j]) / double(m) -
-                   xhat * double(psgx[j]) / double(m);
-        pd[i * c + j] = convert<T>(param<A>(scale, j, 1.0) * inv * v);
+    auto run = [&](auto mask) {
+#pragma omp parallel if (m * c > kParallelWork && m > 1)
+      {
+        std::vector<O> row(mask ? size_t(c) : 0);
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < m; ++i) {
+          const O* gi = pg + i * c;
+          if constexpr (mask) {
+            mask_row(gi, py + i * c, row.data(), c);
+            gi = row.data();
+          }
+          for (int64_t j = 0; j < c; ++j) {
+            double inv = double(pr[j]);
+            double xhat = (convert<double>(px[i * c + j]) - double(pm[j])) * inv;
+            double v = convert<double>(gi[j]) - double(psg[j]) / double(m) - xhat * double(psgx[j]) / double(m);
+            pd[i * c + j] = convert<T>(param<A>(scale, j, 1.0) * inv * v);
+          }
+        }
       }
+    };
+    if (py) run(std::true_type{});
+    else run(std::false_type{});
   });
 }
 

@@ -23,18 +23,25 @@ void norm_rows_backward(const void* x, DType dtype, const void* g, DType out_dty
 
 /// Batch statistics of each column of x [m, c]: mean and biased variance (A-typed, length c).
 void channel_stats(const void* x, DType dtype, int64_t m, int64_t c, void* mean, void* var);
-/// y = (x - mean) * (rsqrt(var + eps) * scale) + bias per column of x [m, c].
+/// y = act(bn + residual) with bn = (x - mean) * (rsqrt(var + eps) * scale) + bias per column of
+/// x [m, c]; the epilogue (ResNet's relu(norm(y)) and relu(residual + y)) costs no extra pass.
+/// `residual` (nullptr = none) is [m, c] of the input dtype; bn is rounded to out_dtype before
+/// the add, so the result equals the unfused add of the rounded norm. act = relu when `relu`.
 void channel_normalize(const void* x, DType dtype, void* y, DType out_dtype, const void* mean,
-                       const void* var, const void* scale, const void* bias, int64_t m,
-                       int64_t c, double eps);
+                       const void* var, const void* scale, const void* bias,
+                       const void* residual, bool relu, int64_t m, int64_t c, double eps);
 /// Per-column sums for the batch-norm backward: sum_g = sum(g), sum_gx = sum(g * xhat) with
-/// xhat = (x - mean) * rstd (A-typed, length c).
+/// xhat = (x - mean) * rstd (A-typed, length c). With a relu epilogue, `relu_out` is the forward
+/// output y (out_dtype) and g is masked by y > 0 first; `g_masked` (nullptr = not wanted,
+/// out_dtype, [m, c]) receives that masked gradient, which is the residual's gradient.
 void channel_backward_sums(const void* x, DType dtype, const void* g, DType out_dtype,
-                           const void* mean, const void* rstd, int64_t m, int64_t c, void* sum_g,
-                           void* sum_gx);
-/// dx = scale * rstd * (g - sum_g / m - xhat * sum_gx / m) (the batch statistics' gradient).
+                           const void* mean, const void* rstd, const void* relu_out, int64_t m,
+                           int64_t c, void* sum_g, void* sum_gx, void* g_masked);
+/// dx = scale * rstd * (g - sum_g / m - xhat * sum_gx / m) (the batch statistics' gradient), g
+/// masked by relu_out > 0 when relu_out is given (as channel_backward_sums).
 void channel_backward_dx(const void* x, DType dtype, const void* g, DType out_dtype,
                          const void* mean, const void* rstd, const void* scale,
-                         const void* sum_g, const void* sum_gx, void* dx, int64_t m, int64_t c);
+                         const void* relu_out, const void* sum_g, const void* sum_gx, void* dx,
+                         int64_t m, int64_t c);
 
 }  // namespace loom::cpu

@@ -16,14 +16,16 @@ int64_t channel_workspace_size(int64_t m, int64_t c);
 void channel_stats(const void* x, DType dtype, int64_t m, int64_t c, void* mean, void* var,
                    void* workspace, Stream stream);
 void channel_normalize(const void* x, DType dtype, void* y, DType out_dtype, const void* mean,
-                       const void* var, const void* scale, const void* bias, int64_t m,
-                       int64_t c, double eps, Stream stream);
+                       const void* var, const void* scale, const void* bias,
+                       const void* residual, bool relu, int64_t m, int64_t c, double eps,
+                       Stream stream);
 void channel_backward_sums(const void* x, DType dtype, const void* g, DType out_dtype,
-                           const void* mean, const void* rstd, int64_t m, int64_t c, void* sum_g,
-                           void* sum_gx, void* workspace, Stream stream);
+                           const void* mean, const void* rstd, const void* relu_out, int64_t m,
+                           int64_t c, void* sum_g, void* sum_gx, void* g_masked, void* workspace,
+                           Stream stream);
 void channel_backward_dx(const void* x, DType dtype, const void* g, DType out_dtype,
                          const void* mean, const void* rstd, const void* scale,
-                         const void* sum_g, const void* sum_gx, void* dx, int64_t m, int64_t c,
-                         Stream stream);
+                         const void* relu_out, const void* sum_g, const void* sum_gx, void* dx,
+                         int64_t m, int64_t c, Stream stream);
 
 }  // namespace loom::cuda

@@ -51,10 +51,9 @@ void* CachingAllocator::allocate(size_t nbytes) {
   }
   if (err == cudaErrorMemoryAllocation) {
     cudaGetLastError();
-    size_t free_b = 0, total_b = 0;
-    cudaMemGetInfo(&free_b, &total_b);
+    DeviceMemoryInfo m = device_memory();
     LOOM_THROW(OutOfMemoryError, "CUDA out of memory on cuda:", device_, ": tried to allocate ",
-               nbytes, " bytes (", size, " rounded); device free ", free_b, " of total ", total_b,
+               nbytes, " bytes (", size, " rounded); device free ", m.free, " of total ", m.total,
                " bytes; loom holds ", stats_.reserved, " bytes reserved, ", stats_.allocated,
                " allocated. Reduce the batch size or call empty_cache().");
   }
@@ -93,6 +92,13 @@ void CachingAllocator::release_cached_locked() {
 void CachingAllocator::empty_cache() {
   std::lock_guard<std::mutex> lock(mu_);
   release_cached_locked();
+}
+
+DeviceMemoryInfo CachingAllocator::device_memory() const {
+  set_device(device_);
+  DeviceMemoryInfo m;
+  LOOM_CUDA_CHECK(cudaMemGetInfo(&m.free, &m.total));
+  return m;
 }
 
 AllocatorStats CachingAllocator::stats() const {

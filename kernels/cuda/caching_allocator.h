@@ -20,15 +20,25 @@ struct AllocatorStats {
   int64_t num_device_frees = 0;
 };
 
+struct DeviceMemoryInfo {
+  size_t free = 0;   // bytes the driver can still hand out (loom's cached blocks count as used)
+  size_t total = 0;  // the device's memory
+};
+
 class CachingAllocator {
  public:
   static CachingAllocator& get(int device);
 
-  void* allocate(size_t nbytes);  // on the device's current stream
+  /// On the device's current stream. When cudaMalloc fails, the cached blocks go back to the
+  /// driver and it is tried once more; a second failure throws OutOfMemoryError with the
+  /// requested, free, total, reserved and allocated bytes.
+  void* allocate(size_t nbytes);
   void free(void* ptr);
   /// Returns every cached (unused) block to the driver.
   void empty_cache();
   AllocatorStats stats() const;
+  /// The driver's view (cudaMemGetInfo).
+  DeviceMemoryInfo device_memory() const;
   void reset_peak();
 
   /// Sizes are rounded so that blocks can be reused across slightly different requests.

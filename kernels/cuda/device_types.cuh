@@ -51,12 +51,24 @@ __device__ __forceinline__ float to_float(T v) {
 template <typename T>
 using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
+/// double -> float rounded to odd, as core/half.h's round_to_odd_float: the half types then get
+/// one correct rounding of the double instead of two.
+__device__ __forceinline__ float round_to_odd_float(double d) {
+  float f = __double2float_rz(d);  // toward zero; inexact results get their last bit set
+  if (static_cast<double>(f) == d || d != d) return __double2float_rn(d);
+  return __uint_as_float(__float_as_uint(f) | 1u);
+}
+
 template <typename To, typename From>
 __device__ __forceinline__ To cvt(From v) {
   if constexpr (std::is_same_v<To, From>) {
     return v;
   } else if constexpr (std::is_same_v<From, __nv_bfloat16> || std::is_same_v<From, __half>) {
     return cvt<To>(to_float(v));
+  } else if constexpr ((std::is_same_v<To, __nv_bfloat16> || std::is_same_v<To, __half>) &&
+                       (std::is_same_v<From, double> || std::is_same_v<From, int32_t> ||
+                        std::is_same_v<From, uint32_t>)) {
+    return cvt<To>(round_to_odd_float(static_cast<double>(v)));
   } else if constexpr (std::is_same_v<To, __nv_bfloat16>) {
     return __float2bfloat16_rn(static_cast<float>(v));
   } else if constexpr (std::is_same_v<To, __half>) {

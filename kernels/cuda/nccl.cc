@@ -64,6 +64,7 @@ NcclComm::NcclComm(const void* id, int rank, int world, int device)
 NcclComm::~NcclComm() {
   abort();
   if (scratch_) cudaFree(scratch_);
+  if (side_) cudaStreamDestroy(side_);
 }
 
 void NcclComm::abort() {
@@ -99,6 +100,57 @@ void NcclComm::reduce_scatter(const void* send, void* recv, size_t count, DType 
   check_live("reduce_scatter");
   LOOM_NCCL_CHECK(ncclReduceScatter(send, recv, count, nccl_type(dtype), nccl_op(op),
                                     as_comm(comm_), s));
+}
+
+void* NcclComm::all_reduce_on_side_stream(void* buf, size_t count, DType dtype, NcclOp op,
+                                          Stream after) {
+  check_live("all_reduce");
+  LOOM_CUDA_CHECK(cudaSetDevice(device_));
+  if (!side_) LOOM_CUDA_CHECK(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking));
+  // The side stream waits for the kernels that wrote `buf`; timing is not needed.
+  cudaEvent_t ready = nullptr, done = nullptr;
+  LOOM_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+  LOOM_CUDA_CHECK(cudaEventRecord(ready, after));
+  LOOM_CUDA_CHECK(cudaStreamWaitEvent(side_, ready, 0));
+  LOOM_CUDA_CHECK(cudaEventDestroy(ready));  // released once the recorded work has run
+  all_reduce(buf, buf, count, dtype, op, side_);
+  LOOM_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+  LOOM_CUDA_CHECK(cudaEventRecord(done, side_));
+  return done;
+}
+
+bool NcclComm::event_done(void* event) const {
+  return cudaEventQuery(static_cast<cudaEvent_t>(event)) != cudaErrorNotReady;
+}
+
+void NcclComm::wait_event(void* event, Stream s, double timeout_s, const char* what) {
+  auto ev = static_cast<cudaEvent_t>(event);
+  using clock = std::chrono::steady_clock;
+  const auto start = clock::now();
+  for (int polls = 0;; ++polls) {
+    cudaError_t q = cudaEventQuery(ev);
+    if (q == cudaSuccess) break;
+    ncclResult_t async = ncclSuccess;
+    if (comm_) ncclCommGetAsyncError(as_comm(comm_), &async);
+    const bool failed = q != cudaErrorNotReady || (async != ncclSuccess && async != ncclInProgress);
+    const bool late = std::chrono::duration<double>(clock::now() - start).count() > timeout_s;
+    if (failed || late) {
+      cudaEventDestroy(ev);
+      abort();
+      LOOM_THROW(CudaError, "NCCL ", what, " on rank ", rank_, " of ", world_, ": ",
+                 q != cudaErrorNotReady ? cudaGetErrorString(q)
+                 : failed ? ncclGetErrorString(async)
+                          : "did not complete within the timeout (LOOM_DIST_TIMEOUT)",
+                 " (", timeout_s, " s); a peer rank died or hangs; communicator aborted");
+    }
+    if (polls > 100) std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  LOOM_CUDA_CHECK(cudaStreamWaitEvent(s, ev, 0));
+  LOOM_CUDA_CHECK(cudaEventDestroy(ev));
+}
+
+void NcclComm::destroy_event(void* event) {
+  if (event) cudaEventDestroy(static_cast<cudaEvent_t>(event));
 }
 
 void NcclComm::barrier(Stream s, double timeout_s) {

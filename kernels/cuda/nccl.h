@@ -38,6 +38,16 @@ class NcclComm {
   void all_gather(const void* send, void* recv, size_t count, DType dtype, Stream s);
   void reduce_scatter(const void* send, void* recv, size_t count, DType dtype, NcclOp op,
                       Stream s);
+  /// all_reduce on this communicator's side stream (created on first use), ordered after the
+  /// work queued so far on `after`, so `after` (the compute stream) keeps computing while the
+  /// network works. Returns an event (a cudaEvent_t) that completes with the collective; pass it
+  /// to wait_event, or destroy_event when abandoning it.
+  void* all_reduce_on_side_stream(void* buf, size_t count, DType dtype, NcclOp op, Stream after);
+  /// Whether `event` has completed (does not wait).
+  bool event_done(void* event) const;
+  /// Polls `event` with wait()'s watchdog, orders `s` after it, and destroys it.
+  void wait_event(void* event, Stream s, double timeout_s, const char* what);
+  static void destroy_event(void* event);
   /// A one-element all-reduce on an internal buffer, then wait().
   void barrier(Stream s, double timeout_s);
   /// Waits until `s` has drained. Throws CudaError naming `what`, the rank and the reason, after
@@ -49,6 +59,7 @@ class NcclComm {
   void check_live(const char* what) const;
   void* comm_ = nullptr;     // ncclComm_t
   void* scratch_ = nullptr;  // 4 device bytes for barrier()
+  Stream side_ = nullptr;    // all_reduce_on_side_stream's stream
   int rank_ = 0, world_ = 1, device_ = 0;
 };
 

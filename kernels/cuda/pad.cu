@@ -1,3 +1,4 @@
+#include "core/determinism.h"
 #include "kernels/cuda/device_types.cuh"
 #include "kernels/cuda/pad.h"
 
@@ -82,6 +83,12 @@ void pad(const void* x, const Shape& x_shape, const Shape& x_strides, void* out,
 
 void pad_backward(const void* g, const Shape& out_shape, void* dx, const Shape& x_shape,
                   const Shape& lo, PadMode mode, DType dtype, Stream stream) {
+  // Wrap and Reflect copy an element several times; atomicAdd sums the copies' gradients in a
+  // run-dependent order, so the result can vary in the last bits.
+  LOOM_CHECK(!deterministic(), NotImplementedError,
+             "pad backward (the CUDA gradient of pad in wrap or reflect mode) accumulates with "
+             "atomicAdd and is not deterministic; deterministic mode is on: compute this op on "
+             "the CPU, use constant padding or call set_deterministic(false)");
   const int64_t n = shape_numel(out_shape);
   if (n == 0 || shape_numel(x_shape) == 0) return;
   PadIndex pi = make_pad_index(x_shape, contiguous_strides(x_shape), out_shape, lo, mode);

@@ -1,5 +1,6 @@
 // CUDA padding kernels; same contracts as kernels/cpu/pad.h. pad_backward sums the padded copies
-// with atomicAdd (float32 sums may differ in the last bits from run to run).
+// with atomicAdd (float32 sums may differ in the last bits from run to run), so it throws
+// NotImplementedError in deterministic mode.
 #pragma once
 #include "core/dtype.h"
 #include "core/shape.h"

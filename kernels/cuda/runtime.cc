@@ -62,6 +62,12 @@ void copy_host_to_device(void* dst, const void* src, size_t n, int device) {
   LOOM_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
+void copy_host_to_device_async(void* dst, const void* src, size_t n, int device) {
+  if (n == 0) return;
+  set_device(device);
+  LOOM_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, current_stream(device)));
+}
+
 void copy_device_to_host(void* dst, const void* src, size_t n, int device) {
   if (n == 0) return;
   set_device(device);

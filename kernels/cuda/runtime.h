@@ -23,7 +23,10 @@ void set_device(int device);
 Stream current_stream(int device);
 void synchronize(int device);
 
-void copy_host_to_device(void* dst, const void* src, size_t n, int device);
+void copy_host_to_device(void* dst, const void* src, size_t n, int device);  // waits for it
+/// Queues the copy on `device`'s compute stream and returns at once: `src` must stay valid until
+/// the copy has run (pinned memory from pinned_host_allocator.h, freed through it, does).
+void copy_host_to_device_async(void* dst, const void* src, size_t n, int device);
 void copy_device_to_host(void* dst, const void* src, size_t n, int device);  // waits for it
 void copy_device_to_device(void* dst, const void* src, size_t n, int device);
 

@@ -33,6 +33,12 @@ Tensor cast_if(const Tensor& y, const std::optional<DType>& dtype) {
   return dtype && y.dtype() != *dtype ? y.to(*dtype) : y;
 }
 
+/// BatchNorm's residual add and relu applied to the norm's output as Flax writes them.
+Tensor epilogue(const Tensor& y, const Tensor& residual, bool with_relu) {
+  Tensor out = residual.defined() ? residual + y : y;
+  return with_relu ? relu(out) : out;
+}
+
 }  // namespace
 
 void set_axis_reducer(const std::string& axis_name, AxisReducer reducer) {
@@ -50,9 +56,15 @@ AxisReducer axis_reducer(const std::string& axis_name) {
   return it->second;
 }
 
-Tensor BatchNorm::call(const Tensor& x) const { return call(x, use_running_average); }
+Tensor BatchNorm::call(const Tensor& x) const { return normalize(x, use_running_average, Tensor(), false); }
 
-Tensor BatchNorm::call(const Tensor& x, bool running) const {
+Tensor BatchNorm::call(const Tensor& x, bool running) const { return normalize(x, running, Tensor(), false); }
+
+Tensor BatchNorm::call(const Tensor& x, const Tensor& residual, bool relu) const {
+  return normalize(x, use_running_average, residual, relu);
+}
+
+Tensor BatchNorm::normalize(const Tensor& x, bool running, const Tensor& residual, bool relu) const {
   const std::string where = "BatchNorm at " + path_text();
   Axes features = detail::canonical_axes(axis, x.ndim(), where);
   std::sort(features.begin(), features.end());
@@ -77,16 +89,25 @@ Tensor BatchNorm::call(const Tensor& x, bool running) const {
       if (scale.defined()) scale = scale.reshape(broadcast);
       if (bias.defined()) bias = bias.reshape(broadcast);
     }
-    return cast_if(batch_norm_inference(x, mean, var, scale, bias, epsilon), dtype);
+    return epilogue(cast_if(batch_norm_inference(x, mean, var, scale, bias, epsilon), dtype),
+                    residual, relu);
   }
   PmeanFn pmean;
   if (axis_name && !is_initializing()) pmean = axis_reducer(*axis_name);
-  BatchNormResult r = batch_norm_train(x, scale, bias, epsilon, reduce, pmean);
+  // The fused sum adds the residual to the norm's output in its own dtype; when `dtype` casts
+  // that output first (bf16 compute with f32 params), Flax adds after the cast, so compose.
+  DType out = x.dtype();
+  for (const Tensor* p : {&scale, &bias})
+    if (p->defined()) out = promote_types(out, p->dtype());
+  bool fuse = (!dtype || *dtype == out) && (!residual.defined() || residual.dtype() == x.dtype());
+  BatchNormEpilogue fused;
+  if (fuse) fused = {residual, relu};
+  BatchNormResult r = batch_norm_train(x, scale, bias, epsilon, reduce, pmean, fused);
   if (!is_initializing()) {
     ra_mean.set_value(ra_mean.value() * momentum + r.mean.reshape(reduced) * (1.0 - momentum));
     ra_var.set_value(ra_var.value() * momentum + r.var.reshape(reduced) * (1.0 - momentum));
   }
-  return cast_if(r.y, dtype);
+  return fuse ? r.y : epilogue(cast_if(r.y, dtype), residual, relu);
 }
 
 Tensor LayerNorm::call(const Tensor& x) const {

@@ -8,8 +8,9 @@
 //   vars.insert("batch_stats", updates["batch_stats"]);
 //
 // Cross-replica BatchNorm: BatchNorm{.axis_name = "batch"} averages [mean(x), mean(x^2)] over
-// replicas with the reducer registered under "batch" (the data-parallel code registers one per
-// communicator); nothing is registered by default, and using an unregistered name throws.
+// replicas, weighted by each replica's example count, with the reducer registered under "batch"
+// (the data-parallel code registers one per communicator); nothing is registered by default, and
+// using an unregistered name throws.
 #pragma once
 #include <functional>
 #include <optional>
@@ -21,9 +22,11 @@
 
 namespace loom::nn {
 
-/// Mean over replicas of a tensor (e.g. an NCCL all-reduce divided by the world size). Must be
-/// built from differentiable loom ops or have a backward that is the same mean.
-using AxisReducer = std::function<Tensor(const Tensor&)>;
+/// BatchNorm's statistics over replicas: (stats, count) -> the count-weighted mean of every
+/// replica's stats (core/ops/norm.h, PmeanFn; dist::register_axis uses dist::pmean_weighted), so
+/// replicas holding different numbers of examples give the statistics of their joint batch.
+/// Must be built from differentiable loom ops or have a backward that is its transpose.
+using AxisReducer = std::function<Tensor(const Tensor& stats, int64_t count)>;
 /// Registers `reducer` for `axis_name` (replacing any previous one); an empty reducer removes it.
 void set_axis_reducer(const std::string& axis_name, AxisReducer reducer);
 /// The reducer for `axis_name`; ValueError naming it when none is registered.
@@ -48,6 +51,14 @@ struct BatchNorm : Module<BatchNorm> {
   Tensor call(const Tensor& x) const;
   /// Flax's call(x, use_running_average): the argument overrides the field.
   Tensor call(const Tensor& x, bool use_running_average_override) const;
+  /// relu(norm(x) + residual) (relu when `relu`; residual optional, shaped like x): ResNet's
+  /// nn.relu(norm(y)) and nn.relu(residual + norm(y)) with the add and relu inside the norm's
+  /// training kernels (core/ops/norm.h, BatchNormEpilogue). Same variables and numbers as
+  /// composing them after call(x).
+  Tensor call(const Tensor& x, const Tensor& residual, bool relu) const;
+
+ private:
+  Tensor normalize(const Tensor& x, bool running, const Tensor& residual, bool relu) const;
 };
 
 struct LayerNorm : Module<LayerNorm> {

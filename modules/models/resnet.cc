@@ -13,36 +13,53 @@ Conv make_conv(Conv c, int64_t features, Shape kernel, Shape strides) {
   return c;
 }
 
-// The shortcut: a strided 1x1 projection when the residual's shape differs (Flax's check).
-Tensor shortcut(const Partial<Conv>& conv, const Partial<BatchNorm>& norm, const Tensor& residual,
-                const Tensor& y, const Shape& strides) {
-  if (residual.shape() == y.shape()) return residual;
-  Tensor r = make_conv(conv.named("conv_proj"), y.dim(-1), {1, 1}, strides)(residual);
-  return norm.named("norm_proj")(r);
+bool is_relu(const Activation& act) {
+  auto* fn = act.target<Tensor (*)(const Tensor&)>();
+  return fn && *fn == &detail::relu_act;
+}
+
+// act(n(y) + residual) (residual optional): a relu and the add run inside the norm's kernels
+// instead of as two more passes over the activation, forward and backward.
+Tensor norm_act(const BatchNorm& n, const Activation& act, const Tensor& y,
+                const Tensor& residual = Tensor()) {
+  if (is_relu(act)) return n(y, residual, true);
+  Tensor z = n(y);
+  return act(residual.defined() ? residual + z : z);
+}
+
+// act(shortcut + last(y)), the shortcut being x or, when the shapes differ (Flax's check), the
+// strided 1x1 projection "conv_proj" / "norm_proj" of x. Flax calls the last norm before the
+// projection (the order names and initialises them), so the add and act join the norm that runs
+// last: the last norm itself, or norm_proj (the sum is the same either way round).
+Tensor add_shortcut(const Partial<Conv>& conv, const Partial<BatchNorm>& norm,
+                    const Activation& act, const Tensor& x, const BatchNorm& last,
+                    const Tensor& y, const Shape& strides) {
+  if (x.shape() == y.shape()) return norm_act(last, act, y, x);
+  Tensor out = last(y);
+  Tensor r = make_conv(conv.named("conv_proj"), y.dim(-1), {1, 1}, strides)(x);
+  return norm_act(norm.named("norm_proj"), act, r, out);
 }
 
 }  // namespace
 
 Tensor ResNetBlock::call(const Tensor& x) const {
   Tensor y = make_conv(conv(), filters, {3, 3}, strides)(x);
-  y = act(norm()(y));
+  y = norm_act(norm(), act, y);
   y = make_conv(conv(), filters, {3, 3}, {1, 1})(y);
   BatchNorm last = norm();
   last.scale_init = initializers::zeros();
-  y = last(y);
-  return act(shortcut(conv, norm, x, y, strides) + y);
+  return add_shortcut(conv, norm, act, x, last, y, strides);
 }
 
 Tensor BottleneckResNetBlock::call(const Tensor& x) const {
   Tensor y = make_conv(conv(), filters, {1, 1}, {1, 1})(x);
-  y = act(norm()(y));
+  y = norm_act(norm(), act, y);
   y = make_conv(conv(), filters, {3, 3}, strides)(y);
-  y = act(norm()(y));
+  y = norm_act(norm(), act, y);
   y = make_conv(conv(), filters * 4, {1, 1}, {1, 1})(y);
   BatchNorm last = norm();
   last.scale_init = initializers::zeros();
-  y = last(y);
-  return act(shortcut(conv, norm, x, y, strides) + y);
+  return add_shortcut(conv, norm, act, x, last, y, strides);
 }
 
 Tensor ResNet::call(const Tensor& input, bool train_override) const {
@@ -57,11 +74,11 @@ Tensor ResNet::call(const Tensor& input, bool train_override) const {
   Tensor x;
   if (small_input_stem) {
     x = make_conv(conv.named("conv_init"), num_filters, {3, 3}, {1, 1})(input);
-    x = nn::relu(norm.named("bn_init")(x));
+    x = norm.named("bn_init")(x, Tensor(), true);
   } else {
     Conv stem = make_conv(conv.named("conv_init"), num_filters, {7, 7}, {2, 2});
     stem.padding = Padding::explicit_pads({{3, 3}, {3, 3}});
-    x = nn::relu(norm.named("bn_init")(stem(input)));
+    x = norm.named("bn_init")(stem(input), Tensor(), true);
     x = nn::max_pool(x, {3, 3}, {2, 2}, Padding::same());
   }
   for (size_t i = 0; i < stage_sizes.size(); ++i) {

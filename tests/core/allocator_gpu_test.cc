@@ -1,5 +1,6 @@
 // The CUDA caching allocator through the public API of core/memory.h: statistics, reuse without
-// cudaMalloc in steady state, empty_cache(), and the out-of-memory report.
+// cudaMalloc in steady state, empty_cache(), the retry after freeing the cache when cudaMalloc
+// fails, and the out-of-memory report.
 #include <gtest/gtest.h>
 
 #include <regex>
@@ -137,6 +138,72 @@ TEST(AllocatorGpu, OutOfMemoryErrorReportsTheNumbers) {
   EXPECT_THROW(zeros({one_pib, 4}, DType::F32, g), Error);
   EXPECT_EQ(full({3}, 2, DType::I32, g).to_vector<int32_t>(), (std::vector<int32_t>{2, 2, 2}));
   EXPECT_GE(memory_stats(g).allocated, 4 * kMiB);
+}
+
+// An allocation that fits only once loom's cached blocks are back with the driver: the allocator
+// must empty its cache and retry instead of failing. A request beyond the device's memory then
+// fails after the same retry, and the message carries the allocator's numbers.
+TEST(AllocatorGpu, OutOfMemoryFreesTheCacheAndRetriesOnce) {
+  LOOM_REQUIRE_GPU();
+  Device g = Device::cuda(0);
+  constexpr size_t kGiB = size_t(1) << 30;
+  empty_cache(g);
+  DeviceMemory start = device_memory(g);
+  ASSERT_GT(start.total, 8 * kGiB) << "the test fills the GPU with 1 GiB blocks";
+  ASSERT_LE(start.free, start.total);
+  // Cache all but < 2 GiB of the free memory in 1 GiB blocks.
+  size_t n_cached = 0;
+  {
+    std::vector<Tensor> blocks;
+    while (device_memory(g).free > 2 * kGiB)
+      blocks.push_back(Tensor::empty({int64_t(kGiB)}, DType::U8, g));
+    n_cached = blocks.size();
+  }
+  ASSERT_GE(n_cached, 6u);
+  MemoryStats cached = memory_stats(g);
+  EXPECT_GE(cached.reserved - cached.allocated, n_cached * kGiB);
+  DeviceMemory low = device_memory(g);
+  ASSERT_LT(low.free, 2 * kGiB);
+  // More than the driver has free, larger than any cached block (so none is reused), less than
+  // the driver would have without loom's cache.
+  const size_t want = low.free + 4 * kGiB;
+  {
+    Tensor big = Tensor::empty({int64_t(want)}, DType::U8, g);
+    MemoryStats after = memory_stats(g);
+    EXPECT_EQ(after.num_device_frees - cached.num_device_frees, int64_t(n_cached));  // the cache went back
+    EXPECT_EQ(after.num_device_mallocs - cached.num_device_mallocs, 1);  // and one retry got the block
+    EXPECT_EQ(after.reserved, after.allocated);
+    EXPECT_GE(after.allocated, cached.allocated + want);
+    EXPECT_EQ(full({4}, 1, DType::F32, g).to_vector<float>(), (std::vector<float>{1, 1, 1, 1}));
+  }
+  // Fill the cache again, then ask for more than the device has: the retry cannot help.
+  {
+    std::vector<Tensor> blocks;
+    for (int i = 0; i < 3; ++i) blocks.push_back(Tensor::empty({int64_t(kGiB)}, DType::U8, g));
+  }
+  const int64_t too_much = int64_t(start.total + kGiB);
+  try {
+    Tensor t = Tensor::empty({too_much}, DType::U8, g);
+    FAIL() << "allocating more than the device's memory succeeded";
+  } catch (const OutOfMemoryError& e) {
+    MemoryStats s = memory_stats(g);
+    DeviceMemory m = device_memory(g);
+    std::string msg = e.what();
+    EXPECT_EQ(s.reserved, s.allocated) << "the cache was not freed before failing";
+    for (const std::string& part :
+         {std::string("CUDA out of memory on cuda:0"),
+          "tried to allocate " + std::to_string(too_much) + " bytes",
+          "of total " + std::to_string(m.total) + " bytes",
+          "loom holds " + std::to_string(s.reserved) + " bytes reserved, " +
+              std::to_string(s.allocated) + " allocated",
+          std::string("Reduce the batch size")})
+      EXPECT_NE(msg.find(part), std::string::npos) << msg << "\nlacks: " << part;
+  }
+  // A normal allocation works afterwards.
+  Tensor after = full({1000}, 3, DType::F32, g);
+  EXPECT_EQ(after.to_vector<float>()[999], 3.0f);
+  empty_cache(g);
+  EXPECT_GE(device_memory(g).free + kGiB, start.free);  // everything went back
 }
 
 }  // namespace

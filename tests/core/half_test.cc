@@ -1,6 +1,8 @@
 // bfloat16 / float16 conversions: IEEE round-to-nearest-even, NaN, infinities, subnormals.
 #include "core/half.h"
 
+#include "core/dtype.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -211,6 +213,31 @@ TEST(Float16, EveryBitPatternRoundTripsThroughFloat) {
       ASSERT_EQ(back, b) << hex(b);
     }
   }
+}
+
+// A double just above a bfloat16/float16 tie rounds to a float exactly on the tie: converting
+// through float with plain round-to-nearest-even twice would go down to the even neighbour. The
+// casts round once (through round_to_odd_float), as numpy and JAX do.
+TEST(HalfFromDouble, RoundsOnceNotTwice) {
+  const double above_bf16_tie = 1.0 + std::ldexp(1.0, -8) + std::ldexp(1.0, -30);
+  EXPECT_EQ(static_cast<float>(static_cast<float>(above_bf16_tie)), 1.0f + std::ldexp(1.0f, -8));
+  EXPECT_EQ(float(convert<bfloat16>(above_bf16_tie)), 1.0f + std::ldexp(1.0f, -7));
+  EXPECT_EQ(float(convert<bfloat16>(-above_bf16_tie)), -1.0f - std::ldexp(1.0f, -7));
+  const double below_bf16_tie = 1.0 + std::ldexp(1.0, -8) - std::ldexp(1.0, -30);
+  EXPECT_EQ(float(convert<bfloat16>(below_bf16_tie)), 1.0f);
+  EXPECT_EQ(float(convert<bfloat16>(1.0 + std::ldexp(1.0, -8))), 1.0f);  // an exact tie: to even
+  const double above_f16_tie = 1.0 + std::ldexp(1.0, -11) + std::ldexp(1.0, -40);
+  EXPECT_EQ(float(convert<float16>(above_f16_tie)), 1.0f + std::ldexp(1.0f, -10));
+  // int32 values above 2^24 are rounded once too.
+  const int32_t big = (1 << 24) + (1 << 16) + 1;  // just above the bf16 tie at 2^24 + 2^16
+  EXPECT_EQ(float(convert<bfloat16>(big)), float((1 << 24) + (1 << 17)));
+  // Exact values, overflow, NaN and tiny values keep their meaning.
+  EXPECT_EQ(float(convert<bfloat16>(0.15625)), 0.15625f);
+  EXPECT_TRUE(std::isinf(float(convert<bfloat16>(1e300))));
+  EXPECT_TRUE(std::isinf(float(convert<float16>(-1e300))));
+  EXPECT_TRUE(std::isnan(float(convert<float16>(std::nan("")))));
+  EXPECT_EQ(convert<float16>(-1e-300).bits, 0x8000u);  // rounds to -0
+  EXPECT_EQ(round_to_odd_float(1e-300), std::numeric_limits<float>::denorm_min());
 }
 
 }  // namespace

@@ -203,23 +203,11 @@ TEST(DistTcpStore, AMissingPeerTimesOutWithAClearError) {
 namespace loom {
 namespace {
 
-// A world of one: pmean_weighted is the identity (any weight); LocalBatch scopes nest and
-// restore; wrong dtypes and negative weights/counts name the function.
-TEST(DistWorldOfOne, PmeanWeightedAndLocalBatch) {
+// A world of one: pmean_weighted is the identity (any weight); wrong dtypes and negative
+// weights name the function.
+TEST(DistWorldOfOne, PmeanWeighted) {
   Tensor x = from_vector<float>({1.f, 2.f, 3.f}, {3});
   EXPECT_ALLCLOSE(dist::pmean_weighted(x, 5.0), x, 0, 0);
-  EXPECT_EQ(dist::local_batch(), -1);
-  {
-    dist::LocalBatch outer(3);
-    EXPECT_EQ(dist::local_batch(), 3);
-    {
-      dist::LocalBatch inner(5);
-      EXPECT_EQ(dist::local_batch(), 5);
-    }
-    EXPECT_EQ(dist::local_batch(), 3);
-  }
-  EXPECT_EQ(dist::local_batch(), -1);
-  EXPECT_THROW(dist::LocalBatch(-1), ValueError);
   EXPECT_THROW(dist::pmean_weighted(x, -1.0), ValueError);
   try {
     dist::pmean_weighted(from_vector<int32_t>({1, 2}, {2}), 1.0);

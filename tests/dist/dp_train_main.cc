@@ -7,7 +7,12 @@
 //   batchnorm    BatchNorm{.axis_name = "batch"} across ranks equals one process's BatchNorm on
 //                the joint batch (outputs, gradients, params and batch_stats after 3 steps)
 //   batchnorm_unequal  the same with unequal local batches (rank r holds 3 + 2r examples: 3 and 5
-//                on 2 ranks) under dist::LocalBatch, whose count weights each rank's statistics
+//                on 2 ranks): the reducer weights each rank's statistics by its local count
+//   overlap      the overlapped all-reduce (dist::value_and_grad_pmean, GradientReducer) with small
+//                buckets gives the plain path's gradients (bitwise on 2 ranks), mixed dtypes
+//                included, and launches its first buckets before the backward pass has finished
+//   zero         ZeRO-1 (dist::ShardedOptimizer): 5 adamw steps equal the unsharded DDP step
+//                (params allclose rtol 1e-5) while each rank holds 1/N of the optimizer state
 //   hang         rank 1 stops answering; rank 0 must throw DistError within LOOM_DIST_TIMEOUT
 //   die          rank 1 exits abruptly mid-run; the job must end instead of hanging
 #include <chrono>
@@ -30,6 +35,8 @@
 #include "optim/optimizers.h"
 #include "optim/transform.h"
 #include "train/dist/dist.h"
+#include "train/dist/gradient_reducer.h"
+#include "train/dist/zero.h"
 
 namespace loom {
 namespace {
@@ -265,7 +272,7 @@ dist::Shard unequal_shard(int r) {
   return {begin, begin + 3 + 2 * r};
 }
 
-BnResult bn_train_unequal(Tree vars, bool distributed, int64_t joint, bool weighted) {
+BnResult bn_train_unequal(Tree vars, bool distributed, int64_t joint) {
   BnNet model{.axis = distributed ? std::optional<std::string>("batch") : std::nullopt};
   Tree params = vars["params"], stats = vars["batch_stats"];
   optim::GradientTransformation tx = optim::sgd(0.1);
@@ -286,10 +293,7 @@ BnResult bn_train_unequal(Tree vars, bool distributed, int64_t joint, bool weigh
       return std::pair{sum(square(y - target)) * (1.0 / double(joint)),
                        std::pair{y.detach(), updates}};
     };
-    std::optional<dist::LocalBatch> scope;
-    if (weighted) scope.emplace(x.dim(0));
     auto [loss, aux, grads] = value_and_grad_aux(loss_fn)(params);
-    scope.reset();
     if (step == 0) out.y0 = aux.first;
     stats = aux.second["batch_stats"];
     if (distributed) grads = dist::psum(grads);
@@ -304,18 +308,19 @@ void batchnorm_unequal() {
   const int w = dist::world_size();
   const int64_t joint = unequal_shard(w - 1).end;  // 3 + 5 = 8 on 2 ranks
   Tree vars = BnNet{}.init(random::key(6), zeros({1, 5}));
-  BnResult d = bn_train_unequal(vars, true, joint, true);
-  BnResult ref = bn_train_unequal(vars, false, joint, false);
+  BnResult d = bn_train_unequal(vars, true, joint);
+  BnResult ref = bn_train_unequal(vars, false, joint);
   dist::Shard s = unequal_shard(dist::rank());
   DP_CHECK(d.y0.dim(0) == s.size(), "local batch ", shape_str(d.y0.shape()));
   Tensor ref_y0 = slice_axis(ref.y0, 0, s.begin, s.end);
   DP_CHECK(tree_allclose(Tree(d.y0), Tree(ref_y0), 1e-5, 1e-6), "unequal sync BatchNorm output");
   DP_CHECK(tree_allclose(d.stats, ref.stats, 1e-5, 1e-6), "unequal sync BatchNorm batch_stats");
   DP_CHECK(tree_allclose(d.params, ref.params, 1e-5, 1e-6), "unequal sync BatchNorm params");
-  DP_CHECK(dist::local_batch() == -1, "LocalBatch scope leaked: ", dist::local_batch());
-  // Equal weights (no LocalBatch) average the ranks' statistics, not the joint batch's: the
-  // weighting is what makes the test pass.
-  BnResult unweighted = bn_train_unequal(vars, true, joint, false);
+  // Equal weights (a reducer that ignores the count) average the ranks' statistics, not the joint
+  // batch's: the weighting is what makes the test pass.
+  nn::set_axis_reducer("batch", [](const Tensor& stats, int64_t) { return dist::pmean(stats); });
+  BnResult unweighted = bn_train_unequal(vars, true, joint);
+  dist::register_axis("batch");
   DP_CHECK(!tree_allclose(unweighted.stats, ref.stats, 1e-5, 1e-6),
            "unweighted statistics match the joint batch: the test cannot see the weighting");
   // pmean_weighted itself: weights 3 and 5 (rank r: 3 + 2r) of x_r = r + 1 give
@@ -335,6 +340,127 @@ void batchnorm_unequal() {
            val.item<double>(), " want ", 4 * num / den);
   for (double gi : g.at("x").tensor().to_vector<double>())
     DP_CHECK(std::abs(gi - w * (3.0 + 2 * r) / den) < 1e-12, "pmean_weighted gradient ", gi);
+}
+
+// --- the overlapped gradient all-reduce ---------------------------------------------------------
+
+void overlap() {
+  const int r = dist::rank(), w = dist::world_size();
+  nn::models::CNN model;
+  Tree params = dist::broadcast(nn::models::CNN{}.init(random::key(100), zeros({1, kSide, kSide, 1}))["params"], 0);
+  Batch b = global_batch(0);
+  dist::Shard s = dist::shard(kGlobalBatch, r, w);
+  Tensor x = slice_axis(b.x, 0, s.begin, s.end), labels = slice_axis(b.labels, 0, s.begin, s.end);
+  auto loss_fn = [&](const Tree& p) {
+    Tensor logits = model.apply(nn::variables({{"params", p}}), x);
+    return mean(softmax_cross_entropy_with_integer_labels(logits, labels));
+  };
+  // Two ranks: a + b rounds the same whichever way a collective adds, so the paths agree bitwise.
+  // More ranks: MPI may choose another summation order for another message size.
+  const double tol = w == 2 || dist::communicator().backend() == "tcp" ? 0 : 1e-6;
+  const size_t saved = dist::bucket_bytes();
+  for (size_t bytes : {size_t(4096), saved}) {
+    dist::set_bucket_bytes(bytes);
+    auto [loss, grads] = value_and_grad(loss_fn)(params);
+    Tree plain = dist::pmean(grads);
+    auto [loss2, overlapped] = dist::value_and_grad_pmean(loss_fn)(params);
+    DP_CHECK(tree_allclose(overlapped, plain, tol, tol), "overlapped != plain pmean, bucket ",
+             bytes);
+    DP_CHECK(loss2.item<double>() == loss.item<double>(), "loss");
+  }
+
+  // The order of events: with 4 KiB buckets the first all-reduce starts while most gradients
+  // are still to come.
+  dist::set_bucket_bytes(4096);
+  dist::GradientReducer reducer(params);
+  const int64_t n = int64_t(params.leaf_count());
+  {
+    auto [traced, leaves] = loom::detail::make_leaves(params);
+    autograd::RecordingGuard recording(true);
+    autograd::backward(loss_fn(traced), leaves, reducer.hook());
+  }
+  reducer.finish();
+  const std::vector<int64_t>& when = reducer.launched_after();
+  DP_CHECK(reducer.bucket_count() >= 3 && when.size() == reducer.bucket_count(), "buckets ",
+           reducer.bucket_count(), ", launched ", when.size());
+  DP_CHECK(!when.empty() && when.front() < n / 2, "the first bucket waited for ", when.front(),
+           " of ", n, " gradients");
+  DP_CHECK(when.size() >= 2 && when[when.size() - 2] < n, "only the last bucket may wait for all");
+  for (size_t i = 1; i < when.size(); ++i) DP_CHECK(when[i] >= when[i - 1], "launch order");
+  if (r == 0) {
+    std::string order;
+    for (int64_t k : when) order += (order.empty() ? "" : ", ") + std::to_string(k);
+    std::printf("overlap: %zu buckets launched after %s of %lld gradients\n",
+                reducer.bucket_count(), order.c_str(), static_cast<long long>(n));
+  }
+  dist::set_bucket_bytes(saved);
+
+  // Mixed dtypes: float64 and bfloat16 leaves travel in their own buckets (bfloat16 in float32).
+  Tree mixed;
+  mixed.set("a", pattern(r, 300, DType::F32));
+  mixed.set("b", pattern(r, 40, DType::F64));
+  mixed.set("c", pattern(0, 24, DType::BF16));
+  mixed.set("d", pattern(r, 70, DType::F32));
+  auto mixed_loss = [&](const Tree& p) {
+    Tensor l = sum(square(p.at("a").tensor())) + sum(p.at("b").tensor()).to(DType::F32) * 0.5 +
+               sum(p.at("c").tensor().to(DType::F32) * double(r + 1)) +
+               sum(p.at("d").tensor() * p.at("d").tensor() * 3.0);
+    return l;
+  };
+  dist::set_bucket_bytes(256);
+  auto [ml, mg] = value_and_grad(mixed_loss)(mixed);
+  Tree mplain = dist::pmean(mg);
+  Tree mover = dist::value_and_grad_pmean(mixed_loss)(mixed).second;
+  dist::set_bucket_bytes(saved);
+  DP_CHECK(tree_allclose(mover, mplain, tol, tol), "mixed dtypes");
+  for (auto& [path, leaf] : mixed.flatten())
+    DP_CHECK(mover.at(path).tensor().dtype() == leaf.dtype() &&
+             mover.at(path).tensor().shape() == leaf.shape(), path);
+  (void)ml;
+}
+
+// --- ZeRO-1 ---------------------------------------------------------------------------------------
+
+void zero() {
+  const int w = dist::world_size();
+  nn::models::CNN model;
+  Tree init = nn::models::CNN{}.init(random::key(100), zeros({1, kSide, kSide, 1}))["params"];
+  optim::GradientTransformation tx = optim::adamw(1e-2);
+  auto local_grads = [&](const Tree& params, int64_t step) {
+    Batch b = global_batch(step);
+    dist::Shard s = dist::shard(kGlobalBatch, dist::rank(), w);
+    Tensor x = slice_axis(b.x, 0, s.begin, s.end), labels = slice_axis(b.labels, 0, s.begin, s.end);
+    return value_and_grad([&](const Tree& p) {
+      return mean(softmax_cross_entropy_with_integer_labels(
+          model.apply(nn::variables({{"params", p}}), x), labels));
+    })(params).second;
+  };
+  Tree plain = init, opt_state = tx.init(init);
+  for (int64_t step = 0; step < kSteps; ++step)
+    std::tie(plain, opt_state) =
+        optim::update_and_apply(tx, dist::pmean(local_grads(plain, step)), opt_state, plain);
+
+  dist::ShardedOptimizer sharded(tx, init);
+  Tree params = init;
+  for (int64_t step = 0; step < kSteps; ++step) params = sharded.step(params, local_grads(params, step));
+  DP_CHECK(tree_allclose(params, plain, 1e-5, 1e-6), "ZeRO-1 params != unsharded params");
+  DP_CHECK(tree_allclose(params, dist::broadcast(params, 0), 0, 0), "ranks disagree");
+  DP_CHECK(!tree_allclose(params, init, 1e-3, 1e-3), "training changed nothing");
+
+  // Each rank holds ceil(N / w) elements of mu and of nu, not N.
+  const int64_t n = init.total_size(), shard = (n + w - 1) / w;
+  DP_CHECK(sharded.groups() == std::vector<std::string>{"float32@cpu"}, "groups");
+  DP_CHECK(sharded.shard_size("float32@cpu") == shard, "shard size ",
+           sharded.shard_size("float32@cpu"), " want ", shard);
+  int64_t vectors = 0;
+  for (auto& [path, leaf] : sharded.state().flatten()) {
+    if (leaf.ndim() == 0) continue;  // the step count
+    DP_CHECK(leaf.shape() == Shape({shard}), path, " has shape ", shape_str(leaf.shape()));
+    ++vectors;
+  }
+  DP_CHECK(vectors == 2, "adamw keeps mu and nu, found ", vectors, " vectors");
+  DP_CHECK(sharded.state().total_size() <= tx.init(init).total_size() / w + 2 * w,
+           "state of ", sharded.state().total_size(), " elements on each of ", w, " ranks");
 }
 
 // --- faults ----------------------------------------------------------------------------------
@@ -376,7 +502,7 @@ int die() {
 int main(int argc, char** argv) {
   using namespace loom;
   if (argc != 2) {
-    std::fprintf(stderr, "usage: loom_dp_test collectives|ddp|batchnorm|batchnorm_unequal|hang|die\n");
+    std::fprintf(stderr, "usage: loom_dp_test collectives|ddp|batchnorm|batchnorm_unequal|overlap|zero|hang|die\n");
     return 2;
   }
   std::string mode = argv[1];
@@ -386,6 +512,8 @@ int main(int argc, char** argv) {
     else if (mode == "ddp") ddp();
     else if (mode == "batchnorm") batchnorm();
     else if (mode == "batchnorm_unequal") batchnorm_unequal();
+    else if (mode == "overlap") overlap();
+    else if (mode == "zero") zero();
     else if (mode == "hang") return hang();
     else if (mode == "die") return die();
     else {

@@ -114,8 +114,9 @@ TEST(Layers, BatchNormCrossReplicaHook) {
                     ValueError, "axis_name \"batch\"", "set_axis_reducer");
   // Two "replicas" of which this is one: the other has the same stats shifted by +1.
   int calls = 0;
-  nn::set_axis_reducer("batch", [&](const Tensor& stats) {
+  nn::set_axis_reducer("batch", [&](const Tensor& stats, int64_t count) {
     ++calls;
+    EXPECT_EQ(count, 4);  // the examples behind each statistic
     return stats;  // a world of one replica: the mean is the tensor itself
   });
   auto [y, updates] = nn::BatchNorm{.axis_name = "batch"}.apply_mutable(vars, {"batch_stats"}, x);
@@ -148,6 +149,31 @@ TEST(Layers, BatchNormNonLastAxisAndOverride) {
   Tensor m = updates.at("batch_stats/mean").tensor().reshape({1, 3, 1});
   Tensor v = updates.at("batch_stats/var").tensor().reshape({1, 3, 1});
   EXPECT_ALLCLOSE(Eval{}.apply(ev, x), (x - m) * rsqrt(v + 1e-5), 1e-5, 1e-6);
+}
+
+TEST(Layers, BatchNormResidualRelu) {
+  Tensor x = test_values({2, 3, 3, 4}, 6).to(DType::F32), r = test_values({2, 3, 3, 4}, 7).to(DType::F32);
+  nn::BatchNorm bn{};
+  Tree vars = bn.init(random::key(0), x);
+  vars.set("params/scale", test_values({4}, 8, -1, 1.5).to(DType::F32));
+  vars.set("params/bias", test_values({4}, 9).to(DType::F32));
+  // training: the fused epilogue equals relu(residual + norm(x)) with the same statistics update
+  auto [y, updates] = bn.apply_mutable(vars, {"batch_stats"}, x, r, true);
+  auto [y0, updates0] = bn.apply_mutable(vars, {"batch_stats"}, x);
+  EXPECT_ALLCLOSE(y, nn::relu(r + y0), 1e-6, 1e-6);
+  EXPECT_TRUE(tree_allclose(updates, updates0));
+  auto [y_add, updates_add] = bn.apply_mutable(vars, {"batch_stats"}, x, r, false);
+  EXPECT_ALLCLOSE(y_add, r + y0, 1e-6, 1e-6);
+  EXPECT_TRUE(tree_allclose(updates_add, updates0));
+  // evaluation, and a bf16 compute dtype (the add follows the cast, as Flax), compose the ops
+  nn::BatchNorm eval{.use_running_average = true};
+  EXPECT_ALLCLOSE(eval.apply(vars, x, r, true), nn::relu(r + eval.apply(vars, x)), 0, 0);
+  nn::BatchNorm half{.dtype = DType::BF16};
+  Tensor xb = x.to(DType::BF16), rb = r.to(DType::BF16);
+  auto [yb, ub] = half.apply_mutable(vars, {"batch_stats"}, xb, rb, true);
+  auto [yb0, ub0] = half.apply_mutable(vars, {"batch_stats"}, xb);
+  EXPECT_EQ(yb.dtype(), DType::BF16);
+  EXPECT_ALLCLOSE(yb.to(DType::F32), nn::relu(rb + yb0).to(DType::F32), 0, 0);
 }
 
 TEST(Layers, MasksAndDeterministicAttention) {

@@ -169,6 +169,12 @@ struct Deep : nn::Module<Deep> {
   }
 };
 
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kMallocStatsWork = false;  // ASan replaces malloc, and mallinfo2 then reports 0
+#else
+constexpr bool kMallocStatsWork = true;
+#endif
+
 size_t heap_in_use() {
   struct mallinfo2 m = mallinfo2();
   return m.uordblks + m.hblkhd;
@@ -198,7 +204,9 @@ TEST(Remat, SameGradientsFewerSavedActivations) {
   size_t saved_remat = measure(true, remat_params, g_remat);
   // Plain keeps each block's two hidden activations (128x256 floats, 128 KiB each) for the
   // backward pass; remat keeps only each block's input (32 KiB).
-  EXPECT_LT(saved_remat * 3, saved_plain) << "plain " << saved_plain << " B, remat " << saved_remat;
+  if (kMallocStatsWork) {
+    EXPECT_LT(saved_remat * 3, saved_plain) << "plain " << saved_plain << " B, remat " << saved_remat;
+  }
   for (const auto& [name, sub] : g_plain.items())
     EXPECT_TRUE(tree_allclose(g_remat["Checkpoint" + name], sub, 1e-5, 1e-7)) << name;
 }

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,7 @@
 #include "modules/module.h"
 #include "tests/support/testing.h"
 #include "train/checkpoint.h"
+#include "train/trainer.h"
 
 namespace loom {
 namespace {
@@ -293,15 +295,47 @@ CliResult run_cli(const std::string& args) {
 TEST(Mistakes, BadCliFlagsFailWithAMessageNamingTheFlag) {
   if (loom_binary().empty()) GTEST_SKIP() << "apps/loom not built next to the tests";
   struct CliCase {
-    const char* args;
+    std::string args;
     std::vector<std::string> parts;
   };
+  // A regular file where the run directory should be.
+  fs::path file = fs::temp_directory_path() / ("loom_mistakes_file_" + std::to_string(::getpid()));
+  std::FILE* f = std::fopen(file.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fclose(f);
+  // Cases that pass the parser stop in TrainConfig::validate (or at the dataset name), before
+  // any data is read.
   const std::vector<CliCase> cases = {
       {"train --no-such-flag", {"--no-such-flag", "--help"}},
       {"no-such-command", {"no-such-command", "--help"}},
       {"train --lr abc", {"--lr", "abc"}},
       {"train --lr -1", {"--lr", "-1", "greater than 0"}},
+      {"train --lr", {"--lr", "missing"}},
       {"train --batch-size 0", {"--batch-size", "0"}},
+      {"train --batch-size -5", {"--batch-size", "whole number > 0", "'-5'"}},
+      {"train --batch-size abc", {"--batch-size", "whole number > 0", "'abc'"}},
+      {"train --batch-size 1.5", {"--batch-size", "whole number > 0", "'1.5'"}},
+      {"train --epochs 0", {"--epochs", "whole number > 0", "'0'"}},
+      {"train --steps -1", {"--steps", "whole number >= 0", "'-1'"}},
+      {"train --seed -1", {"--seed", "whole number >= 0", "'-1'"}},
+      {"train --keep 0", {"--keep", "'0'"}},
+      {"train --log-every 0", {"--log-every", "'0'"}},
+      {"train --max-consecutive-nonfinite -2", {"--max-consecutive-nonfinite", "'-2'"}},
+      {"train --loss-scale-period 0", {"--loss-scale-period", "'0'"}},
+      {"train --optimizer adagrad", {"--optimizer", "adagrad", "sgd,momentum,adam,adamw"}},
+      {"train --schedule linear", {"--schedule", "linear", "constant,cosine"}},
+      {"train --precision fp8", {"--precision", "fp8", "f32,bf16,f16"}},
+      {"train --model nope", {"--model 'nope'", "cnn, resnet18", "transformer-lm"}},
+      {"train --device tpu", {"--device 'tpu'", "auto, cpu, cuda, cuda:N"}},
+      {"train --momentum 1.5", {"--momentum", "[0, 1)", "1.5"}},
+      {"train --weight-decay -0.1", {"--weight-decay", ">= 0", "-0.1"}},
+      {"train --run-dir " + file.string(), {"--run-dir", file.string(), "not a directory"}},
+      {"train --dataset nothing", {"--dataset", "'nothing'", "fashion_mnist", "synthetic:HxWxC:CLASSES:N"}},
+      {"train --dataset synthetic:8x8:4:64", {"--dataset", "synthetic:8x8:4:64", "e.g. synthetic:32x32x3:10:1024"}},
+      {"eval --run-dir /nonexistent/loom_run", {"no checkpoint in /nonexistent/loom_run", "loom train --run-dir"}},
+      {"eval --batch-size 0", {"--batch-size", "'0'"}},
+      {"sample --temperature -1", {"--temperature", "number >= 0", "'-1'"}},
+      {"sample --tokens 0", {"--tokens", "'0'"}},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.args);
@@ -310,6 +344,76 @@ TEST(Mistakes, BadCliFlagsFailWithAMessageNamingTheFlag) {
     for (const auto& part : c.parts)
       EXPECT_NE(r.output.find(part), std::string::npos) << r.output << "\nlacks: " << part;
   }
+  fs::remove(file);
+}
+
+// The same checks for programs that fill a TrainConfig themselves: validate() (called first by
+// run_training) names the setting as its flag, the bad value and what is allowed.
+TEST(Mistakes, BadTrainConfigValuesNameTheSettingAndTheAllowedValues) {
+  struct ConfigCase {
+    std::function<void(train::TrainConfig&)> set;
+    std::vector<std::string> parts;
+  };
+  using C = train::TrainConfig;
+  const std::vector<ConfigCase> cases = {
+      {[](C& c) { c.batch_size = 0; }, {"--batch-size must be positive, got 0"}},
+      {[](C& c) { c.batch_size = -32; }, {"--batch-size must be positive, got -32"}},
+      {[](C& c) { c.epochs = 0; c.steps = 0; }, {"--epochs or --steps must be positive"}},
+      {[](C& c) { c.steps = -5; }, {"--steps must be >= 0", "-5"}},
+      {[](C& c) { c.learning_rate = 0; }, {"--lr must be positive, got 0"}},
+      {[](C& c) { c.learning_rate = std::nan(""); }, {"--lr must be positive", "nan"}},
+      {[](C& c) { c.warmup_steps = -1; }, {"--warmup-steps must be >= 0, got -1"}},
+      {[](C& c) { c.momentum = 1; }, {"--momentum must be in [0, 1), got 1"}},
+      {[](C& c) { c.weight_decay = -1e-4; }, {"--weight-decay must be >= 0"}},
+      {[](C& c) { c.keep_checkpoints = 0; }, {"--keep must be positive, got 0"}},
+      {[](C& c) { c.checkpoint_every = -1; }, {"--checkpoint-every must be >= 0", "-1"}},
+      {[](C& c) { c.eval_every = -1; }, {"--eval-every must be >= 0", "-1"}},
+      {[](C& c) { c.log_every = 0; }, {"--log-every must be positive, got 0"}},
+      {[](C& c) { c.max_eval_examples = -1; }, {"--max-eval-examples must be >= 0", "-1"}},
+      {[](C& c) { c.sequence_length = 0; }, {"--seq-len must be positive, got 0"}},
+      {[](C& c) { c.loss_scale_period = 0; }, {"--loss-scale-period must be positive, got 0"}},
+      {[](C& c) { c.max_consecutive_nonfinite = -1; }, {"--max-consecutive-nonfinite must be >= 0"}},
+      {[](C& c) { c.model = "resnet"; },
+       {"--model 'resnet' is not one of:", "cnn, resnet18, resnet34", "gpt2"}},
+      {[](C& c) { c.optimizer = "Adam"; }, {"--optimizer 'Adam' is not one of: sgd, momentum, adam, adamw"}},
+      {[](C& c) { c.schedule = "linear"; }, {"--schedule 'linear' is not one of: constant, cosine"}},
+      {[](C& c) { c.precision = "fp16"; }, {"--precision 'fp16' is not one of: f32, bf16, f16"}},
+      {[](C& c) { c.device = "cuda:x"; }, {"--device 'cuda:x' is not one of: auto, cpu, cuda, cuda:N"}},
+      {[](C& c) { c.run_dir = ""; }, {"--run-dir must not be empty"}},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE("case " + std::to_string(i));
+    train::TrainConfig c;
+    c.dataset = "synthetic:8x8x1:4:16";
+    c.device = "cpu";
+    cases[i].set(c);
+    try {
+      c.validate();
+      ADD_FAILURE() << "validate accepted it";
+    } catch (const ValueError& e) {
+      for (const auto& part : cases[i].parts)
+        EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what() << "\nlacks: " << part;
+    }
+  }
+  train::TrainConfig ok;
+  ok.validate();  // the defaults are valid
+  // A dataset name is checked when it is loaded, still before anything trains.
+  train::TrainConfig bad_data;
+  bad_data.dataset = "synthetic:8x8x1:four:16";
+  bad_data.device = "cpu";
+  bad_data.run_dir = (fs::temp_directory_path() / "loom_mistakes_bad_data").string();
+  std::ostringstream log;
+  EXPECT_THROW_WITH(train::run_training(bad_data, log), ValueError, "--dataset:",
+                    "synthetic:8x8x1:four:16", "expected synthetic:HxWxC:CLASSES:N");
+  fs::remove_all(bad_data.run_dir);
+#if !LOOM_CUDA
+  // A GPU asked of a build without CUDA: the flag and the fix.
+  train::TrainConfig gpu = bad_data;
+  gpu.dataset = "synthetic:8x8x1:4:16";
+  gpu.device = "cuda";
+  EXPECT_THROW_WITH(train::run_training(gpu, log), DeviceError, "--device", "-DLOOM_CUDA=ON");
+  fs::remove_all(gpu.run_dir);
+#endif
 }
 
 }  // namespace

@@ -1,13 +1,12 @@
 // Numerical-fault tooling wired into every op: debug-NaNs (forward through autograd::record /
 // autograd::checked, backward through autograd::backward) and deterministic mode (a 100-step
-// training run twice gives a bitwise-identical loss curve).
+// training run twice gives a bitwise-identical loss curve; the CPU backwards of the ops that
+// throw on CUDA in this mode still run).
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <filesystem>
 #include <functional>
 #include <limits>
-#include <sstream>
 
 #include "core/debug_nans.h"
 #include "core/determinism.h"
@@ -18,9 +17,8 @@
 #include "core/ops/nn.h"
 #include "core/ops/reduce.h"
 #include "core/ops/shape.h"
+#include "tests/support/loss_curve.h"
 #include "tests/support/testing.h"
-#include "train/metrics/jsonl_writer.h"
-#include "train/trainer.h"
 
 namespace loom {
 namespace {
@@ -113,6 +111,21 @@ TEST(Numerics, EveryOpFamilyIsChecked) {
   }
 }
 
+// jax.nn.relu is lax.max(x, 0), which propagates NaN; a relu that maps NaN to 0 would hide a
+// poisoned parameter from the loss (and from --skip-nonfinite) several layers later.
+TEST(Numerics, ReluPropagatesNanAsJax) {
+  float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> y = relu(from_vector<float>({nan, -1.0f, -0.0f, 2.0f}, {4})).to_vector<float>();
+  EXPECT_TRUE(std::isnan(y[0]));
+  EXPECT_EQ(y[1], 0.0f);
+  EXPECT_FALSE(std::signbit(y[2]));  // relu(-0) = +0
+  EXPECT_EQ(y[3], 2.0f);
+  // The gradient at NaN is 0, as JAX's select(x > 0, g, 0).
+  auto [v, g] = value_and_grad_tensor([](const Tensor& x) { return sum(relu(x)); })(
+      from_vector<float>({nan, 3.0f}, {2}));
+  EXPECT_EQ(g.to_vector<float>(), (std::vector<float>{0.0f, 1.0f}));
+}
+
 TEST(Numerics, DeterministicFlagSetAndRestore) {
   EXPECT_FALSE(deterministic());
   EXPECT_FALSE(set_deterministic(true));
@@ -131,41 +144,38 @@ TEST(Numerics, DeterministicFlagSetAndRestore) {
   EXPECT_FALSE(deterministic());
 }
 
-std::vector<double> train_losses(const std::string& dir) {
-  std::vector<double> out;
-  for (const auto& r : train::read_jsonl(dir + "/metrics.jsonl"))
-    if (r.at("split") == "train") out.push_back(r.at("loss").get<double>());
-  return out;
-}
-
-std::vector<double> run_100_steps(const std::string& name) {
-  namespace fs = std::filesystem;
-  fs::path dir = fs::temp_directory_path() / ("loom_numerics_" + name);
-  fs::remove_all(dir);
-  train::TrainConfig c;
-  c.model = "cnn";
-  c.dataset = "synthetic:8x8x1:4:256";
-  c.batch_size = 32;
-  c.steps = 100;
-  c.log_every = 1;
-  c.eval_every = 1000;        // no evaluation or checkpoint inside the run: only the curve
-  c.checkpoint_every = 1000;
-  c.max_eval_examples = 32;
-  c.seed = 7;
-  c.run_dir = dir.string();
-  c.resume = false;
-  c.device = "cpu";
-  c.terminal = false;
-  std::ostringstream log;
-  train::run_training(c, log);
-  std::vector<double> losses = train_losses(dir.string());
-  fs::remove_all(dir);
-  return losses;
+// The CPU paths of the ops whose CUDA backward only has an atomicAdd implementation (and so throws
+// in deterministic mode: tests/reliability/determinism_gpu_test.cc) are deterministic and run.
+TEST(Numerics, CpuBackwardsOfAtomicCudaOpsRunInDeterministicMode) {
+  DeterministicScope det;
+  Tensor x = arange(12, DType::F32).reshape({4, 3});
+  auto take_grad = [&] {
+    Tensor idx = from_vector<int32_t>({0, 2, 0, 0, 1, 2}, {6});
+    Tensor w = arange(18, DType::F32).reshape({6, 3});
+    return value_and_grad_tensor([&](const Tensor& t) { return sum(take(t, idx, 0) * w); })(x).second;
+  };
+  // Rows 0, 2, 0, 0, 1, 2 of w summed into the rows they were taken from.
+  Tensor expected = from_vector<float>({15, 18, 21, 12, 13, 14, 18, 20, 22, 0, 0, 0}, {4, 3});
+  EXPECT_ALLCLOSE(take_grad(), expected, 0, 0);
+  EXPECT_EQ(take_grad().to_vector<float>(), take_grad().to_vector<float>());
+  // Reflect padding by 2 rows each side: rows 2 1 | 0 1 2 3 | 2 1. Each input row collects the
+  // weights of its copies (weight of padded row r = r).
+  auto pad_grad = [&] {
+    Tensor w = arange(8, DType::F32).reshape({8, 1});
+    return value_and_grad_tensor([&](const Tensor& t) {
+      return sum(pad(t, {{2, 2}, {0, 0}}, PadMode::Reflect) * w);
+    })(x).second;
+  };
+  std::vector<float> rows = {2, 1 + 3 + 7, 0 + 4 + 6, 5};
+  std::vector<float> want;
+  for (float r : rows) want.insert(want.end(), {r, r, r});
+  EXPECT_EQ(pad_grad().to_vector<float>(), want);
 }
 
 TEST(Numerics, DeterministicTrainingGivesABitwiseIdenticalLossCurve) {
   DeterministicScope det;
-  std::vector<double> a = run_100_steps("a"), b = run_100_steps("b");
+  std::vector<double> a = testing::hundred_step_loss_curve("cpu", "a"),
+                      b = testing::hundred_step_loss_curve("cpu", "b");
   ASSERT_EQ(a.size(), 100u);
   ASSERT_EQ(b.size(), 100u);
   for (size_t i = 0; i < a.size(); ++i) {

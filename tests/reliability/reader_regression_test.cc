@@ -44,6 +44,27 @@ TEST(ReaderRegressions, IdxZeroDimWithHugeOtherDims) {
   std::remove(path.c_str());
 }
 
+// idx_fuzz crash-b945cdb7 (fuzz/corpus/idx_fuzz/regression_zero_dim_stride_overflow.idx): a 6-D
+// header [8, 512, 0, 33554435, 14803425, 3789676847] with an empty body. The element count is 0,
+// but the row-major strides of the dimensions left of the zero multiply past 2^63: UBSan "signed
+// integer overflow" in contiguous_strides (core/shape.cc) while allocating the empty tensor.
+TEST(ReaderRegressions, IdxZeroDimLeftOfHugeDims) {
+  const std::vector<uint8_t> bytes = {0x00, 0x00, 0x08, 0x06, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00,
+                                      0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x03,
+                                      0x00, 0xe1, 0xe1, 0xe1, 0xe1, 0xe1, 0xe1, 0x2f};
+  std::string path = write_temp(bytes, "zero_dim_strides.idx");
+  try {
+    Tensor t = train::load_idx(path);
+    EXPECT_EQ(t.numel(), 0);
+    EXPECT_EQ(t.shape(), (Shape{8, 512, 0, 33554435, 14803425, 3789676847}));
+  } catch (const Error&) {
+    // Rejecting the header (a FormatError naming the file) is equally fine.
+  }
+  std::remove(path.c_str());
+  // Non-empty shapes whose strides overflow are still refused.
+  EXPECT_THROW(Tensor::empty({int64_t(1) << 40, int64_t(1) << 40}, DType::U8), ShapeError);
+}
+
 // The same shape pattern through safetensors (checked while triaging the IDX finding): a zero
 // dimension next to dimensions whose product overflows.
 TEST(ReaderRegressions, SafetensorsZeroDimWithHugeOtherDims) {

@@ -81,14 +81,15 @@ Batch DataLoader::make_batch(int64_t epoch, int64_t index) const {
     std::vector<uint32_t> r = random::bits(batch_key, {B}).to_vector<uint32_t>();
     const int32_t* tokens = data_.inputs.data<int32_t>();
     const int64_t part = B / opt_.shard_count, first = part * opt_.shard_index;  // this rank's windows
-    std::vector<int32_t> x(static_cast<size_t>(part * T)), y(static_cast<size_t>(part * T));
+    out.inputs = host_buffer({part, T}, DType::I32);
+    out.labels = host_buffer({part, T}, DType::I32);
+    int32_t* x = out.inputs.data<int32_t>();
+    int32_t* y = out.labels.data<int32_t>();
     for (int64_t b = 0; b < part; ++b) {
       int64_t start = int64_t(r[size_t(first + b)] % uint32_t(n - T - 1));
-      std::memcpy(&x[size_t(b * T)], tokens + start, size_t(T) * 4);
-      std::memcpy(&y[size_t(b * T)], tokens + start + 1, size_t(T) * 4);
+      std::memcpy(x + b * T, tokens + start, size_t(T) * 4);
+      std::memcpy(y + b * T, tokens + start + 1, size_t(T) * 4);
     }
-    out.inputs = from_vector(x, {part, T});
-    out.labels = from_vector(y, {part, T});
     return out;
   }
   std::vector<int32_t> picked;
@@ -111,15 +112,16 @@ Batch DataLoader::make_batch(int64_t epoch, int64_t index) const {
     scale[size_t(c)] = 1.f / (255.f * sd);
     shift[size_t(c)] = -mu / sd;
   }
-  Tensor images = Tensor::empty({nb, H, W, C}, DType::F32);
-  float* dst = images.data<float>();
+  out.inputs = host_buffer({nb, H, W, C}, DType::F32);
+  out.labels = host_buffer({nb}, DType::I32);
+  float* dst = out.inputs.data<float>();
+  int32_t* y = out.labels.data<int32_t>();
   const uint8_t* src = data_.inputs.data<uint8_t>();
   const int32_t* labels = data_.labels.data<int32_t>();
-  std::vector<int32_t> y(static_cast<size_t>(nb));
 #pragma omp parallel for if (nb * H * W * C > 65536)
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* img = src + int64_t(picked[size_t(b)]) * H * W * C;
-    y[size_t(b)] = labels[picked[size_t(b)]];
+    y[b] = labels[picked[size_t(b)]];
     int64_t dy = pad ? int64_t(r[size_t(b * 3)] % uint32_t(2 * pad + 1)) - pad : 0;
     int64_t dx = pad ? int64_t(r[size_t(b * 3 + 1)] % uint32_t(2 * pad + 1)) - pad : 0;
     bool flip = opt_.augment.horizontal_flip && (r[size_t(b * 3 + 2)] & 1u);
@@ -136,9 +138,12 @@ Batch DataLoader::make_batch(int64_t epoch, int64_t index) const {
       }
     }
   }
-  out.inputs = images;
-  out.labels = from_vector(y, {nb});
   return out;
+}
+
+Tensor DataLoader::host_buffer(Shape shape, DType dtype) const {
+  return opt_.pin_memory && opt_.device.is_cuda() ? Tensor::empty_pinned(std::move(shape), dtype)
+                                                   : Tensor::empty(std::move(shape), dtype);
 }
 
 void DataLoader::start_worker() {

@@ -1,6 +1,7 @@
 // The input pipeline: seeded per-epoch shuffling (jax.random.permutation), batching, image
 // augmentation (random crop with padding, horizontal flip), normalisation to float32, and a
-// background thread that prepares the next batches while the current step runs.
+// background thread that prepares the next batches while the current step runs. Batches for a
+// GPU are built in pinned memory and copied asynchronously (LoaderOptions::pin_memory).
 //
 // Every random choice is a function of (seed, epoch, batch index), so a run resumed at a
 // position (epoch, batch) sees exactly the batches it would have seen.
@@ -42,6 +43,9 @@ struct LoaderOptions {
   int64_t sequence_length = 0;   // text: tokens per example (windows at random offsets)
   Device device = Device::cpu();
   int prefetch = 2;              // batches prepared ahead by the background thread (0 = none)
+  /// For a CUDA device: batches are built in pinned host memory, so next() queues their copy on
+  /// the compute stream and returns without waiting (the GPU never waits for a staged copy).
+  bool pin_memory = true;
   /// Data parallelism: every rank walks the same global order and takes part `shard_index` of
   /// `shard_count` equal parts of each global batch (batch_size must divide evenly).
   int shard_index = 0;
@@ -67,6 +71,8 @@ class DataLoader {
   Batch make_batch(int64_t epoch, int64_t index) const;
 
  private:
+  /// Host memory for a batch: pinned when it is headed for a GPU.
+  Tensor host_buffer(Shape shape, DType dtype) const;
   void start_worker();
   void stop_worker();
   void advance(int64_t& epoch, int64_t& index) const;

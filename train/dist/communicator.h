@@ -9,6 +9,7 @@
 // stop (dist::abort()).
 #pragma once
 #include <cstddef>
+#include <memory>
 #include <string>
 
 #include "core/dtype.h"
@@ -29,6 +30,18 @@ void set_timeout(double seconds);
 enum class ReduceOp { Sum, Mean };
 inline const char* reduce_op_name(ReduceOp op) { return op == ReduceOp::Sum ? "sum" : "mean"; }
 
+/// A collective that has been started but may not have finished (Communicator::all_reduce_async).
+/// Its buffer must stay alive and untouched until wait() returns.
+class PendingCollective {
+ public:
+  virtual ~PendingCollective() = default;
+  /// Whether it has finished; also lets MPI progress it (MPI moves non-blocking collectives
+  /// only inside MPI calls). A finished collective still needs wait() (Mean divides there).
+  virtual bool test() = 0;
+  /// Returns when the buffer holds the result; DistError on failure or after dist::timeout().
+  virtual void wait() = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -41,6 +54,12 @@ class Communicator {
 
   /// In place: buf[0..count) = op over ranks.
   virtual void all_reduce(void* buf, size_t count, DType dtype, ReduceOp op) = 0;
+  /// all_reduce started without waiting, so the caller can compute while it runs (MPI: a
+  /// non-blocking MPI_Iallreduce; NCCL: a side stream ordered after the compute stream). It takes
+  /// its place in the order of collectives when called, like a blocking one. The default runs
+  /// the blocking all_reduce at once (no overlap) and returns a finished collective.
+  virtual std::unique_ptr<PendingCollective> all_reduce_async(void* buf, size_t count,
+                                                              DType dtype, ReduceOp op);
   /// In place: every rank gets root's buf.
   virtual void broadcast(void* buf, size_t count, DType dtype, int root) = 0;
   /// recv[r * count ..] = rank r's send[0..count).

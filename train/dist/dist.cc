@@ -37,10 +37,6 @@ State& state() {
 // A communicator installed explicitly (set_communicator / set_gpu_communicator): collectives use
 // it even in a world of one instead of returning their input.
 std::atomic<bool> g_installed{false};
-thread_local int64_t t_local_batch = -1;  // LocalBatch: -1 when none is alive
-
-/// A world of one with nothing installed: every collective is the identity.
-bool trivial() { return state().info.world_size == 1 && !g_installed.load(); }
 
 std::atomic<double> g_timeout{0};  // 0: not set yet (read LOOM_DIST_TIMEOUT)
 std::atomic<size_t> g_bucket_bytes{size_t(25) << 20};
@@ -61,20 +57,6 @@ void check_tensor(const char* op, const Tensor& x) {
              shape_str(x.shape()), "); use float32, float64, bfloat16, float16, int32 or int64");
 }
 
-/// A contiguous copy with its own storage (collectives write in place).
-Tensor fresh_copy(const Tensor& x) {
-  Tensor c = x.contiguous();
-  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  if (out.nbytes() == 0) return out;
-  if (x.is_cuda()) {
-    LOOM_CUDA_ONLY(cuda::copy_device_to_device(out.raw_data(), c.raw_data(), c.nbytes(),
-                                               x.device().index));
-  } else {
-    std::memcpy(out.raw_data(), c.raw_data(), c.nbytes());
-  }
-  return out;
-}
-
 /// Reductions the communicator cannot do in `dtype` (bfloat16 over MPI) run in float32 and round
 /// once at the end.
 bool needs_f32(const Communicator& c, DType d) { return !c.reduces(d); }
@@ -90,7 +72,34 @@ void share_nccl_id(void* id, size_t bytes) {
   }
 }
 
+class FinishedCollective final : public PendingCollective {
+ public:
+  bool test() override { return true; }
+  void wait() override {}
+};
+
 }  // namespace
+
+bool trivial_world() { return state().info.world_size == 1 && !g_installed.load(); }
+
+Tensor fresh_copy(const Tensor& x) {
+  Tensor c = x.contiguous();
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (out.nbytes() == 0) return out;
+  if (x.is_cuda()) {
+    LOOM_CUDA_ONLY(cuda::copy_device_to_device(out.raw_data(), c.raw_data(), c.nbytes(),
+                                               x.device().index));
+  } else {
+    std::memcpy(out.raw_data(), c.raw_data(), c.nbytes());
+  }
+  return out;
+}
+
+std::unique_ptr<PendingCollective> Communicator::all_reduce_async(void* buf, size_t count,
+                                                                  DType dtype, ReduceOp op) {
+  all_reduce(buf, count, dtype, op);
+  return std::make_unique<FinishedCollective>();
+}
 
 double timeout() {
   double t = g_timeout.load();
@@ -223,7 +232,7 @@ Tensor all_reduce(const Tensor& x, ReduceOp op) {
   check_tensor("all_reduce", x);
   LOOM_CHECK(op == ReduceOp::Sum || floating(x.dtype()), DTypeError,
              "dist::all_reduce: mean needs a floating dtype, got ", dtype_name(x.dtype()));
-  if (trivial()) return x;
+  if (trivial_world()) return x;
   Communicator& c = communicator(x.device());
   if (needs_f32(c, x.dtype())) return all_reduce(x.to(DType::F32), op).to(x.dtype());
   Tensor out = fresh_copy(x);
@@ -235,7 +244,7 @@ Tensor broadcast(const Tensor& x, int root) {
   check_tensor("broadcast", x);
   LOOM_CHECK(root >= 0 && root < world_size(), dist::DistError, "dist::broadcast: root ", root,
              " is outside the world of ", world_size());
-  if (trivial()) return x;
+  if (trivial_world()) return x;
   Tensor out = fresh_copy(x);
   communicator(x.device()).broadcast(out.raw_data(), size_t(out.numel()), out.dtype(), root);
   return out;
@@ -245,7 +254,7 @@ Tensor all_gather(const Tensor& x) {
   check_tensor("all_gather", x);
   Shape shape = x.shape();
   shape.insert(shape.begin(), world_size());
-  if (trivial()) return x.reshape(shape);
+  if (trivial_world()) return x.reshape(shape);
   Tensor in = x.contiguous();
   Tensor out = Tensor::empty(shape, x.dtype(), x.device());
   communicator(x.device()).all_gather(in.raw_data(), out.raw_data(), size_t(in.numel()),
@@ -260,7 +269,7 @@ Tensor reduce_scatter(const Tensor& x, ReduceOp op) {
              "axis of ", shape_str(x.shape()), " must be a multiple of the world size ", w);
   LOOM_CHECK(op == ReduceOp::Sum || floating(x.dtype()), DTypeError,
              "dist::reduce_scatter: mean needs a floating dtype, got ", dtype_name(x.dtype()));
-  if (trivial()) return x;
+  if (trivial_world()) return x;
   Communicator& c = communicator(x.device());
   if (needs_f32(c, x.dtype())) return reduce_scatter(x.to(DType::F32), op).to(x.dtype());
   Shape shape = x.shape();
@@ -272,12 +281,12 @@ Tensor reduce_scatter(const Tensor& x, ReduceOp op) {
 }
 
 void barrier() {
-  if (trivial()) return;
+  if (trivial_world()) return;
   communicator(Device::cpu()).barrier();
 }
 
 Tensor psum(const Tensor& x) {
-  if (trivial()) return x;
+  if (trivial_world()) return x;
   Tensor out = all_reduce(x.detach(), ReduceOp::Sum);
   if (!autograd::needs_grad({&x})) return out;
   return autograd::record("dist::psum", out, {x}, [](const Tensor& g) {
@@ -286,7 +295,7 @@ Tensor psum(const Tensor& x) {
 }
 
 Tensor pmean(const Tensor& x) {
-  if (trivial()) return x;
+  if (trivial_world()) return x;
   Tensor out = all_reduce(x.detach(), ReduceOp::Mean);
   if (!autograd::needs_grad({&x})) return out;
   return autograd::record("dist::pmean", out, {x}, [](const Tensor& g) {
@@ -300,31 +309,26 @@ Tensor pmean_weighted(const Tensor& x, double weight) {
              "dist::pmean_weighted: needs float32 or float64, got ", dtype_name(x.dtype()),
              " (shape ", shape_str(x.shape()), ")");
   LOOM_CHECK(weight >= 0, ValueError, "dist::pmean_weighted: weight must be >= 0, got ", weight);
-  if (trivial()) return x;
+  if (trivial_world()) return x;
   // One collective: [weight * x..., weight] summed over ranks (counts are exact in float32 up
-  // to 2^24), then divided by the total weight.
+  // to 2^24), then divided by the total weight on the device: BatchNorm calls this in every
+  // layer, and reading the total back would stall the GPU each time.
   Tensor flat = x.detach().reshape({-1});
   Tensor w = full({1}, weight, x.dtype(), x.device());
   Tensor packed = all_reduce(concatenate({flat * weight, w}, 0), ReduceOp::Sum);
   const int64_t n = flat.numel();
-  double total = slice_axis(packed, 0, n, n + 1).to(DType::F64).to(Device::cpu())
-                     .to_vector<double>()[0];
-  LOOM_CHECK(total > 0, ValueError, "dist::pmean_weighted: the weights sum to ", total,
-             " over the world (every rank passed 0)");
-  Tensor out = (slice_axis(packed, 0, 0, n) * (1.0 / total)).reshape(x.shape());
+  Tensor total = slice_axis(packed, 0, n, n + 1);
+  if (!total.is_cuda())
+    LOOM_CHECK(total.to(DType::F64).item<double>() > 0, ValueError,
+               "dist::pmean_weighted: the weights sum to 0 over the world (every rank passed 0; "
+               "x ", shape_str(x.shape()), ")");
+  Tensor out = (slice_axis(packed, 0, 0, n) / total).reshape(x.shape());
   if (!autograd::needs_grad({&x})) return out;
-  const double share = weight / total;
+  Tensor share = (w / total).reshape({});  // this rank's weight / the total
   return autograd::record("dist::pmean_weighted", out, {x}, [share](const Tensor& g) {
     return std::vector<Tensor>{all_reduce(g, ReduceOp::Sum) * share};
   });
 }
-
-LocalBatch::LocalBatch(int64_t count) : previous_(t_local_batch) {
-  LOOM_CHECK(count >= 0, ValueError, "dist::LocalBatch: count must be >= 0, got ", count);
-  t_local_batch = count;
-}
-LocalBatch::~LocalBatch() { t_local_batch = previous_; }
-int64_t local_batch() { return t_local_batch; }
 
 // --- trees --------------------------------------------------------------------------------------
 
@@ -333,7 +337,7 @@ namespace {
 /// Applies `collective` to the leaves packed per (dtype, device) into flat buckets of at most
 /// bucket_bytes(); leaves keep their order, shapes and dtypes.
 Tree bucketed(const Tree& tree, const std::function<Tensor(const Tensor&)>& collective) {
-  if (trivial()) return tree;
+  if (trivial_world()) return tree;
   std::vector<Tensor> leaves = tree.leaves();
   std::vector<Tensor> out(leaves.size());
   std::map<std::pair<int, std::string>, std::vector<size_t>> groups;  // ordered: same on all ranks
@@ -379,9 +383,8 @@ void set_bucket_bytes(size_t bytes) {
 size_t bucket_bytes() { return g_bucket_bytes.load(); }
 
 void register_axis(const std::string& name) {
-  nn::set_axis_reducer(name, [](const Tensor& stats) {
-    const int64_t count = local_batch();
-    return count >= 0 ? pmean_weighted(stats, double(count)) : pmean(stats);
+  nn::set_axis_reducer(name, [](const Tensor& stats, int64_t count) {
+    return pmean_weighted(stats, double(count));
   });
 }
 

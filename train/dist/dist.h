@@ -20,6 +20,10 @@
 //   auto [loss, grads] = value_and_grad(loss_fn)(params);   // loss: mean over the local batch
 //   grads = dist::pmean(grads);
 //   auto [updates, opt_state] = tx.update(grads, opt_state, params);
+// The last two steps overlapped (train/dist/gradient_reducer.h): the all-reduce of each ~25 MB
+// bucket starts as soon as backward has finished its gradients, while backward goes on:
+//   auto [loss, grads] = dist::value_and_grad_pmean(loss_fn)(params);
+// Sharded optimizer state (ZeRO-1, train/dist/zero.h): each rank updates 1/N of the params.
 #pragma once
 #include <memory>
 #include <optional>
@@ -83,30 +87,11 @@ Tensor psum(const Tensor& x);
 Tensor pmean(const Tensor& x);
 /// Weighted mean over ranks: sum_r weight_r * x_r / sum_r weight_r, the weights all-reduced in the
 /// same collective as x. With weight = this rank's example count it is the statistic of the
-/// joint batch when ranks hold unequal batches (equal weights: pmean). Differentiable: the
-/// gradient is psum(g) * weight / sum_r weight_r (the transpose). x: float32 or float64.
+/// joint batch when ranks hold unequal batches (equal weights: pmean up to rounding).
+/// Differentiable: the gradient is psum(g) * weight / sum_r weight_r (the transpose). x: float32
+/// or float64. The total weight stays on x's device (no host synchronisation); for CPU tensors a
+/// total of zero throws ValueError, on CUDA it gives NaN.
 Tensor pmean_weighted(const Tensor& x, double weight);
-
-/// Synchronised BatchNorm with unequal local batches. The reducer register_axis installs sees
-/// only the stacked [mean(x), mean(x^2)], not how many examples produced them; while a
-/// LocalBatch is alive on this thread it weights each rank's statistics by `count`
-/// (pmean_weighted), so N ranks with batches b_1..b_N equal one process on the joint batch.
-/// Without one, every rank weighs the same (pmean: right for equal batches). Wrap the forward
-/// pass (the backward needs no scope):
-///   dist::LocalBatch scope(x.dim(0));
-///   auto [loss, grads] = value_and_grad(loss_fn)(params);
-class LocalBatch {
- public:
-  explicit LocalBatch(int64_t count);
-  ~LocalBatch();
-  LocalBatch(const LocalBatch&) = delete;
-  LocalBatch& operator=(const LocalBatch&) = delete;
-
- private:
-  int64_t previous_;
-};
-/// The innermost LocalBatch count on this thread, or -1 when none is alive.
-int64_t local_batch();
 
 // --- collectives on trees: leaves grouped by dtype and device, packed into flat buckets of at
 // most bucket_bytes() (default 25 MiB), one collective per bucket.
@@ -115,9 +100,14 @@ Tree pmean(const Tree& tree);
 Tree broadcast(const Tree& tree, int root = 0);
 void set_bucket_bytes(size_t bytes);
 size_t bucket_bytes();
+/// True when every collective is the identity: a world of one with no communicator installed.
+bool trivial_world();
+/// A contiguous copy of x with its own storage, for collectives that write in place.
+Tensor fresh_copy(const Tensor& x);
 
-/// Registers `name` as an axis for nn::BatchNorm{.axis_name = name}: statistics pmean'd over the
-/// world (init does this for "batch").
+/// Registers `name` as an axis for nn::BatchNorm{.axis_name = name}: each rank's statistics
+/// weighted by its local count (pmean_weighted), so ranks with unequal batches equal one process
+/// on the joint batch (init does this for "batch").
 void register_axis(const std::string& name = "batch");
 
 /// This rank's part [begin, end) of `size` examples: contiguous, sizes differing by at most one

@@ -87,6 +87,16 @@ class MpiCommunicator final : public Communicator {
     if (op == ReduceOp::Mean) divide(buf, count, dtype);
   }
 
+  std::unique_ptr<PendingCollective> all_reduce_async(void* buf, size_t count, DType dtype,
+                                                      ReduceOp op) override {
+    begin("all_reduce", count, dtype);
+    auto pending = std::make_unique<Pending>(*this, buf, count, dtype, op);
+    check(MPI_Iallreduce(MPI_IN_PLACE, buf, int(count), mpi_type(dtype, true), MPI_SUM, comm_,
+                         &pending->req),
+          "all_reduce");
+    return pending;
+  }
+
   void broadcast(void* buf, size_t count, DType dtype, int root) override {
     begin("broadcast", count, dtype);
     LOOM_CHECK(root >= 0 && root < size_, dist::DistError, "dist::broadcast: root ", root,
@@ -129,6 +139,32 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
+  /// An MPI_Iallreduce in flight; wait() polls it against the timeout like a blocking call.
+  struct Pending final : PendingCollective {
+    Pending(MpiCommunicator& c, void* b, size_t n, DType d, ReduceOp o)
+        : comm(c), buf(b), count(n), dtype(d), op(o) {}
+    bool test() override {
+      if (done) return true;
+      int flag = 0;
+      comm.check(MPI_Test(&req, &flag, MPI_STATUS_IGNORE), "all_reduce");
+      done = flag != 0;
+      return done;
+    }
+    void wait() override {
+      if (!done) comm.wait(req, "all_reduce", count, dtype);
+      done = true;
+      if (op == ReduceOp::Mean && !divided) comm.divide(buf, count, dtype);
+      divided = true;
+    }
+    MpiCommunicator& comm;
+    void* buf;
+    size_t count;
+    DType dtype;
+    ReduceOp op;
+    MPI_Request req = MPI_REQUEST_NULL;
+    bool done = false, divided = false;
+  };
+
   void begin(const char* what, size_t count, DType dtype) const {
     LOOM_CHECK(!broken_, dist::DistError, "dist (mpi): ", what, " on rank ", rank_,
                ": the communicator is unusable after an earlier failure (", broken_reason_, ")");

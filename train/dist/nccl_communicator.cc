@@ -38,6 +38,16 @@ class NcclCommunicator final : public Communicator {
   void all_reduce(void* buf, size_t count, DType dtype, ReduceOp op) override {
     run("all_reduce", [&](cuda::Stream s) { comm_.all_reduce(buf, buf, count, dtype, nccl_op(op), s); });
   }
+  std::unique_ptr<PendingCollective> all_reduce_async(void* buf, size_t count, DType dtype,
+                                                      ReduceOp op) override {
+    cuda::Stream s = cuda::current_stream(comm_.device());
+    try {
+      return std::make_unique<Pending>(
+          comm_, comm_.all_reduce_on_side_stream(buf, count, dtype, nccl_op(op), s));
+    } catch (const CudaError& e) {
+      LOOM_THROW(dist::DistError, "dist (nccl): ", e.what());
+    }
+  }
   void broadcast(void* buf, size_t count, DType dtype, int root) override {
     run("broadcast", [&](cuda::Stream s) { comm_.broadcast(buf, buf, count, dtype, root, s); });
   }
@@ -55,6 +65,25 @@ class NcclCommunicator final : public Communicator {
   void abort(int) override { comm_.abort(); }
 
  private:
+  /// A collective on the side stream; wait() orders the compute stream after it.
+  struct Pending final : PendingCollective {
+    Pending(cuda::NcclComm& c, void* e) : comm(c), event(e) {}
+    ~Pending() override { cuda::NcclComm::destroy_event(event); }
+    bool test() override { return event == nullptr || comm.event_done(event); }
+    void wait() override {
+      if (!event) return;
+      void* e = event;
+      event = nullptr;  // wait_event destroys it, also when it throws
+      try {
+        comm.wait_event(e, cuda::current_stream(comm.device()), timeout(), "all_reduce");
+      } catch (const CudaError& err) {
+        LOOM_THROW(dist::DistError, "dist (nccl): ", err.what());
+      }
+    }
+    cuda::NcclComm& comm;
+    void* event;
+  };
+
   template <typename F>
   void run(const char* what, F enqueue) {
     cuda::Stream s = cuda::current_stream(comm_.device());

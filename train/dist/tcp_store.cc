@@ -143,10 +143,13 @@ struct TcpStore::Server {
           value = e.value;
           if (e.reads_left > 0 && --e.reads_left == 0) data.erase(key);
         }
+        // One send: a small header sent on its own would wait for the peer's delayed ACK
+        // (Nagle), about 40 ms per get.
         std::vector<uint8_t> reply;
+        reply.reserve(8 + value.size());
         put_u64(reply, value.size());
-        if (!send_all(fd, reply.data(), reply.size()) || !send_all(fd, value.data(), value.size()))
-          return;
+        reply.insert(reply.end(), value.begin(), value.end());
+        if (!send_all(fd, reply.data(), reply.size())) return;
       }
     }
   }
@@ -183,6 +186,8 @@ TcpStore::TcpStore(const std::string& master_addr, int master_port, int rank, in
           ::close(c);
           return;
         }
+        int one = 1;  // answers are small and awaited: no Nagle delay
+        ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         s->clients.push_back(c);
         ++s->live;
         s->threads.emplace_back([s, c] { s->serve(c); });

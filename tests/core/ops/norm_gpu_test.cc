@@ -1,6 +1,6 @@
 // CUDA against the CPU for the normalisations: fused layer/RMS norm (warp and block rows),
-// batch norm (multi-chunk column sums), inference, and the composed group norm; forward and
-// backward, float32 and half precision.
+// batch norm (multi-chunk column sums) with and without its residual / relu epilogue, inference,
+// and the composed group norm; forward and backward, float32 and half precision.
 #include "core/autodiff.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/norm.h"
@@ -66,8 +66,53 @@ TEST(NormGpu, BatchNormMatchesCpu) {
     return batch_norm_train(in[0], Tensor(), Tensor(), 1e-5, {0, 2}).y;
   }, {x}, 1e-5);
   expect_gpu_matches("batch_norm pmean", [](const std::vector<Tensor>& in) {
-    return batch_norm_train(in[0], Tensor(), Tensor(), 1e-5, {}, [](const Tensor& t) { return t; }).y;
+    return batch_norm_train(in[0], Tensor(), Tensor(), 1e-5, {}, [](const Tensor& t, int64_t) { return t; }).y;
   }, {x}, 1e-5);
+}
+
+TEST(NormGpu, BatchNormEpilogueMatchesCpu) {
+  LOOM_REQUIRE_GPU();
+  auto to_device = [](std::vector<Tensor> v, Device d) {
+    for (Tensor& t : v) t = t.to(d);
+    return v;
+  };
+  for (Shape shape : {Shape{4, 3, 3, 5}, Shape{16, 9, 9, 40}, Shape{3, 70}}) {
+    int64_t c = shape.back();
+    Tensor x = test_values(shape, 20, -1, 3, DType::F32), res = test_values(shape, 21, -2, 2, DType::F32);
+    Tensor s = test_values({c}, 22, -1, 1.5, DType::F32), b = test_values({c}, 23, -1, 1, DType::F32);
+    Tensor w = test_values(shape, 24, -1, 1, DType::F32);
+    for (bool relu : {false, true}) {
+      auto f = [relu](const std::vector<Tensor>& in) {
+        BatchNormEpilogue epi{.residual = in.size() > 3 ? in[3] : Tensor(), .relu = relu};
+        return batch_norm_train(in[0], in[1], in[2], 1e-5, {}, {}, epi).y;
+      };
+      for (bool with_res : {false, true}) {
+        std::string what = shape_str(shape) + (with_res ? " residual" : "") + (relu ? " relu" : "");
+        std::vector<Tensor> in{x, s, b};
+        if (with_res) in.push_back(res);
+        std::vector<Tensor> gpu_in = to_device(in, Device::cuda());
+        EXPECT_ALLCLOSE(f(gpu_in), f(in), 1e-5, 1e-5) << what;
+        // The relu mask could differ between devices only for a value within rounding of zero;
+        // these inputs have none.
+        auto cpu_g = testing::vjp(f, in, w), gpu_g = testing::vjp(f, gpu_in, w.to(Device::cuda()));
+        ASSERT_EQ(cpu_g.size(), gpu_g.size()) << what;
+        for (size_t i = 0; i < cpu_g.size(); ++i) EXPECT_ALLCLOSE(gpu_g[i], cpu_g[i], 1e-4, 1e-4) << what << " grad " << i;
+      }
+      // half precision: forward values only, since the mask of a value near zero depends on the
+      // precision (the float32 comparison above covers the backward kernels)
+      Tensor expect = f({x, s, b, res});
+      for (DType low : {DType::BF16, DType::F16}) {
+        Tensor y = f(to_device({x.to(low), s.to(low), b.to(low), res.to(low)}, Device::cuda()));
+        EXPECT_EQ(y.dtype(), low) << shape_str(shape);
+        EXPECT_ALLCLOSE(y.to(DType::F32), expect, 2e-2, 2e-2) << shape_str(shape) << " " << dtype_name(low);
+      }
+      // bf16 activations with float32 parameters: a float32 sum, as on the CPU
+      std::vector<Tensor> mixed{x.to(DType::BF16), s, b, res.to(DType::BF16)};
+      Tensor y_mixed = f(to_device(mixed, Device::cuda()));
+      EXPECT_EQ(y_mixed.dtype(), DType::F32);
+      EXPECT_ALLCLOSE(y_mixed, f(mixed), 1e-5, 1e-5) << shape_str(shape) << " bf16 in, f32 out";
+    }
+  }
 }
 
 TEST(NormGpu, GroupNormMatchesCpu) {

@@ -179,9 +179,10 @@ TEST(BatchNorm, PmeanHookAveragesStatistics) {
   Tensor s = test_values({4}, 23, 0.5, 1.5), b = test_values({4}, 24);
   // identity hook: same as without one (composed path vs fused kernels)
   int calls = 0;
-  auto same = batch_norm_train(x1, s, b, 1e-5, {}, [&](const Tensor& t) {
+  auto same = batch_norm_train(x1, s, b, 1e-5, {}, [&](const Tensor& t, int64_t count) {
     ++calls;
     EXPECT_EQ(t.shape(), (Shape{2, 4}));
+    EXPECT_EQ(count, 3);
     return t;
   });
   EXPECT_EQ(calls, 1);
@@ -192,12 +193,22 @@ TEST(BatchNorm, PmeanHookAveragesStatistics) {
   // two "replicas" of equal batch size: the averaged statistics are those of the joint batch
   Tensor x2_mu = mean(x2, {0}), x2_ms = mean(square(x2), {0});
   Tensor other = stack({x2_mu, x2_ms}, 0);
-  auto joint = batch_norm_train(x1, s, b, 1e-5, {}, [&](const Tensor& t) { return (t + other) * 0.5; });
+  auto joint = batch_norm_train(x1, s, b, 1e-5, {}, [&](const Tensor& t, int64_t) { return (t + other) * 0.5; });
   auto both = batch_norm_train(concatenate({x1, x2}, 0), s, b);
   EXPECT_ALLCLOSE(joint.mean, both.mean, 1e-14, 1e-14);
   EXPECT_ALLCLOSE(joint.var, both.var, 1e-13, 1e-14);
   EXPECT_ALLCLOSE(joint.y, slice_axis(both.y, 0, 0, 3), 1e-12, 1e-12);
-  EXPECT_THROW((void)batch_norm_train(x1, s, b, 1e-5, {}, [](const Tensor& t) { return t.reshape({-1}); }), ShapeError);
+  // unequal batches (3 and 5 examples): weighting by the count gives the joint batch's statistics
+  Tensor x5 = test_values({5, 4}, 20, -1, 3);
+  Tensor other5 = stack({mean(x5, {0}), mean(square(x5), {0})}, 0);
+  auto weighted = batch_norm_train(x1, s, b, 1e-5, {}, [&](const Tensor& t, int64_t count) {
+    return (t * double(count) + other5 * 5.0) * (1.0 / double(count + 5));
+  });
+  auto both5 = batch_norm_train(concatenate({x1, x5}, 0), s, b);
+  EXPECT_ALLCLOSE(weighted.mean, both5.mean, 1e-14, 1e-14);
+  EXPECT_ALLCLOSE(weighted.var, both5.var, 1e-13, 1e-14);
+  EXPECT_ALLCLOSE(weighted.y, slice_axis(both5.y, 0, 0, 3), 1e-12, 1e-12);
+  EXPECT_THROW((void)batch_norm_train(x1, s, b, 1e-5, {}, [](const Tensor& t, int64_t) { return t.reshape({-1}); }), ShapeError);
 }
 
 TEST(BatchNorm, InferenceMatchesReference) {
@@ -234,7 +245,7 @@ TEST(Norms, Gradients) {
   EXPECT_TRUE(check_gradients(weighted([&](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], Tensor(), 1e-6, {0}); }), {x, s3.reshape({3, 1})}));
   EXPECT_TRUE(check_gradients(weighted([](const std::vector<Tensor>& in) { return rms_norm(in[0], Tensor(), 1e-6, {0}); }), {x}));
   EXPECT_TRUE(check_gradients(weighted([](const std::vector<Tensor>& in) {
-    return batch_norm_train(in[0], in[1], in[2], 1e-5, {}, [](const Tensor& t) { return t * 1.0; }).y;
+    return batch_norm_train(in[0], in[1], in[2], 1e-5, {}, [](const Tensor& t, int64_t) { return t * 1.0; }).y;
   }), {x, s, b}));
   Tensor xg = test_values({2, 2, 2, 4}, 35, -2, 2), wg = test_values({2, 2, 2, 4}, 36);
   Tensor sg = test_values({4}, 37, 0.5, 1.5), bg = test_values({4}, 38);
@@ -244,6 +255,85 @@ TEST(Norms, Gradients) {
   Tensor mu = test_values({5}, 41), var = test_values({5}, 42, 0.5, 2);
   EXPECT_TRUE(check_gradients(weighted([](const std::vector<Tensor>& in) { return batch_norm_inference(in[0], in[1], in[2], in[3], in[4]); }),
                               {x, mu, var, s, b}));
+}
+
+/// batch_norm_train with an epilogue through the fused kernels or, with an identity pmean, the
+/// composed ops.
+BatchNormResult bn_epilogue(const Tensor& x, const Tensor& s, const Tensor& b, const Tensor& res,
+                            bool relu, bool composed) {
+  PmeanFn identity;
+  if (composed) identity = [](const Tensor& t, int64_t) { return t; };
+  return batch_norm_train(x, s, b, 1e-5, {}, identity, {.residual = res, .relu = relu});
+}
+
+TEST(BatchNorm, EpilogueFusedMatchesComposed) {
+  for (DType dt : {DType::F64, DType::F32}) {
+    Tensor x = test_values({4, 3, 3, 6}, 50, -2, 3, dt), res = test_values({4, 3, 3, 6}, 51, -2, 2, dt);
+    Tensor s = test_values({6}, 52, -1, 1.5, dt), b = test_values({6}, 53, -1, 1, dt);
+    Tensor w = test_values({4, 3, 3, 6}, 54, -1, 1, dt);
+    double tol = dt == DType::F64 ? 1e-12 : 1e-5;
+    for (bool with_res : {false, true})
+      for (bool relu : {false, true}) {
+        Tensor r = with_res ? res : Tensor();
+        std::string what = std::string(dtype_name(dt)) + (with_res ? " residual" : "") + (relu ? " relu" : "");
+        auto fused = bn_epilogue(x, s, b, r, relu, false), composed = bn_epilogue(x, s, b, r, relu, true);
+        EXPECT_EQ(fused.y.dtype(), dt) << what;
+        EXPECT_ALLCLOSE(fused.y, composed.y, tol, tol) << what;
+        EXPECT_ALLCLOSE(fused.mean, composed.mean, tol, tol) << what;
+        // against the plain op followed by loom's add and relu
+        Tensor expect = batch_norm_train(x, s, b).y;
+        if (with_res) expect = expect + res;
+        if (relu) expect = loom::relu(expect);
+        EXPECT_ALLCLOSE(fused.y, expect, tol, tol) << what;
+        if (relu) {
+          EXPECT_GE(min(fused.y).item<double>(), 0.0) << what;
+        }
+        auto grads = [&](bool comp) {
+          std::vector<Tensor> in{x, s, b};
+          if (with_res) in.push_back(res);
+          return vjp([&](const std::vector<Tensor>& v) {
+            return bn_epilogue(v[0], v[1], v[2], with_res ? v[3] : Tensor(), relu, comp).y;
+          }, in, w);
+        };
+        auto gf = grads(false), gc = grads(true);
+        ASSERT_EQ(gf.size(), gc.size());
+        for (size_t i = 0; i < gf.size(); ++i) EXPECT_ALLCLOSE(gf[i], gc[i], 10 * tol, 10 * tol) << what << " input " << i;
+      }
+  }
+  // bf16 input with f32 parameters: the result and the sum are f32, the residual's gradient bf16
+  Tensor xb = test_values({8, 5}, 55, -2, 2, DType::F32).to(DType::BF16);
+  Tensor rb = test_values({8, 5}, 56, -2, 2, DType::F32).to(DType::BF16);
+  Tensor s = test_values({5}, 57, 0.5, 1.5, DType::F32), b = test_values({5}, 58, -1, 1, DType::F32);
+  auto fused = bn_epilogue(xb, s, b, rb, true, false), composed = bn_epilogue(xb, s, b, rb, true, true);
+  EXPECT_EQ(fused.y.dtype(), DType::F32);
+  EXPECT_ALLCLOSE(fused.y, composed.y, 1e-5, 1e-5);
+  auto g = vjp([&](const std::vector<Tensor>& v) { return bn_epilogue(v[0], s, b, v[1], true, false).y; },
+               {xb, rb}, ones({8, 5}));
+  EXPECT_EQ(g[1].dtype(), DType::BF16);
+  EXPECT_ALLCLOSE(g[1].to(DType::F32), greater(fused.y, zeros_like(fused.y)).to(DType::F32), 0, 0);
+}
+
+TEST(BatchNorm, EpilogueGradients) {
+  Tensor x = test_values({3, 2, 5}, 60, -2, 2), res = test_values({3, 2, 5}, 61, -1, 1);
+  Tensor s = test_values({5}, 62, 0.5, 1.5), b = test_values({5}, 63, -0.5, 0.5);
+  Tensor w = test_values({3, 2, 5}, 64);
+  for (bool relu : {false, true}) {
+    // fused kernels
+    EXPECT_TRUE(check_gradients([&](const std::vector<Tensor>& in) {
+      return sum(bn_epilogue(in[0], in[1], in[2], in[3], relu, false).y * w);
+    }, {x, s, b, res})) << relu;
+    EXPECT_TRUE(check_gradients([&](const std::vector<Tensor>& in) {
+      return sum(bn_epilogue(in[0], in[1], in[2], Tensor(), relu, false).y * w);
+    }, {x, s, b})) << relu;
+    // composed path
+    EXPECT_TRUE(check_gradients([&](const std::vector<Tensor>& in) {
+      return sum(bn_epilogue(in[0], in[1], in[2], in[3], relu, true).y * w);
+    }, {x, s, b, res})) << relu;
+  }
+  // only the residual differentiable: its gradient is the masked cotangent
+  Tensor y = bn_epilogue(x, s, b, res, true, false).y;
+  auto g = vjp([&](const std::vector<Tensor>& in) { return bn_epilogue(x, s, b, in[0], true, false).y; }, {res}, w);
+  EXPECT_ALLCLOSE(g[0], where(greater(y, zeros_like(y)), w, 0.0), 0, 0);
 }
 
 void check_golden(const std::string& name, const std::vector<std::string>& inputs,
@@ -299,6 +389,12 @@ TEST(Norms, Errors) {
   EXPECT_THROW((void)group_norm(zeros({2, 6}), 2, ones({3}), Tensor()), ShapeError);
   expect_msg([&] { (void)batch_norm_train(zeros({6}), Tensor(), Tensor()); }, {"batch_norm_train", "[6]"});
   expect_msg([&] { (void)batch_norm_train(x, Tensor(), ones({4})); }, {"batch_norm_train", "bias", "[4]", "[4, 6]"});
+  expect_msg([&] { (void)batch_norm_train(x, Tensor(), Tensor(), 1e-5, {}, {}, {.residual = zeros({4, 5})}); },
+             {"batch_norm_train", "residual", "[4, 5]", "[4, 6]"});
+  EXPECT_THROW((void)batch_norm_train(x, Tensor(), Tensor(), 1e-5, {}, {}, {.residual = zeros({4, 5})}), ShapeError);
+  expect_msg([&] { (void)batch_norm_train(x, Tensor(), Tensor(), 1e-5, {}, {}, {.residual = zeros({4, 6}, DType::F64)}); },
+             {"batch_norm_train", "residual", "float64", "float32", "[4, 6]"});
+  EXPECT_THROW((void)batch_norm_train(x, Tensor(), Tensor(), 1e-5, {}, {}, {.residual = zeros({4, 6}, DType::F64)}), DTypeError);
   EXPECT_THROW((void)batch_norm_inference(x, Tensor(), ones({6}), Tensor(), Tensor()), ValueError);
   EXPECT_THROW((void)batch_norm_inference(x, ones({5}), ones({6}), Tensor(), Tensor()), ShapeError);
 }

@@ -1,0 +1,124 @@
+// loom_kernel_bench: achieved memory bandwidth of loom's memory-bound kernels against the
+// device's own copy bandwidth, measured in the same run (issue goal: >= 80% of copy). One JSON
+// line per kernel and dtype, then a summary line.
+//
+// Bytes counted are the minimum a kernel must move (each input read once, each output written
+// once); a kernel that reads its input twice (e.g. a two-pass norm) shows up as a lower fraction.
+//
+//   loom_kernel_bench [--device cuda] [--elements 67108864] [--iters 50]
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "bench/bench_util.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/norm.h"
+#include "optim/optimizers.h"
+#include "train/train_state.h"
+#if LOOM_CUDA
+#include "kernels/cuda/runtime.h"
+#endif
+
+namespace {
+
+using namespace loom;
+using bench::synchronize;
+using Clock = std::chrono::steady_clock;
+
+// Seconds per call: `iters` calls queued back to back, one synchronize at the end; the median of
+// five such rounds after a warm-up round.
+double seconds_per_call(Device d, int iters, const std::function<void()>& f) {
+  std::vector<double> rounds;
+  for (int r = 0; r < 6; ++r) {
+    synchronize(d);
+    auto t0 = Clock::now();
+    for (int i = 0; i < iters; ++i) f();
+    synchronize(d);
+    if (r > 0) rounds.push_back(std::chrono::duration<double>(Clock::now() - t0).count() / iters);
+  }
+  return bench::median(rounds);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string device_name = "cuda";
+  int64_t n = int64_t(1) << 26;
+  int iters = 50;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i], v = argv[i + 1];
+    if (k == "--device") device_name = v;
+    else if (k == "--elements") n = std::stoll(v);
+    else if (k == "--iters") iters = std::stoi(v);
+    else {
+      std::cerr << "loom_kernel_bench: unknown option " << k << "\n";
+      return 2;
+    }
+  }
+  try {
+    Device d = Device::parse(device_name);
+    check_device_usable(d, "loom_kernel_bench --device");
+    const int64_t features = 768;  // GPT-2 small's width, for the norms
+    const int64_t rows = n / features;
+    std::vector<nlohmann::json> lines;
+    double copy_gbs = 0;
+    auto report = [&](const std::string& kernel, DType dt, double bytes, double secs) {
+      double gbs = bytes / secs / 1e9;
+      nlohmann::json j = {{"kernel", kernel}, {"dtype", dtype_name(dt)}, {"elements", rows * features},
+                          {"us", secs * 1e6}, {"GB/s", gbs}};
+      if (copy_gbs > 0) j["fraction_of_copy"] = gbs / copy_gbs;
+      else copy_gbs = gbs;  // the first line is the copy itself
+      std::cout << j.dump() << std::endl;
+      lines.push_back(j);
+    };
+    for (DType dt : {DType::F32, DType::BF16}) {
+      const double e = double(dtype_size(dt)), m = double(rows * features);
+      Tensor x = ones({rows, features}, dt, d), y = ones({rows, features}, dt, d);
+      Tensor scale = ones({features}, dt, d), bias = zeros({features}, dt, d);
+      if (dt == DType::F32) {
+        Tensor dst = Tensor::empty({rows, features}, dt, d);
+        report("device_copy", dt, 2 * m * e, seconds_per_call(d, iters, [&] {
+#if LOOM_CUDA
+                 if (d.is_cuda())
+                   return cuda::copy_device_to_device(dst.raw_data(), x.raw_data(), dst.nbytes(), d.index);
+#endif
+                 std::memcpy(dst.raw_data(), x.raw_data(), dst.nbytes());
+               }));
+      }
+      report("residual_add", dt, 3 * m * e, seconds_per_call(d, iters, [&] { (void)(x + y); }));
+      report("gelu_tanh", dt, 2 * m * e, seconds_per_call(d, iters, [&] { (void)gelu(x); }));
+      report("layer_norm", dt, 2 * m * e,
+             seconds_per_call(d, iters, [&] { (void)layer_norm(x, scale, bias); }));
+      // BatchNorm apply on an NHWC activation with C = features: normalise with given statistics.
+      Tensor mean = zeros({features}, DType::F32, d), var = ones({features}, DType::F32, d);
+      report("batch_norm_apply", dt, 2 * m * e, seconds_per_call(d, iters, [&] {
+               (void)batch_norm_inference(x, mean.to(dt), var.to(dt), scale, bias);
+             }));
+    }
+    // Fused AdamW over one float32 leaf: reads param, grad, mu, nu; writes param, mu, nu.
+    {
+      Tree params;
+      params.insert("w", ones({rows, features}, DType::F32, d));
+      Tree grads;
+      grads.insert("w", ones({rows, features}, DType::F32, d));
+      train::TrainState state = train::TrainState::create(params, optim::adamw(1e-3));
+      report("adamw_update", DType::F32, 7.0 * double(rows * features) * 4,
+             seconds_per_call(d, iters, [&] { state = state.apply_gradients(grads); }));
+    }
+    double worst = 1;
+    for (const auto& j : lines)
+      if (j.contains("fraction_of_copy")) worst = std::min(worst, j["fraction_of_copy"].get<double>());
+    std::cout << nlohmann::json{{"summary", "kernel_bandwidth"}, {"copy_GB/s", copy_gbs},
+                                {"worst_fraction_of_copy", worst}}.dump()
+              << std::endl;
+  } catch (const std::exception& e) {
+    std::cout << nlohmann::json{{"error", e.what()}}.dump() << std::endl;
+    return 1;
+  }
+  return 0;
+}

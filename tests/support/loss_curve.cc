@@ -1,0 +1,38 @@
+#include "tests/support/loss_curve.h"
+
+#include <filesystem>
+#include <sstream>
+
+#include "train/metrics/jsonl_writer.h"
+#include "train/trainer.h"
+
+namespace loom::testing {
+
+std::vector<double> hundred_step_loss_curve(const std::string& device, const std::string& name) {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("loom_loss_curve_" + device + "_" + name);
+  fs::remove_all(dir);
+  train::TrainConfig c;
+  c.model = "cnn";
+  c.dataset = "synthetic:8x8x1:4:256";
+  c.batch_size = 32;
+  c.steps = 100;
+  c.log_every = 1;
+  c.eval_every = 1000;  // no evaluation or checkpoint inside the run: only the curve
+  c.checkpoint_every = 1000;
+  c.max_eval_examples = 32;
+  c.seed = 7;
+  c.run_dir = dir.string();
+  c.resume = false;
+  c.device = device;
+  c.terminal = false;
+  std::ostringstream log;
+  train::run_training(c, log);
+  std::vector<double> losses;
+  for (const auto& r : train::read_jsonl(dir.string() + "/metrics.jsonl"))
+    if (r.at("split") == "train") losses.push_back(r.at("loss").get<double>());
+  fs::remove_all(dir);
+  return losses;
+}
+
+}  // namespace loom::testing
