@@ -86,6 +86,9 @@ void add_train_options(CLI::App& cmd, TrainArgs& a) {
   cmd.add_flag("--debug-nans", a.debug_nans, "check every op's output for NaN/Inf and name the first offender (slow)");
   cmd.add_option("--nproc", a.nproc, "train data-parallel on N local processes (each on batch-size / N examples)")
       ->capture_default_str();
+  cmd.add_flag("--zero", a.zero,
+               "with --nproc N (or a launcher): shard the optimizer state over the ranks (ZeRO-1), "
+               "the same numbers and checkpoints with 1/N of the state per rank; alone: no effect");
   cmd.add_option("--precision", a.precision,
                  "compute dtype on float32 params: f32, bf16, f16 (f16 adds dynamic loss scaling)")
       ->capture_default_str()->check(CLI::IsMember({"f32", "bf16", "f16"}));

@@ -4,7 +4,7 @@
 // the two side by side.
 //
 //   loom_bench --model cnn|resnet50|gpt2 [--batch N] [--steps N] [--warmup N]
-//              [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N]
+//              [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N] [--graph on]
 //
 // The batch is synthetic and made once on the device before timing, so the number is the step
 // alone (no data loading), as in the JAX script. Each timed step ends with a host read of the loss
@@ -23,10 +23,12 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "bench/bench_util.h"
 #include "core/grad.h"
+#include "core/jit.h"
 #include "core/memory.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/loss.h"
@@ -54,13 +56,14 @@ struct Options {
   int64_t seq = 1024;     // gpt2
   int64_t image = 224;    // resnet50
   double peak_tflops = 989.0;  // H100/H200 SXM dense bf16, llm.c's MFU denominator
+  bool graph = false;          // replay the step as a CUDA graph (core/jit.h)
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "loom_bench: " << why << "\n"
             << "usage: loom_bench --model cnn|resnet50|gpt2 [--batch N] [--steps N] [--warmup N]\n"
             << "       [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N]\n"
-            << "       [--peak-tflops X]\n";
+            << "       [--peak-tflops X] [--graph on|off]\n";
   std::exit(2);
 }
 
@@ -94,6 +97,7 @@ Options parse(int argc, char** argv) {
   num("seq", o.seq);
   num("image", o.image);
   if (kv.count("peak-tflops")) o.peak_tflops = std::stod(kv["peak-tflops"]), kv.erase("peak-tflops");
+  if (kv.count("graph")) o.graph = kv["graph"] == "1" || kv["graph"] == "on", kv.erase("graph");
   if (!kv.empty()) usage("unknown option --" + kv.begin()->first);
   if (o.model != "cnn" && o.model != "resnet50" && o.model != "gpt2")
     usage("unknown model '" + o.model + "'");
@@ -170,9 +174,8 @@ nlohmann::json run(const Options& o) {
   train::TrainState state = train::TrainState::create(variables["params"], w.tx, extra);
   const int64_t n_params = state.params.total_size();
 
-  double enqueue_ms = 0;  // host time to queue the step, up to the loss read of the last step
-  auto step = [&](int64_t i) {
-    auto queued_from = Clock::now();
+  // One training step from `s` with the dropout key of step i: the next state and the loss.
+  auto train_step = [&](const train::TrainState& s, int64_t i) {
     auto loss_fn = [&](const Tree& params) {
       // Mixed precision as in the JAX script: f32 master params cast to bf16 for the forward and
       // backward (the cast's gradient brings them back to f32), loss in f32.
@@ -180,7 +183,7 @@ nlohmann::json run(const Options& o) {
       vars.insert("params", bf16 ? tree_map([](const Tensor& p) { return p.to(DType::BF16); },
                                             params)
                                  : params);
-      for (const auto& [name, col] : state.extra.items()) vars.insert(name, col);
+      for (const auto& [name, col] : s.extra.items()) vars.insert(name, col);
       Tensor x = bf16 && is_floating(w.inputs.dtype()) ? w.inputs.to(DType::BF16) : w.inputs;
       auto [logits, updates] =
           w.model.apply(vars, x, true, random::fold_in(random::key(7), uint32_t(i)));
@@ -189,9 +192,32 @@ nlohmann::json run(const Options& o) {
       Tensor loss = mean(softmax_cross_entropy_with_integer_labels(l, w.labels.reshape({-1})));
       return std::pair{loss, updates};
     };
-    auto [loss, updates, grads] = value_and_grad_aux(loss_fn)(state.params);
-    state = state.apply_gradients(
-        grads, updates.empty() ? std::optional<Tree>() : std::optional<Tree>(updates));
+    auto [loss, updates, grads] = value_and_grad_aux(loss_fn)(s.params);
+    return std::pair{s.apply_gradients(grads, updates.empty() ? std::optional<Tree>()
+                                                              : std::optional<Tree>(updates)),
+                     loss};
+  };
+  // --graph: the same step replayed as one CUDA graph (core/jit.h). The dropout key is frozen at
+  // capture, which these models (no dropout) do not notice.
+  Jit graph_step = jit([&](const Tree& in) {
+    auto [next, loss] = train_step(state.load_state_dict(in), 0);
+    Tree out = next.state_dict();
+    out.insert("loss", loss);
+    return out;
+  }, {.warmup = 1});
+
+  double enqueue_ms = 0;  // host time to queue the step, up to the loss read of the last step
+  auto step = [&](int64_t i) {
+    auto queued_from = Clock::now();
+    Tensor loss;
+    if (o.graph) {
+      Tree out = graph_step(state.state_dict());
+      loss = out["loss"].tensor();
+      out.erase("loss");
+      state = state.load_state_dict(out);
+    } else {
+      std::tie(state, loss) = train_step(state, i);
+    }
     enqueue_ms = std::chrono::duration<double, std::milli>(Clock::now() - queued_from).count();
     double v = loss.item<double>();  // waits for this step's kernels
     synchronize(device);
@@ -248,6 +274,7 @@ int main(int argc, char** argv) {
                          {"batch", o.batch},      {"steps", o.steps},
                          {"warmup", o.warmup}};
   if (o.model == "gpt2") line["seq"] = o.seq;
+  if (o.graph) line["graph"] = true;
   if (o.model == "resnet50") line["image"] = o.image;
   int rc = 0;
   try {

@@ -17,7 +17,7 @@ namespace loom {
 enum class UnaryOp : uint8_t {
   Neg, Abs, Sign, Exp, Log, Log1p, Sqrt, Rsqrt, Square, Reciprocal, Tanh, Sigmoid, Relu, Relu6,
   Gelu /* tanh approximation, Flax's default */, GeluExact, Silu, Softplus, Elu, LeakyRelu, Erf,
-  LogSigmoid
+  LogSigmoid, Sin, Cos
 };
 const char* unary_op_name(UnaryOp op);
 
@@ -68,6 +68,8 @@ LOOM_HD T unary_apply(UnaryOp op, T x, T alpha) {
     case UnaryOp::LeakyRelu: return x >= T(0) ? x : alpha * x;
     case UnaryOp::Erf: return erf(x);
     case UnaryOp::LogSigmoid: return -softplus_of(-x);
+    case UnaryOp::Sin: return sin(x);
+    case UnaryOp::Cos: return cos(x);
   }
   return x;
 }
@@ -107,6 +109,8 @@ LOOM_HD T unary_derivative(UnaryOp op, T x, T alpha) {
     case UnaryOp::LeakyRelu: return x >= T(0) ? T(1) : alpha;
     case UnaryOp::Erf: return T(1.1283791670955126) * exp(-x * x);
     case UnaryOp::LogSigmoid: return sigmoid_of(-x);
+    case UnaryOp::Sin: return cos(x);
+    case UnaryOp::Cos: return -sin(x);
   }
   return T(0);
 }

@@ -2,12 +2,7 @@
 
 #include <cmath>
 
-#include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
-#include "kernels/cpu/optim_update.h"
-#if LOOM_CUDA
-#include "kernels/cuda/optim_update.h"
-#endif
 
 namespace loom::optim {
 namespace {
@@ -37,19 +32,6 @@ void check_scales(const std::map<int64_t, double>& boundaries_and_scales, const 
 }
 
 }  // namespace
-
-Tensor cosine(const Tensor& x) {
-  LOOM_CHECK(is_floating(x.dtype()), DTypeError, "cosine: expected a floating dtype, got ",
-             dtype_name(x.dtype()), " (shape ", shape_str(x.shape()), ")");
-  Tensor xc = x.contiguous();
-  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  if (x.is_cuda()) {
-    LOOM_CUDA_ONLY(cuda::cosine(xc.raw_data(), out.raw_data(), x.numel(), x.dtype(), stream_of(x)));
-  } else {
-    cpu::cosine(xc.raw_data(), out.raw_data(), x.numel(), x.dtype());
-  }
-  return out;
-}
 
 Schedule constant_schedule(double value) {
   return [value](const Tensor& count) { return f32(value, count); };
@@ -113,7 +95,7 @@ Schedule cosine_decay_schedule(double init_value, int64_t decay_steps, double al
              "cosine_decay_schedule: requires positive decay_steps, got ", decay_steps);
   return [=](const Tensor& count) {
     Tensor c = minimum(count.to(DType::F32), f32(double(decay_steps), count));
-    Tensor cos_decay = (cosine(c * kPi / double(decay_steps)) + 1.0) * 0.5;
+    Tensor cos_decay = (loom::cos(c * kPi / double(decay_steps)) + 1.0) * 0.5;
     Tensor decayed = pow(cos_decay, exponent) * (1.0 - alpha) + alpha;
     return decayed * init_value;
   };
@@ -173,7 +155,7 @@ Schedule piecewise_cosine_interpolate_schedule(
                                   less(count, scalar_like(hi, count)));
       Tensor pct = (count - lo) / size;
       float half = (values[i] - values[i + 1]) / 2.0f;  // (start - end) / 2.0 in float32
-      Tensor interp = (cosine(pct * kPi) + 1.0) * double(half) + double(values[i + 1]);
+      Tensor interp = (loom::cos(pct * kPi) + 1.0) * double(half) + double(values[i + 1]);
       out = where(inside, interp, out);
     }
     Tensor after = less_equal(scalar_like(double(bounds.back()), count), count);

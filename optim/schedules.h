@@ -62,8 +62,4 @@ Schedule cosine_onecycle_schedule(int64_t transition_steps, double peak_value,
                                   double pct_start = 0.3, double div_factor = 25.0,
                                   double final_div_factor = 1e4);
 
-/// cos(x) elementwise for floating tensors (the schedules need it on the device; not
-/// differentiable).
-Tensor cosine(const Tensor& x);
-
 }  // namespace loom::optim

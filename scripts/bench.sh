@@ -18,13 +18,17 @@
 #                build-gpu with CUDA and its dependencies, and this script then builds loom_bench
 #                there)
 #   --models     comma list of MODEL[-PRECISION] (cnn, resnet50, gpt2; -f32/-bf16)
+#   --extras     with --gpu: after the models, loom-only diagnostics (about 4 more minutes):
+#                resnet50 and gpt2 bf16 with the step replayed as a CUDA graph (--graph on),
+#                the input pipeline (loom_input_bench) and memory-bound kernels against the copy
+#                bandwidth (loom_kernel_bench)
 #   --out        results folder (default: $OUT when set, else bench/results)
 # Exit status: 0 when every benchmark printed a result, 1 when one failed, 2 on a setup error.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 REPO=$PWD
 
-mode="" build="" rounds="" steps="" warmup="" cores=0,1 models="" out="${OUT:-$REPO/bench/results}"
+mode="" build="" rounds="" steps="" warmup="" cores=0,1 models="" extras=0 out="${OUT:-$REPO/bench/results}"
 while (($#)); do
   case "$1" in
     --cpu) mode=cpu ;;
@@ -36,7 +40,8 @@ while (($#)); do
     --cores) cores=$2; shift ;;
     --models) models=$2; shift ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    --extras) extras=1 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -129,8 +134,15 @@ for ((r = 1; r <= rounds; ++r)); do
 done
 rm -f "$out/.stderr"
 
-# The input pipeline on the GPU: does a step wait for its batch? (bench/input_pipeline_bench.cc)
-if [[ $mode == gpu ]]; then
+# Loom-only GPU diagnostics (--extras): graph replay, input pipeline, memory-bound kernels.
+if [[ $mode == gpu ]] && ((extras)); then
+  log "loom with the step replayed as a CUDA graph (--graph on)"
+  for spec in resnet50-bf16 gpt2-bf16; do
+    timeout 120 "$BIN" --model "${spec%%-*}" --device cuda --precision "${spec#*-}" \
+      --steps "$steps" --warmup "$warmup" --graph on 2>&1 | grep '^{' >> "$out/graph_${stamp}.jsonl" ||
+      log "WARNING: loom_bench --graph on $spec printed no result"
+  done
+  cat "$out/graph_${stamp}.jsonl" >&2
   log "input pipeline: resident vs pinned vs pageable batches"
   { cmake --build "$build" --target loom_input_bench -j "$(nproc)" > "$build/bench_build.log" 2>&1 &&
     timeout 120 "$build/bench/loom_input_bench" --device cuda; } | grep '^{' \

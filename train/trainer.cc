@@ -19,6 +19,7 @@
 #include "train/data/loader.h"
 #include "train/dist/dist.h"
 #include "train/dist/gradient_reducer.h"
+#include "train/dist/zero.h"
 #include "train/metrics/jsonl_writer.h"
 #include "train/metrics/png_plot.h"
 #include "train/metrics/progress.h"
@@ -69,7 +70,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"sequence_length", sequence_length}, {"device", device}, {"debug_nans", debug_nans},
           {"precision", precision}, {"loss_scale_period", loss_scale_period},
           {"skip_nonfinite", skip_nonfinite},
-          {"max_consecutive_nonfinite", max_consecutive_nonfinite}};
+          {"max_consecutive_nonfinite", max_consecutive_nonfinite}, {"zero", zero}};
 }
 
 namespace {
@@ -107,6 +108,8 @@ void TrainConfig::validate() const {
   LOOM_CHECK(max_consecutive_nonfinite >= 0, ValueError,
              "--max-consecutive-nonfinite must be >= 0, got ", max_consecutive_nonfinite);
   check_one_of("--model", model, model_names());
+  // All element-wise, so --zero shards each exactly (train/dist/zero.h); one that is not (lamb,
+  // clipping by global norm) would need refusing with --zero.
   check_one_of("--optimizer", optimizer, {"sgd", "momentum", "adam", "adamw"});
   check_one_of("--schedule", schedule, {"constant", "cosine"});
   check_one_of("--precision", precision, {"f32", "bf16", "f16"});
@@ -216,6 +219,22 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
     loader.seek(meta.at("epoch").get<int64_t>(), meta.at("batch").get<int64_t>());
     if (main_rank) out << "loom: resumed " << cfg.run_dir << " at step " << start_step << "\n";
   }
+  // ZeRO-1: from here on state.opt_state is this rank's shard of the full state built above.
+  std::optional<dist::ShardedOptimizer> zero;
+  if (cfg.zero && world > 1) {
+    zero.emplace(opt.tx, state.params, skipping);
+    state.opt_state = zero->load_full_state(state.opt_state);
+  }
+  // The optimizer step; under ZeRO-1 the sharded update, which averages the local gradients.
+  auto apply_gradients = [&](const Tree& grads, std::optional<Tree> new_extra = std::nullopt) {
+    if (!zero) return state.apply_gradients(grads, std::move(new_extra));
+    TrainState next = state;
+    next.step = state.step + 1.0;
+    next.params = zero->step(state.params, grads);
+    next.opt_state = zero->state();
+    if (new_extra) next.extra = std::move(*new_extra);
+    return next;
+  };
   if (main_rank)
     out << "loom: training " << cfg.model << " on " << cfg.dataset << " (" << train_set.size()
       << " examples) on " << device.str() << ", " << state.params.total_size() << " parameters, "
@@ -238,9 +257,12 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
                        log);
 
   auto save = [&](int64_t step) {
+    // Checkpoints hold the full optimizer state whether sharded or not; all ranks gather it.
+    Tree state_dict = state.state_dict();
+    if (zero) state_dict["opt_state"] = zero->full_state();
     if (!main_rank) return;
     auto [epoch, index] = loader.position();
-    checkpoints.save(step, state.state_dict(),
+    checkpoints.save(step, state_dict,
                      {{"step", step}, {"epoch", epoch}, {"batch", index}, {"config", cfg.to_json()},
                       {"rng_seed", cfg.seed}});
   };
@@ -282,16 +304,18 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
       return std::pair{objective, std::tuple{loss.detach(), logits.detach(), updates}};
     };
     // Gradients averaged over the ranks: each bucket's all-reduce starts while backward runs.
-    auto [objective, aux, grads] = dist::value_and_grad_aux_pmean(loss_fn)(state.params);
+    // ZeRO-1 takes the local gradients: its reduce-scatter does the averaging.
+    auto [objective, aux, grads] = zero ? value_and_grad_aux(loss_fn)(state.params)
+                                        : dist::value_and_grad_aux_pmean(loss_fn)(state.params);
     auto& [loss, logits, new_stats] = aux;
     if (cfg.grads_hook) cfg.grads_hook(step, state, grads);
     if (new_stats.empty() || (!skipping && compute == DType::F32)) {
-      state = state.apply_gradients(grads, new_stats.empty() ? std::optional<Tree>() : std::optional<Tree>(new_stats));
+      state = apply_gradients(grads, new_stats.empty() ? std::optional<Tree>() : std::optional<Tree>(new_stats));
     } else {
       // A skipped step keeps the old batch statistics too (jmp.select_tree over the whole
       // state), and statistics from a half-precision forward go back to their own dtypes.
       Tree old_stats = state.extra;
-      state = state.apply_gradients(grads);
+      state = apply_gradients(grads);
       Tensor keep_new = skipping ? state.opt_state["last_finite"].tensor() : scalar(1, DType::Bool, device);
       state.extra = optim::select_tree(keep_new, new_stats, old_stats, "batch statistics");
     }

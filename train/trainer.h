@@ -49,8 +49,12 @@ struct TrainConfig {
   int64_t loss_scale_period = 2000;  // f16: finite steps in a row before the loss scale doubles
   bool skip_nonfinite = false;  // skip steps with Inf/NaN gradients (optim::apply_if_finite)
   int64_t max_consecutive_nonfinite = 10;  // ...unless this many came in a row (Optax's give-up)
+  // Data parallel: each rank keeps 1/N of the optimizer state (ZeRO-1, dist::ShardedOptimizer);
+  // the numbers and the checkpoints are the unsharded run's. No effect in a world of one.
+  bool zero = false;
   /// For tests: called with each step's gradients before the update (`step` counts from 0,
-  /// `state` is the state the update starts from), e.g. to inject an Inf. Not in to_json.
+  /// `state` is the state the update starts from), e.g. to inject an Inf. Not in to_json. With
+  /// `zero` over several ranks these are the rank's local gradients, not yet averaged.
   std::function<void(int64_t step, const TrainState& state, Tree& grads)> grads_hook;
 
   nlohmann::json to_json() const;

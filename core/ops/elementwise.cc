@@ -210,6 +210,8 @@ Tensor gelu(const Tensor& x, bool approximate) {
 Tensor silu(const Tensor& x) { return unary_op(UnaryOp::Silu, x); }
 Tensor softplus(const Tensor& x) { return unary_op(UnaryOp::Softplus, x); }
 Tensor log_sigmoid(const Tensor& x) { return unary_op(UnaryOp::LogSigmoid, x); }
+Tensor sin(const Tensor& x) { return unary_op(UnaryOp::Sin, x); }
+Tensor cos(const Tensor& x) { return unary_op(UnaryOp::Cos, x); }
 Tensor elu(const Tensor& x, double alpha) { return unary_op(UnaryOp::Elu, x, alpha); }
 Tensor leaky_relu(const Tensor& x, double slope) { return unary_op(UnaryOp::LeakyRelu, x, slope); }
 Tensor unary(UnaryOp op, const Tensor& x, double alpha) { return unary_op(op, x, alpha); }

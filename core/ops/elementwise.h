@@ -52,6 +52,8 @@ Tensor gelu(const Tensor& x, bool approximate = true);
 Tensor silu(const Tensor& x);
 Tensor softplus(const Tensor& x);
 Tensor log_sigmoid(const Tensor& x);
+Tensor sin(const Tensor& x);
+Tensor cos(const Tensor& x);
 Tensor elu(const Tensor& x, double alpha = 1.0);
 Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01);
 /// min(max(x, lo), hi); the gradient passes where lo <= x <= hi.

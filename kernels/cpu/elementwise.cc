@@ -11,7 +11,7 @@ const char* unary_op_name(UnaryOp op) {
   static const char* names[] = {"neg", "abs", "sign", "exp", "log", "log1p", "sqrt", "rsqrt",
                                 "square", "reciprocal", "tanh", "sigmoid", "relu", "relu6", "gelu",
                                 "gelu_exact", "silu", "softplus", "elu", "leaky_relu", "erf",
-                                "log_sigmoid"};
+                                "log_sigmoid", "sin", "cos"};
   return names[int(op)];
 }
 
@@ -42,7 +42,7 @@ void with_unary_op(UnaryOp op, Fn&& fn) {
     LOOM_CASE(Sqrt) LOOM_CASE(Rsqrt) LOOM_CASE(Square) LOOM_CASE(Reciprocal) LOOM_CASE(Tanh)
     LOOM_CASE(Sigmoid) LOOM_CASE(Relu) LOOM_CASE(Relu6) LOOM_CASE(Gelu) LOOM_CASE(GeluExact)
     LOOM_CASE(Silu) LOOM_CASE(Softplus) LOOM_CASE(Elu) LOOM_CASE(LeakyRelu) LOOM_CASE(Erf)
-    LOOM_CASE(LogSigmoid)
+    LOOM_CASE(LogSigmoid) LOOM_CASE(Sin) LOOM_CASE(Cos)
   }
 #undef LOOM_CASE
 }

@@ -86,23 +86,5 @@ void fused_sgd(const std::vector<OptimLeaf>& leaves, const SgdConfig& c, const O
   });
 }
 
-void cosine(const void* x, void* out, int64_t n, DType dtype) {
-  auto run = [&](auto z) {
-    using T = decltype(z);
-    const T* in = static_cast<const T*>(x);
-    T* o = static_cast<T*>(out);
-    for (int64_t i = 0; i < n; ++i) {
-      if constexpr (std::is_same_v<T, double>) o[i] = std::cos(in[i]);
-      else o[i] = T(std::cos(static_cast<float>(in[i])));
-    }
-  };
-  switch (dtype) {
-    case DType::F32: return run(float{});
-    case DType::F64: return run(double{});
-    case DType::BF16: return run(bfloat16{});
-    case DType::F16: return run(float16{});
-    default: LOOM_THROW(DTypeError, "cosine: expected a floating dtype, got ", dtype_name(dtype));
-  }
-}
 
 }  // namespace loom::cpu

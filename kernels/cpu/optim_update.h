@@ -57,8 +57,6 @@ void fused_adam(const std::vector<OptimLeaf>& leaves, const AdamConfig& config,
                 const OptimScalars& scalars);
 void fused_sgd(const std::vector<OptimLeaf>& leaves, const SgdConfig& config,
                const OptimScalars& scalars);
-/// out = cos(x) for float32 / float64 (also bf16 / f16, computed in float32).
-void cosine(const void* x, void* out, int64_t n, DType dtype);
 
 }  // namespace cpu
 }  // namespace loom

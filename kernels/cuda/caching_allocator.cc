@@ -31,9 +31,10 @@ void* CachingAllocator::allocate(size_t nbytes) {
   size_t size = round_size(nbytes);
   Stream stream = current_stream(device_);
   std::lock_guard<std::mutex> lock(mu_);
-  // Best fit on the same stream, accepting at most 2x (or +2 MiB) waste.
-  auto it = free_blocks_.lower_bound({stream, size});
-  if (it != free_blocks_.end() && it->first.first == stream &&
+  const Pool pool = private_pool_ ? private_pool_ : Pool(stream);
+  // Best fit in the same pool, accepting at most 2x (or +2 MiB) waste.
+  auto it = free_blocks_.lower_bound({pool, size});
+  if (it != free_blocks_.end() && it->first.first == pool &&
       it->first.second <= std::max(size * 2, size + (size_t(2) << 20))) {
     void* p = it->second;
     free_blocks_.erase(it);
@@ -58,7 +59,7 @@ void* CachingAllocator::allocate(size_t nbytes) {
                " allocated. Reduce the batch size or call empty_cache().");
   }
   LOOM_CUDA_CHECK(err);
-  blocks_[p] = Block{size, stream};
+  blocks_[p] = Block{size, pool};
   stats_.reserved += size;
   stats_.allocated += size;
   stats_.peak_allocated = std::max(stats_.peak_allocated, stats_.allocated);
@@ -73,7 +74,33 @@ void CachingAllocator::free(void* ptr) {
   stats_.allocated -= it->second.size;
   // Stream-ordered: work queued on this stream that uses the block finishes before any later
   // work on the same stream that receives it, so no synchronisation is needed here.
-  free_blocks_.insert({{it->second.stream, it->second.size}, ptr});
+  free_blocks_.insert({{it->second.pool, it->second.size}, ptr});
+}
+
+void CachingAllocator::begin_private_pool(const void* pool) {
+  std::lock_guard<std::mutex> lock(mu_);
+  LOOM_CHECK(private_pool_ == nullptr, ValueError, "cuda:", device_,
+             ": a CUDA graph is already being captured (captures do not nest)");
+  private_pool_ = pool;
+}
+
+void CachingAllocator::end_private_pool() {
+  std::lock_guard<std::mutex> lock(mu_);
+  private_pool_ = nullptr;
+}
+
+void CachingAllocator::release_private_pool(const void* pool) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const Pool ordinary = current_stream(device_);
+  for (auto& [p, b] : blocks_)
+    if (b.pool == pool) b.pool = ordinary;
+  auto first = free_blocks_.lower_bound({pool, 0});
+  auto last = first;
+  while (last != free_blocks_.end() && last->first.first == pool) ++last;
+  std::vector<std::pair<size_t, void*>> moved;
+  for (auto it = first; it != last; ++it) moved.emplace_back(it->first.second, it->second);
+  free_blocks_.erase(first, last);
+  for (auto& [size, p] : moved) free_blocks_.insert({{ordinary, size}, p});
 }
 
 void CachingAllocator::release_cached_locked() {

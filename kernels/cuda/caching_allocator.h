@@ -41,6 +41,14 @@ class CachingAllocator {
   DeviceMemoryInfo device_memory() const;
   void reset_peak();
 
+  /// CUDA graph capture (core/jit.h): until end_private_pool(), allocations come from and frees
+  /// return to the private pool `pool` (any unique address), so blocks a captured graph uses are
+  /// never handed to work outside it; they stay reserved while the graph may be replayed.
+  void begin_private_pool(const void* pool);
+  void end_private_pool();
+  /// The graph of `pool` is gone: its blocks join the ordinary pool (in-use ones when freed).
+  void release_private_pool(const void* pool);
+
   /// Sizes are rounded so that blocks can be reused across slightly different requests.
   static size_t round_size(size_t nbytes);
 
@@ -48,13 +56,16 @@ class CachingAllocator {
   explicit CachingAllocator(int device) : device_(device) {}
   void release_cached_locked();
 
+  // A pool is the compute stream (ordinary, stream-ordered reuse) or a private graph pool.
+  using Pool = const void*;
   struct Block {
     size_t size;
-    Stream stream;
+    Pool pool;
   };
   int device_;
   mutable std::mutex mu_;
-  std::multimap<std::pair<Stream, size_t>, void*> free_blocks_;  // (stream, size) -> ptr
+  Pool private_pool_ = nullptr;  // set while a graph is being captured
+  std::multimap<std::pair<Pool, size_t>, void*> free_blocks_;  // (pool, size) -> ptr
   std::unordered_map<void*, Block> blocks_;                      // every block we hold
   AllocatorStats stats_;
 };

@@ -101,12 +101,6 @@ __global__ void sgd_kernel(const __grid_constant__ LeafTable t, SgdConfig c, con
   });
 }
 
-template <typename T>
-__global__ void cosine_kernel(const T* x, T* out, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = cvt<T>(cos(cvt<acc_t<T>>(x[i])));
-}
 
 // Runs launch(table) once per group of at most kMaxFusedLeaves leaves (the first group first).
 template <typename Launch>
@@ -154,16 +148,6 @@ void fused_sgd(const std::vector<OptimLeaf>& leaves, const SgdConfig& config,
     sgd_kernel<<<blocks, kThreads, 0, stream>>>(t, config, s.lr, s.lr_value);
     LOOM_CUDA_CHECK(cudaGetLastError());
   });
-}
-
-void cosine(const void* x, void* out, int64_t n, DType dtype, Stream stream) {
-  if (n == 0) return;
-  visit_float_dtype(dtype, "cosine", [&](auto z) {
-    using T = decltype(z);
-    cosine_kernel<T><<<blocks_for(n), 256, 0, stream>>>(static_cast<const T*>(x),
-                                                        static_cast<T*>(out), n);
-  });
-  LOOM_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace loom::cuda

@@ -21,7 +21,5 @@ void fused_adam(const std::vector<OptimLeaf>& leaves, const AdamConfig& config,
                 const OptimScalars& scalars, Stream stream);
 void fused_sgd(const std::vector<OptimLeaf>& leaves, const SgdConfig& config,
                const OptimScalars& scalars, Stream stream);
-/// out = cos(x) for the floating dtypes.
-void cosine(const void* x, void* out, int64_t n, DType dtype, Stream stream);
 
 }  // namespace loom::cuda

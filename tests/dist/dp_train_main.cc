@@ -12,7 +12,9 @@
 //                buckets gives the plain path's gradients (bitwise on 2 ranks), mixed dtypes
 //                included, and launches its first buckets before the backward pass has finished
 //   zero         ZeRO-1 (dist::ShardedOptimizer): 5 adamw steps equal the unsharded DDP step
-//                (params allclose rtol 1e-5) while each rank holds 1/N of the optimizer state
+//                (params allclose rtol 1e-5) while each rank holds 1/N of the optimizer state;
+//                the gathered state is the unsharded one and resumes exactly; apply_if_finite
+//                skips on every rank when one rank's gradients hold an Inf
 //   hang         rank 1 stops answering; rank 0 must throw DistError within LOOM_DIST_TIMEOUT
 //   die          rank 1 exits abruptly mid-run; the job must end instead of hanging
 #include <chrono>
@@ -20,6 +22,7 @@
 #include <cstdlib>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <string>
 #include <thread>
@@ -34,6 +37,7 @@
 #include "modules/models/cnn.h"
 #include "optim/optimizers.h"
 #include "optim/transform.h"
+#include "optim/wrappers.h"
 #include "train/dist/dist.h"
 #include "train/dist/gradient_reducer.h"
 #include "train/dist/zero.h"
@@ -461,6 +465,41 @@ void zero() {
   DP_CHECK(vectors == 2, "adamw keeps mu and nu, found ", vectors, " vectors");
   DP_CHECK(sharded.state().total_size() <= tx.init(init).total_size() / w + 2 * w,
            "state of ", sharded.state().total_size(), " elements on each of ", w, " ranks");
+
+  // Checkpoints: the gathered state is the unsharded one, and a fresh optimizer loaded from it
+  // continues exactly where the unsharded run does.
+  Tree full = sharded.full_state();
+  DP_CHECK(full.first_difference(opt_state).empty(), "full_state layout differs at ",
+           full.first_difference(opt_state));
+  DP_CHECK(tree_allclose(full, opt_state, 1e-5, 1e-6), "full_state != the unsharded state");
+  dist::ShardedOptimizer resumed(tx, init);
+  resumed.load_full_state(opt_state);
+  Tree next = resumed.step(plain, local_grads(plain, kSteps));
+  Tree next_plain = optim::update_and_apply(tx, dist::pmean(local_grads(plain, kSteps)), opt_state, plain).first;
+  DP_CHECK(tree_allclose(next, next_plain, 1e-5, 1e-6), "resumed ZeRO-1 step != unsharded step");
+
+  // Skipping non-finite steps: an Inf in one rank's gradients lands in one shard only, yet every
+  // rank must skip, as apply_if_finite does on the averaged gradients (params and counters).
+  optim::GradientTransformation guarded = optim::apply_if_finite(tx, 3);
+  auto poisoned = [&](const Tree& params, int64_t step) {
+    Tree g = local_grads(params, step);
+    if (step == 1 && dist::rank() == w - 1) {
+      const std::string last = g.flatten().back().first;
+      g.set(last, g.at(last).tensor() * std::numeric_limits<double>::infinity());
+    }
+    return g;
+  };
+  Tree gplain = init, gstate = guarded.init(init);
+  for (int64_t step = 0; step < 3; ++step)
+    std::tie(gplain, gstate) =
+        optim::update_and_apply(guarded, dist::pmean(poisoned(gplain, step)), gstate, gplain);
+  dist::ShardedOptimizer gsharded(guarded, init, /*skips_nonfinite=*/true);
+  Tree gparams = init;
+  for (int64_t step = 0; step < 3; ++step) gparams = gsharded.step(gparams, poisoned(gparams, step));
+  DP_CHECK(tree_allclose(gparams, gplain, 1e-5, 1e-6), "apply_if_finite: ZeRO-1 params != unsharded");
+  DP_CHECK(tree_allclose(gparams, dist::broadcast(gparams, 0), 0, 0), "apply_if_finite: ranks disagree");
+  DP_CHECK(gsharded.state()["total_notfinite"].tensor().item<int64_t>() == 1, "skipped ",
+           gsharded.state()["total_notfinite"].tensor().item<int64_t>(), " steps, want 1");
 }
 
 // --- faults ----------------------------------------------------------------------------------

@@ -1,13 +1,17 @@
 #include "train/dist/zero.h"
 
 #include <algorithm>
+#include <limits>
 
+#include "core/ops/elementwise.h"
+#include "core/ops/reduce.h"
 #include "core/ops/shape.h"
 
 namespace loom::dist {
 
-ShardedOptimizer::ShardedOptimizer(optim::GradientTransformation tx, const Tree& params)
-    : tx_(std::move(tx)), structure_(params) {
+ShardedOptimizer::ShardedOptimizer(optim::GradientTransformation tx, const Tree& params,
+                                   bool skips_nonfinite)
+    : tx_(std::move(tx)), structure_(params), skips_nonfinite_(skips_nonfinite) {
   const std::vector<Tensor> leaves = params.leaves();
   const int64_t w = world_size();
   for (size_t i = 0; i < leaves.size(); ++i) {
@@ -74,18 +78,86 @@ Tree ShardedOptimizer::step(const Tree& params, const Tree& local_grads) {
   Tree grad_shards;
   for (const Group& g : groups_)
     grad_shards.insert(g.name, reduce_scatter(flat(g, grads), ReduceOp::Mean));
+  if (skips_nonfinite_ && !groups_.empty()) {
+    // x * 0 is 0 for finite x and NaN otherwise, so the psum is NaN when any rank's shard holds
+    // an Inf or NaN; then every rank poisons its shard and tx skips the step everywhere.
+    Tensor nonfinite = zeros({}, DType::F32, p[0].device());
+    for (const Group& g : groups_)
+      nonfinite = nonfinite + sum(grad_shards[g.name].tensor() * 0.0).to(DType::F32).to(p[0].device());
+    Tensor finite = equal(psum(nonfinite), scalar_like(0, nonfinite));
+    for (const Group& g : groups_) {
+      const Tensor& shard = grad_shards[g.name].tensor();
+      grad_shards[g.name] = where(finite.to(shard.device()), shard,
+                                  shard * std::numeric_limits<double>::quiet_NaN());
+    }
+  }
   auto [new_shards, new_state] = optim::update_and_apply(tx_, grad_shards, state_, shard_of(p));
   state_ = std::move(new_state);
+  return gather(new_shards);
+}
+
+bool ShardedOptimizer::is_shard_tree(const Tree& node) const {
+  if (!node.is_dict()) return false;
+  std::vector<std::string> keys = node.keys(), names = groups();
+  std::sort(keys.begin(), keys.end());  // a Tree's key order need not be the groups' order
+  std::sort(names.begin(), names.end());
+  return keys == names;
+}
+
+Tree ShardedOptimizer::gather(const Tree& shards) const {
+  const std::vector<Tensor> p = structure_.leaves();
   std::vector<Tensor> out(p.size());
   for (const Group& g : groups_) {
-    Tensor gathered = all_gather(new_shards[g.name].tensor()).reshape({-1});
+    Tensor gathered = all_gather(shards[g.name].tensor()).reshape({-1});
     int64_t offset = 0;
     for (size_t i : g.leaves) {
       out[i] = slice_axis(gathered, 0, offset, offset + p[i].numel()).reshape(p[i].shape());
       offset += p[i].numel();
     }
   }
-  return params.unflatten(out);
+  return structure_.unflatten(out);
+}
+
+Tree ShardedOptimizer::gather_all(const Tree& node) const {
+  if (node.is_leaf()) return node;
+  if (is_shard_tree(node)) return gather(node);
+  Tree out;
+  for (const auto& [key, child] : node.items()) out.insert(key, gather_all(child));
+  return out;
+}
+
+Tree ShardedOptimizer::full_state() const { return gather_all(state_); }
+
+Tree ShardedOptimizer::slice(const Tree& node, const Tree& full, const std::string& path) const {
+  const std::string at = path.empty() ? "(root)" : path;
+  if (node.is_leaf()) {
+    LOOM_CHECK(full.is_leaf() && full.tensor().shape() == node.tensor().shape() &&
+                   full.tensor().dtype() == node.tensor().dtype(),
+               ShapeError, "dist::ShardedOptimizer::load_full_state: ", at, " is ",
+               full.is_leaf() ? std::string(dtype_name(full.tensor().dtype())) + shape_str(full.tensor().shape())
+                              : std::string("a dict"),
+               ", the optimizer's ", dtype_name(node.tensor().dtype()), shape_str(node.tensor().shape()));
+    return full.tensor().to(node.tensor().device());
+  }
+  if (is_shard_tree(node)) {
+    const std::string diff = structure_.first_difference(full);
+    LOOM_CHECK(diff.empty(), ShapeError, "dist::ShardedOptimizer::load_full_state: ", at,
+               " differs from the params it was built for at ", diff);
+    return shard_of(full.leaves());
+  }
+  Tree out;
+  for (const auto& [key, child] : node.items()) {
+    const std::string sub = path.empty() ? key : path + "/" + key;
+    LOOM_CHECK(full.is_dict() && full.contains(key), ShapeError,
+               "dist::ShardedOptimizer::load_full_state: the state has no ", sub);
+    out.insert(key, slice(child, full[key], sub));
+  }
+  return out;
+}
+
+const Tree& ShardedOptimizer::load_full_state(const Tree& full) {
+  state_ = slice(state_, full, "");
+  return state_;
 }
 
 }  // namespace loom::dist

@@ -13,7 +13,7 @@ const UnaryOp kUnaryOps[] = {UnaryOp::Neg, UnaryOp::Abs, UnaryOp::Sign, UnaryOp:
                              UnaryOp::Square, UnaryOp::Reciprocal, UnaryOp::Tanh, UnaryOp::Sigmoid,
                              UnaryOp::Relu, UnaryOp::Relu6, UnaryOp::Gelu, UnaryOp::GeluExact,
                              UnaryOp::Silu, UnaryOp::Softplus, UnaryOp::Elu, UnaryOp::LeakyRelu,
-                             UnaryOp::Erf, UnaryOp::LogSigmoid};
+                             UnaryOp::Erf, UnaryOp::LogSigmoid, UnaryOp::Sin, UnaryOp::Cos};
 
 TEST(ElementwiseGpu, UnaryMatchesCpu) {
   LOOM_REQUIRE_GPU();

@@ -36,6 +36,8 @@ double reference_unary(UnaryOp op, double x, double alpha) {
     case UnaryOp::LeakyRelu: return x >= 0 ? x : alpha * x;
     case UnaryOp::Erf: return std::erf(x);
     case UnaryOp::LogSigmoid: return -std::log(1 + std::exp(-x));
+    case UnaryOp::Sin: return std::sin(x);
+    case UnaryOp::Cos: return std::cos(x);
   }
   return 0;
 }
@@ -52,7 +54,7 @@ const UnaryCase kUnary[] = {
     {UnaryOp::Relu, -3, 3},    {UnaryOp::Relu6, -3, 9},      {UnaryOp::Gelu, -3, 3},
     {UnaryOp::GeluExact, -3, 3}, {UnaryOp::Silu, -3, 3},     {UnaryOp::Softplus, -5, 5},
     {UnaryOp::Elu, -3, 3},     {UnaryOp::LeakyRelu, -3, 3},  {UnaryOp::Erf, -2, 2},
-    {UnaryOp::LogSigmoid, -5, 5}};
+    {UnaryOp::LogSigmoid, -5, 5}, {UnaryOp::Sin, -7, 7},        {UnaryOp::Cos, -7, 7}};
 
 TEST(Elementwise, UnaryMatchesReference) {
   for (const UnaryCase& c : kUnary) {

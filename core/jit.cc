@@ -1,0 +1,146 @@
+#include "core/jit.h"
+
+#include <string>
+
+#include "core/error.h"
+#if LOOM_CUDA
+#include "kernels/cuda/caching_allocator.h"
+#include "kernels/cuda/graph.h"
+#endif
+
+namespace loom {
+#if LOOM_CUDA
+namespace {
+
+/// The CUDA device every leaf is on, or -1 when a leaf is elsewhere or there is none.
+int common_cuda_device(const Tree& tree) {
+  int device = -1;
+  for (const Tensor& t : tree.leaves()) {
+    if (!t.is_cuda() || (device >= 0 && t.device().index != device)) return -1;
+    device = t.device().index;
+  }
+  return device;
+}
+
+}  // namespace
+#endif
+
+struct Jit::State {
+  Fn fn;
+  JitOptions options;
+  int calls = 0;
+  int device = -1;
+  Tree static_inputs;  // the buffers the graph reads: each call's inputs are copied in
+  Tree outputs;        // the buffers the graph writes
+#if LOOM_CUDA
+  std::unique_ptr<cuda::Graph> graph;
+
+  ~State() {
+    if (!graph) return;
+    try {
+      cuda::synchronize(device);  // no replay may still be running when its buffers move on
+      graph.reset();
+      outputs = Tree();
+      static_inputs = Tree();
+      cuda::CachingAllocator::get(device).release_private_pool(this);
+    } catch (...) {  // a destructor must not throw; the device is broken anyway
+    }
+  }
+
+  Tree copy_of(const Tree& in) const {
+    return tree_map([&](const Tensor& t) {
+      Tensor c = t.contiguous();
+      Tensor out = Tensor::empty(t.shape(), t.dtype(), t.device());
+      cuda::copy_device_to_device(out.raw_data(), c.raw_data(), out.nbytes(), device);
+      return out;
+    }, in);
+  }
+
+  void load_inputs(const Tree& in) {
+    LOOM_CHECK(in.same_structure(static_inputs), ValueError,
+               "loom::jit: the inputs differ from those the step was captured with: ",
+               in.first_difference(static_inputs));
+    auto given = in.flatten();
+    std::vector<Tensor> held = static_inputs.leaves();
+    for (size_t i = 0; i < held.size(); ++i) {
+      const Tensor& src = given[i].second;
+      Tensor& dst = held[i];
+      LOOM_CHECK(src.shape() == dst.shape() && src.dtype() == dst.dtype() && src.is_cuda() &&
+                     src.device().index == device,
+                 ValueError, "loom::jit: input '", given[i].first, "' is ", shape_str(src.shape()),
+                 " ", dtype_name(src.dtype()), " on ", src.device().str(), "; it was captured as ",
+                 shape_str(dst.shape()), " ", dtype_name(dst.dtype()), " on cuda:", device,
+                 " (a new shape needs a new jit)");
+      if (src.storage() == dst.storage() && src.offset() == dst.offset()) continue;
+      Tensor c = src.contiguous();
+      cuda::copy_device_to_device(dst.raw_data(), c.raw_data(), dst.nbytes(), device);
+    }
+  }
+
+  Tree capture(const Tree& in) {
+    static_inputs = copy_of(in);
+    auto& allocator = cuda::CachingAllocator::get(device);
+    graph = std::make_unique<cuda::Graph>(device);
+    allocator.begin_private_pool(this);
+    try {
+      graph->begin_capture();
+      try {
+        outputs = fn(static_inputs);
+      } catch (...) {
+        graph->abandon_capture();
+        throw;
+      }
+      graph->end_capture();
+    } catch (const std::exception& e) {
+      allocator.end_private_pool();
+      graph.reset();
+      outputs = Tree();
+      allocator.release_private_pool(this);
+      LOOM_THROW(CudaError, "loom::jit: capturing the step as a CUDA graph failed: ", e.what(),
+                 ". A captured step must not wait for the GPU (item(), to(cpu), printing) or "
+                 "depend on host values that change between calls.");
+    }
+    allocator.end_private_pool();
+    LOOM_CHECK(common_cuda_device(outputs) == device, ValueError,
+               "loom::jit: the step's outputs must all be on cuda:", device);
+    graph->replay();  // capturing recorded the work without running it
+    return outputs;
+  }
+#endif
+};
+
+Jit::Jit(Fn fn, JitOptions options) : s_(std::make_unique<State>()) {
+  s_->fn = std::move(fn);
+  s_->options = options;
+}
+Jit::~Jit() = default;
+Jit::Jit(Jit&&) noexcept = default;
+Jit& Jit::operator=(Jit&&) noexcept = default;
+
+bool Jit::captured() const {
+#if LOOM_CUDA
+  return s_->graph && s_->graph->ready();
+#else
+  return false;
+#endif
+}
+
+Tree Jit::operator()(const Tree& inputs) {
+#if LOOM_CUDA
+  State& s = *s_;
+  if (captured()) {
+    s.load_inputs(inputs);
+    s.graph->replay();
+    return s.outputs;
+  }
+  const int device = common_cuda_device(inputs);
+  if (device >= 0 && s.calls >= s.options.warmup) {
+    s.device = device;
+    return s.capture(inputs);
+  }
+  ++s.calls;
+#endif
+  return s_->fn(inputs);
+}
+
+}  // namespace loom

@@ -1,0 +1,57 @@
+// loom::jit: a step function replayed as one CUDA graph. After `warmup` ordinary calls (which
+// settle cuDNN/cuBLAS choices and the allocator's pools), the next call records everything the
+// function queues on the GPU as a CUDA graph, and later calls replay it with one launch instead
+// of the host dispatching every op again: the host cost of a step becomes one graph launch.
+//
+//   Jit step = jit([&](const Tree& in) {
+//     TrainState s = state.load_state_dict(in["state"]);
+//     auto [loss, grads] = value_and_grad(loss_fn(in["batch"]))(s.params);
+//     Tree out;
+//     out.insert("state", s.apply_gradients(grads).state_dict());
+//     out.insert("loss", loss);
+//     return out;
+//   });
+//   for (...) { Tree out = step(in); in.insert("state", out["state"]); ... }
+//
+// The rules, as for jax.jit with donated buffers:
+// - Inputs and outputs are trees of tensors on one GPU. Every call passes the same structure,
+//   shapes and dtypes (ValueError naming the first difference otherwise).
+// - The function's work must depend only on its inputs' values: a host value that changes from
+//   call to call (a step number, a random key made on the host) is frozen at capture. Pass it as
+//   a tensor in the input tree.
+// - The function must not wait for the GPU (item(), to(cpu), printing a CUDA tensor): that fails
+//   the capture with a CudaError naming loom::jit, and the stream stays usable.
+// - Outputs are the graph's own buffers: the next call overwrites them. Copy what must survive.
+// Without CUDA tensors (or before the capture) the function simply runs.
+#pragma once
+#include <functional>
+#include <memory>
+
+#include "core/tree.h"
+
+namespace loom {
+
+struct JitOptions {
+  int warmup = 2;  // ordinary calls before the capture
+};
+
+class Jit {
+ public:
+  using Fn = std::function<Tree(const Tree&)>;
+  Jit(Fn fn, JitOptions options = {});
+  ~Jit();
+  Jit(Jit&&) noexcept;
+  Jit& operator=(Jit&&) noexcept;
+
+  Tree operator()(const Tree& inputs);
+  /// Whether later calls replay a captured graph.
+  bool captured() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+};
+
+inline Jit jit(Jit::Fn fn, JitOptions options = {}) { return Jit(std::move(fn), options); }
+
+}  // namespace loom
