@@ -95,9 +95,9 @@ int main(int argc, char** argv) {
       report("layer_norm", dt, 2 * m * e,
              seconds_per_call(d, iters, [&] { (void)layer_norm(x, scale, bias); }));
       // BatchNorm apply on an NHWC activation with C = features: normalise with given statistics.
-      Tensor mean = zeros({features}, DType::F32, d), var = ones({features}, DType::F32, d);
+      Tensor mean = zeros({features}, dt, d), var = ones({features}, dt, d);
       report("batch_norm_apply", dt, 2 * m * e, seconds_per_call(d, iters, [&] {
-               (void)batch_norm_inference(x, mean.to(dt), var.to(dt), scale, bias);
+               (void)batch_norm_inference(x, mean, var, scale, bias);
              }));
     }
     // Fused AdamW over one float32 leaf: reads param, grad, mu, nu; writes param, mu, nu.

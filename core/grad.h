@@ -31,26 +31,30 @@ inline std::pair<Tree, std::vector<Tensor>> make_leaves(const Tree& params) {
 }  // namespace detail
 
 /// f: (const Tree&) -> Tensor (a scalar). Returns a callable giving {value, grads}.
+/// `on_ready(leaf, grad)`, when given, sees each gradient as soon as the backward pass has
+/// finished it (leaf = flatten index), while the rest of the pass still runs: data parallelism
+/// starts all-reducing there (dist::value_and_grad_pmean).
 template <typename F>
-auto value_and_grad(F f) {
-  return [f](const Tree& params) -> std::pair<Tensor, Tree> {
+auto value_and_grad(F f, autograd::LeafReadyFn on_ready = {}) {
+  return [f, on_ready](const Tree& params) -> std::pair<Tensor, Tree> {
     auto [traced, leaves] = detail::make_leaves(params);
     autograd::RecordingGuard recording(true);
     Tensor value = f(traced);
-    std::vector<Tensor> grads = autograd::backward(value, leaves);
+    std::vector<Tensor> grads = autograd::backward(value, leaves, on_ready);
     return {value.detach(), params.unflatten(grads)};
   };
 }
 
 /// f: (const Tree&) -> std::pair<Tensor, Aux>; only the first output is differentiated and the
 /// auxiliary value comes back unchanged (detach it yourself if it holds tensors you keep).
+/// `on_ready` as for value_and_grad.
 template <typename F>
-auto value_and_grad_aux(F f) {
-  return [f](const Tree& params) {
+auto value_and_grad_aux(F f, autograd::LeafReadyFn on_ready = {}) {
+  return [f, on_ready](const Tree& params) {
     auto [traced, leaves] = detail::make_leaves(params);
     autograd::RecordingGuard recording(true);
     auto [value, aux] = f(traced);
-    std::vector<Tensor> grads = autograd::backward(value, leaves);
+    std::vector<Tensor> grads = autograd::backward(value, leaves, on_ready);
     return std::tuple{value.detach(), std::move(aux), params.unflatten(grads)};
   };
 }

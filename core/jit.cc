@@ -31,6 +31,7 @@ struct Jit::State {
   int calls = 0;
   int device = -1;
   Tree static_inputs;  // the buffers the graph reads: each call's inputs are copied in
+  std::vector<Tensor> input_buffers;  // static_inputs' leaves in flatten order
   Tree outputs;        // the buffers the graph writes
 #if LOOM_CUDA
   std::unique_ptr<cuda::Graph> graph;
@@ -42,6 +43,7 @@ struct Jit::State {
       graph.reset();
       outputs = Tree();
       static_inputs = Tree();
+      input_buffers.clear();
       cuda::CachingAllocator::get(device).release_private_pool(this);
     } catch (...) {  // a destructor must not throw; the device is broken anyway
     }
@@ -60,17 +62,16 @@ struct Jit::State {
     LOOM_CHECK(in.same_structure(static_inputs), ValueError,
                "loom::jit: the inputs differ from those the step was captured with: ",
                in.first_difference(static_inputs));
-    auto given = in.flatten();
-    std::vector<Tensor> held = static_inputs.leaves();
-    for (size_t i = 0; i < held.size(); ++i) {
-      const Tensor& src = given[i].second;
-      Tensor& dst = held[i];
+    std::vector<Tensor> given = in.leaves();
+    for (size_t i = 0; i < given.size(); ++i) {
+      const Tensor& src = given[i];
+      const Tensor& dst = input_buffers[i];
       LOOM_CHECK(src.shape() == dst.shape() && src.dtype() == dst.dtype() && src.is_cuda() &&
                      src.device().index == device,
-                 ValueError, "loom::jit: input '", given[i].first, "' is ", shape_str(src.shape()),
-                 " ", dtype_name(src.dtype()), " on ", src.device().str(), "; it was captured as ",
-                 shape_str(dst.shape()), " ", dtype_name(dst.dtype()), " on cuda:", device,
-                 " (a new shape needs a new jit)");
+                 ValueError, "loom::jit: input '", in.flatten()[i].first, "' is ",
+                 shape_str(src.shape()), " ", dtype_name(src.dtype()), " on ", src.device().str(),
+                 "; it was captured as ", shape_str(dst.shape()), " ", dtype_name(dst.dtype()),
+                 " on cuda:", device, " (a new shape needs a new jit)");
       if (src.storage() == dst.storage() && src.offset() == dst.offset()) continue;
       Tensor c = src.contiguous();
       cuda::copy_device_to_device(dst.raw_data(), c.raw_data(), dst.nbytes(), device);
@@ -79,6 +80,7 @@ struct Jit::State {
 
   Tree capture(const Tree& in) {
     static_inputs = copy_of(in);
+    input_buffers = static_inputs.leaves();
     auto& allocator = cuda::CachingAllocator::get(device);
     graph = std::make_unique<cuda::Graph>(device);
     allocator.begin_private_pool(this);

@@ -20,20 +20,31 @@ Tensor::Tensor(std::shared_ptr<Storage> storage, Shape shape, Shape strides, int
       offset_(offset),
       dtype_(dtype) {}
 
-Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
+namespace {
+
+/// Bytes of a contiguous `shape` of `dtype`; ShapeError for negative or overflowing shapes.
+size_t checked_nbytes(const Shape& shape, DType dtype) {
   for (int64_t d : shape)
     LOOM_CHECK(d >= 0, ShapeError, "empty: negative dimension in shape ", shape_str(shape));
   size_t nbytes = 0;
   if (__builtin_mul_overflow(size_t(shape_numel(shape)), dtype_size(dtype), &nbytes))
     LOOM_THROW(ShapeError, "empty: shape ", shape_str(shape), " of ", dtype_name(dtype),
                " needs more than 2^64 bytes");
+  return nbytes;
+}
+
+}  // namespace
+
+Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
+  size_t nbytes = checked_nbytes(shape, dtype);
   Shape strides = contiguous_strides(shape);
   return Tensor(Storage::allocate(nbytes, device), std::move(shape), std::move(strides), 0, dtype);
 }
 
 Tensor Tensor::empty_pinned(Shape shape, DType dtype) {
-  Tensor t = empty(shape, dtype);  // validates the shape; pinned memory replaces its storage
-  return Tensor(Storage::allocate_pinned(t.nbytes()), std::move(shape), t.strides(), 0, dtype);
+  size_t nbytes = checked_nbytes(shape, dtype);
+  Shape strides = contiguous_strides(shape);
+  return Tensor(Storage::allocate_pinned(nbytes), std::move(shape), std::move(strides), 0, dtype);
 }
 
 int64_t Tensor::dim(int64_t axis) const {

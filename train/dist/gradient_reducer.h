@@ -76,11 +76,8 @@ auto value_and_grad_pmean(F f) {
   return [f](const Tree& params) -> std::pair<Tensor, Tree> {
     if (trivial_world()) return value_and_grad(f)(params);
     GradientReducer reducer(params);
-    auto [traced, leaves] = loom::detail::make_leaves(params);
-    autograd::RecordingGuard recording(true);
-    Tensor value = f(traced);
-    autograd::backward(value, leaves, reducer.hook());
-    return {value.detach(), params.unflatten(reducer.finish())};
+    Tensor value = value_and_grad(f, reducer.hook())(params).first;
+    return {value, params.unflatten(reducer.finish())};
   };
 }
 
@@ -90,11 +87,8 @@ auto value_and_grad_aux_pmean(F f) {
   return [f](const Tree& params) {
     if (trivial_world()) return value_and_grad_aux(f)(params);
     GradientReducer reducer(params);
-    auto [traced, leaves] = loom::detail::make_leaves(params);
-    autograd::RecordingGuard recording(true);
-    auto [value, aux] = f(traced);
-    autograd::backward(value, leaves, reducer.hook());
-    return std::tuple{value.detach(), std::move(aux), params.unflatten(reducer.finish())};
+    auto [value, aux, local_grads] = value_and_grad_aux(f, reducer.hook())(params);
+    return std::tuple{value, std::move(aux), params.unflatten(reducer.finish())};
   };
 }
 
