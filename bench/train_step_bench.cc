@@ -5,7 +5,10 @@
 //
 //   loom_bench --model cnn|resnet50|gpt2 [--batch N] [--steps N] [--warmup N]
 //              [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N] [--graph on]
+//              [--kernel-trace on]
 //
+// --kernel-trace (CUDA builds, needs libcupti at run time): adds "kernels", the device time per
+// kernel name over the timed steps (per step, largest first), and "kernel_ms_per_step".
 // The batch is synthetic and made once on the device before timing, so the number is the step
 // alone (no data loading), as in the JAX script. Each timed step ends with a host read of the loss
 // (and a device synchronize on CUDA) so a step's time includes all of its kernels.
@@ -27,6 +30,10 @@
 #include <vector>
 
 #include "bench/bench_util.h"
+#if LOOM_CUDA
+#include "bench/kernel_trace.h"
+#include "kernels/cuda/runtime.h"
+#endif
 #include "core/grad.h"
 #include "core/jit.h"
 #include "core/memory.h"
@@ -57,13 +64,14 @@ struct Options {
   int64_t image = 224;    // resnet50
   double peak_tflops = 989.0;  // H100/H200 SXM dense bf16, llm.c's MFU denominator
   bool graph = false;          // replay the step as a CUDA graph (core/jit.h)
+  bool kernel_trace = false;   // device time per kernel through CUPTI (bench/kernel_trace.h)
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "loom_bench: " << why << "\n"
             << "usage: loom_bench --model cnn|resnet50|gpt2 [--batch N] [--steps N] [--warmup N]\n"
             << "       [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N]\n"
-            << "       [--peak-tflops X] [--graph on|off]\n";
+            << "       [--peak-tflops X] [--graph on|off] [--kernel-trace on|off]\n";
   std::exit(2);
 }
 
@@ -97,7 +105,11 @@ Options parse(int argc, char** argv) {
   num("seq", o.seq);
   num("image", o.image);
   if (kv.count("peak-tflops")) o.peak_tflops = std::stod(kv["peak-tflops"]), kv.erase("peak-tflops");
-  if (kv.count("graph")) o.graph = kv["graph"] == "1" || kv["graph"] == "on", kv.erase("graph");
+  auto flag = [&](const char* k, bool& dst) {
+    if (kv.count(k)) dst = kv[k] == "1" || kv[k] == "on", kv.erase(k);
+  };
+  flag("graph", o.graph);
+  flag("kernel-trace", o.kernel_trace);
   if (!kv.empty()) usage("unknown option --" + kv.begin()->first);
   if (o.model != "cnn" && o.model != "resnet50" && o.model != "gpt2")
     usage("unknown model '" + o.model + "'");
@@ -147,7 +159,9 @@ Workload make_workload(const Options& o, Device device) {
     w.items = double(o.batch);
   } else {
     const int64_t vocab = 50257;
-    w.model = train::make_model("gpt2", {.num_classes = vocab, .sequence_length = o.seq});
+    // No dropout, as the Flax GPT-2 in bench/jax/models.py (and llm.c's benchmark runs).
+    w.model = train::make_model("gpt2", {.num_classes = vocab, .sequence_length = o.seq,
+                                         .dropout_rate = 0.0});
     w.inputs = random_ints(1, {o.batch, o.seq}, vocab);
     w.labels = random_ints(2, {o.batch, o.seq}, vocab);
     w.tx = optim::adamw(3e-4, {.b1 = 0.9, .b2 = 0.95, .eps = 1e-8, .weight_decay = 0.1});
@@ -226,6 +240,13 @@ nlohmann::json run(const Options& o) {
 
   double loss = 0;
   for (int64_t i = 0; i < o.warmup; ++i) loss = step(i);
+  nlohmann::json r;
+#if LOOM_CUDA
+  const unsigned long long waits_before = cuda::host_wait_count();
+  std::string why;
+  if (o.kernel_trace && device.is_cuda() && !bench::kernel_trace_start(&why))
+    r["kernel_trace_error"] = why;
+#endif
   std::vector<double> ms, host_ms;
   for (int64_t i = 0; i < o.steps; ++i) {
     auto t0 = Clock::now();
@@ -233,9 +254,27 @@ nlohmann::json run(const Options& o) {
     ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
     host_ms.push_back(enqueue_ms);
   }
+#if LOOM_CUDA
+  if (device.is_cuda()) {
+    // Each step ends with one loss read and one synchronize of the benchmark's own.
+    r["host_waits_per_step"] = double(cuda::host_wait_count() - waits_before) / double(o.steps) - 2;
+    if (o.kernel_trace && !r.contains("kernel_trace_error")) {
+      double total = 0;
+      nlohmann::json top = nlohmann::json::array();
+      for (const bench::KernelTime& k : bench::kernel_trace_stop()) {
+        total += k.total_ms;
+        if (top.size() < 40)
+          top.push_back({{"name", k.name.substr(0, 160)},
+                         {"calls_per_step", double(k.calls) / double(o.steps)},
+                         {"ms_per_step", k.total_ms / double(o.steps)}});
+      }
+      r["kernel_ms_per_step"] = total / double(o.steps);
+      r["kernels"] = top;
+    }
+  }
+#endif
 
   const double med = median(ms);
-  nlohmann::json r;
   r["median_ms"] = med;
   // On a GPU: when host_enqueue_ms approaches median_ms the step is bound by the host's launches
   // (what CUDA graph capture removes); on the CPU the two are the same work.

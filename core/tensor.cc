@@ -92,6 +92,9 @@ Tensor copy_cast(const Tensor& src, DType dtype) {
   return out;
 }
 
+// Larger pageable copies (datasets moved once) wait instead of holding a pinned block that size.
+constexpr size_t kStagedCopyMaxBytes = size_t(16) << 20;
+
 Tensor copy_to_device(const Tensor& src, Device device) {
   check_device_usable(device, "Tensor::to");
   Tensor c = src.is_contiguous() ? src : copy_cast(src, src.dtype());
@@ -103,6 +106,10 @@ Tensor copy_to_device(const Tensor& src, Device device) {
     // Queued without waiting; the pinned block is not reused before the copy has run.
     LOOM_CUDA_ONLY(cuda::copy_host_to_device_async(out.raw_data(), c.raw_data(), n, device.index);
                    cuda::pinned_record_use(c.storage()->data(), cuda::current_stream(device.index)));
+  } else if (src.device().is_cpu() && n <= kStagedCopyMaxBytes) {
+    // Small pageable copies (scalars, keys, index tables) go through a pinned staging block, so
+    // the host never waits for the GPU to drain before queueing more work.
+    LOOM_CUDA_ONLY(cuda::copy_host_to_device_staged(out.raw_data(), c.raw_data(), n, device.index));
   } else if (src.device().is_cpu()) {
     LOOM_CUDA_ONLY(cuda::copy_host_to_device(out.raw_data(), c.raw_data(), n, device.index));
   } else if (device.is_cpu()) {
@@ -228,9 +235,15 @@ Tensor scalar(double value, DType dtype, Device device) { return full({}, value,
 Tensor arange(double start, double stop, double step, DType dtype, Device device) {
   LOOM_CHECK(step != 0, ValueError, "arange: step must not be zero");
   int64_t n = std::max<int64_t>(0, int64_t(std::ceil((stop - start) / step)));
-  std::vector<double> values(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) values[size_t(i)] = start + double(i) * step;
-  return from_vector(values, {n}).to(dtype).to(device);
+  // Made where it is used: no host copy, so a captured step (loom::jit) may call it.
+  Tensor t = Tensor::empty({n}, dtype, device);
+  if (t.is_cuda()) {
+    LOOM_CUDA_ONLY(cuda::fill_range(t.raw_data(), dtype, n, start, step,
+                                    cuda::current_stream(device.index)));
+  } else {
+    cpu::fill_range(t.raw_data(), dtype, n, start, step);
+  }
+  return t;
 }
 
 template <typename T>

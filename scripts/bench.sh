@@ -10,14 +10,17 @@
 #                of loom then JAX, each a median over --steps (default 20) after --warmup (5);
 #                the table shows the median of the rounds' medians.
 #   --gpu        on one GPU: cnn f32 (b128), resnet50 bf16 (b256, 224x224), gpt2 bf16 (16x1024),
-#                10 warm-up and 30 timed steps, one round; each run has a time limit so the whole
-#                set stays under 6 minutes; a model that fails or times out shows its error in the
-#                table and the rest go on. Add resnet50-f32 to --models for the f32 reference.
+#                10 warm-up and 50 timed steps, one round. loom's step runs under loom::jit (a
+#                CUDA graph, as JAX's under jax.jit), and again eagerly ("loom-eager"). Each run
+#                has a time limit; a model that fails or times out shows its error in the table
+#                and the rest go on. Add resnet50-f32 to --models for the f32 reference.
 #   --build-dir  where loom_bench was built (default: build-bench for --cpu, build-gpu for --gpu;
 #                for --gpu run scripts/gpu_check.sh --no-cpu-tests first: it configures
 #                build-gpu with CUDA and its dependencies, and this script then builds loom_bench
 #                there)
 #   --models     comma list of MODEL[-PRECISION] (cnn, resnet50, gpt2; -f32/-bf16)
+#   --bin DIR    use the loom_bench (and loom_input_bench, loom_kernel_bench) already built in DIR
+#                instead of building them (scripts/gpu_prebuilt.sh: binaries built on another machine)
 #   --extras     with --gpu: after the models, loom-only diagnostics (about 4 more minutes):
 #                resnet50 and gpt2 bf16 with the step replayed as a CUDA graph (--graph on),
 #                the input pipeline (loom_input_bench) and memory-bound kernels against the copy
@@ -28,12 +31,13 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 REPO=$PWD
 
-mode="" build="" rounds="" steps="" warmup="" cores=0,1 models="" extras=0 out="${OUT:-$REPO/bench/results}"
+mode="" build="" bindir="" rounds="" steps="" warmup="" cores=0,1 models="" extras=0 out="${OUT:-$REPO/bench/results}"
 while (($#)); do
   case "$1" in
     --cpu) mode=cpu ;;
     --gpu) mode=gpu ;;
     --build-dir) build=$2; shift ;;
+    --bin) bindir=$2; shift ;;
     --rounds) rounds=$2; shift ;;
     --steps) steps=$2; shift ;;
     --warmup) warmup=$2; shift ;;
@@ -41,7 +45,7 @@ while (($#)); do
     --models) models=$2; shift ;;
     --out) out=$2; shift ;;
     --extras) extras=1 ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -52,7 +56,7 @@ if [[ $mode == cpu ]]; then
   build=${build:-build-bench} rounds=${rounds:-3} steps=${steps:-20} warmup=${warmup:-5}
   models=${models:-cnn-f32} device=cpu
 else
-  build=${build:-build-gpu} rounds=${rounds:-1} steps=${steps:-30} warmup=${warmup:-10}
+  build=${build:-build-gpu} rounds=${rounds:-1} steps=${steps:-50} warmup=${warmup:-10}
   models=${models:-cnn-f32,resnet50-bf16,gpt2-bf16} device=cuda
 fi
 [[ "$build" == /* ]] || build="$REPO/$build"
@@ -60,37 +64,45 @@ BIN=$build/bench/loom_bench
 
 log() { printf '[bench %4ds] %s\n' "$SECONDS" "$*" >&2; }
 
-# Build (or refresh) loom_bench; for the GPU the build folder must already be configured with CUDA.
-if [[ -f $build/CMakeCache.txt ]]; then
+# bench_tool NAME: the path of a loom benchmark program, built first unless --bin named a folder.
+bench_tool() {
+  if [[ -n $bindir ]]; then echo "$bindir/$1"; return; fi
+  cmake --build "$build" --target "$1" -j "$( [[ $mode == gpu ]] && nproc || echo 2)" \
+    >> "$build/bench_build.log" 2>&1 ||
+    log "WARNING: building $1 failed (see $build/bench_build.log); using the existing one"
+  echo "$build/bench/$1"
+}
+
+if [[ -n $bindir ]]; then
+  BIN=$bindir/loom_bench
+  log "using the prebuilt programs in $bindir"
+elif [[ -f $build/CMakeCache.txt ]]; then
+  # For the GPU the build folder must already be configured with CUDA.
   log "building loom_bench in $build"
-  cmake --build "$build" --target loom_bench -j "$( [[ $mode == gpu ]] && nproc || echo 2)" \
-    > "$build/bench_build.log" 2>&1 || {
-    # Someone else's half-written file can break the shared tree for a minute: an existing
-    # loom_bench is still worth running, but say so.
-    [[ -x $BIN ]] || { tail -30 "$build/bench_build.log" >&2; exit 2; }
-    log "WARNING: rebuilding loom_bench failed (see $build/bench_build.log); using the existing one"
-  }
+  : > "$build/bench_build.log"
+  BIN=$(bench_tool loom_bench)
+  if [[ $mode == gpu ]] && ! grep -q 'LOOM_WITH_CUDA:INTERNAL=ON\|LOOM_CUDA:STRING=ON' "$build/CMakeCache.txt"; then
+    log "WARNING: $build may not have the CUDA backend; loom runs will report the error"
+  fi
 elif [[ $mode == cpu ]]; then
   log "configuring $build (LOOM_CUDA=OFF)"
   { cmake -S "$REPO" -B "$build" -G Ninja -DLOOM_CUDA=OFF &&
     cmake --build "$build" --target loom_bench -j 2; } > /tmp/bench_build.$$.log 2>&1 ||
     { tail -30 /tmp/bench_build.$$.log >&2; exit 2; }
+  BIN=$build/bench/loom_bench
 else
   echo "bench.sh: $build is not configured; run scripts/gpu_check.sh --no-cpu-tests first" >&2
   exit 2
 fi
 [[ -x $BIN ]] || { echo "bench.sh: $BIN missing" >&2; exit 2; }
-if [[ $mode == gpu ]] && ! grep -q 'LOOM_WITH_CUDA:INTERNAL=ON\|LOOM_CUDA:STRING=ON' "$build/CMakeCache.txt"; then
-  log "WARNING: $build may not have the CUDA backend; loom runs will report the error"
-fi
 
 # Pinning: the same cores for both frameworks (CPU mode only; the GPU runs are not CPU-bound).
 PIN=()
 if [[ $mode == cpu ]] && command -v taskset >/dev/null; then PIN=(taskset -c "$cores"); fi
 # Per-run limits keep --gpu under 6 minutes even when something hangs or compiles slowly.
-limit_for() {
+limit_for() {  # FRAMEWORK MODEL; JAX's first step includes XLA's compilation
   if [[ $mode == cpu ]]; then echo 300; return; fi
-  case $1 in cnn) echo 25 ;; *) echo 75 ;; esac
+  case $1-$2 in *-cnn) echo 40 ;; jax-*) echo 120 ;; *) echo 90 ;; esac
 }
 
 mkdir -p "$out"
@@ -101,10 +113,13 @@ RESULTS=$out/bench_${mode}_${stamp}.jsonl
 # run FRAMEWORK MODEL PRECISION ROUND: appends one JSON line (a timeout or crash becomes an error).
 run_one() {
   local fw=$1 model=$2 prec=$3 round=$4 limit line rc args
-  limit=$(limit_for "$model")
+  limit=$(limit_for "$fw" "$model")
   args=(--model "$model" --device "$device" --precision "$prec" --steps "$steps" --warmup "$warmup")
   log "round $round: $fw $model $prec on $device"
-  if [[ $fw == loom ]]; then
+  if [[ $fw == loom* ]]; then
+    # On the GPU, "loom" is the step under loom::jit (replayed as a CUDA graph), as JAX's is
+    # under jax.jit; "loom-eager" the same step launched op by op.
+    [[ $fw == loom && $mode == gpu ]] && args+=(--graph on)
     line=$(timeout "$limit" "${PIN[@]}" "$BIN" "${args[@]}" 2>"$out/.stderr")
   else
     line=$(timeout "$limit" "${PIN[@]}" python3 bench/jax/train_step_bench.py "${args[@]}" \
@@ -118,7 +133,7 @@ run_one() {
     why="$why: $(tail -c 300 "$out/.stderr" | tr '\n"\\' '   ')"
     line="{\"framework\":\"$fw\",\"model\":\"$model\",\"device\":\"$device\",\"precision\":\"$prec\",\"error\":\"$why\"}"
   fi
-  printf '%s\n' "$line" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); d["round"]=int(sys.argv[1]); print(json.dumps(d))' "$round" >> "$RESULTS"
+  printf '%s\n' "$line" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); d["round"]=int(sys.argv[1]); d["framework"]=sys.argv[2]; print(json.dumps(d))' "$round" "$fw" >> "$RESULTS"
 }
 
 IFS=, read -ra MODELS <<< "$models"
@@ -129,6 +144,7 @@ for ((r = 1; r <= rounds; ++r)); do
     # Alternate which framework goes first so that slow drift (other jobs on the machine, heat)
     # does not always favour the same one.
     if ((r % 2)); then order=(loom jax); else order=(jax loom); fi
+    [[ $mode == gpu ]] && order+=(loom-eager)
     for fw in "${order[@]}"; do run_one "$fw" "$model" "$prec" "$r"; done
   done
 done
@@ -144,13 +160,11 @@ if [[ $mode == gpu ]] && ((extras)); then
   done
   cat "$out/graph_${stamp}.jsonl" >&2
   log "input pipeline: resident vs pinned vs pageable batches"
-  { cmake --build "$build" --target loom_input_bench -j "$(nproc)" > "$build/bench_build.log" 2>&1 &&
-    timeout 120 "$build/bench/loom_input_bench" --device cuda; } | grep '^{' \
+  timeout 120 "$(bench_tool loom_input_bench)" --device cuda | grep '^{' \
     > "$out/input_pipeline_${stamp}.json" || log "WARNING: loom_input_bench failed"
   cat "$out/input_pipeline_${stamp}.json" >&2
   log "memory-bound kernels vs device copy bandwidth"
-  { cmake --build "$build" --target loom_kernel_bench -j "$(nproc)" > "$build/bench_build.log" 2>&1 &&
-    timeout 120 "$build/bench/loom_kernel_bench" --device cuda; } | grep '^{' \
+  timeout 120 "$(bench_tool loom_kernel_bench)" --device cuda | grep '^{' \
     > "$out/kernel_bandwidth_${stamp}.jsonl" || log "WARNING: loom_kernel_bench failed"
   cat "$out/kernel_bandwidth_${stamp}.jsonl" >&2
 fi
@@ -204,8 +218,9 @@ for k in keys:
   L, J = agg('loom', k), agg('jax', k)
   dev = 'cpu' if mode == 'cpu' else 'cuda'
   ratio = L['median_ms'] / J['median_ms'] if 'median_ms' in L and 'median_ms' in J else None
+  E = agg('loom-eager', k) if mode == 'gpu' else None
   summary['results'].append({'model': k[0], 'precision': k[1], 'device': dev, 'loom': L,
-                             'jax': J, 'ratio_loom_over_jax': ratio})
+                             'jax': J, 'ratio_loom_over_jax': ratio, 'loom_eager': E})
   def ms(a): return f"{a['median_ms']:9.2f}" if 'median_ms' in a else f"{'ERROR':>9}"
   def thr(a): return f"{a['throughput']:8.0f} {a['unit']}" if 'median_ms' in a else '-'
   mfu = '-'
@@ -223,6 +238,12 @@ for k in keys:
       print(f"    {fw} round medians (ms): " + ', '.join(f'{m:.1f}' for m in a['round_medians_ms']))
     elif a.get('host_enqueue_ms') is not None:
       print(f"    {fw} host enqueue {a['host_enqueue_ms']:.2f} ms of a {a['median_ms']:.2f} ms step")
+  if E is not None:
+    if 'median_ms' in E:
+      print(f"    loom eager (no loom::jit) {E['median_ms']:.2f} ms, host enqueue "
+            f"{E.get('host_enqueue_ms') or 0:.2f} ms, peak {fmt_mem(E)}")
+    else:
+      print(f"    loom eager error: {E['error'][:300]}")
 json.dump(summary, open(dst, 'w'), indent=1)
 print(f"\n{machine}; {gpu or 'no GPU'}; commit {commit}; JAX {versions}")
 print(f"results: {dst} (every run: {src})")

@@ -93,12 +93,12 @@ ZooModel make_model(const std::string& name, const ModelSpec& spec) {
                                         .num_layers = 4,
                                         .num_heads = 4,
                                         .d_model = 128,
-                                        .dropout_rate = 0.1});
+                                        .dropout_rate = spec.dropout_rate.value_or(0.1)});
   if (name == "gpt2") {
     // GPT-2 small whatever the dataset: its own vocabulary (byte tokens are a subset) and
     // context (the dataset's sequence length must not exceed 1024).
     TransformerLM gpt2 = gpt2_small();
-    gpt2.dropout_rate = 0.1;
+    gpt2.dropout_rate = spec.dropout_rate.value_or(0.1);
     return lm_model(name, gpt2);
   }
   std::string known;

@@ -28,6 +28,8 @@ struct ModelSpec {
   /// BatchNorm's axis_name in the ResNets: "batch" when training data-parallel, so the batch
   /// statistics are those of the global batch (dist::register_axis serves it).
   std::optional<std::string> batch_axis = {};
+  /// Language models: the dropout rate while training (default 0.1; 0 turns dropout off).
+  std::optional<double> dropout_rate = {};
 };
 
 /// Known names: "cnn" (the seed's CNN); "resnet18" ... "resnet200" (Flax's ImageNet ResNets,

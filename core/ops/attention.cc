@@ -76,10 +76,11 @@ Tensor weights_impl(Tensor q, Tensor k, const AttentionOptions& opt, const char*
     Tensor causal = tril(ones({q_len, kv_len}, DType::Bool, q.device()));
     mask = mask.defined() ? logical_and(mask, causal) : causal;
   }
-  if (mask.defined()) logits = where(mask, logits, finfo_min(dtype));
   // The softmax kernel computes in float32 for half dtypes; a float32 bias may have promoted
-  // the logits, and Flax casts the weights back to the operands' dtype.
-  Tensor weights = softmax(logits, -1).to(dtype);
+  // the logits, and Flax casts the weights back to the operands' dtype. The mask fills the
+  // logits with dtype's lowest value (Flax's where) inside the softmax's kernel.
+  Tensor weights =
+      (mask.defined() ? masked_softmax(logits, mask, finfo_min(dtype)) : softmax(logits, -1)).to(dtype);
   if (opt.dropout_rate > 0) {
     LOOM_CHECK(opt.dropout_rate <= 1, ValueError, op, ": dropout_rate must be in [0, 1], got ",
                opt.dropout_rate);

@@ -13,4 +13,10 @@ namespace loom {
 Tensor softmax(const Tensor& x, int64_t axis = -1);
 Tensor log_softmax(const Tensor& x, int64_t axis = -1);
 
+/// softmax(where(mask, x, fill), -1), as attention masks logits (Flax: jnp.where(mask, logits,
+/// big_neg) then softmax): `mask` is bool and broadcasts to x; the gradient is zero where it is
+/// false. One kernel each way on CUDA (the mask is read through its broadcast strides, never
+/// materialised); the CPU composes where and softmax.
+Tensor masked_softmax(const Tensor& x, const Tensor& mask, double fill);
+
 }  // namespace loom

@@ -52,4 +52,12 @@ void fill(void* dst, DType dtype, int64_t n, double value) {
   });
 }
 
+void fill_range(void* dst, DType dtype, int64_t n, double start, double step) {
+  visit_dtype(dtype, [&](auto z) {
+    using T = decltype(z);
+    T* out = static_cast<T*>(dst);
+    for (int64_t i = 0; i < n; ++i) out[i] = convert<T>(start + double(i) * step);
+  });
+}
+
 }  // namespace loom::cpu

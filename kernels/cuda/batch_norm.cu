@@ -1,84 +1,169 @@
 // Batch norm over the channels (last axis) of x [m, c], NHWC as Flax. Custom kernels rather
-// than cuDNN: Flax's statistics are the fast variance max(0, E[x^2] - E[x]^2) (cuDNN computes its
-// own), a data-parallel pmean must sit between the statistics and the normalisation, and every
-// dtype pair (bf16 input with f32 output) must work.
+// than cuDNN: Flax's statistics are the fast variance E[x^2] - E[x]^2 (taken here around a shift,
+// for float32 accuracy; cuDNN computes its own), a data-parallel pmean must sit between the
+// statistics and the normalisation, and every dtype pair (bf16 input with f32 output) must work.
 //
-// Column sums: blocks of 32 channels x 8 row lanes each reduce one fixed chunk of rows into
-// partials [chunks, 2, c]; a second kernel adds the chunks in order. No atomics, so the result
-// is deterministic.
+// Column sums: blocks of channel groups x row lanes each reduce one fixed chunk of rows into
+// partials [chunks, 2, c]; a second kernel adds the chunks in a fixed order. No atomics, so the
+// result is deterministic. Every pass moves 16 bytes per access where c allows it.
 #include "kernels/cuda/batch_norm.h"
+
+#include <cstdint>
+#include <initializer_list>
+#include <type_traits>
+#include <utility>
+
 #include "kernels/cuda/device_types.cuh"
 
 namespace loom::cuda {
 namespace {
 
-constexpr int kTileCols = 32;
-constexpr int kTileRows = 8;
+constexpr int kThreads = 256;
 constexpr int64_t kMinChunkRows = 128;
-constexpr int64_t kMaxChunks = 256;
+constexpr int64_t kMaxChunks = 512;
+constexpr int kFinishCols = 32, kFinishLanes = 8;
 
 int64_t row_chunks(int64_t m) {
   int64_t chunks = (m + kMinChunkRows - 1) / kMinChunkRows;
   return chunks < 1 ? 1 : (chunks > kMaxChunks ? kMaxChunks : chunks);
 }
 
-// Partial column sums over one chunk of rows: (x, x^2) for the statistics, (g, g * xhat) for the
-// backward pass.
+// V consecutive channels of one row, moved as one 16-byte (or wider) access.
+template <typename T, int V>
+struct alignas(sizeof(T) * V) Pack {
+  T v[V];
+};
+template <int V, typename T>
+__device__ __forceinline__ Pack<T, V> load_pack(const T* p) {
+  return *reinterpret_cast<const Pack<T, V>*>(p);
+}
+template <int V, typename T>
+__device__ __forceinline__ void store_pack(T* p, const Pack<T, V>& v) {
+  *reinterpret_cast<Pack<T, V>*>(p) = v;
+}
+
+// Every kernel below tiles [m, c] the same way: threadIdx.x (and blockIdx.x) pick a group of V
+// channels, threadIdx.y (and blockIdx.y) rows. A thread keeps its channels' parameters in
+// registers for all its rows: no per-element index division, and 16-byte accesses.
+struct ChannelTiling {
+  dim3 block;
+  unsigned grid_x;
+};
+ChannelTiling channel_tiling(int64_t c, int V) {
+  const int64_t groups = c / V;
+  const int bx = int(groups < kThreads ? groups : kThreads);
+  const int by = kThreads / bx;
+  return {dim3(unsigned(bx), unsigned(by)), unsigned((groups + bx - 1) / bx)};
+}
+
+// The row blocks of an elementwise pass: about four rows per thread, within the grid's limit.
+unsigned row_blocks(int64_t m, unsigned by) {
+  int64_t b = (m + 4 * int64_t(by) - 1) / (4 * int64_t(by));
+  return unsigned(b < 1 ? 1 : (b > 65535 ? 65535 : b));
+}
+
+#define LOOM_ROWS_OF_THIS_THREAD(r, m)                                                  \
+  for (int64_t r = int64_t(blockIdx.y) * blockDim.y + threadIdx.y; r < (m);           \
+       r += int64_t(gridDim.y) * blockDim.y)
+
+// Partial column sums over one chunk of rows: (x - k, (x - k)^2) for the statistics, where the
+// shift k is the column's first value (float32 E[x^2] - E[x]^2 loses the variance to cancellation
+// when |mean| >> std; around k it does not), and (g, g * xhat) for the backward pass.
 // The backward masks g by relu_out > 0 (the relu epilogue; nullptr = none) and, when g_masked is
 // given, stores the masked g (the residual's gradient).
-template <typename T, typename O, bool kBackward>
+template <typename T, typename O, bool kBackward, int V>
 __global__ void column_partials_kernel(const T* x, const O* g, const acc_t<T>* mean,
                                        const acc_t<T>* rstd, const O* relu_out, O* g_masked,
                                        int64_t m, int64_t c, int64_t chunk_rows, acc_t<T>* part) {
   using A = acc_t<T>;
-  __shared__ A sa[kTileRows][kTileCols + 1];
-  __shared__ A sb[kTileRows][kTileCols + 1];
-  const int64_t j = int64_t(blockIdx.x) * kTileCols + threadIdx.x;
+  __shared__ A sa[kThreads * V];
+  __shared__ A sb[kThreads * V];
+  const int64_t j0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * V;
+  const bool active = j0 < c;
   const int64_t begin = int64_t(blockIdx.y) * chunk_rows;
   const int64_t end = begin + chunk_rows < m ? begin + chunk_rows : m;
-  A a = 0, b = 0;
-  if (j < c) {
-    A mu = kBackward ? mean[j] : A(0), inv = kBackward ? rstd[j] : A(0);
-    for (int64_t i = begin + threadIdx.y; i < end; i += kTileRows) {
-      A v = cvt<A>(x[i * c + j]);
+  A a[V], b[V], mu[V], inv[V];
+#pragma unroll
+  for (int v = 0; v < V; ++v) {
+    a[v] = b[v] = A(0);
+    mu[v] = !active ? A(0) : kBackward ? mean[j0 + v] : (m > 0 ? cvt<A>(x[j0 + v]) : A(0));
+    inv[v] = kBackward && active ? rstd[j0 + v] : A(0);
+  }
+  if (active) {
+#pragma unroll 4
+    for (int64_t i = begin + threadIdx.y; i < end; i += blockDim.y) {
+      const int64_t off = i * c + j0;
+      const Pack<T, V> xv = load_pack<V>(x + off);
       if constexpr (kBackward) {
-        A gv = relu_out && !(cvt<A>(relu_out[i * c + j]) > A(0)) ? A(0) : cvt<A>(g[i * c + j]);
-        if (g_masked) g_masked[i * c + j] = cvt<O>(gv);
-        a += gv;
-        b += gv * (v - mu) * inv;
+        const Pack<O, V> gv = load_pack<V>(g + off);
+        Pack<O, V> rv{}, gm;
+        if (relu_out) rv = load_pack<V>(relu_out + off);
+#pragma unroll
+        for (int v = 0; v < V; ++v) {
+          const A gval = relu_out && !(cvt<A>(rv.v[v]) > A(0)) ? A(0) : cvt<A>(gv.v[v]);
+          gm.v[v] = cvt<O>(gval);
+          a[v] += gval;
+          b[v] += gval * (cvt<A>(xv.v[v]) - mu[v]) * inv[v];
+        }
+        if (g_masked) store_pack<V>(g_masked + off, gm);
       } else {
-        a += v;
-        b += v * v;
+#pragma unroll
+        for (int v = 0; v < V; ++v) {
+          const A d = cvt<A>(xv.v[v]) - mu[v];
+          a[v] += d;
+          b[v] += d * d;
+        }
       }
     }
   }
-  sa[threadIdx.y][threadIdx.x] = a;
-  sb[threadIdx.y][threadIdx.x] = b;
+  // The row lanes of the block, added in lane order (deterministic).
+  const int cols = int(blockDim.x) * V;
+#pragma unroll
+  for (int v = 0; v < V; ++v) {
+    sa[threadIdx.y * cols + threadIdx.x * V + v] = a[v];
+    sb[threadIdx.y * cols + threadIdx.x * V + v] = b[v];
+  }
   __syncthreads();
-  if (threadIdx.y == 0 && j < c) {
-    for (int k = 1; k < kTileRows; ++k) {
-      a += sa[k][threadIdx.x];
-      b += sb[k][threadIdx.x];
+  if (threadIdx.y == 0 && active) {
+    for (unsigned k = 1; k < blockDim.y; ++k)
+#pragma unroll
+      for (int v = 0; v < V; ++v) {
+        a[v] += sa[k * cols + threadIdx.x * V + v];
+        b[v] += sb[k * cols + threadIdx.x * V + v];
+      }
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+      part[int64_t(blockIdx.y) * 2 * c + j0 + v] = a[v];
+      part[int64_t(blockIdx.y) * 2 * c + c + j0 + v] = b[v];
     }
-    part[int64_t(blockIdx.y) * 2 * c + j] = a;
-    part[int64_t(blockIdx.y) * 2 * c + c + j] = b;
   }
 }
 
-/// Adds the chunk partials in order; for the statistics turns them into mean and biased var.
-template <typename A, bool kStats>
-__global__ void column_finish_kernel(const A* part, int64_t chunks, int64_t m, int64_t c, A* out_a,
-                                     A* out_b) {
-  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (j >= c) return;
+/// Adds the chunk partials (lanes of chunks, then the lanes in order); for the statistics turns
+/// them into mean and biased var (the partials are around the shift x[0, j]).
+template <typename T, typename A, bool kStats>
+__global__ void column_finish_kernel(const A* part, const T* x, int64_t chunks, int64_t m,
+                                     int64_t c, A* out_a, A* out_b) {
+  __shared__ A sa[kFinishLanes][kFinishCols + 1];
+  __shared__ A sb[kFinishLanes][kFinishCols + 1];
+  const int64_t j = int64_t(blockIdx.x) * kFinishCols + threadIdx.x;
   A a = 0, b = 0;
-  for (int64_t k = 0; k < chunks; ++k) {
-    a += part[k * 2 * c + j];
-    b += part[k * 2 * c + c + j];
+  if (j < c)
+    for (int64_t k = threadIdx.y; k < chunks; k += kFinishLanes) {
+      a += part[k * 2 * c + j];
+      b += part[k * 2 * c + c + j];
+    }
+  sa[threadIdx.y][threadIdx.x] = a;
+  sb[threadIdx.y][threadIdx.x] = b;
+  __syncthreads();
+  if (threadIdx.y != 0 || j >= c) return;
+  for (int k = 1; k < kFinishLanes; ++k) {
+    a += sa[k][threadIdx.x];
+    b += sb[k][threadIdx.x];
   }
   if constexpr (kStats) {
-    A mu = a / A(m), var = b / A(m) - mu * mu;
-    out_a[j] = mu;
+    A d = a / A(m), var = b / A(m) - d * d;
+    out_a[j] = (m > 0 ? cvt<A>(x[j]) : A(0)) + d;
     out_b[j] = var > A(0) ? var : A(0);
   } else {
     out_a[j] = a;
@@ -86,40 +171,82 @@ __global__ void column_finish_kernel(const A* part, int64_t chunks, int64_t m, i
   }
 }
 
-#define LOOM_GRID_STRIDE_LOOP(i, n)                                                  \
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); \
-       i += int64_t(gridDim.x) * blockDim.x)
-
 // y = act(bn + residual): bn is rounded to O before the add, as the unfused add of the norm's
 // output would see it (kernels/cpu/norm.h).
-template <typename T, typename O>
+template <typename T, typename O, int V>
 __global__ void normalize_kernel(const T* x, O* y, const acc_t<T>* mean, const acc_t<T>* var,
                                  const acc_t<T>* scale, const acc_t<T>* bias, const T* residual,
                                  bool relu, int64_t m, int64_t c, acc_t<T> eps) {
   using A = acc_t<T>;
-  LOOM_GRID_STRIDE_LOOP(i, m * c) {
-    const int64_t j = i % c;
-    A mul = (scale ? scale[j] : A(1)) / sqrt(var[j] + eps);
-    O v = cvt<O>((cvt<A>(x[i]) - mean[j]) * mul + (bias ? bias[j] : A(0)));
-    if (residual) v = cvt<O>(cvt<A>(v) + cvt<A>(residual[i]));
-    y[i] = relu && cvt<A>(v) < A(0) ? cvt<O>(A(0)) : v;
+  const int64_t j0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * V;
+  if (j0 >= c) return;
+  A mu[V], mul[V], add[V];
+#pragma unroll
+  for (int v = 0; v < V; ++v) {
+    mu[v] = mean[j0 + v];
+    mul[v] = (scale ? scale[j0 + v] : A(1)) / sqrt(var[j0 + v] + eps);
+    add[v] = bias ? bias[j0 + v] : A(0);
+  }
+  LOOM_ROWS_OF_THIS_THREAD(r, m) {
+    const int64_t off = r * c + j0;
+    const Pack<T, V> xv = load_pack<V>(x + off);
+    Pack<T, V> rv{};
+    if (residual) rv = load_pack<V>(residual + off);
+    Pack<O, V> out;
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+      O o = cvt<O>((cvt<A>(xv.v[v]) - mu[v]) * mul[v] + add[v]);
+      if (residual) o = cvt<O>(cvt<A>(o) + cvt<A>(rv.v[v]));
+      out.v[v] = relu && cvt<A>(o) < A(0) ? cvt<O>(A(0)) : o;
+    }
+    store_pack<V>(y + off, out);
   }
 }
 
-template <typename T, typename O>
+template <typename T, typename O, int V>
 __global__ void backward_dx_kernel(const T* x, const O* g, const acc_t<T>* mean,
                                    const acc_t<T>* rstd, const acc_t<T>* scale,
                                    const O* relu_out, const acc_t<T>* sum_g,
                                    const acc_t<T>* sum_gx, T* dx, int64_t m, int64_t c) {
   using A = acc_t<T>;
-  LOOM_GRID_STRIDE_LOOP(i, m * c) {
-    const int64_t j = i % c;
-    A inv = rstd[j];
-    A xhat = (cvt<A>(x[i]) - mean[j]) * inv;
-    A gv = relu_out && !(cvt<A>(relu_out[i]) > A(0)) ? A(0) : cvt<A>(g[i]);
-    A v = gv - sum_g[j] / A(m) - xhat * sum_gx[j] / A(m);
-    dx[i] = cvt<T>((scale ? scale[j] : A(1)) * inv * v);
+  const int64_t j0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * V;
+  if (j0 >= c) return;
+  A mu[V], inv[V], mean_g[V], mean_gx[V], k[V];
+#pragma unroll
+  for (int v = 0; v < V; ++v) {
+    mu[v] = mean[j0 + v];
+    inv[v] = rstd[j0 + v];
+    mean_g[v] = sum_g[j0 + v] / A(m);
+    mean_gx[v] = sum_gx[j0 + v] / A(m);
+    k[v] = (scale ? scale[j0 + v] : A(1)) * inv[v];
   }
+  LOOM_ROWS_OF_THIS_THREAD(r, m) {
+    const int64_t off = r * c + j0;
+    const Pack<T, V> xv = load_pack<V>(x + off);
+    const Pack<O, V> gv = load_pack<V>(g + off);
+    Pack<O, V> rv{};
+    if (relu_out) rv = load_pack<V>(relu_out + off);
+    Pack<T, V> out;
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+      const A xhat = (cvt<A>(xv.v[v]) - mu[v]) * inv[v];
+      const A gval = relu_out && !(cvt<A>(rv.v[v]) > A(0)) ? A(0) : cvt<A>(gv.v[v]);
+      out.v[v] = cvt<T>(k[v] * (gval - mean_g[v] - xhat * mean_gx[v]));
+    }
+    store_pack<V>(dx + off, out);
+  }
+}
+
+// The widest V (16 bytes of T) when c and every pointer allow it, else 1.
+template <typename T>
+constexpr int kWide = 16 / int(sizeof(T));
+
+template <int V>
+bool fits_packs(int64_t c, std::initializer_list<std::pair<const void*, size_t>> pointers) {
+  if (c % V != 0) return false;
+  for (auto [p, elem] : pointers)
+    if (p && reinterpret_cast<uintptr_t>(p) % (elem * V) != 0) return false;
+  return true;
 }
 
 template <typename Fn>
@@ -134,18 +261,19 @@ void visit_in_out(DType in, DType out, Fn&& fn) {
   });
 }
 
-template <typename T, typename O, bool kBackward>
+template <typename T, typename O, bool kBackward, int V>
 void column_sums(const T* x, const O* g, const acc_t<T>* mean, const acc_t<T>* rstd,
                  const O* relu_out, O* g_masked, int64_t m, int64_t c, acc_t<T>* out_a,
                  acc_t<T>* out_b, acc_t<T>* part, Stream stream) {
   using A = acc_t<T>;
   const int64_t chunks = row_chunks(m), chunk_rows = (m + chunks - 1) / chunks;
-  dim3 grid(unsigned((c + kTileCols - 1) / kTileCols), unsigned(chunks));
-  column_partials_kernel<T, O, kBackward><<<grid, dim3(kTileCols, kTileRows), 0, stream>>>(
+  const ChannelTiling t = channel_tiling(c, V);
+  column_partials_kernel<T, O, kBackward, V><<<dim3(t.grid_x, unsigned(chunks)), t.block, 0, stream>>>(
       x, g, mean, rstd, relu_out, g_masked, m, c, chunk_rows, part);
   LOOM_CUDA_CHECK(cudaGetLastError());
-  column_finish_kernel<A, !kBackward><<<unsigned((c + 255) / 256), 256, 0, stream>>>(
-      part, chunks, m, c, out_a, out_b);
+  column_finish_kernel<T, A, !kBackward>
+      <<<unsigned((c + kFinishCols - 1) / kFinishCols), dim3(kFinishCols, kFinishLanes), 0, stream>>>(
+          part, x, chunks, m, c, out_a, out_b);
   LOOM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -159,10 +287,14 @@ void channel_stats(const void* x, DType dtype, int64_t m, int64_t c, void* mean,
   visit_in_out(dtype, dtype, [&](auto tz, auto) {
     using T = decltype(tz);
     using A = acc_t<T>;
-    column_sums<T, T, false>(static_cast<const T*>(x), nullptr, nullptr, nullptr, nullptr,
-                             nullptr, m, c,
-                             static_cast<A*>(mean), static_cast<A*>(var),
-                             static_cast<A*>(workspace), stream);
+    auto run = [&](auto wide) {
+      constexpr int V = decltype(wide)::value;
+      column_sums<T, T, false, V>(static_cast<const T*>(x), nullptr, nullptr, nullptr, nullptr,
+                                  nullptr, m, c, static_cast<A*>(mean), static_cast<A*>(var),
+                                  static_cast<A*>(workspace), stream);
+    };
+    if (fits_packs<kWide<T>>(c, {{x, sizeof(T)}})) run(std::integral_constant<int, kWide<T>>{});
+    else run(std::integral_constant<int, 1>{});
   });
 }
 
@@ -175,10 +307,18 @@ void channel_normalize(const void* x, DType dtype, void* y, DType out_dtype, con
     using T = decltype(tz);
     using O = decltype(oz);
     using A = acc_t<T>;
-    normalize_kernel<T, O><<<blocks_for(m * c), 256, 0, stream>>>(
-        static_cast<const T*>(x), static_cast<O*>(y), static_cast<const A*>(mean),
-        static_cast<const A*>(var), static_cast<const A*>(scale), static_cast<const A*>(bias),
-        static_cast<const T*>(residual), relu, m, c, A(eps));
+    auto run = [&](auto wide) {
+      constexpr int V = decltype(wide)::value;
+      const ChannelTiling t = channel_tiling(c, V);
+      normalize_kernel<T, O, V><<<dim3(t.grid_x, row_blocks(m, t.block.y)), t.block, 0, stream>>>(
+          static_cast<const T*>(x), static_cast<O*>(y), static_cast<const A*>(mean),
+          static_cast<const A*>(var), static_cast<const A*>(scale), static_cast<const A*>(bias),
+          static_cast<const T*>(residual), relu, m, c, A(eps));
+    };
+    if (fits_packs<kWide<T>>(c, {{x, sizeof(T)}, {y, sizeof(O)}, {residual, sizeof(T)}}))
+      run(std::integral_constant<int, kWide<T>>{});
+    else
+      run(std::integral_constant<int, 1>{});
   });
   LOOM_CUDA_CHECK(cudaGetLastError());
 }
@@ -192,11 +332,19 @@ void channel_backward_sums(const void* x, DType dtype, const void* g, DType out_
     using T = decltype(tz);
     using O = decltype(oz);
     using A = acc_t<T>;
-    column_sums<T, O, true>(static_cast<const T*>(x), static_cast<const O*>(g),
-                            static_cast<const A*>(mean), static_cast<const A*>(rstd),
-                            static_cast<const O*>(relu_out), static_cast<O*>(g_masked), m, c,
-                            static_cast<A*>(sum_g), static_cast<A*>(sum_gx),
-                            static_cast<A*>(workspace), stream);
+    auto run = [&](auto wide) {
+      constexpr int V = decltype(wide)::value;
+      column_sums<T, O, true, V>(static_cast<const T*>(x), static_cast<const O*>(g),
+                                 static_cast<const A*>(mean), static_cast<const A*>(rstd),
+                                 static_cast<const O*>(relu_out), static_cast<O*>(g_masked), m, c,
+                                 static_cast<A*>(sum_g), static_cast<A*>(sum_gx),
+                                 static_cast<A*>(workspace), stream);
+    };
+    if (fits_packs<kWide<T>>(c, {{x, sizeof(T)}, {g, sizeof(O)}, {relu_out, sizeof(O)},
+                                 {g_masked, sizeof(O)}}))
+      run(std::integral_constant<int, kWide<T>>{});
+    else
+      run(std::integral_constant<int, 1>{});
   });
 }
 
@@ -209,11 +357,20 @@ void channel_backward_dx(const void* x, DType dtype, const void* g, DType out_dt
     using T = decltype(tz);
     using O = decltype(oz);
     using A = acc_t<T>;
-    backward_dx_kernel<T, O><<<blocks_for(m * c), 256, 0, stream>>>(
-        static_cast<const T*>(x), static_cast<const O*>(g), static_cast<const A*>(mean),
-        static_cast<const A*>(rstd), static_cast<const A*>(scale),
-        static_cast<const O*>(relu_out), static_cast<const A*>(sum_g),
-        static_cast<const A*>(sum_gx), static_cast<T*>(dx), m, c);
+    auto run = [&](auto wide) {
+      constexpr int V = decltype(wide)::value;
+      const ChannelTiling t = channel_tiling(c, V);
+      backward_dx_kernel<T, O, V><<<dim3(t.grid_x, row_blocks(m, t.block.y)), t.block, 0, stream>>>(
+          static_cast<const T*>(x), static_cast<const O*>(g), static_cast<const A*>(mean),
+          static_cast<const A*>(rstd), static_cast<const A*>(scale),
+          static_cast<const O*>(relu_out), static_cast<const A*>(sum_g),
+          static_cast<const A*>(sum_gx), static_cast<T*>(dx), m, c);
+    };
+    if (fits_packs<kWide<T>>(c, {{x, sizeof(T)}, {g, sizeof(O)}, {relu_out, sizeof(O)},
+                                 {dx, sizeof(T)}}))
+      run(std::integral_constant<int, kWide<T>>{});
+    else
+      run(std::integral_constant<int, 1>{});
   });
   LOOM_CUDA_CHECK(cudaGetLastError());
 }

@@ -8,6 +8,10 @@
 #include "core/error.h"
 
 namespace loom::cuda {
+namespace {
+constexpr size_t kLargeBlock = size_t(1) << 20;    // from here on sizes round to 2 MiB
+constexpr size_t kLargeGranule = size_t(2) << 20;
+}  // namespace
 
 CachingAllocator& CachingAllocator::get(int device) {
   static std::mutex mu;
@@ -22,9 +26,9 @@ CachingAllocator& CachingAllocator::get(int device) {
 }
 
 size_t CachingAllocator::round_size(size_t nbytes) {
-  constexpr size_t kSmall = 512, kLarge = size_t(2) << 20;
-  if (nbytes < (size_t(1) << 20)) return std::max<size_t>(kSmall, (nbytes + kSmall - 1) / kSmall * kSmall);
-  return (nbytes + kLarge - 1) / kLarge * kLarge;
+  constexpr size_t kSmall = 512;
+  if (nbytes < kLargeBlock) return std::max<size_t>(kSmall, (nbytes + kSmall - 1) / kSmall * kSmall);
+  return (nbytes + kLargeGranule - 1) / kLargeGranule * kLargeGranule;
 }
 
 void* CachingAllocator::allocate(size_t nbytes) {
@@ -32,10 +36,11 @@ void* CachingAllocator::allocate(size_t nbytes) {
   Stream stream = current_stream(device_);
   std::lock_guard<std::mutex> lock(mu_);
   const Pool pool = private_pool_ ? private_pool_ : Pool(stream);
-  // Best fit in the same pool, accepting at most 2x (or +2 MiB) waste.
+  // Best fit in the same pool. A block counts as allocated at its full size, so the waste
+  // accepted is bounded: 2x for small blocks, 1/8 (at least one 2 MiB granule) for large ones.
+  const size_t limit = size < kLargeBlock ? size * 2 : size + std::max(size / 8, kLargeGranule);
   auto it = free_blocks_.lower_bound({pool, size});
-  if (it != free_blocks_.end() && it->first.first == pool &&
-      it->first.second <= std::max(size * 2, size + (size_t(2) << 20))) {
+  if (it != free_blocks_.end() && it->first.first == pool && it->first.second <= limit) {
     void* p = it->second;
     free_blocks_.erase(it);
     stats_.allocated += blocks_[p].size;
@@ -43,6 +48,7 @@ void* CachingAllocator::allocate(size_t nbytes) {
     return p;
   }
   set_device(device_);
+  note_host_wait("cudaMalloc (no cached block fits)");
   void* p = nullptr;
   cudaError_t err = cudaMalloc(&p, size);
   if (err == cudaErrorMemoryAllocation) {

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "core/dtype.h"
+#include "core/shape.h"
 #include "core/error.h"
 
 namespace loom::cuda {
@@ -59,6 +60,8 @@ __device__ __forceinline__ float round_to_odd_float(double d) {
   return __uint_as_float(__float_as_uint(f) | 1u);
 }
 
+/// Device code only: nvcc accepts a call from host code to this template without a word, and
+/// the program then fails at run time (convert<> in core/dtype.h is the host's).
 template <typename To, typename From>
 __device__ __forceinline__ To cvt(From v) {
   if constexpr (std::is_same_v<To, From>) {
@@ -80,13 +83,26 @@ __device__ __forceinline__ To cvt(From v) {
   }
 }
 
-/// Up to 8-D strided indexing passed to kernels by value.
+/// Up to 8-D strided indexing passed to kernels by value: the element offset of a row-major
+/// linear index. `narrow` when every linear index and offset fits in 31 bits: 32-bit division is
+/// several times cheaper on the GPU than 64-bit.
 struct StridedIndex {
   static constexpr int kMaxDims = 8;
   int ndim = 0;
+  bool narrow = false;
   int64_t shape[kMaxDims] = {};
   int64_t strides[kMaxDims] = {};
   __device__ __forceinline__ int64_t offset(int64_t linear) const {
+    if (ndim == 1) return linear * strides[0];
+    if (narrow) {
+      uint32_t l = uint32_t(linear), off = 0;
+      for (int d = ndim - 1; d >= 0; --d) {
+        const uint32_t n = uint32_t(shape[d]);
+        off += (l % n) * uint32_t(strides[d]);
+        l /= n;
+      }
+      return off;
+    }
     int64_t off = 0;
     for (int d = ndim - 1; d >= 0; --d) {
       int64_t i = linear % shape[d];
@@ -96,6 +112,36 @@ struct StridedIndex {
     return off;
   }
 };
+
+/// The index of a [shape] view with `strides`, size-1 dims dropped and neighbours that are
+/// contiguous with each other merged (an offset then costs one division per remaining dim).
+inline StridedIndex make_strided_index(const Shape& shape, const Shape& strides, const char* op) {
+  StridedIndex idx;
+  int64_t numel = 1, max_offset = 0;
+  bool nonnegative = true;
+  int n = 0;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    numel *= shape[d];
+    max_offset += (shape[d] - 1) * strides[d];
+    nonnegative = nonnegative && strides[d] >= 0;
+    if (shape[d] == 1) continue;
+    if (n > 0 && idx.strides[n - 1] == strides[d] * shape[d]) {
+      idx.shape[n - 1] *= shape[d];
+      idx.strides[n - 1] = strides[d];
+      continue;
+    }
+    LOOM_CHECK(n < StridedIndex::kMaxDims, ShapeError, op, ": rank ", shape.size(),
+               " has more than 8 dimensions that are not contiguous with each other (the CUDA "
+               "limit); make the tensor contiguous first");
+    idx.shape[n] = shape[d];
+    idx.strides[n] = strides[d];
+    ++n;
+  }
+  idx.ndim = n;
+  constexpr int64_t kNarrow = int64_t(1) << 31;
+  idx.narrow = nonnegative && numel < kNarrow && max_offset < kNarrow;
+  return idx;
+}
 
 inline int blocks_for(int64_t n, int threads = 256) {
   int64_t b = (n + threads - 1) / threads;

@@ -4,18 +4,6 @@
 namespace loom::cuda {
 namespace {
 
-StridedIndex make_index(const Shape& shape, const Shape& strides, const char* op) {
-  LOOM_CHECK(shape.size() <= size_t(StridedIndex::kMaxDims), ShapeError, op, ": rank ",
-             shape.size(), " exceeds the CUDA limit of 8");
-  StridedIndex idx;
-  idx.ndim = int(shape.size());
-  for (size_t d = 0; d < shape.size(); ++d) {
-    idx.shape[d] = shape[d];
-    idx.strides[d] = strides[d];
-  }
-  return idx;
-}
-
 bool is_dense(const Shape& shape, const Shape& strides) { return strides == contiguous_strides(shape); }
 
 #define LOOM_GRID_STRIDE_LOOP(i, n)                                                  \
@@ -69,7 +57,7 @@ void unary(UnaryOp op, const void* x, const Shape& x_strides, void* out, const S
            DType dtype, double alpha, Stream stream) {
   int64_t n = shape_numel(out_shape);
   if (n == 0) return;
-  StridedIndex xi = make_index(out_shape, x_strides, unary_op_name(op));
+  StridedIndex xi = make_strided_index(out_shape, x_strides, unary_op_name(op));
   bool dense = is_dense(out_shape, x_strides);
   visit_float_dtype(dtype, unary_op_name(op), [&](auto z) {
     using T = decltype(z);
@@ -98,8 +86,8 @@ void binary(BinaryOp op, const void* a, const Shape& a_strides, const void* b,
             Stream stream) {
   int64_t n = shape_numel(out_shape);
   if (n == 0) return;
-  StridedIndex ai = make_index(out_shape, a_strides, binary_op_name(op));
-  StridedIndex bi = make_index(out_shape, b_strides, binary_op_name(op));
+  StridedIndex ai = make_strided_index(out_shape, a_strides, binary_op_name(op));
+  StridedIndex bi = make_strided_index(out_shape, b_strides, binary_op_name(op));
   bool dense = is_dense(out_shape, a_strides) && is_dense(out_shape, b_strides);
   visit_device_dtype(in_dtype, [&](auto z) {
     using T = decltype(z);
@@ -121,9 +109,9 @@ void where(const void* cond, const Shape& cond_strides, const void* a, const Sha
            Stream stream) {
   int64_t n = shape_numel(out_shape);
   if (n == 0) return;
-  StridedIndex ci = make_index(out_shape, cond_strides, "where");
-  StridedIndex ai = make_index(out_shape, a_strides, "where");
-  StridedIndex bi = make_index(out_shape, b_strides, "where");
+  StridedIndex ci = make_strided_index(out_shape, cond_strides, "where");
+  StridedIndex ai = make_strided_index(out_shape, a_strides, "where");
+  StridedIndex bi = make_strided_index(out_shape, b_strides, "where");
   visit_device_dtype(dtype, [&](auto z) {
     using T = decltype(z);
     where_kernel<T><<<blocks_for(n), 256, 0, stream>>>(static_cast<const bool*>(cond), ci,

@@ -73,10 +73,11 @@ __global__ void adam_kernel(const __grid_constant__ LeafTable t, AdamConfig c, c
                    : __fdiv_rn(m, bc1);
     const float denom = __fadd_rn(__fsqrt_rn(__fadd_rn(__fdiv_rn(v, bc2), c.eps_root)), c.eps);
     float u = __fdiv_rn(m_hat, denom);
-    const float p = t.param[l][i];
-    if (c.weight_decay && t.weight_decay[l] != 0.0f) u = __fadd_rn(u, __fmul_rn(t.weight_decay[l], p));
+    // params are gathered only when applied or decayed: t.param is null otherwise.
+    if (c.weight_decay && t.weight_decay[l] != 0.0f)
+      u = __fadd_rn(u, __fmul_rn(t.weight_decay[l], t.param[l][i]));
     u = __fmul_rn(u, neg_lr);
-    t.out[l][i] = c.apply ? __fadd_rn(p, u) : u;
+    t.out[l][i] = c.apply ? __fadd_rn(t.param[l][i], u) : u;
     t.new_mu[l][i] = m;
     t.new_nu[l][i] = v;
   });

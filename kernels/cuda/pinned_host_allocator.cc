@@ -2,6 +2,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -147,6 +148,22 @@ void* pinned_allocate(size_t nbytes) { return pool().allocate(nbytes); }
 void pinned_free(void* ptr) { pool().free(ptr); }
 void pinned_record_use(void* ptr, Stream stream) { pool().record_use(ptr, stream); }
 PinnedMemoryStats pinned_stats() { return pool().stats(); }
+
+void copy_host_to_device_staged(void* dst, const void* src, size_t n, int device) {
+  if (n == 0) return;
+  // A captured copy would be replayed from a staging block that is reused after this call.
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  LOOM_CUDA_CHECK(cudaStreamIsCapturing(current_stream(device), &capturing));
+  LOOM_CHECK(capturing == cudaStreamCaptureStatusNone, CudaError, "Tensor::to(cuda:", device,
+             "): a copy of ", n, " bytes from host memory inside a captured CUDA graph (loom::jit) "
+             "would be replayed from a reused buffer; make the tensor on the device or pass it in "
+             "as an input of the step");
+  void* staging = pinned_allocate(n);
+  std::memcpy(staging, src, n);
+  copy_host_to_device_async(dst, staging, n, device);
+  pinned_record_use(staging, current_stream(device));
+  pinned_free(staging);
+}
 void pinned_empty_cache() { pool().empty_cache(); }
 
 }  // namespace loom::cuda

@@ -22,6 +22,9 @@ void pinned_free(void* ptr);
 /// A copy reading the block that starts at `ptr` was queued on `stream`.
 void pinned_record_use(void* ptr, Stream stream);
 PinnedMemoryStats pinned_stats();
+/// Copies pageable host memory to the device without waiting for the device: the bytes go
+/// through a pinned block (reused once the queued copy has run), so `src` may be freed at once.
+void copy_host_to_device_staged(void* dst, const void* src, size_t n, int device);
 /// Frees every cached block whose copies have completed.
 void pinned_empty_cache();
 

@@ -1,5 +1,6 @@
 // One thread per output element (forward) or input element (backward), channels fastest so a
-// warp reads consecutive channels of the same window position. The selection rule and the
+// warp reads consecutive channels of the same window position; images (two spatial dims) take
+// a kernel without per-window-element index division. The selection rule and the
 // gather-form backward mirror kernels/cpu/pool.cc so the two backends agree bit for bit on
 // which element receives a max-pool gradient.
 #include <cuda/std/limits>
@@ -149,6 +150,107 @@ __global__ void pool_backward_kernel(PoolOp op, PoolParams p, const T* gout, con
   }
 }
 
+// Two spatial dims (images, NHWC), the common case: the same rules as the kernels above, with
+// the window walked as two nested loops and index arithmetic in I (int32 when it fits), instead
+// of dividing by every window extent for every window element.
+template <typename T, typename I>
+__global__ void pool2d_forward_kernel(PoolOp op, PoolParams p, const T* x, T* out,
+                                      int32_t* argmax, I total) {
+  using A = acc_t<T>;
+  const A pad = op == PoolOp::Max ? -::cuda::std::numeric_limits<A>::infinity()
+                                  : ::cuda::std::numeric_limits<A>::infinity();
+  const I C = I(p.channels), H = I(p.in[0]), W = I(p.in[1]), OH = I(p.out[0]), OW = I(p.out[1]);
+  const I KH = I(p.win[0]), KW = I(p.win[1]);
+  for (I e = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); e < total;
+       e += I(gridDim.x) * I(blockDim.x)) {
+    const I c = e % C, r = e / C;
+    const I ow = r % OW, r2 = r / OW;
+    const I oh = r2 % OH, n = r2 / OH;
+    const I h0 = oh * I(p.stride[0]) - I(p.lo[0]), w0 = ow * I(p.stride[1]) - I(p.lo[1]);
+    const T* xs = x + int64_t(n) * H * W * C + c;
+    A best = A(0);
+    int32_t sel = -1;
+    bool nan = false, first = true;
+    for (I kh = 0; kh < KH; ++kh) {
+      const I h = h0 + kh;
+      for (I kw = 0; kw < KW; ++kw) {
+        const I w = w0 + kw;
+        const bool inside = h >= 0 && h < H && w >= 0 && w < W;
+        if (op == PoolOp::Avg) {
+          if (inside) best += cvt<A>(xs[(int64_t(h) * W + w) * C]);
+        } else {
+          const A v = inside ? cvt<A>(xs[(int64_t(h) * W + w) * C]) : pad;
+          if (first || (op == PoolOp::Max ? !(best >= v) : !(best <= v))) {
+            best = v;
+            sel = inside ? int32_t(h * W + w) : -1;
+          }
+          nan = nan || v != v;
+        }
+        first = false;
+      }
+    }
+    if (op == PoolOp::Avg) {
+      I count = KH * KW;
+      if (!p.include_pad) {
+        const I hl = h0 > 0 ? h0 : 0, hh = h0 + KH < H ? h0 + KH : H;
+        const I wl = w0 > 0 ? w0 : 0, wh = w0 + KW < W ? w0 + KW : W;
+        count = (hh > hl ? hh - hl : 0) * (wh > wl ? wh - wl : 0);
+      }
+      out[e] = cvt<T>(best / A(count));
+    } else {
+      out[e] = cvt<T>(nan ? ::cuda::std::numeric_limits<A>::quiet_NaN() : best);
+      if (argmax) argmax[e] = sel;
+    }
+  }
+}
+
+template <typename T, typename I>
+__global__ void pool2d_backward_kernel(PoolOp op, PoolParams p, const T* gout,
+                                       const int32_t* argmax, T* gin, I total) {
+  using A = acc_t<T>;
+  const I C = I(p.channels), H = I(p.in[0]), W = I(p.in[1]), OH = I(p.out[0]), OW = I(p.out[1]);
+  const I KH = I(p.win[0]), KW = I(p.win[1]), SH = I(p.stride[0]), SW = I(p.stride[1]);
+  const I LH = I(p.lo[0]), LW = I(p.lo[1]);
+  for (I e = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); e < total;
+       e += I(gridDim.x) * I(blockDim.x)) {
+    const I c = e % C, r = e / C;
+    const I iw = r % W, r2 = r / W;
+    const I ih = r2 % H, n = r2 / H;
+    // The outputs whose windows cover (ih, iw), per dim.
+    const I nh = ih + LH - KH + 1, nw = iw + LW - KW + 1;
+    const I oh_lo = nh <= 0 ? 0 : (nh + SH - 1) / SH, ow_lo = nw <= 0 ? 0 : (nw + SW - 1) / SW;
+    const I oh_hi = (ih + LH) / SH < OH - 1 ? (ih + LH) / SH : OH - 1;
+    const I ow_hi = (iw + LW) / SW < OW - 1 ? (iw + LW) / SW : OW - 1;
+    const int32_t self = int32_t(ih * W + iw);
+    A acc = A(0);
+    for (I oh = oh_lo; oh <= oh_hi; ++oh)
+      for (I ow = ow_lo; ow <= ow_hi; ++ow) {
+        const int64_t at = ((int64_t(n) * OH + oh) * OW + ow) * C + c;
+        if (op == PoolOp::Avg) {
+          I count = KH * KW;
+          if (!p.include_pad) {
+            const I h0 = oh * SH - LH, w0 = ow * SW - LW;
+            const I hl = h0 > 0 ? h0 : 0, hh = h0 + KH < H ? h0 + KH : H;
+            const I wl = w0 > 0 ? w0 : 0, wh = w0 + KW < W ? w0 + KW : W;
+            count = (hh > hl ? hh - hl : 0) * (wh > wl ? wh - wl : 0);
+          }
+          acc += cvt<A>(gout[at]) / A(count);
+        } else if (argmax[at] == self) {
+          acc += cvt<A>(gout[at]);
+        }
+      }
+    gin[e] = cvt<T>(acc);
+  }
+}
+
+// int32 indices when every flat index (outputs, inputs, spatial positions) fits, with room for
+// one grid stride (blocks_for's at most 2^29 threads) past the end.
+bool fits_int32(const PoolGeometry& g) {
+  constexpr int64_t kMax = int64_t(1) << 30;
+  return g.batch * shape_numel(g.out) * g.channels <= kMax &&
+         g.batch * shape_numel(g.in) * g.channels <= kMax;
+}
+
 }  // namespace
 
 void pool_forward(PoolOp op, const PoolGeometry& g, DType dtype, const void* x, void* out,
@@ -158,8 +260,16 @@ void pool_forward(PoolOp op, const PoolGeometry& g, DType dtype, const void* x, 
   PoolParams p = make_params(g);
   visit_float_dtype(dtype, "pool", [&](auto z) {
     using T = decltype(z);
-    pool_forward_kernel<T><<<blocks_for(total), 256, 0, stream>>>(
-        op, p, static_cast<const T*>(x), static_cast<T*>(out), argmax, total);
+    const T* xt = static_cast<const T*>(x);
+    T* ot = static_cast<T*>(out);
+    if (p.nd == 2 && fits_int32(g))
+      pool2d_forward_kernel<T, int32_t><<<blocks_for(total), 256, 0, stream>>>(
+          op, p, xt, ot, argmax, int32_t(total));
+    else if (p.nd == 2)
+      pool2d_forward_kernel<T, int64_t><<<blocks_for(total), 256, 0, stream>>>(
+          op, p, xt, ot, argmax, total);
+    else
+      pool_forward_kernel<T><<<blocks_for(total), 256, 0, stream>>>(op, p, xt, ot, argmax, total);
   });
   LOOM_CUDA_CHECK(cudaGetLastError());
 }
@@ -171,8 +281,16 @@ void pool_backward(PoolOp op, const PoolGeometry& g, DType dtype, const void* gr
   PoolParams p = make_params(g);
   visit_float_dtype(dtype, "pool", [&](auto z) {
     using T = decltype(z);
-    pool_backward_kernel<T><<<blocks_for(total), 256, 0, stream>>>(
-        op, p, static_cast<const T*>(grad_out), argmax, static_cast<T*>(grad_in), total);
+    const T* go = static_cast<const T*>(grad_out);
+    T* gi = static_cast<T*>(grad_in);
+    if (p.nd == 2 && fits_int32(g))
+      pool2d_backward_kernel<T, int32_t><<<blocks_for(total), 256, 0, stream>>>(
+          op, p, go, argmax, gi, int32_t(total));
+    else if (p.nd == 2)
+      pool2d_backward_kernel<T, int64_t><<<blocks_for(total), 256, 0, stream>>>(
+          op, p, go, argmax, gi, total);
+    else
+      pool_backward_kernel<T><<<blocks_for(total), 256, 0, stream>>>(op, p, go, argmax, gi, total);
   });
   LOOM_CUDA_CHECK(cudaGetLastError());
 }

@@ -198,18 +198,6 @@ __global__ void arg_warp_kernel(bool is_max, const T* x, StridedIndex ki, int64_
 
 // --- host side ---
 
-StridedIndex make_index(const Shape& shape, const Shape& strides, const char* op) {
-  LOOM_CHECK(shape.size() <= size_t(StridedIndex::kMaxDims), ShapeError, op, ": rank ",
-             shape.size(), " exceeds the CUDA limit of 8 (after merging contiguous dimensions)");
-  StridedIndex idx;
-  idx.ndim = int(shape.size());
-  for (size_t d = 0; d < shape.size(); ++d) {
-    idx.shape[d] = shape[d];
-    idx.strides[d] = strides[d];
-  }
-  return idx;
-}
-
 // Drops size-1 dimensions and merges neighbours that are contiguous with each other, so common
 // layouts become one or two dimensions (cheaper index arithmetic, and the layout tests below).
 void merge_dims(const Shape& shape, const Shape& strides, Shape& out_shape, Shape& out_strides) {
@@ -258,7 +246,7 @@ void reduce(ReduceOp op, const void* x, DType dtype, const Shape& kept_shape,
   Shape ks, kst, rs, rst;
   merge_dims(kept_shape, kept_strides, ks, kst);
   merge_dims(reduced_shape, reduced_strides, rs, rst);
-  const StridedIndex ki = make_index(ks, kst, "reduce"), ri = make_index(rs, rst, "reduce");
+  const StridedIndex ki = make_strided_index(ks, kst, "reduce"), ri = make_strided_index(rs, rst, "reduce");
   const bool red_contig = rs.empty() || (rs.size() == 1 && rst[0] == 1);
   const bool kept_inner = !ks.empty() && kst.back() == 1;
   const int64_t sms = multiprocessor_count();
@@ -330,7 +318,7 @@ void arg_reduce(bool is_max, const void* x, DType dtype, const Shape& kept_shape
   LOOM_CHECK(n > 0, ShapeError, "argmax/argmin: empty axis");
   Shape ks, kst;
   merge_dims(kept_shape, kept_strides, ks, kst);
-  const StridedIndex ki = make_index(ks, kst, is_max ? "argmax" : "argmin");
+  const StridedIndex ki = make_strided_index(ks, kst, is_max ? "argmax" : "argmin");
   visit_device_dtype(dtype, [&](auto z) {
     using T = decltype(z);
     using A = reduce_acc_t<T>;

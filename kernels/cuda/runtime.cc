@@ -2,6 +2,12 @@
 
 #include <cuda_runtime_api.h>
 
+#include <execinfo.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <vector>
 
@@ -50,12 +56,35 @@ Stream current_stream(int device) {
   return streams[size_t(device)];
 }
 
-void synchronize(int device) { LOOM_CUDA_CHECK(cudaStreamSynchronize(current_stream(device))); }
+namespace {
+std::atomic<unsigned long long> host_waits{0};
+}  // namespace
+
+void note_host_wait(const char* what) {
+  host_waits.fetch_add(1, std::memory_order_relaxed);
+  static const bool debug = [] {
+    const char* v = std::getenv("LOOM_SYNC_DEBUG");
+    return v && *v && std::strcmp(v, "0") != 0;
+  }();
+  if (!debug) return;
+  void* frames[32];
+  int n = backtrace(frames, 32);
+  std::fprintf(stderr, "loom: host waits for the GPU: %s\n", what);
+  backtrace_symbols_fd(frames + 1, n - 1, 2);  // PIE offsets: symbolise with addr2line -C -f -e
+}
+
+unsigned long long host_wait_count() { return host_waits.load(std::memory_order_relaxed); }
+
+void synchronize(int device) {
+  note_host_wait("synchronize");
+  LOOM_CUDA_CHECK(cudaStreamSynchronize(current_stream(device)));
+}
 
 void copy_host_to_device(void* dst, const void* src, size_t n, int device) {
   if (n == 0) return;
   set_device(device);
   Stream s = current_stream(device);
+  note_host_wait("copy from pageable host memory");
   LOOM_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, s));
   // Pageable source memory: the copy has been staged when cudaMemcpyAsync returns, but wait
   // anyway so the caller may free `src` at once.
@@ -72,6 +101,7 @@ void copy_device_to_host(void* dst, const void* src, size_t n, int device) {
   if (n == 0) return;
   set_device(device);
   Stream s = current_stream(device);
+  note_host_wait("copy to the host");
   LOOM_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, s));
   LOOM_CUDA_CHECK(cudaStreamSynchronize(s));
 }

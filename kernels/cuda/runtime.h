@@ -30,6 +30,14 @@ void copy_host_to_device_async(void* dst, const void* src, size_t n, int device)
 void copy_device_to_host(void* dst, const void* src, size_t n, int device);  // waits for it
 void copy_device_to_device(void* dst, const void* src, size_t n, int device);
 
+/// Every place where the host blocks on the device (a synchronize, a copy to the host, an
+/// unstaged copy from pageable memory, a cudaMalloc) calls this with what it waits for. It
+/// counts them; with LOOM_SYNC_DEBUG=1 in the environment it also prints a backtrace to stderr,
+/// to find the wait that keeps a step from running ahead of the GPU.
+void note_host_wait(const char* what);
+/// How many host waits note_host_wait has seen in this process.
+unsigned long long host_wait_count();
+
 }  // namespace loom::cuda
 
 /// One macro for every CUDA-family status: LOOM_CUDA_CHECK(cudaMemcpyAsync(...)).

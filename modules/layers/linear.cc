@@ -7,6 +7,16 @@
 #include "modules/layers/common.h"
 
 namespace loom::nn {
+namespace {
+
+// True when `axes` are the last axes of an ndim-dimensional input, in order.
+bool is_trailing(const Axes& axes, int64_t ndim) {
+  for (size_t i = 0; i < axes.size(); ++i)
+    if (axes[i] != ndim - int64_t(axes.size()) + int64_t(i)) return false;
+  return true;
+}
+
+}  // namespace
 
 Tensor Dense::call(const Tensor& x) const {
   LOOM_CHECK(features > 0, ValueError, "Dense at ", path_text(),
@@ -16,8 +26,8 @@ Tensor Dense::call(const Tensor& x) const {
   Tensor kernel = param("kernel", kernel_init, {x.dim(-1), features}, param_dtype);
   Tensor bias = use_bias ? param("bias", bias_init, {features}, param_dtype) : Tensor();
   auto p = detail::promote_dtype({x, kernel, bias}, dtype);
-  Tensor y = matmul(p[0], p[1]);
-  return use_bias ? y + p[2] : y;
+  // The bias in the GEMM's epilogue on CUDA (one pass less over the output); the CPU adds it.
+  return use_bias ? matmul_bias_act(p[0], p[1], p[2], Epilogue::Bias) : matmul(p[0], p[1]);
 }
 
 Tensor DenseGeneral::call(const Tensor& x) const {
@@ -65,6 +75,19 @@ Tensor DenseGeneral::call(const Tensor& x) const {
     bias = param("bias", bias_wrap, bias_shape, param_dtype);
   }
   auto p = detail::promote_dtype({x, kernel, bias}, dtype);
+  if (n_batch == 0 && is_trailing(ax, ndim)) {
+    // x [..., in...] @ kernel [in..., features...]: a Dense over the flattened axes, so the bias
+    // goes into the GEMM's epilogue as in Dense.
+    int64_t k = 1, n = 1;
+    for (int64_t a : ax) k *= x.dim(a);
+    for (int64_t f : features) n *= f;
+    Shape lead(x.shape().begin(), x.shape().end() - n_axis), out_shape = lead;
+    for (int64_t f : features) out_shape.push_back(f);
+    lead.push_back(k);
+    Tensor x2 = p[0].reshape(lead), w2 = p[1].reshape({k, n});
+    Tensor y = use_bias ? matmul_bias_act(x2, w2, p[2].reshape({n}), Epilogue::Bias) : matmul(x2, w2);
+    return y.reshape(out_shape);
+  }
   DotDims dims;
   dims.lhs_contracting = ax;
   for (int64_t i = 0; i < n_axis; ++i) dims.rhs_contracting.push_back(n_batch + i);

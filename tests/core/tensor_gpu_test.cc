@@ -154,6 +154,9 @@ TEST(TensorGpu, CreationOnDevice) {
     EXPECT_TRUE(same_elements(full_like(z, 3), full({17, 3}, 3, t)));
     EXPECT_TRUE(empty_like(z).is_cuda());
     EXPECT_TRUE(same_elements(arange(10, t, g), arange(10, t)));
+    if (is_floating(t)) {  // steps whose values round in every half type
+      EXPECT_TRUE(same_elements(arange(-1.3, 300.0, 0.37, t, g), arange(-1.3, 300.0, 0.37, t)));
+    }
   }
 }
 

@@ -69,7 +69,9 @@ TEST(ConvGpu, Float32MatchesCpu) {
     auto cpu = run(c, Device::cpu(), DType::F32), gpu = run(c, Device::cuda(), DType::F32);
     EXPECT_ALLCLOSE(gpu[0], cpu[0], 1e-5, 1e-5) << c.name << " forward";
     EXPECT_ALLCLOSE(gpu[1], cpu[1], 1e-5, 1e-5) << c.name << " dx";
-    EXPECT_ALLCLOSE(gpu[2], cpu[2], 1e-5, 1e-5) << c.name << " dw";
+    // dw sums N*H*W products per element (1024 in 2d_wide_channels) in another order than the
+    // CPU: its rounding error grows with that count (seen on an H100: 1.4e-5).
+    EXPECT_ALLCLOSE(gpu[2], cpu[2], 1e-5, 1e-4) << c.name << " dw";
   }
 }
 

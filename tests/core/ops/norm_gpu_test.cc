@@ -45,7 +45,10 @@ TEST(NormGpu, LayerAndRmsNormMatchCpu) {
 
 TEST(NormGpu, BatchNormMatchesCpu) {
   LOOM_REQUIRE_GPU();
-  for (Shape shape : {Shape{4, 3, 3, 5}, Shape{40, 10, 10, 37}, Shape{3, 70}}) {
+  // Odd channel counts take the one-channel kernels; 64 and 2304 the 16-byte ones (2304 with more
+  // channel groups than a block has threads), 4096 rows many row chunks.
+  for (Shape shape : {Shape{4, 3, 3, 5}, Shape{40, 10, 10, 37}, Shape{3, 70}, Shape{33, 7, 64},
+                      Shape{5, 2304}, Shape{4096, 16}}) {
     int64_t c = shape.back();
     Tensor x = test_values(shape, 9, -1, 3, DType::F32);
     Tensor s = test_values({c}, 10, 0.5, 1.5, DType::F32), b = test_values({c}, 11, -1, 1, DType::F32);
@@ -76,7 +79,7 @@ TEST(NormGpu, BatchNormEpilogueMatchesCpu) {
     for (Tensor& t : v) t = t.to(d);
     return v;
   };
-  for (Shape shape : {Shape{4, 3, 3, 5}, Shape{16, 9, 9, 40}, Shape{3, 70}}) {
+  for (Shape shape : {Shape{4, 3, 3, 5}, Shape{16, 9, 9, 40}, Shape{3, 70}, Shape{9, 2304}}) {
     int64_t c = shape.back();
     Tensor x = test_values(shape, 20, -1, 3, DType::F32), res = test_values(shape, 21, -2, 2, DType::F32);
     Tensor s = test_values({c}, 22, -1, 1.5, DType::F32), b = test_values({c}, 23, -1, 1, DType::F32);

@@ -105,6 +105,28 @@ TEST(Softmax, Gradients) {
   }, {x.reshape({3, 8})}));
 }
 
+TEST(Softmax, MaskedSoftmaxIsSoftmaxOfWhere) {
+  Tensor x = test_values({2, 3, 4, 5}, 6, -2, 2);
+  Tensor mask = tril(ones({4, 5}, DType::Bool)).reshape({1, 1, 4, 5});
+  EXPECT_ALLCLOSE(masked_softmax(x, mask, -1e9), softmax(where(mask, x, -1e9), -1), 0, 0);
+  Tensor w = test_values({2, 3, 4, 5}, 7);
+  EXPECT_TRUE(check_gradients([&](const std::vector<Tensor>& in) {
+    return sum(masked_softmax(in[0], mask, -1e9) * w);
+  }, {x}));
+  try {
+    (void)masked_softmax(x, ones({4, 5}, DType::F32), -1e9);
+    FAIL() << "expected DTypeError";
+  } catch (const DTypeError& e) {
+    EXPECT_NE(std::string(e.what()).find("mask must be bool"), std::string::npos) << e.what();
+  }
+  try {
+    (void)masked_softmax(x, ones({3, 5}, DType::Bool), -1e9);
+    FAIL() << "expected ShapeError";
+  } catch (const ShapeError& e) {
+    EXPECT_NE(std::string(e.what()).find("[3, 5]"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Softmax, Errors) {
   try {
     (void)softmax(ones({2, 3}, DType::I32));

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# The GPU check with programs built on another machine (scripts/gpu_bundle.sh): run from the
+# repository root on a GPU machine, it unpacks build-bundle/loom-gpu.tar.xz, takes the CUDA
+# libraries from the machine (the CUDA toolkit, else the nvidia-* Python wheels), runs every gpu
+# test in its own process (a crash or a poisoned CUDA context fails one test, not the rest),
+# then scripts/bench.sh --gpu against JAX, and prints a short table. Logs go to $OUT.
+#
+# Usage: scripts/gpu_prebuilt.sh [--tests-only|--bench-only|--profile-only] [--extras]
+#                                [--filter GLOB] [--models LIST] [--jobs N]
+#   --filter   only the gpu tests whose Suite.Name matches GLOB (bash pattern)
+#   --extras   also run bench.sh's --extras (graph replay, input pipeline, kernel bandwidth)
+#   --profile-only  loom alone, per model of --models (default resnet50-bf16,gpt2-bf16): where
+#              the host waits for the GPU (LOOM_SYNC_DEBUG backtraces, symbolise them with
+#              addr2line -C -f -e build/bench/loom_bench), device time per kernel (--kernel-trace)
+#              and the step as a CUDA graph (--graph on)
+# Exit status: 0 every test passed and every benchmark printed a result, 1 otherwise, 2 setup.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+REPO=$PWD
+OUT=${OUT:-$REPO/out}
+mkdir -p "$OUT"
+
+tests=1 bench=1 profile=0 extras=0 filter='*' models="" jobs=4
+while (($#)); do
+  case "$1" in
+    --tests-only) bench=0 ;;
+    --bench-only) tests=0 ;;
+    --profile-only) tests=0 bench=0 profile=1 ;;
+    --extras) extras=1 ;;
+    --filter) filter=$2; shift ;;
+    --models) models=$2; shift ;;
+    --jobs) jobs=$2; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "gpu_prebuilt: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+log() { printf '[gpu_prebuilt %4ds] %s\n' "$SECONDS" "$*"; }
+
+# --- the programs and the libraries they load ---------------------------------------------------
+B=${TMPDIR:-/tmp}/loom-bundle
+rm -rf "$B" && mkdir -p "$B"
+tar -xJf build-bundle/loom-gpu.tar.xz -C "$B" || { log "no build-bundle/loom-gpu.tar.xz"; exit 2; }
+head -2 "$B/MANIFEST" | sed 's/^/    /'
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader ||
+  log "nvidia-smi failed"
+libdirs=("$B/lib")
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+         /usr/local/cuda/extras/CUPTI/lib64; do
+  [[ -d $d ]] && libdirs+=("$d")
+done
+# cuDNN and NCCL (and cuBLAS where the toolkit lacks it) from Python wheels: every nvidia/*/lib.
+while IFS= read -r d; do libdirs+=("$d"); done < <(python3 - <<'PY'
+import glob, importlib, os
+try:
+  roots = list(importlib.import_module('nvidia').__path__)
+except Exception:
+  roots = []
+for r in roots:
+  for d in sorted(glob.glob(os.path.join(r, '*', 'lib')) + glob.glob(os.path.join(r, 'cu*', 'lib'))):
+    print(d)
+PY
+)
+LD_LIBRARY_PATH=$(IFS=:; echo "${libdirs[*]}")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export LD_LIBRARY_PATH
+missing=$(ldd "$B"/bin/* | grep 'not found' | sort -u)
+[[ -z $missing ]] || { log "libraries not found:"; echo "$missing"; exit 2; }
+ldd "$B/bin/loom_gpu_tests" | grep -E 'cudnn|cublas|nccl|cudart' | sed 's/^/    /'
+# The tests read goldens from the source path compiled into them (this repository's path there).
+compiled_root=$(strings "$B/bin/loom_gpu_tests" | grep -m1 -o '/[^ ]*/tests/golden' | sed 's#/tests/golden$##')
+if [[ -n $compiled_root && ! -e $compiled_root ]]; then
+  mkdir -p "$(dirname "$compiled_root")" && ln -s "$REPO" "$compiled_root"
+fi
+
+status=0
+# --- the gpu tests, one process each --------------------------------------------------------------
+if ((tests)); then
+  T=$OUT/gpu_tests
+  mkdir -p "$T"
+  "$B/bin/loom_gpu_tests" --gtest_list_tests | awk '/^[^ ]/{s=$1} /^  /{print s $1}' |
+    while read -r t; do [[ $t == $filter ]] && echo "$t"; done > "$T/list"
+  log "running $(wc -l < "$T/list") gpu tests, $jobs at a time"
+  export B T
+  xargs -P "$jobs" -I{} bash -c '
+    timeout 90 "$B/bin/loom_gpu_tests" --gtest_filter="$1" > "$T/$1.log" 2>&1
+    rc=$?
+    if grep -q "^\[  SKIPPED \]" "$T/$1.log"; then r=SKIP
+    elif ((rc == 0)) && grep -q "^\[       OK \]" "$T/$1.log"; then r=PASS
+    elif ((rc == 124)); then r=TIMEOUT
+    else r="FAIL(rc=$rc)"; fi
+    echo "$r $1 $(grep -o "([0-9]* ms)" "$T/$1.log" | tail -1)" >> "$T/results"
+  ' _ {} < "$T/list"
+  sort -k2 "$T/results" -o "$T/results"
+  pass=$(grep -c '^PASS' "$T/results") skip=$(grep -c '^SKIP' "$T/results")
+  fail=$(grep -vc '^PASS\|^SKIP' "$T/results")
+  log "gpu tests: $pass passed, $fail failed, $skip skipped"
+  ((skip)) && echo "skipped: $(grep '^SKIP' "$T/results" | cut -d' ' -f2 | tr '\n' ' ')"
+  grep -v '^PASS\|^SKIP' "$T/results" | while read -r r name _; do
+    echo "--- $r $name"
+    grep -E -A4 'Failure|error|Error|what\(\)|terminate|Segmentation|SKIPPED' "$T/$name.log" |
+      grep -v '^\[ RUN\|^Note: Google' | head -12
+  done
+  ((fail)) && status=1
+  tar -czf "$OUT/gpu_tests.tgz" -C "$OUT" gpu_tests && rm -rf "$T"  # one file comes back
+fi
+
+# --- where loom's step spends its time ----------------------------------------------------------
+if ((profile)); then
+  P=$OUT/profile
+  mkdir -p "$P"
+  IFS=, read -ra specs <<< "${models:-resnet50-bf16,gpt2-bf16}"
+  for spec in "${specs[@]}"; do
+    model=${spec%%-*} prec=f32
+    [[ $spec == *-* ]] && prec=${spec#*-}
+    run=("$B/bin/loom_bench" --model "$model" --device cuda --precision "$prec")
+    log "$spec: host waits (LOOM_SYNC_DEBUG=1, 2 steps after 3)"
+    LOOM_SYNC_DEBUG=1 timeout 120 "${run[@]}" --warmup 3 --steps 2 > "$P/$spec.waits.json" \
+      2> "$P/$spec.waits.txt" || log "WARNING: $spec waits run failed"
+    grep -c 'host waits for the GPU' "$P/$spec.waits.txt" | sed 's/^/    backtraces: /'
+    log "$spec: device time per kernel (10 steps)"
+    timeout 120 "${run[@]}" --warmup 3 --steps 10 --kernel-trace on > "$P/$spec.kernels.json" \
+      2> "$P/$spec.kernels.err" || log "WARNING: $spec kernel trace failed"
+    python3 - "$P/$spec.kernels.json" <<'PY' || true
+import json, sys
+d = json.loads([l for l in open(sys.argv[1]) if l.startswith('{')][-1])
+print(f"    step {d.get('median_ms', 0):.2f} ms, kernels {d.get('kernel_ms_per_step', 0):.2f} ms,"
+      f" host enqueue {d.get('host_enqueue_ms', 0):.2f} ms, host waits/step {d.get('host_waits_per_step')},"
+      f" {d.get('kernel_trace_error', '')}{d.get('error', '')}")
+for k in d.get('kernels', [])[:12]:
+  print(f"    {k['ms_per_step']:8.3f} ms {k['calls_per_step']:6.1f}x  {k['name'][:90]}")
+PY
+    log "$spec: the step as a CUDA graph (20 steps)"
+    timeout 120 "${run[@]}" --warmup 3 --steps 20 --graph on > "$P/$spec.graph.json" \
+      2> "$P/$spec.graph.err" || log "WARNING: $spec graph run failed"
+    tail -c 600 "$P/$spec.graph.json" "$P/$spec.graph.err"; echo
+  done
+  log "memory-bound kernels against the copy bandwidth"
+  timeout 120 "$B/bin/loom_kernel_bench" --device cuda > "$P/kernel_bandwidth.jsonl" 2>&1 ||
+    log "WARNING: loom_kernel_bench failed"
+  cut -c1-200 "$P/kernel_bandwidth.jsonl" | head -20
+  tar -czf "$OUT/profile.tgz" -C "$OUT" profile && rm -rf "$P"
+fi
+
+# --- loom vs JAX ------------------------------------------------------------------------------------
+if ((bench)); then
+  args=(--gpu --bin "$B/bin" --out "$OUT")
+  [[ -n $models ]] && args+=(--models "$models")
+  ((extras)) && args+=(--extras)
+  log "scripts/bench.sh ${args[*]}"
+  bash scripts/bench.sh "${args[@]}" || status=1
+fi
+log "done (exit $status)"
+exit $status
