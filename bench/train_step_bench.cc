@@ -5,7 +5,7 @@
 //
 //   loom_bench --model cnn|resnet50|gpt2 [--batch N] [--steps N] [--warmup N]
 //              [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N] [--graph on]
-//              [--kernel-trace on]
+//              [--kernel-trace on] [--attention composed|fused]
 //
 // --kernel-trace (CUDA builds, needs libcupti at run time): adds "kernels", the device time per
 // kernel name over the timed steps (per step, largest first), and "kernel_ms_per_step".
@@ -37,6 +37,7 @@
 #include "core/grad.h"
 #include "core/jit.h"
 #include "core/memory.h"
+#include "core/ops/attention.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/loss.h"
 #include "core/ops/reduce.h"
@@ -65,13 +66,15 @@ struct Options {
   double peak_tflops = 989.0;  // H100/H200 SXM dense bf16, llm.c's MFU denominator
   bool graph = false;          // replay the step as a CUDA graph (core/jit.h)
   bool kernel_trace = false;   // device time per kernel through CUPTI (bench/kernel_trace.h)
+  std::string attention = "composed";  // dot_product_attention's implementation (gpt2)
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "loom_bench: " << why << "\n"
             << "usage: loom_bench --model cnn|resnet50|gpt2 [--batch N] [--steps N] [--warmup N]\n"
             << "       [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N]\n"
-            << "       [--peak-tflops X] [--graph on|off] [--kernel-trace on|off]\n";
+            << "       [--peak-tflops X] [--graph on|off] [--kernel-trace on|off]\n"
+            << "       [--attention composed|fused]\n";
   std::exit(2);
 }
 
@@ -99,6 +102,7 @@ Options parse(int argc, char** argv) {
   str("model", o.model);
   str("device", o.device);
   str("precision", o.precision);
+  str("attention", o.attention);
   num("batch", o.batch);
   num("steps", o.steps);
   num("warmup", o.warmup);
@@ -114,6 +118,7 @@ Options parse(int argc, char** argv) {
   if (o.model != "cnn" && o.model != "resnet50" && o.model != "gpt2")
     usage("unknown model '" + o.model + "'");
   if (o.precision != "f32" && o.precision != "bf16") usage("precision is f32 or bf16");
+  if (o.attention != "composed" && o.attention != "fused") usage("attention is composed or fused");
   if (o.steps < 1 || o.warmup < 0) usage("--steps must be >= 1 and --warmup >= 0");
   if (o.batch == 0) o.batch = o.model == "cnn" ? 128 : o.model == "resnet50" ? 256 : 16;
   return o;
@@ -179,6 +184,8 @@ nlohmann::json run(const Options& o) {
   check_device_usable(device, "loom_bench --device");
   // JAX's default GPU matmul precision for f32 allows TF32; match it so f32 compares like for like.
   set_allow_tf32(true);
+  set_attention_implementation(o.attention == "fused" ? AttentionImplementation::Fused
+                                                      : AttentionImplementation::Composed);
   Workload w = make_workload(o, device);
   const bool bf16 = o.precision == "bf16";
 
@@ -314,6 +321,7 @@ int main(int argc, char** argv) {
                          {"warmup", o.warmup}};
   if (o.model == "gpt2") line["seq"] = o.seq;
   if (o.graph) line["graph"] = true;
+  if (o.attention != "composed") line["attention"] = o.attention;
   if (o.model == "resnet50") line["image"] = o.image;
   int rc = 0;
   try {

@@ -12,7 +12,7 @@
 #   --profile-only  loom alone, per model of --models (default resnet50-bf16,gpt2-bf16): where
 #              the host waits for the GPU (LOOM_SYNC_DEBUG backtraces, symbolise them with
 #              addr2line -C -f -e build/bench/loom_bench), device time per kernel (--kernel-trace)
-#              and the step as a CUDA graph (--graph on)
+#              and the step as a CUDA graph (--graph on); for gpt2 also with --attention fused
 # Exit status: 0 every test passed and every benchmark printed a result, 1 otherwise, 2 setup.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -133,6 +133,14 @@ PY
     timeout 120 "${run[@]}" --warmup 3 --steps 20 --graph on > "$P/$spec.graph.json" \
       2> "$P/$spec.graph.err" || log "WARNING: $spec graph run failed"
     tail -c 600 "$P/$spec.graph.json" "$P/$spec.graph.err"; echo
+    if [[ $model == gpt2 ]]; then
+      log "$spec: fused attention (--attention fused), kernels then graph"
+      timeout 120 "${run[@]}" --warmup 3 --steps 10 --kernel-trace on --attention fused \
+        > "$P/$spec.fused.kernels.json" 2>&1 || log "WARNING: $spec fused kernel trace failed"
+      timeout 120 "${run[@]}" --warmup 3 --steps 20 --graph on --attention fused \
+        > "$P/$spec.fused.graph.json" 2>&1 || log "WARNING: $spec fused graph run failed"
+      tail -c 900 "$P/$spec.fused.kernels.json" "$P/$spec.fused.graph.json"; echo
+    fi
   done
   log "memory-bound kernels against the copy bandwidth"
   timeout 120 "$B/bin/loom_kernel_bench" --device cuda > "$P/kernel_bandwidth.jsonl" 2>&1 ||

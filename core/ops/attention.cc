@@ -1,12 +1,19 @@
 #include "core/ops/attention.h"
 
+#include <atomic>
 #include <cmath>
 #include <limits>
+#include <string>
 
+#include "core/autodiff.h"
+#include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/linalg.h"
 #include "core/ops/shape.h"
 #include "core/ops/softmax.h"
+#if LOOM_CUDA
+#include "kernels/cuda/attention.h"
+#endif
 
 namespace loom {
 namespace {
@@ -98,7 +105,82 @@ Tensor weights_impl(Tensor q, Tensor k, const AttentionOptions& opt, const char*
   return weights;
 }
 
+std::atomic<AttentionImplementation>& default_implementation() {
+  static std::atomic<AttentionImplementation> impl{AttentionImplementation::Composed};
+  return impl;
+}
+
+// Why the fused kernel cannot take this call, or "" when it can.
+std::string fused_unsupported(const Tensor& q, const Tensor& k, const Tensor& v,
+                              const AttentionOptions& opt) {
+  if (!q.is_cuda()) return "it runs on CUDA only (the operands are on " + q.device().str() + ")";
+  if (opt.bias.defined()) return "it takes no bias";
+  if (opt.dropout_rate > 0) return "it has no dropout";
+  if (q.dtype() != k.dtype() || q.dtype() != v.dtype())
+    return "query, key and value must have one dtype";
+  if (v.dim(-1) != q.dim(-1)) return "value's head dim must equal the query's";
+#if LOOM_CUDA
+  if (!cuda::fused_attention_supported(q.dtype(), q.dim(-1)))
+    return detail::cat("it takes float32, bfloat16 or float16 with head_dim 32, 64 or 128, got ",
+                       dtype_name(q.dtype()), " with head_dim ", q.dim(-1));
+#endif
+  return "";
+}
+
+#if LOOM_CUDA
+// The fused kernels on [batch..., len, heads, dim] operands (batch dims flattened).
+Tensor fused_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
+                       const AttentionOptions& opt) {
+  const char* op = "dot_product_attention";
+  Tensor q = q_in.detach().contiguous(), k = k_in.detach().contiguous(), v = v_in.detach().contiguous();
+  cuda::AttentionParams p;
+  p.shape.batch = shape_numel(Shape(q.shape().begin(), q.shape().end() - 3));
+  p.shape.q_len = q.dim(-3);
+  p.shape.kv_len = k.dim(-3);
+  p.shape.heads = q.dim(-2);
+  p.shape.head_dim = q.dim(-1);
+  p.dtype = q.dtype();
+  p.scale = 1.0 / std::sqrt(double(p.shape.head_dim));
+  p.causal = opt.causal;
+  p.fill = finfo_min(q.dtype());
+  Tensor mask;  // [batch..., heads, q_len, kv_len] as a broadcast view
+  if (opt.mask.defined()) {
+    Shape logits(q.shape().begin(), q.shape().end() - 3);
+    logits.insert(logits.end(), {p.shape.heads, p.shape.q_len, p.shape.kv_len});
+    mask = broadcast_to(opt.mask.detach(), logits);
+    p.mask.data = mask.data<bool>();
+    p.mask.row_shape = Shape(logits.begin(), logits.end() - 1);
+    p.mask.row_strides = Shape(mask.strides().begin(), mask.strides().end() - 1);
+    p.mask.col_stride = mask.strides().back();
+  }
+  Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
+  Tensor stats = Tensor::empty({p.shape.batch, p.shape.heads, p.shape.q_len, 2}, DType::F32, q.device());
+  cuda::attention_forward(p, q.raw_data(), k.raw_data(), v.raw_data(), out.raw_data(),
+                          stats.data<float>(), stream_of(q));
+  if (!autograd::needs_grad({&q_in, &k_in, &v_in}))
+    return autograd::checked(op, std::move(out), {&q_in, &k_in, &v_in});
+  Tensor so = autograd::saved(out);
+  return autograd::record(op, out, {q_in, k_in, v_in}, [=](const Tensor& g_in) {
+    Tensor g = g_in.to(q.dtype()).contiguous();
+    Tensor dq = Tensor::empty(q.shape(), q.dtype(), q.device());
+    Tensor dk = Tensor::empty(k.shape(), k.dtype(), k.device());
+    Tensor dv = Tensor::empty(v.shape(), v.dtype(), v.device());
+    Tensor delta = Tensor::empty({p.shape.batch, p.shape.heads, p.shape.q_len}, DType::F32, q.device());
+    cuda::attention_backward(p, q.raw_data(), k.raw_data(), v.raw_data(), so.raw_data(),
+                             g.raw_data(), stats.data<float>(), delta.data<float>(), dq.raw_data(),
+                             dk.raw_data(), dv.raw_data(), stream_of(q));
+    (void)mask;  // the kernels read it through p.mask: keep it alive as long as the closure
+    return std::vector<Tensor>{dq, dk, dv};
+  });
+}
+#endif
+
 }  // namespace
+
+void set_attention_implementation(AttentionImplementation implementation) {
+  default_implementation().store(implementation);
+}
+AttentionImplementation attention_implementation() { return default_implementation().load(); }
 
 Tensor dot_product_attention_weights(const Tensor& q, const Tensor& k, const AttentionOptions& opt) {
   check_qkv(q, k, nullptr, "dot_product_attention_weights");
@@ -110,6 +192,14 @@ Tensor dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
   const char* op = "dot_product_attention";
   check_qkv(q, k, &v, op);
   DType dtype = promote_types(promote_types(q.dtype(), k.dtype()), v.dtype());
+  if (opt.implementation.value_or(attention_implementation()) == AttentionImplementation::Fused) {
+    Tensor qd = q.to(dtype), kd = k.to(dtype), vd = v.to(dtype);
+    const std::string why = fused_unsupported(qd, kd, vd, opt);
+    LOOM_CHECK(why.empty(), NotImplementedError, op, ": the fused implementation cannot take "
+               "query ", describe(q), ", key ", describe(k), ", value ", describe(v), ": ", why,
+               "; use AttentionImplementation::Composed");
+    LOOM_CUDA_ONLY(return fused_attention(qd, kd, vd, opt));
+  }
   Tensor weights = weights_impl(q.to(dtype), k.to(dtype), opt, op);
   return einsum("...hqk,...khd->...qhd", weights, v.to(dtype));
 }

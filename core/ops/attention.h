@@ -1,6 +1,11 @@
-// Scaled dot-product attention as flax.linen.dot_product_attention, composed from einsum and
-// softmax (so its gradients come from those ops). A fused cuDNN flash-attention path is a later
-// performance step.
+// Scaled dot-product attention as flax.linen.dot_product_attention. Two implementations, as
+// jax.nn.dot_product_attention's `implementation`:
+//  - Composed (the default): einsum, masked softmax, einsum; gradients from those ops; any
+//    device, dtype, bias and dropout.
+//  - Fused (CUDA): one kernel forward and two backward (kernels/cuda/attention.h): the
+//    [heads, q_len, kv_len] logits and weights never reach device memory. float32, bfloat16 or
+//    float16, head_dim 32, 64 or 128, no bias, no dropout; asking for it elsewhere is an error
+//    that says why. Not yet measured on a GPU, so not the default.
 //
 // Layout (Flax): q [..., q_len, heads, head_dim], k [..., kv_len, heads, head_dim],
 // v [..., kv_len, heads, v_dim]; the output is [..., q_len, heads, v_dim]. Batch dims must be
@@ -22,6 +27,8 @@
 
 namespace loom {
 
+enum class AttentionImplementation { Composed, Fused };
+
 struct AttentionOptions {
   Tensor bias;          // added to the logits; broadcastable to [..., heads, q_len, kv_len]
   Tensor mask;          // bool, broadcastable to [..., heads, q_len, kv_len]; false = masked
@@ -29,7 +36,14 @@ struct AttentionOptions {
   double dropout_rate = 0;
   std::optional<random::Key> dropout_key;  // required when dropout_rate > 0
   bool broadcast_dropout = true;
+  /// Unset: the process default (set_attention_implementation; Composed unless changed).
+  std::optional<AttentionImplementation> implementation;
 };
+
+/// The implementation dot_product_attention uses when the options name none (for a whole
+/// program, as loom_bench --attention fused does).
+void set_attention_implementation(AttentionImplementation implementation);
+AttentionImplementation attention_implementation();
 
 /// flax.linen.dot_product_attention_weights: softmax weights [..., heads, q_len, kv_len].
 Tensor dot_product_attention_weights(const Tensor& q, const Tensor& k,

@@ -116,6 +116,25 @@ TEST(Attention, Gradients) {
   }, {q, k, v}));
 }
 
+TEST(Attention, FusedImplementationSaysWhyItCannotRun) {
+  Tensor q = ones({1, 4, 2, 64}), k = ones({1, 4, 2, 64}), v = ones({1, 4, 2, 64});
+  AttentionOptions opt;
+  opt.implementation = AttentionImplementation::Fused;
+  try {
+    (void)dot_product_attention(q, k, v, opt);
+    FAIL() << "expected NotImplementedError";
+  } catch (const NotImplementedError& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("CUDA only"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("[1, 4, 2, 64]"), std::string::npos) << msg;
+  }
+  // The process default applies when the options name none, and Composed ignores the kernels.
+  set_attention_implementation(AttentionImplementation::Fused);
+  EXPECT_THROW((void)dot_product_attention(q, k, v), NotImplementedError);
+  set_attention_implementation(AttentionImplementation::Composed);
+  EXPECT_EQ(dot_product_attention(q, k, v).shape(), (Shape{1, 4, 2, 64}));
+}
+
 TEST(Attention, Errors) {
   auto expect_msg = [](auto&& fn, std::initializer_list<const char*> parts) {
     try {
