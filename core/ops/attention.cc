@@ -54,6 +54,23 @@ void check_qkv(const Tensor& q, const Tensor& k, const Tensor* v, const char* op
                ShapeError, op, ": value must match key in rank, batch dims, heads and length: ", all());
 }
 
+// The logits' shape [..., heads, q_len, kv_len].
+Shape logits_shape(const Tensor& q, const Tensor& k) {
+  Shape s(q.shape().begin(), q.shape().end() - 3);
+  s.insert(s.end(), {q.dim(-2), q.dim(-3), k.dim(-3)});
+  return s;
+}
+
+void check_mask(const Tensor& mask, const Shape& logits, const Tensor& q, const char* op) {
+  LOOM_CHECK(mask.dtype() == DType::Bool, DTypeError, op, ": mask must be bool, got ",
+             describe(mask));
+  LOOM_CHECK(mask.device() == q.device(), DeviceError, op, ": mask is on ", mask.device().str(),
+             ", query on ", q.device().str());
+  Shape s = broadcast_shapes(logits, mask.shape(), op);
+  LOOM_CHECK(s == logits, ShapeError, op, ": mask ", describe(mask),
+             " does not broadcast to the logits shape ", shape_str(logits));
+}
+
 Tensor weights_impl(Tensor q, Tensor k, const AttentionOptions& opt, const char* op) {
   DType dtype = promote_types(q.dtype(), k.dtype());
   q = q.to(dtype);
@@ -69,15 +86,7 @@ Tensor weights_impl(Tensor q, Tensor k, const AttentionOptions& opt, const char*
     logits = logits + opt.bias;
   }
   Tensor mask = opt.mask;
-  if (mask.defined()) {
-    LOOM_CHECK(mask.dtype() == DType::Bool, DTypeError, op, ": mask must be bool, got ",
-               describe(mask));
-    LOOM_CHECK(mask.device() == q.device(), DeviceError, op, ": mask is on ", mask.device().str(),
-               ", query on ", q.device().str());
-    Shape s = broadcast_shapes(logits.shape(), mask.shape(), op);
-    LOOM_CHECK(s == logits.shape(), ShapeError, op, ": mask ", describe(mask),
-               " does not broadcast to the logits shape ", shape_str(logits.shape()));
-  }
+  if (mask.defined()) check_mask(mask, logits_shape(q, k), q, op);
   if (opt.causal) {
     // jnp.tril(ones((q_len, kv_len))): built on the device (no host copy, no synchronisation)
     Tensor causal = tril(ones({q_len, kv_len}, DType::Bool, q.device()));
@@ -145,8 +154,8 @@ Tensor fused_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
   p.fill = finfo_min(q.dtype());
   Tensor mask;  // [batch..., heads, q_len, kv_len] as a broadcast view
   if (opt.mask.defined()) {
-    Shape logits(q.shape().begin(), q.shape().end() - 3);
-    logits.insert(logits.end(), {p.shape.heads, p.shape.q_len, p.shape.kv_len});
+    const Shape logits = logits_shape(q, k);
+    check_mask(opt.mask, logits, q, op);
     mask = broadcast_to(opt.mask.detach(), logits);
     p.mask.data = mask.data<bool>();
     p.mask.row_shape = Shape(logits.begin(), logits.end() - 1);

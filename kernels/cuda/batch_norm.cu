@@ -28,20 +28,6 @@ int64_t row_chunks(int64_t m) {
   return chunks < 1 ? 1 : (chunks > kMaxChunks ? kMaxChunks : chunks);
 }
 
-// V consecutive channels of one row, moved as one 16-byte (or wider) access.
-template <typename T, int V>
-struct alignas(sizeof(T) * V) Pack {
-  T v[V];
-};
-template <int V, typename T>
-__device__ __forceinline__ Pack<T, V> load_pack(const T* p) {
-  return *reinterpret_cast<const Pack<T, V>*>(p);
-}
-template <int V, typename T>
-__device__ __forceinline__ void store_pack(T* p, const Pack<T, V>& v) {
-  *reinterpret_cast<Pack<T, V>*>(p) = v;
-}
-
 // Every kernel below tiles [m, c] the same way: threadIdx.x (and blockIdx.x) pick a group of V
 // channels, threadIdx.y (and blockIdx.y) rows. A thread keeps its channels' parameters in
 // registers for all its rows: no per-element index division, and 16-byte accesses.

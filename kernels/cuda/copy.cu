@@ -16,6 +16,21 @@ __global__ void strided_copy_kernel(const S* src, StridedIndex index, D* dst, in
     dst[i] = cvt<D>(src[index.offset(i)]);
 }
 
+// A dense copy or cast, V elements per access (16 bytes of the wider type), then the tail.
+template <typename S, typename D, int V>
+__global__ void dense_cast_kernel(const S* src, D* dst, int64_t n) {
+  const int64_t tid = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x, packs = n / V;
+  for (int64_t p = tid; p < packs; p += stride) {
+    const Pack<S, V> s = load_pack<V>(src + p * V);
+    Pack<D, V> d;
+#pragma unroll
+    for (int v = 0; v < V; ++v) d.v[v] = cvt<D>(s.v[v]);
+    store_pack<V>(dst + p * V, d);
+  }
+  for (int64_t i = packs * V + tid; i < n; i += stride) dst[i] = cvt<D>(src[i]);
+}
+
 template <typename T>
 __global__ void fill_kernel(T* dst, T value, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
@@ -53,12 +68,18 @@ void strided_copy(const void* src, DType src_dtype, const Shape& shape, const Sh
   int64_t n = shape_numel(shape);
   if (n == 0) return;
   const StridedIndex index = make_strided_index(shape, src_strides, "strided_copy");
+  const bool dense = index.ndim <= 1 && (index.ndim == 0 || index.strides[0] == 1);
   visit_device_dtype(src_dtype, [&](auto s) {
     using S = decltype(s);
     visit_device_dtype(dst_dtype, [&](auto d) {
       using D = decltype(d);
-      strided_copy_kernel<<<blocks_for(n), 256, 0, stream>>>(static_cast<const S*>(src), index,
-                                                              static_cast<D*>(dst), n);
+      constexpr int V = 16 / int(sizeof(S) > sizeof(D) ? sizeof(S) : sizeof(D));
+      if (dense && pack_aligned<S, V>(src) && pack_aligned<D, V>(dst))
+        dense_cast_kernel<S, D, V><<<blocks_for((n + V - 1) / V), 256, 0, stream>>>(
+            static_cast<const S*>(src), static_cast<D*>(dst), n);
+      else
+        strided_copy_kernel<<<blocks_for(n), 256, 0, stream>>>(static_cast<const S*>(src), index,
+                                                                static_cast<D*>(dst), n);
     });
   });
   LOOM_CUDA_CHECK(cudaGetLastError());

@@ -143,6 +143,25 @@ inline StridedIndex make_strided_index(const Shape& shape, const Shape& strides,
   return idx;
 }
 
+/// V consecutive elements moved as one access (16 bytes of T where V = 16 / sizeof(T)).
+template <typename T, int V>
+struct alignas(sizeof(T) * V) Pack {
+  T v[V];
+};
+template <int V, typename T>
+__device__ __forceinline__ Pack<T, V> load_pack(const T* p) {
+  return *reinterpret_cast<const Pack<T, V>*>(p);
+}
+template <int V, typename T>
+__device__ __forceinline__ void store_pack(T* p, const Pack<T, V>& v) {
+  *reinterpret_cast<Pack<T, V>*>(p) = v;
+}
+/// True when p (null counts) may be read as Pack<T, V>.
+template <typename T, int V>
+inline bool pack_aligned(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % (sizeof(T) * V) == 0;
+}
+
 inline int blocks_for(int64_t n, int threads = 256) {
   int64_t b = (n + threads - 1) / threads;
   return int(b < 65535 * 32 ? (b < 1 ? 1 : b) : 65535 * 32);

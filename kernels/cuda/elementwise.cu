@@ -45,6 +45,63 @@ __global__ void binary_kernel(BinaryOp op, const T* a, StridedIndex ai, const T*
   }
 }
 
+// Dense operands, 16 bytes per access: every thread takes packs of V elements (pack(first)),
+// then the tail of n % V elements one at a time (element(i)). The host launches the kernels
+// below only for 16-byte aligned pointers.
+template <int V, typename PackFn, typename ElementFn>
+__device__ __forceinline__ void packs_then_tail(int64_t n, PackFn&& pack, ElementFn&& element) {
+  const int64_t tid = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x, packs = n / V;
+  for (int64_t p = tid; p < packs; p += stride) pack(p * V);
+  for (int64_t i = packs * V + tid; i < n; i += stride) element(i);
+}
+
+template <typename T>
+__global__ void unary_packed_kernel(UnaryOp op, const T* x, T* out, int64_t n, acc_t<T> alpha) {
+  using C = acc_t<T>;
+  constexpr int V = 16 / int(sizeof(T));
+  auto f = [&](T v) { return cvt<T>(unary_apply<C>(op, cvt<C>(v), alpha)); };
+  packs_then_tail<V>(n, [&](int64_t i) {
+    const Pack<T, V> xv = load_pack<V>(x + i);
+    Pack<T, V> o;
+#pragma unroll
+    for (int v = 0; v < V; ++v) o.v[v] = f(xv.v[v]);
+    store_pack<V>(out + i, o);
+  }, [&](int64_t i) { out[i] = f(x[i]); });
+}
+
+// out[i] = f(a[i], b[i]) on dense operands (a binary op; a unary op's backward from x and g).
+template <typename T, typename O, typename Fn>
+__global__ void packed_map2_kernel(const T* a, const T* b, O* out, int64_t n, Fn f) {
+  constexpr int V = 16 / int(sizeof(T));
+  packs_then_tail<V>(n, [&](int64_t i) {
+    const Pack<T, V> av = load_pack<V>(a + i), bv = load_pack<V>(b + i);
+    Pack<O, V> o;
+#pragma unroll
+    for (int v = 0; v < V; ++v) o.v[v] = f(av.v[v], bv.v[v]);
+    store_pack<V>(out + i, o);
+  }, [&](int64_t i) { out[i] = f(a[i], b[i]); });
+}
+
+template <typename T>
+struct UnaryBackwardOf {  // g * op'(x)
+  UnaryOp op;
+  acc_t<T> alpha;
+  __device__ __forceinline__ T operator()(T x, T g) const {
+    using C = acc_t<T>;
+    return cvt<T>(cvt<C>(g) * unary_derivative<C>(op, cvt<C>(x), alpha));
+  }
+};
+
+template <typename T, typename O>
+struct BinaryOf {
+  BinaryOp op;
+  __device__ __forceinline__ O operator()(T a, T b) const {
+    using C = binary_compute_t<T>;
+    return cvt<O>(binary_apply<C>(op, cvt<C>(a), cvt<C>(b)));
+  }
+};
+
 template <typename T>
 __global__ void where_kernel(const bool* c, StridedIndex ci, const T* a, StridedIndex ai,
                              const T* b, StridedIndex bi, T* out, int64_t n) {
@@ -63,7 +120,10 @@ void unary(UnaryOp op, const void* x, const Shape& x_strides, void* out, const S
     using T = decltype(z);
     auto* px = static_cast<const T*>(x);
     auto* po = static_cast<T*>(out);
-    if (dense) unary_kernel<T, true><<<blocks_for(n), 256, 0, stream>>>(op, px, xi, po, n, acc_t<T>(alpha));
+    constexpr int V = 16 / int(sizeof(T));
+    if (dense && pack_aligned<T, V>(px) && pack_aligned<T, V>(po))
+      unary_packed_kernel<T><<<blocks_for((n + V - 1) / V), 256, 0, stream>>>(op, px, po, n, acc_t<T>(alpha));
+    else if (dense) unary_kernel<T, true><<<blocks_for(n), 256, 0, stream>>>(op, px, xi, po, n, acc_t<T>(alpha));
     else unary_kernel<T, false><<<blocks_for(n), 256, 0, stream>>>(op, px, xi, po, n, acc_t<T>(alpha));
   });
   LOOM_CUDA_CHECK(cudaGetLastError());
@@ -74,9 +134,15 @@ void unary_backward(UnaryOp op, const void* x, const void* grad, void* out, int6
   if (n == 0) return;
   visit_float_dtype(dtype, unary_op_name(op), [&](auto z) {
     using T = decltype(z);
-    unary_backward_kernel<T><<<blocks_for(n), 256, 0, stream>>>(
-        op, static_cast<const T*>(x), static_cast<const T*>(grad), static_cast<T*>(out), n,
-        acc_t<T>(alpha));
+    constexpr int V = 16 / int(sizeof(T));
+    auto* px = static_cast<const T*>(x);
+    auto* pg = static_cast<const T*>(grad);
+    auto* po = static_cast<T*>(out);
+    if (pack_aligned<T, V>(px) && pack_aligned<T, V>(pg) && pack_aligned<T, V>(po))
+      packed_map2_kernel<T, T><<<blocks_for((n + V - 1) / V), 256, 0, stream>>>(
+          px, pg, po, n, UnaryBackwardOf<T>{op, acc_t<T>(alpha)});
+    else
+      unary_backward_kernel<T><<<blocks_for(n), 256, 0, stream>>>(op, px, pg, po, n, acc_t<T>(alpha));
   });
   LOOM_CUDA_CHECK(cudaGetLastError());
 }
@@ -95,7 +161,11 @@ void binary(BinaryOp op, const void* a, const Shape& a_strides, const void* b,
       using O = std::remove_pointer_t<decltype(po)>;
       auto* pa = static_cast<const T*>(a);
       auto* pb = static_cast<const T*>(b);
-      if (dense) binary_kernel<T, O, true><<<blocks_for(n), 256, 0, stream>>>(op, pa, ai, pb, bi, po, n);
+      constexpr int V = 16 / int(sizeof(T));
+      if (dense && pack_aligned<T, V>(pa) && pack_aligned<T, V>(pb) && pack_aligned<O, V>(po))
+        packed_map2_kernel<T, O><<<blocks_for((n + V - 1) / V), 256, 0, stream>>>(
+            pa, pb, po, n, BinaryOf<T, O>{op});
+      else if (dense) binary_kernel<T, O, true><<<blocks_for(n), 256, 0, stream>>>(op, pa, ai, pb, bi, po, n);
       else binary_kernel<T, O, false><<<blocks_for(n), 256, 0, stream>>>(op, pa, ai, pb, bi, po, n);
     };
     if (is_comparison(op)) launch(static_cast<bool*>(out));

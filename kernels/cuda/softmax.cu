@@ -116,10 +116,6 @@ __global__ void softmax_backward_rows_kernel(const T* y, const T* g, T* dx, int6
 // read once with 16-byte loads (the kernels above read it three times, element by element).
 // W is 16 bytes of T; n must be a multiple of W (then every row is 16-byte aligned), and a mask
 // must have unit column stride and W-aligned rows: a lane reads its W mask bytes as one word.
-template <typename T, int W>
-struct alignas(16) Vec {
-  T v[W];
-};
 template <int W>
 using MaskWord = std::conditional_t<W == 8, uint64_t, std::conditional_t<W == 4, uint32_t, uint16_t>>;
 
@@ -146,7 +142,7 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
     for (int c = 0; c < C; ++c) {
       const int64_t j = (int64_t(c) * 32 + threadIdx.x) * W;
       if (j >= n) continue;
-      const Vec<T, W> p = *reinterpret_cast<const Vec<T, W>*>(x + r * n + j);
+      const Pack<T, W> p = *reinterpret_cast<const Pack<T, W>*>(x + r * n + j);
       const MaskWord<W> word = mask_word<W>(mrow, j);
 #pragma unroll
       for (int w = 0; w < W; ++w) {
@@ -172,10 +168,10 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
     for (int c = 0; c < C; ++c) {
       const int64_t j = (int64_t(c) * 32 + threadIdx.x) * W;
       if (j >= n) continue;
-      Vec<T, W> o;
+      Pack<T, W> o;
 #pragma unroll
       for (int w = 0; w < W; ++w) o.v[w] = cvt<T>(log ? v[c][w] - m - ls : v[c][w] / s);
-      *reinterpret_cast<Vec<T, W>*>(out + r * n + j) = o;
+      *reinterpret_cast<Pack<T, W>*>(out + r * n + j) = o;
     }
   }
 }
@@ -188,14 +184,14 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
   constexpr int W = 16 / int(sizeof(T));
   LOOM_ROW_LOOP(r, rows) {
     const bool* mrow = mask.row(r);
-    Vec<T, W> yv[C], gv[C];  // kept in T: half the registers of float copies
+    Pack<T, W> yv[C], gv[C];  // kept in T: half the registers of float copies
     A s = 0;
 #pragma unroll
     for (int c = 0; c < C; ++c) {
       const int64_t j = (int64_t(c) * 32 + threadIdx.x) * W;
       if (j >= n) continue;
-      yv[c] = *reinterpret_cast<const Vec<T, W>*>(y + r * n + j);
-      gv[c] = *reinterpret_cast<const Vec<T, W>*>(g + r * n + j);
+      yv[c] = *reinterpret_cast<const Pack<T, W>*>(y + r * n + j);
+      gv[c] = *reinterpret_cast<const Pack<T, W>*>(g + r * n + j);
 #pragma unroll
       for (int w = 0; w < W; ++w)
         s += log ? cvt<A>(gv[c].v[w]) : cvt<A>(gv[c].v[w]) * cvt<A>(yv[c].v[w]);
@@ -206,14 +202,14 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
       const int64_t j = (int64_t(c) * 32 + threadIdx.x) * W;
       if (j >= n) continue;
       const MaskWord<W> word = mask_word<W>(mrow, j);
-      Vec<T, W> o;
+      Pack<T, W> o;
 #pragma unroll
       for (int w = 0; w < W; ++w) {
         const A gw = cvt<A>(gv[c].v[w]), yw = cvt<A>(yv[c].v[w]);
         // where's gradient is 0 where the mask is false
         o.v[w] = !kept<W>(word, w) ? cvt<T>(A(0)) : cvt<T>(log ? gw - exp(yw) * s : yw * (gw - s));
       }
-      *reinterpret_cast<Vec<T, W>*>(dx + r * n + j) = o;
+      *reinterpret_cast<Pack<T, W>*>(dx + r * n + j) = o;
     }
   }
 }
