@@ -152,15 +152,12 @@ Tensor fused_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
   p.scale = 1.0 / std::sqrt(double(p.shape.head_dim));
   p.causal = opt.causal;
   p.fill = finfo_min(q.dtype());
-  Tensor mask;  // [batch..., heads, q_len, kv_len] as a broadcast view
+  Tensor mask;  // read through p.mask: the backward closure keeps it alive
   if (opt.mask.defined()) {
     const Shape logits = logits_shape(q, k);
     check_mask(opt.mask, logits, q, op);
-    mask = broadcast_to(opt.mask.detach(), logits);
-    p.mask.data = mask.data<bool>();
-    p.mask.row_shape = Shape(logits.begin(), logits.end() - 1);
-    p.mask.row_strides = Shape(mask.strides().begin(), mask.strides().end() - 1);
-    p.mask.col_stride = mask.strides().back();
+    mask = opt.mask.detach();
+    p.mask = row_mask(mask, logits);
   }
   Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
   Tensor stats = Tensor::empty({p.shape.batch, p.shape.heads, p.shape.q_len, 2}, DType::F32, q.device());
@@ -178,7 +175,7 @@ Tensor fused_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
     cuda::attention_backward(p, q.raw_data(), k.raw_data(), v.raw_data(), so.raw_data(),
                              g.raw_data(), stats.data<float>(), delta.data<float>(), dq.raw_data(),
                              dk.raw_data(), dv.raw_data(), stream_of(q));
-    (void)mask;  // the kernels read it through p.mask: keep it alive as long as the closure
+    (void)mask;
     return std::vector<Tensor>{dq, dk, dv};
   });
 }

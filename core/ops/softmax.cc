@@ -3,7 +3,6 @@
 #include "core/autodiff.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
-#include "core/ops/shape.h"
 #include "kernels/cpu/softmax.h"
 #if LOOM_CUDA
 #include "kernels/cuda/softmax.h"
@@ -61,21 +60,6 @@ Tensor softmax_impl(const Tensor& x_in, int64_t axis_in, bool log) {
   });
 }
 
-#if LOOM_CUDA
-// The mask as the CUDA kernels read it: `mask` broadcast to x's shape (a view), split into the
-// row dims and the last one.
-cuda::SoftmaxMask cuda_mask(const Tensor& mask, const Shape& shape, double fill) {
-  Tensor b = broadcast_to(mask, shape);
-  cuda::SoftmaxMask m;
-  m.data = b.data<bool>();
-  m.row_shape = Shape(shape.begin(), shape.end() - 1);
-  m.row_strides = Shape(b.strides().begin(), b.strides().end() - 1);
-  m.col_stride = b.strides().back();
-  m.fill = fill;
-  return m;
-}
-#endif
-
 }  // namespace
 
 Tensor softmax(const Tensor& x, int64_t axis) { return softmax_impl(x, axis, false); }
@@ -96,19 +80,21 @@ Tensor masked_softmax(const Tensor& x_in, const Tensor& mask_in, double fill) {
   if (!x_in.is_cuda()) return softmax(where(mask_in, x_in, fill), -1);
 #if LOOM_CUDA
   // where() would round the fill to x's dtype: so does the kernel's fill.
-  const double rounded_fill = scalar(fill, x_in.dtype()).to(DType::F64).item<double>();
+  const double rounded_fill = visit_floating(x_in.dtype(), op, [&](auto z) {
+    return convert<double>(convert<decltype(z)>(fill));
+  });
   Tensor x = x_in.detach().contiguous();
   Tensor mask = mask_in.detach();
   const int64_t n = x.dim(-1), rows = n == 0 ? 0 : x.numel() / n;
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  cuda::masked_softmax(x.raw_data(), cuda_mask(mask, x.shape(), rounded_fill), out.raw_data(), rows,
+  cuda::masked_softmax(x.raw_data(), row_mask(mask, x.shape()), rounded_fill, out.raw_data(), rows,
                        n, x.dtype(), stream_of(x));
   if (!autograd::needs_grad({&x_in})) return autograd::checked(op, std::move(out), {&x_in});
   Tensor sy = autograd::saved(out);
-  return autograd::record(op, out, {x_in}, [sy, mask, rows, n, rounded_fill](const Tensor& g_in) {
+  return autograd::record(op, out, {x_in}, [sy, mask, rows, n](const Tensor& g_in) {
     Tensor g = g_in.to(sy.dtype()).contiguous();
     Tensor dx = Tensor::empty(sy.shape(), sy.dtype(), sy.device());
-    cuda::masked_softmax_backward(sy.raw_data(), g.raw_data(), cuda_mask(mask, sy.shape(), rounded_fill),
+    cuda::masked_softmax_backward(sy.raw_data(), g.raw_data(), row_mask(mask, sy.shape()),
                                   dx.raw_data(), rows, n, sy.dtype(), stream_of(sy));
     return std::vector<Tensor>{dx};
   });

@@ -18,15 +18,6 @@ constexpr int kDimsPerThread = 16;
 constexpr int kRowsPerBlock = 64;
 constexpr int kTileRows = 32;
 
-struct DeviceAttnMask {
-  const bool* data = nullptr;
-  StridedIndex rows;  // over [batch, heads, q_len]
-  int64_t col_stride = 0;
-  __device__ __forceinline__ const bool* row(int64_t bh_row) const {
-    return data ? data + rows.offset(bh_row) : nullptr;
-  }
-};
-
 struct KernelArgs {
   int64_t heads, q_len, kv_len;
   float scale, fill;
@@ -35,7 +26,7 @@ struct KernelArgs {
   // key 0, so a causally masked key's weight is exactly 0 (a fully masked row, possible with a
   // mask, attends uniformly to every key, the causally masked ones included).
   bool skip_causal_tiles;
-  DeviceAttnMask mask;
+  DeviceRowMask mask;
 };
 
 template <int R>
@@ -279,11 +270,7 @@ KernelArgs kernel_args(const AttentionParams& p) {
   a.fill = float(p.fill);
   a.causal = p.causal;
   a.skip_causal_tiles = p.causal && !p.mask.data;
-  if (p.mask.data) {
-    a.mask.data = p.mask.data;
-    a.mask.rows = make_strided_index(p.mask.row_shape, p.mask.row_strides, "dot_product_attention");
-    a.mask.col_stride = p.mask.col_stride;
-  }
+  a.mask = device_row_mask(p.mask, "dot_product_attention");
   return a;
 }
 

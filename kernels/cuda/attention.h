@@ -11,7 +11,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
-#include "core/shape.h"
+#include "kernels/cuda/row_mask.h"
 #include "kernels/cuda/runtime.h"
 
 namespace loom::cuda {
@@ -20,19 +20,11 @@ struct AttentionShape {
   int64_t batch = 0, heads = 0, q_len = 0, kv_len = 0, head_dim = 0;
 };
 
-/// A bool mask read through broadcast strides: logit (b, h, i, j) is kept where
-/// data[rows.offset over (b, h, i)] + j * col_stride is true. data == nullptr: no mask.
-struct AttentionMask {
-  const bool* data = nullptr;
-  Shape row_shape, row_strides;  // [batch, heads, q_len] and their (broadcast) strides
-  int64_t col_stride = 0;
-};
-
 struct AttentionParams {
   AttentionShape shape;
   DType dtype = DType::F32;
   double scale = 1;      // applied to q . k
-  AttentionMask mask;
+  RowMask mask;          // rows [batch, heads, q_len], columns the keys
   bool causal = false;   // also masks key j > query i
   double fill = 0;       // the masked logits' value (finfo(dtype).min)
 };

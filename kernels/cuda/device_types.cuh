@@ -9,6 +9,7 @@
 
 #include "core/dtype.h"
 #include "core/shape.h"
+#include "kernels/cuda/row_mask.h"
 #include "core/error.h"
 
 namespace loom::cuda {
@@ -113,34 +114,64 @@ struct StridedIndex {
   }
 };
 
-/// The index of a [shape] view with `strides`, size-1 dims dropped and neighbours that are
-/// contiguous with each other merged (an offset then costs one division per remaining dim).
+/// Drops size-1 dims of a [shape] view with `strides` and merges neighbours that are contiguous
+/// with each other, so common layouts become one or two dims.
+inline void merge_dims(const Shape& shape, const Shape& strides, Shape& out_shape, Shape& out_strides) {
+  out_shape.clear();
+  out_strides.clear();
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) continue;
+    if (!out_shape.empty() && out_strides.back() == strides[d] * shape[d]) {
+      out_shape.back() *= shape[d];
+      out_strides.back() = strides[d];
+    } else {
+      out_shape.push_back(shape[d]);
+      out_strides.push_back(strides[d]);
+    }
+  }
+}
+
+/// The index of a [shape] view with `strides`, its dims merged (an offset then costs one
+/// division per remaining dim).
 inline StridedIndex make_strided_index(const Shape& shape, const Shape& strides, const char* op) {
+  Shape ms, mst;
+  merge_dims(shape, strides, ms, mst);
+  LOOM_CHECK(ms.size() <= size_t(StridedIndex::kMaxDims), ShapeError, op, ": rank ", shape.size(),
+             " has more than 8 dimensions that are not contiguous with each other (the CUDA "
+             "limit); make the tensor contiguous first");
   StridedIndex idx;
+  idx.ndim = int(ms.size());
   int64_t numel = 1, max_offset = 0;
   bool nonnegative = true;
-  int n = 0;
-  for (size_t d = 0; d < shape.size(); ++d) {
-    numel *= shape[d];
-    max_offset += (shape[d] - 1) * strides[d];
-    nonnegative = nonnegative && strides[d] >= 0;
-    if (shape[d] == 1) continue;
-    if (n > 0 && idx.strides[n - 1] == strides[d] * shape[d]) {
-      idx.shape[n - 1] *= shape[d];
-      idx.strides[n - 1] = strides[d];
-      continue;
-    }
-    LOOM_CHECK(n < StridedIndex::kMaxDims, ShapeError, op, ": rank ", shape.size(),
-               " has more than 8 dimensions that are not contiguous with each other (the CUDA "
-               "limit); make the tensor contiguous first");
-    idx.shape[n] = shape[d];
-    idx.strides[n] = strides[d];
-    ++n;
+  for (size_t d = 0; d < ms.size(); ++d) {
+    idx.shape[d] = ms[d];
+    idx.strides[d] = mst[d];
+    numel *= ms[d];
+    max_offset += (ms[d] - 1) * mst[d];
+    nonnegative = nonnegative && mst[d] >= 0;
   }
-  idx.ndim = n;
   constexpr int64_t kNarrow = int64_t(1) << 31;
   idx.narrow = nonnegative && numel < kNarrow && max_offset < kNarrow;
   return idx;
+}
+
+/// A RowMask (kernels/cuda/row_mask.h) as kernels read it.
+struct DeviceRowMask {
+  const bool* data = nullptr;
+  StridedIndex rows;
+  int64_t col_stride = 0;
+  /// The mask of row r, or nullptr when there is no mask.
+  __device__ __forceinline__ const bool* row(int64_t r) const {
+    return data ? data + rows.offset(r) : nullptr;
+  }
+};
+inline DeviceRowMask device_row_mask(const RowMask& m, const char* op) {
+  DeviceRowMask d;
+  if (!m.data) return d;
+  d.data = m.data;
+  d.rows = make_strided_index(m.row_shape, m.row_strides, op);
+  d.col_stride = m.col_stride;
+  return d;
 }
 
 /// V consecutive elements moved as one access (16 bytes of T where V = 16 / sizeof(T)).

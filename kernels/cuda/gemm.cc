@@ -289,7 +289,7 @@ class Scratch {
 };
 
 // cuBLASLt's fast kernels move 16 bytes at a time along each operand's contiguous dimension,
-// so they need every such extent and row pitch to be a multiple of 16 bytes; otherwise it falls
+// so they need every such extent and every row pitch to be a multiple of 16 bytes; otherwise it falls
 // back to element-aligned kernels several times slower (GPT-2's vocabulary of 50257: 10 ms
 // instead of 1.5 for one product on an H100). A large unbatched product with such a dimension
 // runs on copies padded with zeros to the next multiple (the zeros add nothing to the sums; the
@@ -302,7 +302,10 @@ bool run_padded(const GemmProblem& p, int device, bool allow_tf32, Stream stream
   if (16 % esize != 0 || 2.0 * double(p.m) * double(p.n) * double(p.k) < kMinFlops) return false;
   const int64_t unit = 16 / esize;
   auto up = [&](int64_t v) { return (v + unit - 1) / unit * unit; };
-  const int64_t mp = up(p.m), np = up(p.n), kp = up(p.k);
+  // Only contiguous extents need padding: n is C's (and B's unless transposed), m is A's when
+  // transposed, k is A's unless transposed and B's when transposed.
+  const int64_t mp = p.a.trans ? up(p.m) : p.m, np = up(p.n);
+  const int64_t kp = !p.a.trans || p.b.trans ? up(p.k) : p.k;
   // Stored [rows, cols] of A ([m, k], or [k, m] transposed) and B ([k, n], or [n, k]).
   const int64_t a_rows = p.a.trans ? p.k : p.m, a_cols = p.a.trans ? p.m : p.k;
   const int64_t b_rows = p.b.trans ? p.n : p.k, b_cols = p.b.trans ? p.k : p.n;

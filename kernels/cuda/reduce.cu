@@ -198,23 +198,6 @@ __global__ void arg_warp_kernel(bool is_max, const T* x, StridedIndex ki, int64_
 
 // --- host side ---
 
-// Drops size-1 dimensions and merges neighbours that are contiguous with each other, so common
-// layouts become one or two dimensions (cheaper index arithmetic, and the layout tests below).
-void merge_dims(const Shape& shape, const Shape& strides, Shape& out_shape, Shape& out_strides) {
-  out_shape.clear();
-  out_strides.clear();
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    if (!out_shape.empty() && out_strides.back() == strides[d] * shape[d]) {
-      out_shape.back() *= shape[d];
-      out_strides.back() = strides[d];
-    } else {
-      out_shape.push_back(shape[d]);
-      out_strides.push_back(strides[d]);
-    }
-  }
-}
-
 int multiprocessor_count() {
   static std::atomic<int> cached[64];
   int dev = 0;

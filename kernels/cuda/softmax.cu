@@ -55,23 +55,11 @@ __device__ __forceinline__ A group_reduce(A v, Op op, A identity) {
   for (int64_t r = int64_t(blockIdx.x) * blockDim.y + threadIdx.y; r < (rows);              \
        r += int64_t(gridDim.x) * blockDim.y)
 
-// The mask of masked_softmax on the device (data == nullptr: no mask).
-struct DeviceMask {
-  const bool* data = nullptr;
-  StridedIndex rows;
-  int64_t col_stride = 0;
-  double fill = 0;
-  // The mask of row r, or nullptr.
-  __device__ __forceinline__ const bool* row(int64_t r) const {
-    return data ? data + rows.offset(r) : nullptr;
-  }
-};
-
 template <typename T, int G>
 __global__ void softmax_rows_kernel(const T* x, T* out, int64_t rows, int64_t n, bool log,
-                                    DeviceMask mask) {
+                                    DeviceRowMask mask, double masked_fill) {
   using A = acc_t<T>;
-  const A fill = A(mask.fill);
+  const A fill = A(masked_fill);
   LOOM_ROW_LOOP(r, rows) {
     const T* row = x + r * n;
     T* orow = out + r * n;
@@ -94,7 +82,7 @@ __global__ void softmax_rows_kernel(const T* x, T* out, int64_t rows, int64_t n,
 
 template <typename T, int G>
 __global__ void softmax_backward_rows_kernel(const T* y, const T* g, T* dx, int64_t rows,
-                                             int64_t n, bool log, DeviceMask mask) {
+                                             int64_t n, bool log, DeviceRowMask mask) {
   using A = acc_t<T>;
   LOOM_ROW_LOOP(r, rows) {
     const T* yr = y + r * n;
@@ -130,10 +118,11 @@ __device__ __forceinline__ bool kept(MaskWord<W> word, int w) {
 
 template <typename T, int C>
 __global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
-    softmax_rows_regs_kernel(const T* x, T* out, int64_t rows, int64_t n, bool log, DeviceMask mask) {
+    softmax_rows_regs_kernel(const T* x, T* out, int64_t rows, int64_t n, bool log,
+                             DeviceRowMask mask, double masked_fill) {
   using A = acc_t<T>;
   constexpr int W = 16 / int(sizeof(T));
-  const A fill = A(mask.fill);
+  const A fill = A(masked_fill);
   LOOM_ROW_LOOP(r, rows) {
     const bool* mrow = mask.row(r);
     A v[C][W];
@@ -179,7 +168,7 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
 template <typename T, int C>
 __global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
     softmax_backward_rows_regs_kernel(const T* y, const T* g, T* dx, int64_t rows, int64_t n,
-                                      bool log, DeviceMask mask) {
+                                      bool log, DeviceRowMask mask) {
   using A = acc_t<T>;
   constexpr int W = 16 / int(sizeof(T));
   LOOM_ROW_LOOP(r, rows) {
@@ -219,7 +208,7 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
 /// aligned pointers); false otherwise.
 template <typename T, typename Launch>
 bool launch_register_rows(int64_t rows, int64_t n, std::initializer_list<const void*> pointers,
-                          const SoftmaxMask* mask, Launch&& launch) {
+                          const RowMask* mask, Launch&& launch) {
   constexpr int64_t W = 16 / int64_t(sizeof(T));
   if constexpr (sizeof(T) > 4) {
     return false;
@@ -365,12 +354,12 @@ void softmax(const void* x, void* out, int64_t outer, int64_t n, int64_t inner, 
     if (inner == 1) {
       if (launch_register_rows<T>(outer, n, {px, po}, nullptr, [&](auto c, dim3 grid, dim3 block) {
             softmax_rows_regs_kernel<T, decltype(c)::value><<<grid, block, 0, stream>>>(
-                px, po, outer, n, log, DeviceMask{});
+                px, po, outer, n, log, DeviceRowMask{}, 0.0);
           }))
         return;
       launch_rows(outer, n, stream, [&](auto g, dim3 grid, dim3 block, Stream s) {
         softmax_rows_kernel<T, decltype(g)::value><<<grid, block, 0, s>>>(px, po, outer, n, log,
-                                                                           DeviceMask{});
+                                                                           DeviceRowMask{}, 0.0);
       });
     } else {
       softmax_cols_kernel<T><<<blocks_for(outer * inner), 256, 0, stream>>>(px, po, outer, n, inner, log);
@@ -390,12 +379,12 @@ void softmax_backward(const void* y, const void* grad, void* dx, int64_t outer, 
     if (inner == 1) {
       if (launch_register_rows<T>(outer, n, {py, pg, pd}, nullptr, [&](auto c, dim3 grid, dim3 block) {
             softmax_backward_rows_regs_kernel<T, decltype(c)::value><<<grid, block, 0, stream>>>(
-                py, pg, pd, outer, n, log, DeviceMask{});
+                py, pg, pd, outer, n, log, DeviceRowMask{});
           }))
         return;
       launch_rows(outer, n, stream, [&](auto g, dim3 grid, dim3 block, Stream s) {
         softmax_backward_rows_kernel<T, decltype(g)::value><<<grid, block, 0, s>>>(
-            py, pg, pd, outer, n, log, DeviceMask{});
+            py, pg, pd, outer, n, log, DeviceRowMask{});
       });
     } else {
       softmax_backward_cols_kernel<T><<<blocks_for(outer * inner), 256, 0, stream>>>(
@@ -405,42 +394,33 @@ void softmax_backward(const void* y, const void* grad, void* dx, int64_t outer, 
   LOOM_CUDA_CHECK(cudaGetLastError());
 }
 
-namespace {
-DeviceMask device_mask(const SoftmaxMask& m) {
-  LOOM_INTERNAL_ASSERT(m.data != nullptr);
-  DeviceMask d;
-  d.data = m.data;
-  d.rows = make_strided_index(m.row_shape, m.row_strides, "masked_softmax");
-  d.col_stride = m.col_stride;
-  d.fill = m.fill;
-  return d;
-}
-}  // namespace
-
-void masked_softmax(const void* x, const SoftmaxMask& mask, void* out, int64_t rows, int64_t n,
-                    DType dtype, Stream stream) {
+void masked_softmax(const void* x, const RowMask& mask, double fill, void* out, int64_t rows,
+                    int64_t n, DType dtype, Stream stream) {
   if (rows * n == 0) return;
-  const DeviceMask dm = device_mask(mask);
+  LOOM_INTERNAL_ASSERT(mask.data != nullptr);
+  const DeviceRowMask dm = device_row_mask(mask, "masked_softmax");
   visit_float_dtype(dtype, "masked_softmax", [&](auto z) {
     using T = decltype(z);
     auto* px = static_cast<const T*>(x);
     auto* po = static_cast<T*>(out);
     if (launch_register_rows<T>(rows, n, {px, po}, &mask, [&](auto c, dim3 grid, dim3 block) {
           softmax_rows_regs_kernel<T, decltype(c)::value><<<grid, block, 0, stream>>>(
-              px, po, rows, n, false, dm);
+              px, po, rows, n, false, dm, fill);
         }))
       return;
     launch_rows(rows, n, stream, [&](auto g, dim3 grid, dim3 block, Stream s) {
-      softmax_rows_kernel<T, decltype(g)::value><<<grid, block, 0, s>>>(px, po, rows, n, false, dm);
+      softmax_rows_kernel<T, decltype(g)::value><<<grid, block, 0, s>>>(px, po, rows, n, false, dm,
+                                                                         fill);
     });
   });
   LOOM_CUDA_CHECK(cudaGetLastError());
 }
 
-void masked_softmax_backward(const void* y, const void* grad, const SoftmaxMask& mask, void* dx,
+void masked_softmax_backward(const void* y, const void* grad, const RowMask& mask, void* dx,
                              int64_t rows, int64_t n, DType dtype, Stream stream) {
   if (rows * n == 0) return;
-  const DeviceMask dm = device_mask(mask);
+  LOOM_INTERNAL_ASSERT(mask.data != nullptr);
+  const DeviceRowMask dm = device_row_mask(mask, "masked_softmax");
   visit_float_dtype(dtype, "masked_softmax", [&](auto z) {
     using T = decltype(z);
     auto* py = static_cast<const T*>(y);

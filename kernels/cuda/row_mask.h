@@ -1,0 +1,18 @@
+// A bool mask over rows of n elements, read through its broadcast strides (never materialised
+// per row): masked_softmax's and the fused attention's. Plain C++ (includes no CUDA header).
+#pragma once
+#include <cstdint>
+
+#include "core/shape.h"
+
+namespace loom::cuda {
+
+/// Element j of row r is kept where data[(offset of r over row_shape / row_strides) +
+/// j * col_stride] is true; data == nullptr keeps everything.
+struct RowMask {
+  const bool* data = nullptr;
+  Shape row_shape, row_strides;
+  int64_t col_stride = 0;
+};
+
+}  // namespace loom::cuda
