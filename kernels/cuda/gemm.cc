@@ -290,8 +290,8 @@ class Scratch {
 
 // cuBLASLt's fast kernels move 16 bytes at a time along each operand's contiguous dimension,
 // so they need every such extent and every row pitch to be a multiple of 16 bytes; otherwise it falls
-// back to element-aligned kernels several times slower (GPT-2's vocabulary of 50257: 10 ms
-// instead of 1.5 for one product on an H100). A large unbatched product with such a dimension
+// back to element-aligned kernels (GPT-2's vocabulary of 50257: 8.6 to 12.9 ms per product of
+// its output layer on an H100, docs/PERF.md). A large unbatched product with such a dimension
 // runs on copies padded with zeros to the next multiple (the zeros add nothing to the sums; the
 // extra rows and columns of C are dropped): a pass over memory, a fraction of the difference.
 // False when nothing needed padding (or cuBLASLt had no algorithm for the padded problem).
