@@ -208,9 +208,9 @@ nlohmann::json run(const Options& o) {
       Tensor x = bf16 && is_floating(w.inputs.dtype()) ? w.inputs.to(DType::BF16) : w.inputs;
       auto [logits, updates] =
           w.model.apply(vars, x, true, random::fold_in(random::key(7), uint32_t(i)));
-      Tensor l = logits.to(DType::F32);
-      l = l.reshape({-1, l.dim(-1)});
-      Tensor loss = mean(softmax_cross_entropy_with_integer_labels(l, w.labels.reshape({-1})));
+      // The loss in float32 as JAX's `logits.astype(f32)`, without the float32 copy of the logits.
+      Tensor l = logits.reshape({-1, logits.dim(-1)});
+      Tensor loss = mean(softmax_cross_entropy_with_integer_labels(l, w.labels.reshape({-1}), DType::F32));
       return std::pair{loss, updates};
     };
     auto [loss, updates, grads] = value_and_grad_aux(loss_fn)(s.params);

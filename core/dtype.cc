@@ -30,6 +30,10 @@ void throw_not_floating(DType t, const char* op) {
   LOOM_THROW(DTypeError, op, ": expected a floating dtype, got ", dtype_name(t));
 }
 
+void throw_no_kernel_pair(DType in, DType out, const char* op) {
+  LOOM_THROW(DTypeError, op, ": no kernel for input ", dtype_name(in), " with output ", dtype_name(out));
+}
+
 DType promote_types(DType a, DType b) {
   if (a == b) return a;
   if (a == DType::Bool) return b;

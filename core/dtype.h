@@ -62,6 +62,9 @@ decltype(auto) visit_dtype(DType t, Fn&& fn) {
 /// Calls fn(T{}) for a floating dtype; any other dtype throws DTypeError naming `op`.
 template <typename Fn>
 decltype(auto) visit_floating(DType t, const char* op, Fn&& fn);
+/// fn(T{}, O{}) for an input dtype and its result's dtype (defined below).
+template <typename Fn>
+void visit_floating_in_out(DType in, DType out, const char* op, Fn&& fn);
 
 /// Converts between any two element types on the host (float as the hub for the half types;
 /// wider sources reach them through a round-to-odd float so they are rounded once).
@@ -85,6 +88,7 @@ inline To convert(From v) {
 }
 
 [[noreturn]] void throw_not_floating(DType t, const char* op);
+[[noreturn]] void throw_no_kernel_pair(DType in, DType out, const char* op);
 
 template <typename Fn>
 decltype(auto) visit_floating(DType t, const char* op, Fn&& fn) {
@@ -95,6 +99,20 @@ decltype(auto) visit_floating(DType t, const char* op, Fn&& fn) {
     case DType::F16: return fn(float16{});
     default: throw_not_floating(t, op);
   }
+}
+
+/// Calls fn(T{}, O{}) for a floating input dtype and the dtype of a result computed from it:
+/// O == T, or O == float for half inputs (a half tensor's float result). Other pairs throw
+/// DTypeError naming `op`.
+template <typename Fn>
+void visit_floating_in_out(DType in, DType out, const char* op, Fn&& fn) {
+  visit_floating(in, op, [&](auto t) {
+    using T = decltype(t);
+    if (out == in) return fn(t, t);
+    if constexpr (std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>)
+      if (out == DType::F32) return fn(t, float{});
+    throw_no_kernel_pair(in, out, op);
+  });
 }
 
 }  // namespace loom

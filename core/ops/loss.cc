@@ -5,9 +5,9 @@
 #include "core/ops/elementwise.h"
 #include "core/ops/reduce.h"
 #include "core/ops/softmax.h"
-#include "kernels/cpu/softmax.h"
+#include "kernels/cpu/cross_entropy.h"
 #if LOOM_CUDA
-#include "kernels/cuda/softmax.h"
+#include "kernels/cuda/cross_entropy.h"
 #endif
 
 namespace loom {
@@ -71,7 +71,8 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {
   return -sum(labels * log_softmax(logits, -1), {-1});
 }
 
-Tensor softmax_cross_entropy_with_integer_labels(const Tensor& logits_in, const Tensor& labels_in) {
+Tensor softmax_cross_entropy_with_integer_labels(const Tensor& logits_in, const Tensor& labels_in,
+                                                 std::optional<DType> dtype) {
   const char* op = "softmax_cross_entropy_with_integer_labels";
   check_defined(logits_in, op, "logits");
   check_defined(labels_in, op, "labels");
@@ -87,33 +88,42 @@ Tensor softmax_cross_entropy_with_integer_labels(const Tensor& logits_in, const 
   Shape lead(logits_in.shape().begin(), logits_in.shape().end() - 1);
   LOOM_CHECK(labels_in.shape() == lead, ShapeError, op, ": labels ", describe(labels_in),
              " must have the leading shape ", shape_str(lead), " of logits ", describe(logits_in));
+  const DType in_dtype = logits_in.dtype(), out_dtype = dtype.value_or(in_dtype);
+  LOOM_CHECK(is_floating(out_dtype), DTypeError, op, ": dtype must be floating, got ",
+             dtype_name(out_dtype), " for logits ", describe(logits_in));
+  // One kernel reads the logits in their dtype and computes in `dtype` where that is the logits'
+  // own or float32 over half logits; any other pair casts first.
+  const bool half_to_f32 = (in_dtype == DType::BF16 || in_dtype == DType::F16) && out_dtype == DType::F32;
+  if (out_dtype != in_dtype && !half_to_f32)
+    return softmax_cross_entropy_with_integer_labels(logits_in.to(out_dtype), labels_in);
 
   Tensor logits = logits_in.detach().contiguous(), labels = labels_in.contiguous();
   const int64_t n = logits.shape().back(), rows = shape_numel(lead);
-  DType acc = logits.dtype() == DType::F64 ? DType::F64 : DType::F32;
-  Tensor loss = Tensor::empty(lead, logits.dtype(), logits.device());
+  DType acc = in_dtype == DType::F64 ? DType::F64 : DType::F32;
+  Tensor loss = Tensor::empty(lead, out_dtype, logits.device());
   Tensor lse = Tensor::empty({rows}, acc, logits.device());
   if (logits.is_cuda()) {
-    LOOM_CUDA_ONLY(cuda::cross_entropy_int(logits.raw_data(), logits.dtype(), labels.raw_data(), ldt,
-                                           loss.raw_data(), lse.raw_data(), rows, n, stream_of(logits)));
+    LOOM_CUDA_ONLY(cuda::cross_entropy_int(logits.raw_data(), in_dtype, labels.raw_data(), ldt,
+                                           loss.raw_data(), out_dtype, lse.raw_data(), rows, n,
+                                           stream_of(logits)));
   } else {
-    cpu::cross_entropy_int(logits.raw_data(), logits.dtype(), labels.raw_data(), ldt, loss.raw_data(),
-                           lse.raw_data(), rows, n);
+    cpu::cross_entropy_int(logits.raw_data(), in_dtype, labels.raw_data(), ldt, loss.raw_data(),
+                           out_dtype, lse.raw_data(), rows, n);
   }
   if (!autograd::needs_grad({&logits_in}))
     return autograd::checked(op, std::move(loss), {&logits_in, &labels_in});
-  return autograd::record(op, loss, {logits_in}, [logits, labels, lse, rows, n](const Tensor& g_in) {
-    Tensor g = g_in.to(logits.dtype()).contiguous();
+  return autograd::record(op, loss, {logits_in}, [logits, labels, lse, rows, n, out_dtype](const Tensor& g_in) {
+    Tensor g = g_in.to(out_dtype).contiguous();
     Tensor dx = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
     if (logits.is_cuda()) {
       LOOM_CUDA_ONLY(cuda::cross_entropy_int_backward(logits.raw_data(), logits.dtype(),
                                                       labels.raw_data(), labels.dtype(),
-                                                      lse.raw_data(), g.raw_data(), dx.raw_data(),
-                                                      rows, n, stream_of(logits)));
+                                                      lse.raw_data(), g.raw_data(), out_dtype,
+                                                      dx.raw_data(), rows, n, stream_of(logits)));
     } else {
       cpu::cross_entropy_int_backward(logits.raw_data(), logits.dtype(), labels.raw_data(),
-                                      labels.dtype(), lse.raw_data(), g.raw_data(), dx.raw_data(),
-                                      rows, n);
+                                      labels.dtype(), lse.raw_data(), g.raw_data(), out_dtype,
+                                      dx.raw_data(), rows, n);
     }
     return std::vector<Tensor>{dx};
   });

@@ -4,6 +4,8 @@
 // Example:
 //   Tensor loss = mean(softmax_cross_entropy_with_integer_labels(logits, labels));  // [B, C], [B]
 #pragma once
+#include <optional>
+
 #include "core/tensor.h"
 
 namespace loom {
@@ -14,7 +16,12 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels);
 /// logsumexp(logits, -1) - logits[..., label]: logits [..., C], integer labels [...] (negative
 /// labels count from the end; out-of-range labels give NaN, as JAX). One fused kernel forward
 /// and one backward, on the CPU and CUDA.
-Tensor softmax_cross_entropy_with_integer_labels(const Tensor& logits, const Tensor& labels);
+/// `dtype` (default: the logits') is the dtype the loss is computed and returned in, as if the
+/// logits were cast to it first; the gradient comes back in the logits' dtype. With bf16/f16
+/// logits and F32 this gives bit for bit `f(logits.to(F32), labels)` without the float32 copy of
+/// the logits (nor of their gradient): the mixed-precision loss of a large vocabulary.
+Tensor softmax_cross_entropy_with_integer_labels(const Tensor& logits, const Tensor& labels,
+                                                 std::optional<DType> dtype = std::nullopt);
 /// -labels * log_sigmoid(logits) - (1 - labels) * log_sigmoid(-logits) (labels broadcast and are
 /// cast to logits' dtype).
 Tensor sigmoid_binary_cross_entropy(const Tensor& logits, const Tensor& labels);

@@ -79,6 +79,7 @@ Tensor flat_acc(const Tensor& p, DType acc) {
   return p.defined() ? p.detach().to(acc).contiguous() : Tensor();
 }
 const void* ptr(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
+void* out_ptr(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
 
 /// Shape and dtype of a parameter, for backward closures (which must not hold its history).
 struct ParamInfo {
@@ -134,13 +135,22 @@ Tensor norm_fused(const Tensor& x, const Tensor& scale, const Tensor& sv, const 
                               rstd.raw_data(), ptr(s), dx.raw_data(), rows, n, rms);
     }
     Grads grads{dx.to(x_dtype), Tensor(), Tensor()};
-    Tensor g2 = g.reshape({rows, n}).to(dt.acc);
-    if (want_scale) {
-      Tensor centred = rms ? xc.reshape({rows, n}).to(dt.acc)
-                           : xc.reshape({rows, n}).to(dt.acc) - mu.reshape({rows, 1});
-      grads[1] = param_grad(sum(g2 * (centred * rstd.reshape({rows, 1})), {0}), scale_info);
+    if (!want_scale && !want_bias) return grads;
+    Tensor dscale = want_scale ? Tensor::empty({n}, dt.acc, xc.device()) : Tensor();
+    Tensor dbias = want_bias ? Tensor::empty({n}, dt.acc, xc.device()) : Tensor();
+    if (xc.is_cuda()) {
+      LOOM_CUDA_ONLY({
+        Tensor work = Tensor::empty({cuda::norm_param_workspace_size(rows, n)}, dt.acc, xc.device());
+        cuda::norm_param_grads(xc.raw_data(), in_dtype, g.raw_data(), dt.out, ptr(mu),
+                               rstd.raw_data(), out_ptr(dscale), out_ptr(dbias), work.raw_data(), rows, n,
+                               stream_of(xc));
+      });
+    } else {
+      cpu::norm_param_grads(xc.raw_data(), in_dtype, g.raw_data(), dt.out, ptr(mu), rstd.raw_data(),
+                            out_ptr(dscale), out_ptr(dbias), rows, n);
     }
-    if (want_bias) grads[2] = param_grad(sum(g2, {0}), bias_info);
+    if (want_scale) grads[1] = param_grad(dscale, scale_info);
+    if (want_bias) grads[2] = param_grad(dbias, bias_info);
     return grads;
   });
 }

@@ -14,25 +14,6 @@ constexpr int64_t kParallelWork = 32768;
 // (and hence the result) does not depend on the number of threads.
 constexpr int64_t kMaxChunks = 64;
 
-/// fn(T{}, O{}) for the supported (input, output) pairs: O == T, or O == float for half inputs.
-template <typename Fn>
-void visit_in_out(DType in, DType out, const char* op, Fn&& fn) {
-  auto with = [&](auto t) {
-    using T = decltype(t);
-    if (out == in) return fn(t, t);
-    if constexpr (std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>)
-      if (out == DType::F32) return fn(t, float{});
-    LOOM_THROW(DTypeError, op, ": no kernel for input ", dtype_name(in), " with output ", dtype_name(out));
-  };
-  switch (in) {
-    case DType::F32: return with(float{});
-    case DType::F64: return with(double{});
-    case DType::BF16: return with(bfloat16{});
-    case DType::F16: return with(float16{});
-    default: LOOM_THROW(DTypeError, op, ": expected a floating dtype, got ", dtype_name(in));
-  }
-}
-
 template <typename T>
 using acc_of = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
@@ -92,7 +73,7 @@ void norm_rows(const void* x, DType dtype, void* y, DType out_dtype, const void*
                const void* bias, void* mean, void* rstd, int64_t rows, int64_t n, double eps,
                bool rms) {
   const char* op = rms ? "rms_norm" : "layer_norm";
-  visit_in_out(dtype, out_dtype, op, [&](auto tz, auto oz) {
+  visit_floating_in_out(dtype, out_dtype, op, [&](auto tz, auto oz) {
     using T = decltype(tz);
     using O = decltype(oz);
     using A = acc_of<T>;
@@ -127,7 +108,7 @@ void norm_rows_backward(const void* x, DType dtype, const void* g, DType out_dty
                         const void* mean, const void* rstd, const void* scale, void* dx,
                         int64_t rows, int64_t n, bool rms) {
   const char* op = rms ? "rms_norm" : "layer_norm";
-  visit_in_out(dtype, out_dtype, op, [&](auto tz, auto oz) {
+  visit_floating_in_out(dtype, out_dtype, op, [&](auto tz, auto oz) {
     using T = decltype(tz);
     using O = decltype(oz);
     using A = acc_of<T>;
@@ -156,8 +137,42 @@ void norm_rows_backward(const void* x, DType dtype, const void* g, DType out_dty
   });
 }
 
+void norm_param_grads(const void* x, DType dtype, const void* g, DType out_dtype,
+                      const void* mean, const void* rstd, void* dscale, void* dbias, int64_t rows,
+                      int64_t n) {
+  visit_floating_in_out(dtype, out_dtype, mean ? "layer_norm" : "rms_norm", [&](auto tz, auto oz) {
+    using T = decltype(tz);
+    using O = decltype(oz);
+    using A = acc_of<T>;
+    const T* px = static_cast<const T*>(x);
+    const O* pg = static_cast<const O*>(g);
+    const A* pm = static_cast<const A*>(mean);
+    const A* pr = static_cast<const A*>(rstd);
+    const size_t part_size = size_t(std::max<int64_t>(1, std::min(kMaxChunks, rows)) * n);
+    std::vector<double> part_s(part_size, 0.0), part_b(part_size, 0.0);
+    const int64_t chunks = for_row_chunks(rows, n, [&](int64_t k, int64_t r0, int64_t r1) {
+      double* ps = part_s.data() + k * n;
+      double* pb = part_b.data() + k * n;
+      for (int64_t r = r0; r < r1; ++r) {
+        const double mu = pm ? double(pm[r]) : 0.0, inv = double(pr[r]);
+        for (int64_t j = 0; j < n; ++j) {
+          const double gv = convert<double>(pg[r * n + j]);
+          ps[j] += gv * ((convert<double>(px[r * n + j]) - mu) * inv);
+          pb[j] += gv;
+        }
+      }
+    });
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0, b = 0;
+      for (int64_t k = 0; k < chunks; ++k) s += part_s[size_t(k * n + j)], b += part_b[size_t(k * n + j)];
+      if (dscale) static_cast<A*>(dscale)[j] = A(s);
+      if (dbias) static_cast<A*>(dbias)[j] = A(b);
+    }
+  });
+}
+
 void channel_stats(const void* x, DType dtype, int64_t m, int64_t c, void* mean, void* var) {
-  visit_in_out(dtype, dtype, "batch_norm", [&](auto tz, auto) {
+  visit_floating_in_out(dtype, dtype, "batch_norm", [&](auto tz, auto) {
     using T = decltype(tz);
     using A = acc_of<T>;
     const T* px = static_cast<const T*>(x);
@@ -190,7 +205,7 @@ void channel_stats(const void* x, DType dtype, int64_t m, int64_t c, void* mean,
 void channel_normalize(const void* x, DType dtype, void* y, DType out_dtype, const void* mean,
                        const void* var, const void* scale, const void* bias,
                        const void* residual, bool relu, int64_t m, int64_t c, double eps) {
-  visit_in_out(dtype, out_dtype, "batch_norm", [&](auto tz, auto oz) {
+  visit_floating_in_out(dtype, out_dtype, "batch_norm", [&](auto tz, auto oz) {
     using T = decltype(tz);
     using O = decltype(oz);
     using A = acc_of<T>;
@@ -222,7 +237,7 @@ void channel_normalize(const void* x, DType dtype, void* y, DType out_dtype, con
 void channel_backward_sums(const void* x, DType dtype, const void* g, DType out_dtype,
                            const void* mean, const void* rstd, const void* relu_out, int64_t m,
                            int64_t c, void* sum_g, void* sum_gx, void* g_masked) {
-  visit_in_out(dtype, out_dtype, "batch_norm", [&](auto tz, auto oz) {
+  visit_floating_in_out(dtype, out_dtype, "batch_norm", [&](auto tz, auto oz) {
     using T = decltype(tz);
     using O = decltype(oz);
     using A = acc_of<T>;
@@ -272,7 +287,7 @@ void channel_backward_dx(const void* x, DType dtype, const void* g, DType out_dt
                          const void* mean, const void* rstd, const void* scale,
                          const void* relu_out, const void* sum_g, const void* sum_gx, void* dx,
                          int64_t m, int64_t c) {
-  visit_in_out(dtype, out_dtype, "batch_norm", [&](auto tz, auto oz) {
+  visit_floating_in_out(dtype, out_dtype, "batch_norm", [&](auto tz, auto oz) {
     using T = decltype(tz);
     using O = decltype(oz);
     using A = acc_of<T>;

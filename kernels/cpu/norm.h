@@ -21,6 +21,14 @@ void norm_rows_backward(const void* x, DType dtype, const void* g, DType out_dty
                         const void* mean, const void* rstd, const void* scale, void* dx,
                         int64_t rows, int64_t n, bool rms);
 
+/// The parameter gradients of norm_rows from the output gradient g (out_dtype): per column,
+/// dscale[j] = sum_r g[r, j] * (x[r, j] - mean[r]) * rstd[r] (mean == nullptr: RMS norm, 0) and
+/// dbias[j] = sum_r g[r, j], A-typed (nullptr = not wanted). Summed in fixed row chunks, so the
+/// result does not depend on the number of threads.
+void norm_param_grads(const void* x, DType dtype, const void* g, DType out_dtype,
+                      const void* mean, const void* rstd, void* dscale, void* dbias, int64_t rows,
+                      int64_t n);
+
 /// Batch statistics of each column of x [m, c]: mean and biased variance (A-typed, length c).
 void channel_stats(const void* x, DType dtype, int64_t m, int64_t c, void* mean, void* var);
 /// y = act(bn + residual) with bn = (x - mean) * (rsqrt(var + eps) * scale) + bias per column of

@@ -235,18 +235,6 @@ bool fits_packs(int64_t c, std::initializer_list<std::pair<const void*, size_t>>
   return true;
 }
 
-template <typename Fn>
-void visit_in_out(DType in, DType out, Fn&& fn) {
-  visit_float_dtype(in, "batch_norm", [&](auto t) {
-    using T = decltype(t);
-    if (out == in) return fn(t, t);
-    if constexpr (std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>)
-      if (out == DType::F32) return fn(t, float{});
-    LOOM_THROW(DTypeError, "batch_norm: no CUDA kernel for input ", dtype_name(in), " with output ",
-               dtype_name(out));
-  });
-}
-
 template <typename T, typename O, bool kBackward, int V>
 void column_sums(const T* x, const O* g, const acc_t<T>* mean, const acc_t<T>* rstd,
                  const O* relu_out, O* g_masked, int64_t m, int64_t c, acc_t<T>* out_a,
@@ -270,7 +258,7 @@ int64_t channel_workspace_size(int64_t m, int64_t c) { return row_chunks(m) * 2 
 void channel_stats(const void* x, DType dtype, int64_t m, int64_t c, void* mean, void* var,
                    void* workspace, Stream stream) {
   if (c == 0) return;
-  visit_in_out(dtype, dtype, [&](auto tz, auto) {
+  visit_in_out(dtype, dtype, "batch_norm", [&](auto tz, auto) {
     using T = decltype(tz);
     using A = acc_t<T>;
     auto run = [&](auto wide) {
@@ -289,7 +277,7 @@ void channel_normalize(const void* x, DType dtype, void* y, DType out_dtype, con
                        const void* residual, bool relu, int64_t m, int64_t c, double eps,
                        Stream stream) {
   if (m * c == 0) return;
-  visit_in_out(dtype, out_dtype, [&](auto tz, auto oz) {
+  visit_in_out(dtype, out_dtype, "batch_norm", [&](auto tz, auto oz) {
     using T = decltype(tz);
     using O = decltype(oz);
     using A = acc_t<T>;
@@ -314,7 +302,7 @@ void channel_backward_sums(const void* x, DType dtype, const void* g, DType out_
                            int64_t c, void* sum_g, void* sum_gx, void* g_masked, void* workspace,
                            Stream stream) {
   if (c == 0) return;
-  visit_in_out(dtype, out_dtype, [&](auto tz, auto oz) {
+  visit_in_out(dtype, out_dtype, "batch_norm", [&](auto tz, auto oz) {
     using T = decltype(tz);
     using O = decltype(oz);
     using A = acc_t<T>;
@@ -339,7 +327,7 @@ void channel_backward_dx(const void* x, DType dtype, const void* g, DType out_dt
                          const void* relu_out, const void* sum_g, const void* sum_gx, void* dx,
                          int64_t m, int64_t c, Stream stream) {
   if (m * c == 0) return;
-  visit_in_out(dtype, out_dtype, [&](auto tz, auto oz) {
+  visit_in_out(dtype, out_dtype, "batch_norm", [&](auto tz, auto oz) {
     using T = decltype(tz);
     using O = decltype(oz);
     using A = acc_t<T>;

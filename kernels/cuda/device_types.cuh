@@ -42,6 +42,20 @@ void visit_float_dtype(DType t, const char* op, Fn&& fn) {
   }
 }
 
+/// fn(T{}, O{}) for an input dtype and the dtype of a result computed from it: O == T, or
+/// O == float for half inputs (a half tensor's float result); other pairs throw naming `op`.
+template <typename Fn>
+void visit_in_out(DType in, DType out, const char* op, Fn&& fn) {
+  visit_float_dtype(in, op, [&](auto t) {
+    using T = decltype(t);
+    if (out == in) return fn(t, t);
+    if constexpr (std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>)
+      if (out == DType::F32) return fn(t, float{});
+    LOOM_THROW(DTypeError, op, ": no CUDA kernel for input ", dtype_name(in), " with output ",
+               dtype_name(out));
+  });
+}
+
 template <typename T>
 __device__ __forceinline__ float to_float(T v) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) return __bfloat162float(v);
@@ -192,6 +206,11 @@ template <typename T, int V>
 inline bool pack_aligned(const void* p) {
   return reinterpret_cast<uintptr_t>(p) % (sizeof(T) * V) == 0;
 }
+
+// A grid-stride loop over [0, n) with 64-bit indices.
+#define LOOM_GRID_STRIDE_LOOP(i, n)                                         \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); \
+       i += int64_t(gridDim.x) * blockDim.x)
 
 inline int blocks_for(int64_t n, int threads = 256) {
   int64_t b = (n + threads - 1) / threads;

@@ -6,10 +6,6 @@ namespace {
 
 bool is_dense(const Shape& shape, const Shape& strides) { return strides == contiguous_strides(shape); }
 
-#define LOOM_GRID_STRIDE_LOOP(i, n)                                                  \
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); \
-       i += int64_t(gridDim.x) * blockDim.x)
-
 template <typename T, bool kDense>
 __global__ void unary_kernel(UnaryOp op, const T* x, StridedIndex xi, T* out, int64_t n,
                              acc_t<T> alpha) {

@@ -8,10 +8,6 @@
 namespace loom::cuda {
 namespace {
 
-#define LOOM_GRID_STRIDE_LOOP(i, n)                                         \
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); \
-       i += int64_t(gridDim.x) * blockDim.x)
-
 /// Up to 8 dims shared by N strided operands, passed to kernels by value.
 template <int N>
 struct MultiIndex {

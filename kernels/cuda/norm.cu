@@ -1,36 +1,15 @@
-// Fused layer norm / RMS norm over the last axis: one kernel forward (statistics + affine) and
-// one backward (dx). A row is reduced by one warp for rows of up to 1024 elements (4 rows per
-// block) and by a 256-thread block beyond that. Statistics use Flax's fast variance in float (or
-// double for f64): var = max(0, mean(x^2) - mean(x)^2).
+// Fused layer norm / RMS norm over the last axis: one kernel forward (statistics + affine), one
+// backward for dx, and one column reduction (plus a small finish) for the scale and bias
+// gradients. Rows are reduced by a warp or a block (kernels/cuda/row_reduce.cuh). Statistics use
+// Flax's fast variance in float (or double for f64): var = max(0, mean(x^2) - mean(x)^2).
+#include <algorithm>
+
 #include "kernels/cuda/device_types.cuh"
 #include "kernels/cuda/norm.h"
+#include "kernels/cuda/row_reduce.cuh"
 
 namespace loom::cuda {
 namespace {
-
-constexpr int kWarpRowsPerBlock = 4;
-constexpr int kBlockThreads = 256;
-constexpr int64_t kWarpRowLimit = 1024;
-
-/// Sums v over the G threads of a row (G == 32: the warp; G == kBlockThreads: the block).
-template <int G, typename A>
-__device__ __forceinline__ A group_sum(A v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  if constexpr (G > 32) {
-    __shared__ A partial[32];
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    __syncthreads();  // earlier readers of `partial` are done
-    if (lane == 0) partial[warp] = v;
-    __syncthreads();
-    v = lane < G / 32 ? partial[lane] : A(0);
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  }
-  return v;
-}
-
-#define LOOM_ROW_LOOP(r, rows)                                                  \
-  for (int64_t r = int64_t(blockIdx.x) * blockDim.y + threadIdx.y; r < (rows); \
-       r += int64_t(gridDim.x) * blockDim.y)
 
 template <typename A>
 __device__ __forceinline__ A param(const A* p, int64_t j, A absent) {
@@ -92,28 +71,53 @@ __global__ void norm_rows_backward_kernel(const T* x, const O* g, const acc_t<T>
   }
 }
 
-/// fn(T{}, O{}) for the supported pairs: O == T, or O == float for half inputs.
-template <typename Fn>
-void visit_in_out(DType in, DType out, const char* op, Fn&& fn) {
-  visit_float_dtype(in, op, [&](auto t) {
-    using T = decltype(t);
-    if (out == in) return fn(t, t);
-    if constexpr (std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>)
-      if (out == DType::F32) return fn(t, float{});
-    LOOM_THROW(DTypeError, op, ": no CUDA kernel for input ", dtype_name(in), " with output ",
-               dtype_name(out));
-  });
+// Parameter gradients: a block sums a tile of kParamCols columns over a chunk of rows, its
+// kParamRowThreads thread rows striding the chunk; each chunk's partials are then summed in
+// chunk order (deterministic, no atomics).
+constexpr int kParamCols = 32, kParamRowThreads = 8;
+constexpr int64_t kParamMaxChunks = 64, kParamMinChunkRows = 256;
+
+int64_t param_chunks(int64_t rows) {
+  return std::clamp<int64_t>((rows + kParamMinChunkRows - 1) / kParamMinChunkRows, 1, kParamMaxChunks);
 }
 
-template <typename Launch>
-void launch_rows(int64_t rows, int64_t n, Launch&& launch) {
-  if (n <= kWarpRowLimit) {
-    int64_t blocks = (rows + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock;
-    launch(std::integral_constant<int, 32>{}, dim3(unsigned(std::min<int64_t>(blocks, 1 << 20))),
-           dim3(32, kWarpRowsPerBlock));
-  } else {
-    launch(std::integral_constant<int, kBlockThreads>{},
-           dim3(unsigned(std::min<int64_t>(rows, 1 << 20))), dim3(kBlockThreads, 1));
+/// part[0][chunk][j] = sum over the chunk's rows of g * xhat, part[1][chunk][j] = sum of g.
+template <typename T, typename O>
+__global__ void norm_param_partials_kernel(const T* x, const O* g, const acc_t<T>* mean,
+                                           const acc_t<T>* rstd, int64_t rows, int64_t n,
+                                           int64_t chunk_rows, acc_t<T>* part) {
+  using A = acc_t<T>;
+  __shared__ A shared_s[kParamRowThreads][kParamCols], shared_b[kParamRowThreads][kParamCols];
+  const int64_t j = int64_t(blockIdx.x) * kParamCols + threadIdx.x;
+  const int64_t chunk = blockIdx.y, r0 = chunk * chunk_rows;
+  const int64_t r1 = r0 + chunk_rows < rows ? r0 + chunk_rows : rows;
+  A s = 0, b = 0;
+  if (j < n) {
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += kParamRowThreads) {
+      const A gv = cvt<A>(g[r * n + j]);
+      const A mu = mean ? mean[r] : A(0);
+      s += gv * ((cvt<A>(x[r * n + j]) - mu) * rstd[r]);
+      b += gv;
+    }
+  }
+  shared_s[threadIdx.y][threadIdx.x] = s;
+  shared_b[threadIdx.y][threadIdx.x] = b;
+  __syncthreads();
+  if (threadIdx.y == 0 && j < n) {
+    for (int k = 1; k < kParamRowThreads; ++k) s += shared_s[k][threadIdx.x], b += shared_b[k][threadIdx.x];
+    part[chunk * n + j] = s;
+    part[(int64_t(gridDim.y) + chunk) * n + j] = b;
+  }
+}
+
+template <typename A>
+__global__ void norm_param_finish_kernel(const A* part, int64_t chunks, int64_t n, A* dscale,
+                                         A* dbias) {
+  LOOM_GRID_STRIDE_LOOP(j, n) {
+    A s = 0, b = 0;
+    for (int64_t c = 0; c < chunks; ++c) s += part[c * n + j], b += part[(chunks + c) * n + j];
+    if (dscale) dscale[j] = s;
+    if (dbias) dbias[j] = b;
   }
 }
 
@@ -151,6 +155,29 @@ void norm_rows_backward(const void* x, DType dtype, const void* g, DType out_dty
           static_cast<const A*>(rstd), static_cast<const A*>(scale), static_cast<T*>(dx), rows, n,
           rms);
     });
+  });
+  LOOM_CUDA_CHECK(cudaGetLastError());
+}
+
+int64_t norm_param_workspace_size(int64_t rows, int64_t n) { return 2 * param_chunks(rows) * n; }
+
+void norm_param_grads(const void* x, DType dtype, const void* g, DType out_dtype,
+                      const void* mean, const void* rstd, void* dscale, void* dbias, void* work,
+                      int64_t rows, int64_t n, Stream stream) {
+  if (n == 0) return;
+  visit_in_out(dtype, out_dtype, mean ? "layer_norm" : "rms_norm", [&](auto tz, auto oz) {
+    using T = decltype(tz);
+    using O = decltype(oz);
+    using A = acc_t<T>;
+    const int64_t chunks = param_chunks(rows), chunk_rows = (rows + chunks - 1) / chunks;
+    A* part = static_cast<A*>(work);
+    const dim3 grid(unsigned((n + kParamCols - 1) / kParamCols), unsigned(chunks));
+    norm_param_partials_kernel<T, O><<<grid, dim3(kParamCols, kParamRowThreads), 0, stream>>>(
+        static_cast<const T*>(x), static_cast<const O*>(g), static_cast<const A*>(mean),
+        static_cast<const A*>(rstd), rows, n, chunk_rows, part);
+    LOOM_CUDA_CHECK(cudaGetLastError());
+    norm_param_finish_kernel<A><<<blocks_for(n), 256, 0, stream>>>(
+        part, chunks, n, static_cast<A*>(dscale), static_cast<A*>(dbias));
   });
   LOOM_CUDA_CHECK(cudaGetLastError());
 }

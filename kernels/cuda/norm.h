@@ -16,4 +16,11 @@ void norm_rows_backward(const void* x, DType dtype, const void* g, DType out_dty
                         const void* mean, const void* rstd, const void* scale, void* dx,
                         int64_t rows, int64_t n, bool rms, Stream stream);
 
+/// The scale/bias gradients as kernels/cpu/norm.h's norm_param_grads (mean == nullptr: RMS),
+/// using `work`: norm_param_workspace_size(rows, n) values of the accumulation type.
+int64_t norm_param_workspace_size(int64_t rows, int64_t n);
+void norm_param_grads(const void* x, DType dtype, const void* g, DType out_dtype,
+                      const void* mean, const void* rstd, void* dscale, void* dbias, void* work,
+                      int64_t rows, int64_t n, Stream stream);
+
 }  // namespace loom::cuda

@@ -1,59 +1,16 @@
-// Fused softmax / log_softmax (forward and backward) and softmax cross-entropy with integer
-// labels. Rows along the last axis are reduced by a group of threads: one warp per row for rows
-// of up to 1024 elements (4 rows per block), a 256-thread block per row beyond that. Softmax over
-// an inner axis (inner > 1) uses one thread per column, so reads stay coalesced across columns.
-#include <cuda/std/limits>
-
+// Fused softmax / log_softmax (forward and backward), plain and masked. Rows along the last axis
+// are reduced by a group of threads (kernels/cuda/row_reduce.cuh). Softmax over an inner axis
+// (inner > 1) uses one thread per column, so reads stay coalesced across columns.
 #include <cstdint>
 #include <initializer_list>
 #include <type_traits>
 
 #include "kernels/cuda/device_types.cuh"
+#include "kernels/cuda/row_reduce.cuh"
 #include "kernels/cuda/softmax.h"
 
 namespace loom::cuda {
 namespace {
-
-constexpr int kWarpRowsPerBlock = 4;
-constexpr int kBlockThreads = 256;
-constexpr int64_t kWarpRowLimit = 1024;
-
-template <typename A>
-__device__ __forceinline__ A nan_max(A a, A b) {  // NaN propagates, as jnp.max
-  return (a != a || b != b) ? (a != a ? a : b) : (a > b ? a : b);
-}
-struct SumOp {
-  template <typename A>
-  __device__ __forceinline__ A operator()(A a, A b) const { return a + b; }
-};
-struct MaxOp {
-  template <typename A>
-  __device__ __forceinline__ A operator()(A a, A b) const { return nan_max(a, b); }
-};
-
-template <typename A>
-__device__ __forceinline__ A neg_inf() { return -::cuda::std::numeric_limits<A>::infinity(); }
-
-/// Reduces v over the G threads of a row (G == 32: the warp; G == kBlockThreads: the block).
-template <int G, typename A, typename Op>
-__device__ __forceinline__ A group_reduce(A v, Op op, A identity) {
-  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-  if constexpr (G > 32) {
-    __shared__ A partial[32];
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    __syncthreads();  // earlier readers of `partial` are done
-    if (lane == 0) partial[warp] = v;
-    __syncthreads();
-    v = lane < G / 32 ? partial[lane] : identity;
-    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-  }
-  return v;
-}
-
-// Grid-stride over rows; every thread of a row's group runs the same iterations.
-#define LOOM_ROW_LOOP(r, rows)                                                               \
-  for (int64_t r = int64_t(blockIdx.x) * blockDim.y + threadIdx.y; r < (rows);              \
-       r += int64_t(gridDim.x) * blockDim.y)
 
 template <typename T, int G>
 __global__ void softmax_rows_kernel(const T* x, T* out, int64_t rows, int64_t n, bool log,
@@ -233,10 +190,6 @@ bool launch_register_rows(int64_t rows, int64_t n, std::initializer_list<const v
   }
 }
 
-#define LOOM_GRID_STRIDE_LOOP(i, n)                                                  \
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); \
-       i += int64_t(gridDim.x) * blockDim.x)
-
 template <typename T>
 __global__ void softmax_cols_kernel(const T* x, T* out, int64_t outer, int64_t n, int64_t inner,
                                     bool log) {
@@ -274,74 +227,6 @@ __global__ void softmax_backward_cols_kernel(const T* y, const T* g, T* dx, int6
   }
 }
 
-/// The label as a column index, or -1 when out of range (negative labels count from the end).
-template <typename L>
-__device__ __forceinline__ int64_t column_of(L label, int64_t n) {
-  int64_t l = int64_t(label);
-  if (l < 0) l += n;
-  return l >= 0 && l < n ? l : -1;
-}
-
-template <typename T, typename L, int G>
-__global__ void cross_entropy_kernel(const T* logits, const L* labels, T* loss, acc_t<T>* lse,
-                                     int64_t rows, int64_t n) {
-  using A = acc_t<T>;
-  LOOM_ROW_LOOP(r, rows) {
-    const T* row = logits + r * n;
-    A m = neg_inf<A>();
-    for (int64_t j = threadIdx.x; j < n; j += G) m = nan_max(m, cvt<A>(row[j]));
-    m = group_reduce<G>(m, MaxOp{}, neg_inf<A>());
-    A s = 0;
-    for (int64_t j = threadIdx.x; j < n; j += G) s += exp(cvt<A>(row[j]) - m);
-    s = group_reduce<G>(s, SumOp{}, A(0));
-    if (threadIdx.x == 0) {
-      A l = m + ::log(s);
-      int64_t c = column_of(labels[r], n);
-      lse[r] = l;
-      loss[r] = cvt<T>(c < 0 ? ::cuda::std::numeric_limits<A>::quiet_NaN() : l - cvt<A>(row[c]));
-    }
-  }
-}
-
-template <typename T, typename L>
-__global__ void cross_entropy_backward_kernel(const T* logits, const L* labels,
-                                              const acc_t<T>* lse, const T* g, T* dx,
-                                              int64_t rows, int64_t n) {
-  using A = acc_t<T>;
-  LOOM_GRID_STRIDE_LOOP(i, rows * n) {
-    const int64_t r = i / n, j = i % n;
-    A gr = cvt<A>(g[r]);
-    A p = exp(cvt<A>(logits[i]) - lse[r]);
-    dx[i] = cvt<T>(gr * p - (j == column_of(labels[r], n) ? gr : A(0)));
-  }
-}
-
-/// Launches kernel<G> over `rows` rows with the group size that fits `n`.
-template <typename Launch>
-void launch_rows(int64_t rows, int64_t n, Stream stream, Launch&& launch) {
-  if (n <= kWarpRowLimit) {
-    int64_t blocks = (rows + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock;
-    launch(std::integral_constant<int, 32>{}, dim3(unsigned(std::min<int64_t>(blocks, 1 << 20))),
-           dim3(32, kWarpRowsPerBlock), stream);
-  } else {
-    launch(std::integral_constant<int, kBlockThreads>{},
-           dim3(unsigned(std::min<int64_t>(rows, 1 << 20))), dim3(kBlockThreads, 1), stream);
-  }
-}
-
-template <typename Fn>
-void visit_label_dtype(DType t, Fn&& fn) {
-  switch (t) {
-    case DType::I32: return fn(int32_t{});
-    case DType::I64: return fn(int64_t{});
-    case DType::U8: return fn(uint8_t{});
-    case DType::U32: return fn(uint32_t{});
-    default:
-      LOOM_THROW(DTypeError, "softmax_cross_entropy_with_integer_labels: labels must be integers, got ",
-                 dtype_name(t));
-  }
-}
-
 }  // namespace
 
 void softmax(const void* x, void* out, int64_t outer, int64_t n, int64_t inner, DType dtype,
@@ -357,8 +242,8 @@ void softmax(const void* x, void* out, int64_t outer, int64_t n, int64_t inner, 
                 px, po, outer, n, log, DeviceRowMask{}, 0.0);
           }))
         return;
-      launch_rows(outer, n, stream, [&](auto g, dim3 grid, dim3 block, Stream s) {
-        softmax_rows_kernel<T, decltype(g)::value><<<grid, block, 0, s>>>(px, po, outer, n, log,
+      launch_rows(outer, n, [&](auto g, dim3 grid, dim3 block) {
+        softmax_rows_kernel<T, decltype(g)::value><<<grid, block, 0, stream>>>(px, po, outer, n, log,
                                                                            DeviceRowMask{}, 0.0);
       });
     } else {
@@ -382,8 +267,8 @@ void softmax_backward(const void* y, const void* grad, void* dx, int64_t outer, 
                 py, pg, pd, outer, n, log, DeviceRowMask{});
           }))
         return;
-      launch_rows(outer, n, stream, [&](auto g, dim3 grid, dim3 block, Stream s) {
-        softmax_backward_rows_kernel<T, decltype(g)::value><<<grid, block, 0, s>>>(
+      launch_rows(outer, n, [&](auto g, dim3 grid, dim3 block) {
+        softmax_backward_rows_kernel<T, decltype(g)::value><<<grid, block, 0, stream>>>(
             py, pg, pd, outer, n, log, DeviceRowMask{});
       });
     } else {
@@ -408,8 +293,8 @@ void masked_softmax(const void* x, const RowMask& mask, double fill, void* out, 
               px, po, rows, n, false, dm, fill);
         }))
       return;
-    launch_rows(rows, n, stream, [&](auto g, dim3 grid, dim3 block, Stream s) {
-      softmax_rows_kernel<T, decltype(g)::value><<<grid, block, 0, s>>>(px, po, rows, n, false, dm,
+    launch_rows(rows, n, [&](auto g, dim3 grid, dim3 block) {
+      softmax_rows_kernel<T, decltype(g)::value><<<grid, block, 0, stream>>>(px, po, rows, n, false, dm,
                                                                          fill);
     });
   });
@@ -431,43 +316,9 @@ void masked_softmax_backward(const void* y, const void* grad, const RowMask& mas
               py, pg, pd, rows, n, false, dm);
         }))
       return;
-    launch_rows(rows, n, stream, [&](auto g, dim3 grid, dim3 block, Stream s) {
-      softmax_backward_rows_kernel<T, decltype(g)::value><<<grid, block, 0, s>>>(py, pg, pd, rows,
+    launch_rows(rows, n, [&](auto g, dim3 grid, dim3 block) {
+      softmax_backward_rows_kernel<T, decltype(g)::value><<<grid, block, 0, stream>>>(py, pg, pd, rows,
                                                                                   n, false, dm);
-    });
-  });
-  LOOM_CUDA_CHECK(cudaGetLastError());
-}
-
-void cross_entropy_int(const void* logits, DType dtype, const void* labels, DType label_dtype,
-                       void* loss, void* lse, int64_t rows, int64_t n, Stream stream) {
-  if (rows == 0) return;
-  visit_float_dtype(dtype, "softmax_cross_entropy_with_integer_labels", [&](auto z) {
-    using T = decltype(z);
-    visit_label_dtype(label_dtype, [&](auto lz) {
-      using L = decltype(lz);
-      launch_rows(rows, n, stream, [&](auto g, dim3 grid, dim3 block, Stream s) {
-        cross_entropy_kernel<T, L, decltype(g)::value><<<grid, block, 0, s>>>(
-            static_cast<const T*>(logits), static_cast<const L*>(labels), static_cast<T*>(loss),
-            static_cast<acc_t<T>*>(lse), rows, n);
-      });
-    });
-  });
-  LOOM_CUDA_CHECK(cudaGetLastError());
-}
-
-void cross_entropy_int_backward(const void* logits, DType dtype, const void* labels,
-                                DType label_dtype, const void* lse, const void* grad, void* dx,
-                                int64_t rows, int64_t n, Stream stream) {
-  if (rows * n == 0) return;
-  visit_float_dtype(dtype, "softmax_cross_entropy_with_integer_labels", [&](auto z) {
-    using T = decltype(z);
-    visit_label_dtype(label_dtype, [&](auto lz) {
-      using L = decltype(lz);
-      cross_entropy_backward_kernel<T, L><<<blocks_for(rows * n), 256, 0, stream>>>(
-          static_cast<const T*>(logits), static_cast<const L*>(labels),
-          static_cast<const acc_t<T>*>(lse), static_cast<const T*>(grad), static_cast<T*>(dx),
-          rows, n);
     });
   });
   LOOM_CUDA_CHECK(cudaGetLastError());

@@ -20,10 +20,5 @@ void masked_softmax(const void* x, const RowMask& mask, double fill, void* out, 
                     int64_t n, DType dtype, Stream stream);
 void masked_softmax_backward(const void* y, const void* grad, const RowMask& mask, void* dx,
                              int64_t rows, int64_t n, DType dtype, Stream stream);
-void cross_entropy_int(const void* logits, DType dtype, const void* labels, DType label_dtype,
-                       void* loss, void* lse, int64_t rows, int64_t n, Stream stream);
-void cross_entropy_int_backward(const void* logits, DType dtype, const void* labels,
-                                DType label_dtype, const void* lse, const void* grad, void* dx,
-                                int64_t rows, int64_t n, Stream stream);
 
 }  // namespace loom::cuda

@@ -1,5 +1,8 @@
 // CUDA against the CPU for the losses: the fused integer-label cross-entropy (warp and block
 // rows, int32/int64, negative and out-of-range labels) and the composed losses.
+#include <cmath>
+#include <limits>
+
 #include "core/autodiff.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/loss.h"
@@ -38,6 +41,44 @@ TEST(LossGpu, IntegerLabelCrossEntropyMatchesCpu) {
   Tensor lab = from_vector<int32_t>({1, 8, 0}, {3});
   EXPECT_ALLCLOSE(softmax_cross_entropy_with_integer_labels(l64.to(Device::cuda()), lab.to(Device::cuda())),
                   softmax_cross_entropy_with_integer_labels(l64, lab), 1e-12, 1e-13);
+}
+
+TEST(LossGpu, IntegerLabelCrossEntropyInFloat32FromHalfLogits) {
+  LOOM_REQUIRE_GPU();
+  // The single-pass (online) forward and the row backward for half logits with a float32 loss:
+  // against the CPU on the same rounded logits, and against the CUDA kernel on the cast logits.
+  for (int64_t classes : {10, 1000, 50257}) {
+    Tensor labels = from_vector<int32_t>({0, int32_t(classes - 1), 3, -1, 7}, {5});
+    for (DType half : {DType::BF16, DType::F16}) {
+      Tensor logits = test_values({5, classes}, 3, -6, 6).to(half);
+      auto f = [&](const Tensor& x) {
+        return softmax_cross_entropy_with_integer_labels(x, labels.to(x.device()), DType::F32);
+      };
+      Tensor ct = test_values({5}, 4, -1, 1, DType::F32);
+      auto [cpu, cpu_g] = testing::run_on(Device::cpu(), [&](const std::vector<Tensor>& in) { return f(in[0]); }, {logits}, ct);
+      auto [gpu, gpu_g] = testing::run_on(Device::cuda(), [&](const std::vector<Tensor>& in) { return f(in[0]); }, {logits}, ct);
+      const std::string what = std::string(dtype_name(half)) + " C=" + std::to_string(classes);
+      EXPECT_EQ(gpu.dtype(), DType::F32) << what;
+      EXPECT_EQ(gpu_g[0].dtype(), half) << what;
+      EXPECT_ALLCLOSE(gpu, cpu, 1e-5, 1e-5) << what;
+      EXPECT_TRUE(testing::close_in_low_precision(gpu_g[0], cpu_g[0].to(DType::F32), half)) << what;
+      auto [cast, cast_g] = testing::run_on(Device::cuda(), [&](const std::vector<Tensor>& in) {
+        return softmax_cross_entropy_with_integer_labels(in[0].to(DType::F32), labels.to(in[0].device()));
+      }, {logits}, ct);
+      EXPECT_ALLCLOSE(gpu, cast, 1e-6, 1e-6) << what;
+      EXPECT_ALLCLOSE(gpu_g[0].to(DType::F32), cast_g[0].to(DType::F32), 1e-2, 1e-6) << what;
+    }
+  }
+  // Non-finite logits follow the two-pass definition: NaN or +inf in a row gives NaN, -inf adds
+  // nothing, a row of -inf gives NaN.
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  Tensor odd = from_vector<float>({-inf, 1, 2, 3, 1, nan, 2, 0, 1, inf, 2, 0, -inf, -inf, -inf, -inf},
+                                  {4, 4}).to(DType::BF16);
+  Tensor lab = from_vector<int32_t>({2, 0, 0, 1}, {4});
+  Tensor cpu = softmax_cross_entropy_with_integer_labels(odd, lab, DType::F32);
+  Tensor gpu = softmax_cross_entropy_with_integer_labels(odd.to(Device::cuda()), lab.to(Device::cuda()), DType::F32);
+  EXPECT_TRUE(std::isfinite(cpu.to_vector<float>()[0]));
+  EXPECT_ALLCLOSE(gpu.to(Device::cpu()), cpu, 1e-6, 1e-6);  // NaN positions must agree
 }
 
 TEST(LossGpu, ComposedLossesMatchCpu) {

@@ -76,6 +76,32 @@ TEST(Loss, IntegerLabelsAgreeWithOneHot) {
   EXPECT_NEAR(softmax_cross_entropy_with_integer_labels(big, from_vector<int32_t>({1}, {1})).item<float>(), 1000, 1e-3);
 }
 
+TEST(Loss, IntegerLabelsInFloat32FromHalfLogits) {
+  // dtype = F32 over half logits is the float32 loss of the cast logits, bit for bit, with the
+  // gradient back in the logits' dtype; other dtypes cast first.
+  Tensor labels = from_vector<int32_t>({0, 6, 3, 2, 5, -1}, {2, 3});
+  auto f32_of = [&](const Tensor& x) { return softmax_cross_entropy_with_integer_labels(x.to(DType::F32), labels); };
+  auto fused = [&](const Tensor& x) { return softmax_cross_entropy_with_integer_labels(x, labels, DType::F32); };
+  Tensor ct = test_values({2, 3}, 9, -1, 1, DType::F32);
+  for (DType half : {DType::BF16, DType::F16}) {
+    Tensor logits = test_values({2, 3, 7}, 1, -8, 8).to(half);
+    Tensor loss = fused(logits);
+    EXPECT_EQ(loss.dtype(), DType::F32);
+    EXPECT_ALLCLOSE(loss, f32_of(logits), 0, 0) << dtype_name(half);
+    auto g = vjp([&](const std::vector<Tensor>& in) { return fused(in[0]); }, {logits}, ct);
+    auto expect = vjp([&](const std::vector<Tensor>& in) { return f32_of(in[0]); }, {logits}, ct);
+    EXPECT_EQ(g[0].dtype(), half);
+    EXPECT_ALLCLOSE(g[0], expect[0], 0, 0) << dtype_name(half);
+  }
+  Tensor l32 = test_values({3, 5}, 2, -3, 3, DType::F32);
+  Tensor lab = from_vector<int64_t>({1, 4, 0}, {3});
+  Tensor wide = softmax_cross_entropy_with_integer_labels(l32, lab, DType::F64);
+  EXPECT_EQ(wide.dtype(), DType::F64);
+  EXPECT_ALLCLOSE(wide, softmax_cross_entropy_with_integer_labels(l32.to(DType::F64), lab), 0, 0);
+  EXPECT_THROW_WITH(softmax_cross_entropy_with_integer_labels(l32, lab, DType::I32), DTypeError,
+                    "softmax_cross_entropy_with_integer_labels:", "dtype must be floating");
+}
+
 TEST(Loss, Gradients) {
   Tensor logits = test_values({3, 5}, 2, -3, 3);
   Tensor probs = softmax(test_values({3, 5}, 3, -1, 1));

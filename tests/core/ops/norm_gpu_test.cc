@@ -16,7 +16,7 @@ using testing::test_values;
 
 TEST(NormGpu, LayerAndRmsNormMatchCpu) {
   LOOM_REQUIRE_GPU();
-  for (Shape shape : {Shape{5, 37}, Shape{2, 3, 256}, Shape{3, 1500}, Shape{70, 8}}) {
+  for (Shape shape : {Shape{5, 37}, Shape{2, 3, 256}, Shape{3, 1500}, Shape{70, 8}, Shape{1000, 40}}) {
     int64_t n = shape.back();
     Tensor x = test_values(shape, 1, -2, 3, DType::F32);
     Tensor s = test_values({n}, 2, 0.5, 1.5, DType::F32), b = test_values({n}, 3, -1, 1, DType::F32);

@@ -88,6 +88,26 @@ TEST(LayerNorm, AxesAndParameterLayouts) {
   EXPECT_ALLCLOSE(layer_norm(c, ones({5}), cb), broadcast_to(cb, {2, 5}), 0, 1e-6);
 }
 
+TEST(LayerNorm, ParameterGradientsSumOverRows) {
+  // d scale = sum over rows of g * xhat, d bias = sum of g (over more rows than the kernels'
+  // row chunks), in float64 and for bfloat16 inputs with float32 parameters.
+  Tensor x = test_values({300, 24}, 12, -2, 3);
+  Tensor s = test_values({24}, 13, 0.5, 1.5), b = test_values({24}, 14);
+  Tensor ct = test_values({300, 24}, 15, -1, 1);
+  auto g = vjp([](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2]); }, {x, s, b}, ct);
+  EXPECT_ALLCLOSE(g[1], sum(ct * layer_norm(x, Tensor(), Tensor()), {0}), 1e-12, 1e-12);
+  EXPECT_ALLCLOSE(g[2], sum(ct, {0}), 1e-12, 1e-12);
+  auto gr = vjp([](const std::vector<Tensor>& in) { return rms_norm(in[0], in[1]); }, {x, s}, ct);
+  EXPECT_ALLCLOSE(gr[1], sum(ct * rms_norm(x, Tensor()), {0}), 1e-12, 1e-12);
+  Tensor xb = x.to(DType::BF16), s32 = s.to(DType::F32), b32 = b.to(DType::F32);
+  auto gb = vjp([](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2]); }, {xb, s32, b32},
+                ct.to(DType::F32));
+  EXPECT_EQ(gb[1].dtype(), DType::F32);
+  Tensor ct32 = ct.to(DType::F32).to(DType::F64);
+  EXPECT_ALLCLOSE(gb[1], sum(ct32 * layer_norm(xb.to(DType::F64), Tensor(), Tensor()), {0}), 1e-5, 1e-5);
+  EXPECT_ALLCLOSE(gb[2], sum(ct32, {0}), 1e-5, 1e-5);
+}
+
 TEST(RmsNorm, MatchesReference) {
   Tensor x = test_values({4, 9}, 11, -3, 3);
   Tensor s = test_values({9}, 12, 0.5, 1.5);

@@ -1,0 +1,156 @@
+// Softmax cross-entropy with integer labels, one row per warp or block (row_reduce.cuh). The
+// forward reads each row once: every thread keeps a running max and the sum of exp(x - max),
+// rescaled when the max grows (the online softmax), and the threads' pairs are merged. The
+// backward recomputes the softmax from the saved log-sum-exp.
+#include <cuda/std/limits>
+
+#include <cstdint>
+
+#include "kernels/cuda/cross_entropy.h"
+#include "kernels/cuda/device_types.cuh"
+#include "kernels/cuda/row_reduce.cuh"
+
+namespace loom::cuda {
+namespace {
+
+/// Adds logit v to a running (max m, sum s of exp(x - m)). A NaN or +inf logit makes s NaN, as
+/// the two-pass max-then-sum gives (exp(inf - inf)); -inf logits add nothing.
+template <typename A>
+__device__ __forceinline__ void add_logit(A& m, A& s, A v) {
+  if (!(v < ::cuda::std::numeric_limits<A>::infinity())) {
+    m = nan_max(m, v);
+    s = ::cuda::std::numeric_limits<A>::quiet_NaN();
+  } else if (v > m) {
+    s = s * exp(m - v) + A(1);
+    m = v;
+  } else if (v > neg_inf<A>()) {
+    s += exp(v - m);
+  }
+}
+
+/// Merges (m2, s2) into (m, s); an empty pair (s == 0) adds nothing (and no exp(-inf + inf)).
+template <typename A>
+__device__ __forceinline__ void merge(A& m, A& s, A m2, A s2) {
+  const A mx = nan_max(m, m2);
+  const A a = s == A(0) ? A(0) : s * exp(m - mx);
+  const A b = s2 == A(0) ? A(0) : s2 * exp(m2 - mx);
+  m = mx;
+  s = a + b;
+}
+
+/// Merges the pairs of the G threads of a row; every thread gets the result.
+template <int G, typename A>
+__device__ __forceinline__ void group_merge(A& m, A& s) {
+  for (int o = 16; o > 0; o >>= 1)
+    merge(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
+  if constexpr (G > 32) {
+    __shared__ A pm[32], ps[32];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    __syncthreads();  // earlier readers of pm/ps are done
+    if (lane == 0) pm[warp] = m, ps[warp] = s;
+    __syncthreads();
+    m = lane < G / 32 ? pm[lane] : neg_inf<A>();
+    s = lane < G / 32 ? ps[lane] : A(0);
+    for (int o = 16; o > 0; o >>= 1)
+      merge(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
+  }
+}
+
+/// The label as a column index, or -1 when out of range (negative labels count from the end).
+template <typename L>
+__device__ __forceinline__ int64_t column_of(L label, int64_t n) {
+  int64_t l = int64_t(label);
+  if (l < 0) l += n;
+  return l >= 0 && l < n ? l : -1;
+}
+
+// T: logits; O: loss and its gradient (T, or float for half logits).
+template <typename T, typename O, typename L, int G>
+__global__ void cross_entropy_kernel(const T* logits, const L* labels, O* loss, acc_t<T>* lse,
+                                     int64_t rows, int64_t n) {
+  using A = acc_t<T>;
+  LOOM_ROW_LOOP(r, rows) {
+    const T* row = logits + r * n;
+    A m = neg_inf<A>(), s = 0;
+    for (int64_t j = threadIdx.x; j < n; j += G) add_logit(m, s, cvt<A>(row[j]));
+    group_merge<G>(m, s);
+    if (threadIdx.x == 0) {
+      const A l = m + ::log(s);
+      const int64_t c = column_of(labels[r], n);
+      lse[r] = l;
+      loss[r] = cvt<O>(c < 0 ? ::cuda::std::numeric_limits<A>::quiet_NaN() : l - cvt<A>(row[c]));
+    }
+  }
+}
+
+template <typename T, typename O, typename L, int G>
+__global__ void cross_entropy_backward_kernel(const T* logits, const L* labels,
+                                              const acc_t<T>* lse, const O* g, T* dx,
+                                              int64_t rows, int64_t n) {
+  using A = acc_t<T>;
+  LOOM_ROW_LOOP(r, rows) {
+    const T* row = logits + r * n;
+    T* out = dx + r * n;
+    const A gr = cvt<A>(g[r]), l = lse[r];
+    const int64_t c = column_of(labels[r], n);
+    for (int64_t j = threadIdx.x; j < n; j += G)
+      out[j] = cvt<T>(gr * exp(cvt<A>(row[j]) - l) - (j == c ? gr : A(0)));
+  }
+}
+
+constexpr const char* kOp = "softmax_cross_entropy_with_integer_labels";
+
+template <typename Fn>
+void visit_label_dtype(DType t, Fn&& fn) {
+  switch (t) {
+    case DType::I32: return fn(int32_t{});
+    case DType::I64: return fn(int64_t{});
+    case DType::U8: return fn(uint8_t{});
+    case DType::U32: return fn(uint32_t{});
+    default: LOOM_THROW(DTypeError, kOp, ": labels must be integers, got ", dtype_name(t));
+  }
+}
+
+}  // namespace
+
+void cross_entropy_int(const void* logits, DType dtype, const void* labels, DType label_dtype,
+                       void* loss, DType loss_dtype, void* lse, int64_t rows, int64_t n,
+                       Stream stream) {
+  if (rows == 0) return;
+  visit_in_out(dtype, loss_dtype, kOp, [&](auto tz, auto oz) {
+    using T = decltype(tz);
+    using O = decltype(oz);
+    visit_label_dtype(label_dtype, [&](auto lz) {
+      using L = decltype(lz);
+      launch_rows(rows, n, [&](auto g, dim3 grid, dim3 block) {
+        cross_entropy_kernel<T, O, L, decltype(g)::value><<<grid, block, 0, stream>>>(
+            static_cast<const T*>(logits), static_cast<const L*>(labels), static_cast<O*>(loss),
+            static_cast<acc_t<T>*>(lse), rows, n);
+      });
+    });
+  });
+  LOOM_CUDA_CHECK(cudaGetLastError());
+}
+
+void cross_entropy_int_backward(const void* logits, DType dtype, const void* labels,
+                                DType label_dtype, const void* lse, const void* grad,
+                                DType grad_dtype, void* dx, int64_t rows, int64_t n,
+                                Stream stream) {
+  if (rows * n == 0) return;
+  visit_in_out(dtype, grad_dtype, kOp, [&](auto tz, auto oz) {
+    using T = decltype(tz);
+    using O = decltype(oz);
+    visit_label_dtype(label_dtype, [&](auto lz) {
+      using L = decltype(lz);
+      launch_rows(rows, n, [&](auto g, dim3 grid, dim3 block) {
+        cross_entropy_backward_kernel<T, O, L, decltype(g)::value><<<grid, block, 0, stream>>>(
+            static_cast<const T*>(logits), static_cast<const L*>(labels),
+            static_cast<const acc_t<T>*>(lse), static_cast<const O*>(grad), static_cast<T*>(dx),
+            rows, n);
+      });
+    });
+  });
+  LOOM_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace loom::cuda
