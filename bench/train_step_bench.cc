@@ -5,7 +5,7 @@
 //
 //   loom_bench --model cnn|resnet50|gpt2 [--batch N] [--steps N] [--warmup N]
 //              [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N] [--graph on]
-//              [--kernel-trace on] [--attention composed|fused]
+//              [--kernel-trace on] [--attention composed|fused|cudnn]
 //
 // --kernel-trace (CUDA builds, needs libcupti at run time): adds "kernels", the device time per
 // kernel name over the timed steps (per step, largest first), and "kernel_ms_per_step".
@@ -74,7 +74,7 @@ struct Options {
             << "usage: loom_bench --model cnn|resnet50|gpt2 [--batch N] [--steps N] [--warmup N]\n"
             << "       [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N]\n"
             << "       [--peak-tflops X] [--graph on|off] [--kernel-trace on|off]\n"
-            << "       [--attention composed|fused]\n";
+            << "       [--attention composed|fused|cudnn]\n";
   std::exit(2);
 }
 
@@ -118,7 +118,8 @@ Options parse(int argc, char** argv) {
   if (o.model != "cnn" && o.model != "resnet50" && o.model != "gpt2")
     usage("unknown model '" + o.model + "'");
   if (o.precision != "f32" && o.precision != "bf16") usage("precision is f32 or bf16");
-  if (o.attention != "composed" && o.attention != "fused") usage("attention is composed or fused");
+  if (o.attention != "composed" && o.attention != "fused" && o.attention != "cudnn")
+    usage("attention is composed, fused or cudnn");
   if (o.steps < 1 || o.warmup < 0) usage("--steps must be >= 1 and --warmup >= 0");
   if (o.batch == 0) o.batch = o.model == "cnn" ? 128 : o.model == "resnet50" ? 256 : 16;
   return o;
@@ -184,8 +185,9 @@ nlohmann::json run(const Options& o) {
   check_device_usable(device, "loom_bench --device");
   // JAX's default GPU matmul precision for f32 allows TF32; match it so f32 compares like for like.
   set_allow_tf32(true);
-  set_attention_implementation(o.attention == "fused" ? AttentionImplementation::Fused
-                                                      : AttentionImplementation::Composed);
+  set_attention_implementation(o.attention == "fused"   ? AttentionImplementation::Fused
+                               : o.attention == "cudnn" ? AttentionImplementation::CuDnn
+                                                        : AttentionImplementation::Composed);
   Workload w = make_workload(o, device);
   const bool bf16 = o.precision == "bf16";
 

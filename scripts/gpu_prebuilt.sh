@@ -13,6 +13,7 @@
 #              the host waits for the GPU (LOOM_SYNC_DEBUG backtraces, symbolise them with
 #              addr2line -C -f -e build/bench/loom_bench), device time per kernel (--kernel-trace)
 #              and the step as a CUDA graph (--graph on); for gpt2 also with --attention fused
+#              and --attention cudnn
 # Exit status: 0 every test passed and every benchmark printed a result, 1 otherwise, 2 setup.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -134,12 +135,14 @@ PY
       2> "$P/$spec.graph.err" || log "WARNING: $spec graph run failed"
     tail -c 600 "$P/$spec.graph.json" "$P/$spec.graph.err"; echo
     if [[ $model == gpt2 ]]; then
-      log "$spec: fused attention (--attention fused), kernels then graph"
-      timeout 120 "${run[@]}" --warmup 3 --steps 10 --kernel-trace on --attention fused \
-        > "$P/$spec.fused.kernels.json" 2>&1 || log "WARNING: $spec fused kernel trace failed"
-      timeout 120 "${run[@]}" --warmup 3 --steps 20 --graph on --attention fused \
-        > "$P/$spec.fused.graph.json" 2>&1 || log "WARNING: $spec fused graph run failed"
-      tail -c 900 "$P/$spec.fused.kernels.json" "$P/$spec.fused.graph.json"; echo
+      for impl in fused cudnn; do
+        log "$spec: --attention $impl, kernels then graph"
+        timeout 120 "${run[@]}" --warmup 3 --steps 10 --kernel-trace on --attention $impl \
+          > "$P/$spec.$impl.kernels.json" 2>&1 || log "WARNING: $spec $impl kernel trace failed"
+        timeout 120 "${run[@]}" --warmup 3 --steps 20 --graph on --attention $impl \
+          > "$P/$spec.$impl.graph.json" 2>&1 || log "WARNING: $spec $impl graph run failed"
+        tail -c 900 "$P/$spec.$impl.kernels.json" "$P/$spec.$impl.graph.json"; echo
+      done
     fi
   done
   log "memory-bound kernels against the copy bandwidth"

@@ -68,4 +68,17 @@ if(LOOM_WITH_CUDA)
   add_library(loom_nccl INTERFACE)
   target_include_directories(loom_nccl INTERFACE ${LOOM_NCCL_INCLUDE})
   target_link_libraries(loom_nccl INTERFACE ${LOOM_NCCL_LIB})
+
+  # cudnn_frontend (header-only; pip install nvidia-cudnn-frontend puts it in site-packages/include)
+  # for cuDNN's fused attention. Optional: without it AttentionImplementation::CuDnn says so.
+  execute_process(COMMAND python3 -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+                  OUTPUT_VARIABLE _loom_purelib OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+  find_path(LOOM_CUDNN_FRONTEND_INCLUDE cudnn_frontend.h
+            HINTS ${LOOM_CUDNN_FRONTEND_ROOT} ${_loom_purelib}/include PATH_SUFFIXES include)
+  if(LOOM_CUDNN_FRONTEND_INCLUDE)
+    message(STATUS "loom: cudnn_frontend ${LOOM_CUDNN_FRONTEND_INCLUDE}")
+  else()
+    message(STATUS "loom: cudnn_frontend not found: cuDNN attention is not built "
+                   "(pip install nvidia-cudnn-frontend)")
+  endif()
 endif()

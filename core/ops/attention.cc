@@ -13,6 +13,7 @@
 #include "core/ops/softmax.h"
 #if LOOM_CUDA
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/cudnn_attention.h"
 #endif
 
 namespace loom {
@@ -136,7 +137,58 @@ std::string fused_unsupported(const Tensor& q, const Tensor& k, const Tensor& v,
   return "";
 }
 
+// Why cuDNN's attention cannot take this call, or "" when it can.
+std::string cudnn_unsupported(const Tensor& q, const Tensor& k, const Tensor& v,
+                              const AttentionOptions& opt) {
+  if (opt.mask.defined()) return "it takes no mask (causal only)";
+  if (opt.bias.defined()) return "it takes no bias";
+  if (opt.dropout_rate > 0) return "it has no dropout";
+  if (!q.is_cuda()) return "it runs on CUDA only (the operands are on " + q.device().str() + ")";
+  if (q.dtype() != k.dtype() || q.dtype() != v.dtype())
+    return "query, key and value must have one dtype";
+  if (v.dim(-1) != q.dim(-1)) return "value's head dim must equal the query's";
 #if LOOM_CUDA
+  return cuda::cudnn_attention_unsupported(q.dtype(), q.dim(-1));
+#else
+  return "";
+#endif
+}
+
+#if LOOM_CUDA
+// cuDNN's flash attention on [batch..., len, heads, dim] operands (batch dims flattened).
+Tensor cudnn_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
+                       const AttentionOptions& opt) {
+  const char* op = "dot_product_attention";
+  Tensor q = q_in.detach().contiguous(), k = k_in.detach().contiguous(), v = v_in.detach().contiguous();
+  cuda::CudnnAttention a;
+  a.shape.batch = shape_numel(Shape(q.shape().begin(), q.shape().end() - 3));
+  a.shape.q_len = q.dim(-3);
+  a.shape.kv_len = k.dim(-3);
+  a.shape.heads = q.dim(-2);
+  a.shape.head_dim = q.dim(-1);
+  a.dtype = q.dtype();
+  a.scale = 1.0 / std::sqrt(double(a.shape.head_dim));
+  a.causal = opt.causal;
+  a.device = q.device().index;
+  Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
+  Tensor lse = Tensor::empty({a.shape.batch, a.shape.heads, a.shape.q_len}, DType::F32, q.device());
+  cuda::cudnn_attention_forward(a, q.raw_data(), k.raw_data(), v.raw_data(), out.raw_data(),
+                                lse.data<float>(), stream_of(q));
+  if (!autograd::needs_grad({&q_in, &k_in, &v_in}))
+    return autograd::checked(op, std::move(out), {&q_in, &k_in, &v_in});
+  Tensor so = autograd::saved(out);
+  return autograd::record(op, out, {q_in, k_in, v_in}, [=](const Tensor& g_in) {
+    Tensor g = g_in.to(q.dtype()).contiguous();
+    Tensor dq = Tensor::empty(q.shape(), q.dtype(), q.device());
+    Tensor dk = Tensor::empty(k.shape(), k.dtype(), k.device());
+    Tensor dv = Tensor::empty(v.shape(), v.dtype(), v.device());
+    cuda::cudnn_attention_backward(a, q.raw_data(), k.raw_data(), v.raw_data(), so.raw_data(),
+                                   g.raw_data(), lse.data<float>(), dq.raw_data(), dk.raw_data(),
+                                   dv.raw_data(), stream_of(q));
+    return std::vector<Tensor>{dq, dk, dv};
+  });
+}
+
 // The fused kernels on [batch..., len, heads, dim] operands (batch dims flattened).
 Tensor fused_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
                        const AttentionOptions& opt) {
@@ -198,13 +250,15 @@ Tensor dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
   const char* op = "dot_product_attention";
   check_qkv(q, k, &v, op);
   DType dtype = promote_types(promote_types(q.dtype(), k.dtype()), v.dtype());
-  if (opt.implementation.value_or(attention_implementation()) == AttentionImplementation::Fused) {
+  const AttentionImplementation impl = opt.implementation.value_or(attention_implementation());
+  if (impl != AttentionImplementation::Composed) {
+    const bool fused = impl == AttentionImplementation::Fused;
     Tensor qd = q.to(dtype), kd = k.to(dtype), vd = v.to(dtype);
-    const std::string why = fused_unsupported(qd, kd, vd, opt);
-    LOOM_CHECK(why.empty(), NotImplementedError, op, ": the fused implementation cannot take "
-               "query ", describe(q), ", key ", describe(k), ", value ", describe(v), ": ", why,
-               "; use AttentionImplementation::Composed");
-    LOOM_CUDA_ONLY(return fused_attention(qd, kd, vd, opt));
+    const std::string why = fused ? fused_unsupported(qd, kd, vd, opt) : cudnn_unsupported(qd, kd, vd, opt);
+    LOOM_CHECK(why.empty(), NotImplementedError, op, ": the ", fused ? "fused" : "cuDNN",
+               " implementation cannot take query ", describe(q), ", key ", describe(k),
+               ", value ", describe(v), ": ", why, "; use AttentionImplementation::Composed");
+    LOOM_CUDA_ONLY(return fused ? fused_attention(qd, kd, vd, opt) : cudnn_attention(qd, kd, vd, opt));
   }
   Tensor weights = weights_impl(q.to(dtype), k.to(dtype), opt, op);
   return einsum("...hqk,...khd->...qhd", weights, v.to(dtype));

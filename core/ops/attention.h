@@ -1,11 +1,15 @@
-// Scaled dot-product attention as flax.linen.dot_product_attention. Two implementations, as
+// Scaled dot-product attention as flax.linen.dot_product_attention. Three implementations, as
 // jax.nn.dot_product_attention's `implementation`:
 //  - Composed (the default): einsum, masked softmax, einsum; gradients from those ops; any
 //    device, dtype, bias and dropout.
-//  - Fused (CUDA): one kernel forward and two backward (kernels/cuda/attention.h): the
-//    [heads, q_len, kv_len] logits and weights never reach device memory. float32, bfloat16 or
-//    float16, head_dim 32, 64 or 128, no bias, no dropout; asking for it elsewhere is an error
-//    that says why. Not yet measured on a GPU, so not the default.
+//  - Fused (CUDA): loom's own kernels, one forward and two backward (kernels/cuda/attention.h):
+//    the [heads, q_len, kv_len] logits and weights never reach device memory. float32, bfloat16
+//    or float16, head_dim 32, 64 or 128, no bias, no dropout. On the CUDA cores.
+//  - CuDnn (CUDA): cuDNN's fused flash attention (kernels/cuda/cudnn_attention.h), what JAX's
+//    implementation='cudnn' runs, on the tensor cores. bfloat16 or float16, head_dim a multiple
+//    of 8 up to 128, optionally causal; no mask, bias or dropout.
+// Asking for Fused or CuDnn where they cannot run is an error that says why. Neither has been
+// measured on a GPU yet, so neither is the default.
 //
 // Layout (Flax): q [..., q_len, heads, head_dim], k [..., kv_len, heads, head_dim],
 // v [..., kv_len, heads, v_dim]; the output is [..., q_len, heads, v_dim]. Batch dims must be
@@ -27,7 +31,7 @@
 
 namespace loom {
 
-enum class AttentionImplementation { Composed, Fused };
+enum class AttentionImplementation { Composed, Fused, CuDnn };
 
 struct AttentionOptions {
   Tensor bias;          // added to the logits; broadcastable to [..., heads, q_len, kv_len]
@@ -41,7 +45,7 @@ struct AttentionOptions {
 };
 
 /// The implementation dot_product_attention uses when the options name none (for a whole
-/// program, as loom_bench --attention fused does).
+/// program, as loom_bench --attention fused|cudnn does).
 void set_attention_implementation(AttentionImplementation implementation);
 AttentionImplementation attention_implementation();
 

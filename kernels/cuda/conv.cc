@@ -11,33 +11,13 @@
 #include "core/determinism.h"
 #include "core/error.h"
 #include "core/precision.h"
-#include "kernels/cuda/caching_allocator.h"
-
-#define LOOM_CUDNN_CHECK(call) LOOM_CUDA_LIB_CHECK(call, "cuDNN", cudnnGetErrorString)
+#include "kernels/cuda/cudnn_support.h"
 
 namespace loom::cuda {
 namespace {
 
 // Workspaces above this are skipped in favour of the next algorithm the heuristics rank.
 constexpr size_t kMaxWorkspace = size_t(1) << 30;
-
-void ensure_device(int device) {
-  int current = -1;
-  LOOM_CUDA_CHECK(cudaGetDevice(&current));
-  if (current != device) LOOM_CUDA_CHECK(cudaSetDevice(device));
-}
-
-// One handle per (thread, device): a cuDNN handle must not be used by two threads at once.
-// Deliberately never destroyed: tearing cuDNN down during static destruction races with the
-// CUDA runtime's own shutdown.
-cudnnHandle_t handle(int device, Stream stream) {
-  thread_local std::vector<cudnnHandle_t> handles;
-  if (handles.size() <= size_t(device)) handles.resize(size_t(device) + 1, nullptr);
-  cudnnHandle_t& h = handles[size_t(device)];
-  if (!h) LOOM_CUDNN_CHECK(cudnnCreate(&h));
-  LOOM_CUDNN_CHECK(cudnnSetStream(h, stream));
-  return h;
-}
 
 int to_int(int64_t v) {
   LOOM_CHECK(v >= 0 && v <= INT_MAX, ShapeError, "conv: size ", v,
@@ -74,20 +54,6 @@ cudnnMathType_t math_type(DType t) {
 }
 
 /// Device scratch from the caching allocator, returned (stream-ordered) when it goes out of scope.
-struct Workspace {
-  Workspace(size_t n, int dev) : bytes(n), device(dev) {
-    if (n) ptr = CachingAllocator::get(device).allocate(n);
-  }
-  ~Workspace() {
-    if (ptr) CachingAllocator::get(device).free(ptr);
-  }
-  Workspace(const Workspace&) = delete;
-  Workspace& operator=(const Workspace&) = delete;
-  void* ptr = nullptr;
-  size_t bytes;
-  int device;
-};
-
 struct Descriptors {
   cudnnTensorDescriptor_t x = nullptr, y = nullptr;
   cudnnFilterDescriptor_t w = nullptr;
@@ -271,13 +237,13 @@ struct Scalars {
 
 void conv_forward(const ConvGeometry& g, DType dtype, const void* x, const void* w_krsc, void* y,
                   int device, Stream stream) {
-  ensure_device(device);
-  cudnnHandle_t h = handle(device, stream);
+  ensure_cudnn_device(device);
+  cudnnHandle_t h = cudnn_handle(device, stream);
   Descriptors d;
   make_descriptors(d, g, dtype);
   Choice c = choose(Pass::Forward, h, d, g, dtype, device);
   LOOM_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math));
-  Workspace ws(c.workspace, device);
+  CudnnWorkspace ws(c.workspace, device);
   Scalars s(dtype);
   LOOM_CUDNN_CHECK(cudnnConvolutionForward(h, s.one(), d.x, x, d.w, w_krsc, d.conv,
                                            cudnnConvolutionFwdAlgo_t(c.algo), ws.ptr, ws.bytes,
@@ -286,13 +252,13 @@ void conv_forward(const ConvGeometry& g, DType dtype, const void* x, const void*
 
 void conv_backward_input(const ConvGeometry& g, DType dtype, const void* dy, const void* w_krsc,
                          void* dx, int device, Stream stream) {
-  ensure_device(device);
-  cudnnHandle_t h = handle(device, stream);
+  ensure_cudnn_device(device);
+  cudnnHandle_t h = cudnn_handle(device, stream);
   Descriptors d;
   make_descriptors(d, g, dtype);
   Choice c = choose(Pass::BackwardData, h, d, g, dtype, device);
   LOOM_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math));
-  Workspace ws(c.workspace, device);
+  CudnnWorkspace ws(c.workspace, device);
   Scalars s(dtype);
   LOOM_CUDNN_CHECK(cudnnConvolutionBackwardData(h, s.one(), d.w, w_krsc, d.y, dy, d.conv,
                                                 cudnnConvolutionBwdDataAlgo_t(c.algo), ws.ptr,
@@ -301,13 +267,13 @@ void conv_backward_input(const ConvGeometry& g, DType dtype, const void* dy, con
 
 void conv_backward_kernel(const ConvGeometry& g, DType dtype, const void* x, const void* dy,
                           void* dw_krsc, int device, Stream stream) {
-  ensure_device(device);
-  cudnnHandle_t h = handle(device, stream);
+  ensure_cudnn_device(device);
+  cudnnHandle_t h = cudnn_handle(device, stream);
   Descriptors d;
   make_descriptors(d, g, dtype);
   Choice c = choose(Pass::BackwardFilter, h, d, g, dtype, device);
   LOOM_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math));
-  Workspace ws(c.workspace, device);
+  CudnnWorkspace ws(c.workspace, device);
   Scalars s(dtype);
   LOOM_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, s.one(), d.x, x, d.y, dy, d.conv,
                                                   cudnnConvolutionBwdFilterAlgo_t(c.algo), ws.ptr,

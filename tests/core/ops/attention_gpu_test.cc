@@ -97,5 +97,52 @@ TEST(AttentionGpu, FusedMatchesComposed) {
   }
 }
 
+TEST(AttentionGpu, CuDnnMatchesComposed) {
+  LOOM_REQUIRE_GPU();
+  struct Case {
+    int64_t batch, q_len, kv_len, heads, dim;
+    bool causal;
+  };
+  const Case cases[] = {{2, 64, 64, 3, 64, true}, {1, 37, 45, 2, 64, false},
+                        {2, 128, 128, 4, 128, true}, {1, 100, 100, 2, 32, true}};
+  for (const Case& c : cases) {
+    Tensor q = test_values({c.batch, c.q_len, c.heads, c.dim}, 1, -1, 1, DType::F32);
+    Tensor k = test_values({c.batch, c.kv_len, c.heads, c.dim}, 2, -1, 1, DType::F32);
+    Tensor v = test_values({c.batch, c.kv_len, c.heads, c.dim}, 3, -1, 1, DType::F32);
+    Tensor ct = test_values({c.batch, c.q_len, c.heads, c.dim}, 4, -1, 1, DType::F32);
+    for (DType dt : {DType::BF16, DType::F16}) {
+      const std::string what = detail::cat("b", c.batch, " q", c.q_len, " kv", c.kv_len, " h",
+                                           c.heads, " d", c.dim, c.causal ? " causal" : "", " ",
+                                           dtype_name(dt));
+      auto run = [&](Device d, AttentionImplementation impl, DType t) {
+        AttentionOptions opt;
+        opt.causal = c.causal;
+        opt.implementation = impl;
+        std::vector<Tensor> leaves;
+        for (const Tensor& x : {q, k, v})
+          leaves.push_back(autograd::make_leaf(x.to(t).to(DType::F32).to(t).to(d), int64_t(leaves.size())));
+        autograd::RecordingGuard rec(true);
+        Tensor y = dot_product_attention(leaves[0], leaves[1], leaves[2], opt);
+        std::vector<Tensor> out{y.detach()};
+        for (Tensor& g : autograd::backward(sum(y * ct.to(dt).to(t).to(d)), leaves)) out.push_back(g);
+        for (Tensor& x : out) x = x.to(Device::cpu()).to(DType::F32);
+        return out;
+      };
+      // The reference: composed, float32, on the values rounded to dt (the cotangent too).
+      std::vector<Tensor> ref = run(Device::cpu(), AttentionImplementation::Composed, DType::F32);
+      std::vector<Tensor> got;
+      try {
+        got = run(Device::cuda(), AttentionImplementation::CuDnn, dt);
+      } catch (const NotImplementedError& e) {
+        ADD_FAILURE() << what << ": " << e.what();
+        continue;
+      }
+      const char* names[] = {"out", "dq", "dk", "dv"};
+      for (size_t i = 0; i < ref.size(); ++i)
+        EXPECT_TRUE(testing::close_in_low_precision(got[i], ref[i], dt)) << what << " " << names[i];
+    }
+  }
+}
+
 }  // namespace
 }  // namespace loom

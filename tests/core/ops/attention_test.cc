@@ -135,6 +135,16 @@ TEST(Attention, FusedImplementationSaysWhyItCannotRun) {
   EXPECT_EQ(dot_product_attention(q, k, v).shape(), (Shape{1, 4, 2, 64}));
 }
 
+TEST(Attention, CuDnnImplementationSaysWhyItCannotRun) {
+  Tensor q = ones({1, 4, 2, 64}), k = ones({1, 4, 2, 64}), v = ones({1, 4, 2, 64});
+  AttentionOptions opt;
+  opt.implementation = AttentionImplementation::CuDnn;
+  EXPECT_THROW_WITH((void)dot_product_attention(q, k, v, opt), NotImplementedError,
+                    "the cuDNN implementation cannot take", "[1, 4, 2, 64]", "CUDA only");
+  opt.mask = ones({1, 2, 4, 4}, DType::Bool);
+  EXPECT_THROW_WITH((void)dot_product_attention(q, k, v, opt), NotImplementedError, "no mask");
+}
+
 TEST(Attention, Errors) {
   auto expect_msg = [](auto&& fn, std::initializer_list<const char*> parts) {
     try {
