@@ -19,6 +19,8 @@ template <class M>
 Tensor attention_call(const M& m, Tensor q_in, Tensor k_in, Tensor v_in,
                       const AttentionArgs& args) {
   const std::string ctx = M::type_name() + " at " + m.path_text();
+  LOOM_CHECK(!(args.causal && m.decode), ValueError, ctx,
+             ": causal with decode = true: the cache's mask already hides the later positions");
   if (!k_in.defined()) {
     LOOM_CHECK(!v_in.defined(), ValueError, ctx,
                ": inputs_k cannot be undefined if inputs_v is given; to use one tensor for both "
@@ -79,6 +81,7 @@ Tensor attention_call(const M& m, Tensor q_in, Tensor k_in, Tensor v_in,
   }
   AttentionOptions opt;
   opt.mask = mask;
+  opt.causal = args.causal;
   bool det = args.deterministic.value_or(m.deterministic);
   if (m.dropout_rate > 0.0 && !det) {
     opt.dropout_rate = m.dropout_rate;

@@ -7,6 +7,7 @@
 //
 // Masks are bool tensors broadcastable to [batch..., heads, q_len, kv_len] (numeric masks count
 // non-zero as true); make_causal_mask / make_attention_mask / combine_masks build them.
+// AttentionArgs::causal gives the causal mask without a tensor.
 //
 // Example:
 //   nn::MultiHeadDotProductAttention mha{.num_heads = 8, .qkv_features = 512};
@@ -24,6 +25,10 @@ namespace loom::nn {
 /// Per-call arguments of attention (Flax's keyword arguments).
 struct AttentionArgs {
   Tensor mask = {};
+  /// Also mask key j > query i, as jax.nn.dot_product_attention's is_causal: the causal mask
+  /// without a mask tensor, which lets the Fused and CuDnn attention implementations run
+  /// (core/ops/attention.h). Not with decode's cache, whose own mask covers causality.
+  bool causal = false;
   /// Overrides the module's `deterministic` (dropout off) when set.
   std::optional<bool> deterministic = {};
   /// Dropout key instead of make_rng("dropout").

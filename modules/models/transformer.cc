@@ -19,7 +19,7 @@ Tensor TransformerBlock::call(const Tensor& x, const Tensor& mask) const {
                                    .dtype = dtype,
                                    .dropout_rate = dropout_rate,
                                    .deterministic = deterministic}
-          .named("attn")(y, AttentionArgs{.mask = mask});
+          .named("attn")(y, AttentionArgs{.mask = mask, .causal = causal});
   y = Dropout{.rate = dropout_rate}(y, deterministic);
   Tensor h = x + y;
   y = LayerNorm{.dtype = dtype}.named("ln_2")(h);
@@ -45,12 +45,15 @@ Tensor TransformerLM::call(const Tensor& tokens) const {
   Tensor x = wte(tokens);
   x = x + wpe(positions);
   x = Dropout{.rate = dropout_rate}(x, deterministic);
-  Tensor mask = make_causal_mask(tokens);
+  // Causal attention as a flag rather than make_causal_mask's tensor (the same weights): the
+  // fused attention implementations take the flag, not an arbitrary mask.
+  const Tensor mask;
   TransformerBlock block{.num_heads = num_heads,
                          .mlp_dim = mlp_dim.value_or(4 * d_model),
                          .dropout_rate = dropout_rate,
                          .deterministic = deterministic,
-                         .dtype = dtype};
+                         .dtype = dtype,
+                         .causal = true};
   if (scan_layers) {
     if (remat)
       x = Scan<Remat<TransformerBlock>>{.block = Remat<TransformerBlock>{.block = block},

@@ -1,6 +1,7 @@
 // A decoder-only language model of the GPT-2 kind, written as the Flax module in
 // scripts/golden/gen_flax_models.py: token embedding "wte" + learned positions "wpe", dropout,
-// num_layers pre-LayerNorm blocks (ln_1, causal self-attention "attn", dropout, residual; ln_2,
+// num_layers pre-LayerNorm blocks (ln_1, causal self-attention "attn" (the causal flag, not a
+// mask tensor, so the fused attention implementations apply), dropout, residual; ln_2,
 // MLP c_fc -> gelu (tanh) -> c_proj, dropout, residual), final LayerNorm "ln_f", and logits
 // tied to the token embedding (wte.attend). Flax's default initialisers throughout.
 //
@@ -24,13 +25,15 @@
 
 namespace loom::nn::models {
 
-/// One pre-LayerNorm decoder block: call(x [B, T, d], mask [B, 1, T, T]) -> [B, T, d].
+/// One pre-LayerNorm decoder block: call(x [B, T, d], mask [B, 1, T, T] or undefined) -> [B, T, d].
 struct TransformerBlock : Module<TransformerBlock> {
   int64_t num_heads = 0;
   int64_t mlp_dim = 0;
   double dropout_rate = 0.0;
   bool deterministic = true;
   std::optional<DType> dtype = {};
+  /// Causal self-attention without a mask tensor (AttentionArgs::causal), with `mask` if given.
+  bool causal = false;
 
   Tensor call(const Tensor& x, const Tensor& mask) const;
 };

@@ -202,6 +202,16 @@ TEST(Layers, MasksAndDeterministicAttention) {
   Tensor w = inter.at("intermediates/attention_weights/0").tensor();
   EXPECT_EQ(w.shape(), (Shape{2, 2, 3, 3}));
   EXPECT_ALLCLOSE(slice_axis(sum(w, {-1}), 2, 0, 2), ones({2, 2, 2}), 1e-6, 1e-6);
+  // causal = true is make_causal_mask without the tensor, alone and with another mask.
+  EXPECT_ALLCLOSE(mha.apply(vars, x, nn::AttentionArgs{.causal = true, .deterministic = true}),
+                  mha.apply(vars, x, nn::AttentionArgs{.mask = nn::make_causal_mask(tokens), .deterministic = true}),
+                  0, 0);
+  EXPECT_ALLCLOSE(mha.apply(vars, x, nn::AttentionArgs{.mask = pad, .causal = true, .deterministic = true}),
+                  mha.apply(vars, x, nn::AttentionArgs{.mask = both, .deterministic = true}), 0, 0);
+  nn::MultiHeadDotProductAttention cached{.num_heads = 2, .decode = true};
+  Tree cvars = cached.init(random::key(0), x);
+  EXPECT_THROW_WITH(cached.apply(cvars, x, nn::AttentionArgs{.causal = true}), ValueError,
+                    "causal with decode");
 }
 
 TEST(Layers, GradientsThroughLayers) {
