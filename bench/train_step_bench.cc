@@ -220,14 +220,15 @@ nlohmann::json run(const Options& o) {
                                                               : std::optional<Tree>(updates)),
                      loss};
   };
-  // --graph: the same step replayed as one CUDA graph (core/jit.h). The dropout key is frozen at
-  // capture, which these models (no dropout) do not notice.
+  // --graph: the same step replayed as one CUDA graph (core/jit.h), its state donated as JAX's
+  // (the optimizer writes the new state over the old). The dropout key is frozen at capture,
+  // which these models (no dropout) do not notice.
   Jit graph_step = jit([&](const Tree& in) {
     auto [next, loss] = train_step(state.load_state_dict(in), 0);
     Tree out = next.state_dict();
     out.insert("loss", loss);
     return out;
-  }, {.warmup = 1});
+  }, {.warmup = 1, .donate_inputs = true});
 
   double enqueue_ms = 0;  // host time to queue the step, up to the loss read of the last step
   auto step = [&](int64_t i) {

@@ -9,6 +9,20 @@
 #endif
 
 namespace loom {
+namespace {
+// The input buffers of the step being captured with donate_inputs on this thread, else null.
+thread_local const std::vector<Tensor>* donated_buffers = nullptr;
+}  // namespace
+
+bool donated(const Tensor& t) {
+  if (!donated_buffers || !t.defined()) return false;
+  for (const Tensor& b : *donated_buffers)
+    if (b.storage() == t.storage() && b.offset() == t.offset() && b.shape() == t.shape() &&
+        b.strides() == t.strides())
+      return true;
+  return false;
+}
+
 #if LOOM_CUDA
 namespace {
 
@@ -87,8 +101,11 @@ struct Jit::State {
     try {
       graph->begin_capture();
       try {
+        if (options.donate_inputs) donated_buffers = &input_buffers;
         outputs = fn(static_inputs);
+        donated_buffers = nullptr;
       } catch (...) {
+        donated_buffers = nullptr;
         graph->abandon_capture();
         throw;
       }

@@ -22,6 +22,8 @@
 // - The function must not wait for the GPU (item(), to(cpu), printing a CUDA tensor): that fails
 //   the capture with a CudaError naming loom::jit, and the stream stays usable.
 // - Outputs are the graph's own buffers: the next call overwrites them. Copy what must survive.
+// - Inputs are copied into the graph's input buffers, unless they are those buffers (the
+//   outputs of the previous call, with donate_inputs).
 // Without CUDA tensors (or before the capture) the function simply runs.
 #pragma once
 #include <functional>
@@ -33,7 +35,18 @@ namespace loom {
 
 struct JitOptions {
   int warmup = 2;  // ordinary calls before the capture
+  /// The inputs are donated, as with jax.jit's donate_argnums: in the captured step, an op that
+  /// replaces an input tensor wholesale may write over its buffer (the fused optimizer updates
+  /// write the new params and moments over the old ones) instead of a new one. The step must
+  /// not read an input after the op that replaces it. The outputs then share the inputs'
+  /// buffers, so a loop that passes them back copies nothing in, and the old and new state are
+  /// never both in memory.
+  bool donate_inputs = false;
 };
+
+/// While a loom::jit step with donate_inputs is being captured: whether `t` is the whole of one
+/// of its input buffers, which an op producing its replacement may overwrite. False otherwise.
+bool donated(const Tensor& t);
 
 class Jit {
  public:

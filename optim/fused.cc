@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/jit.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
 #include "kernels/cpu/optim_update.h"
@@ -40,9 +41,18 @@ const float* input(Batch& b, const Tensor& t) {
   return b.inputs.back().data<float>();
 }
 
+// Where the kernel writes the replacement of `old`: over it when a loom::jit capture with
+// donated inputs owns it (core/jit.h), else a new tensor.
+Tensor output_for(const Tensor& old, const Device& device) {
+  if (donated(old) && old.is_contiguous()) return old;
+  return Tensor::empty(old.shape(), DType::F32, device);
+}
+
 // Collects grads (and, where given, params / mu / nu by path) into a Batch; nullopt when some
-// leaf is not a float32 tensor of the grad's shape on the first grad's device.
-std::optional<Batch> gather(const Tree& grads, const Tree* params, const Tree* mu, const Tree* nu) {
+// leaf is not a float32 tensor of the grad's shape on the first grad's device. With `apply` the
+// outputs are the new params, else the updates.
+std::optional<Batch> gather(const Tree& grads, const Tree* params, const Tree* mu, const Tree* nu,
+                            bool apply) {
   auto flat = grads.flatten();
   if (flat.empty()) return std::nullopt;
   Batch b;
@@ -55,8 +65,9 @@ std::optional<Batch> gather(const Tree& grads, const Tree* params, const Tree* m
     OptimLeaf leaf;
     leaf.n = g.numel();
     leaf.grad = input(b, g);
+    Tensor p;
     if (params) {
-      Tensor p = at(params, path);
+      p = at(params, path);
       if (!fits(p, b.device, g.shape())) return std::nullopt;
       leaf.param = input(b, p);
     }
@@ -64,17 +75,17 @@ std::optional<Batch> gather(const Tree& grads, const Tree* params, const Tree* m
       Tensor m = at(mu, path);
       if (!fits(m, b.device, g.shape())) return std::nullopt;
       leaf.mu = input(b, m);
-      b.new_mu.push_back(Tensor::empty(g.shape(), DType::F32, b.device));
+      b.new_mu.push_back(output_for(m, b.device));
       leaf.new_mu = b.new_mu.back().data<float>();
     }
     if (nu) {
       Tensor v = at(nu, path);
       if (!fits(v, b.device, g.shape())) return std::nullopt;
       leaf.nu = input(b, v);
-      b.new_nu.push_back(Tensor::empty(g.shape(), DType::F32, b.device));
+      b.new_nu.push_back(output_for(v, b.device));
       leaf.new_nu = b.new_nu.back().data<float>();
     }
-    b.out.push_back(Tensor::empty(g.shape(), DType::F32, b.device));
+    b.out.push_back(apply ? output_for(p, b.device) : Tensor::empty(g.shape(), DType::F32, b.device));
     leaf.out = b.out.back().data<float>();
     b.leaves.push_back(leaf);
   }
@@ -141,7 +152,7 @@ std::optional<std::pair<Tree, Tree>> try_fused_adam(const AdamSpec& spec, const 
   bool need_params = apply || wd != 0.0;
   if (need_params && !grads.same_structure(params)) return std::nullopt;
   std::optional<Batch> batch =
-      gather(grads, need_params ? &params : nullptr, &adam_state["mu"], &adam_state["nu"]);
+      gather(grads, need_params ? &params : nullptr, &adam_state["mu"], &adam_state["nu"], apply);
   if (!batch || !is_count(adam_state["count"], batch->device)) return std::nullopt;
   Batch& b = *batch;
 
@@ -198,7 +209,7 @@ std::optional<std::pair<Tree, Tree>> try_fused_sgd(const ScalarOrSchedule& lr,
     trace_tree = &s0["trace"];
   }
   if (apply && !grads.same_structure(params)) return std::nullopt;
-  std::optional<Batch> batch = gather(grads, apply ? &params : nullptr, trace_tree, nullptr);
+  std::optional<Batch> batch = gather(grads, apply ? &params : nullptr, trace_tree, nullptr, apply);
   if (!batch) return std::nullopt;
   Batch& b = *batch;
   SgdConfig c;

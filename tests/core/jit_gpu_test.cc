@@ -1,5 +1,6 @@
 // loom::jit on a GPU: a training step captured as a CUDA graph gives the eager step's numbers,
-// replays without allocating, and a step that waits for the GPU fails the capture cleanly.
+// replays without allocating, updates donated inputs in place, and a step that waits for the
+// GPU fails the capture cleanly.
 #include <gtest/gtest.h>
 
 #include "core/grad.h"
@@ -8,6 +9,8 @@
 #include "core/ops/elementwise.h"
 #include "core/ops/linalg.h"
 #include "core/ops/reduce.h"
+#include "optim/optimizers.h"
+#include "optim/transform.h"
 #include "tests/support/testing.h"
 
 namespace loom {
@@ -66,6 +69,56 @@ TEST(JitGpu, CapturedStepEqualsEagerStep) {
   EXPECT_LT(replayed.back(), replayed.front());
   EXPECT_EQ(memory_stats(pb.gpu).num_device_mallocs, mallocs_after_capture);  // replays allocate nothing
   EXPECT_ALLCLOSE(q["w1"].tensor().to(Device::cpu()), p["w1"].tensor().to(Device::cpu()), 1e-5, 1e-6);
+}
+
+TEST(JitGpu, DonatedInputsAreUpdatedInPlace) {
+  LOOM_REQUIRE_GPU();
+  Problem pb;
+  // adamw's fused update writes the new params and moments over the donated inputs: the same
+  // numbers as the eager step, and the outputs are the buffers passed in (nothing is copied).
+  optim::GradientTransformation tx = optim::adamw(1e-2, {.weight_decay = 0.1});
+  auto train_step = [&](const Tree& in) {
+    auto loss_fn = [&](const Tree& p) {
+      Tensor h = relu(matmul(pb.x, p["w1"].tensor()));
+      return mean(square(matmul(h, p["w2"].tensor()) - pb.y));
+    };
+    auto [loss, grads] = value_and_grad(loss_fn)(in["params"]);
+    auto [params, opt] = optim::update_and_apply(tx, grads, in["opt"], in["params"]);
+    Tree out;
+    out.insert("params", params);
+    out.insert("opt", opt);
+    out.insert("loss", loss);
+    return out;
+  };
+  auto initial = [&] {
+    Tree t;
+    t.insert("params", pb.params());
+    t.insert("opt", tx.init(t["params"]));
+    return t;
+  };
+  std::vector<float> eager, replayed;
+  Tree p = initial();
+  for (int i = 0; i < 6; ++i) {
+    Tree out = train_step(p);
+    eager.push_back(out["loss"].tensor().item<float>());
+    out.erase("loss");
+    p = out;
+  }
+  Jit step = jit(train_step, {.warmup = 1, .donate_inputs = true});
+  Tree q = initial();
+  for (int i = 0; i < 6; ++i) {
+    Tree out = step(q);
+    replayed.push_back(out["loss"].tensor().item<float>());
+    out.erase("loss");
+    if (i >= 2) {  // the capture was call 1; call 2 was given its outputs, its input buffers
+      for (const char* leaf : {"params/w1", "opt/0/mu/w2", "opt/0/nu/w1"})
+        EXPECT_EQ(out.at(leaf).tensor().storage(), q.at(leaf).tensor().storage()) << leaf << " call " << i;
+    }
+    q = out;
+  }
+  for (size_t i = 0; i < eager.size(); ++i) EXPECT_EQ(replayed[i], eager[i]) << "step " << i;
+  EXPECT_ALLCLOSE(q.at("params/w1").tensor().to(Device::cpu()), p.at("params/w1").tensor().to(Device::cpu()), 0, 0);
+  EXPECT_FALSE(donated(q.at("params/w1").tensor()));  // only while a step is being captured
 }
 
 TEST(JitGpu, ChangedInputShapeIsAnError) {

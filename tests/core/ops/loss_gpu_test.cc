@@ -60,7 +60,7 @@ TEST(LossGpu, IntegerLabelCrossEntropyInFloat32FromHalfLogits) {
       const std::string what = std::string(dtype_name(half)) + " C=" + std::to_string(classes);
       EXPECT_EQ(gpu.dtype(), DType::F32) << what;
       EXPECT_EQ(gpu_g[0].dtype(), half) << what;
-      EXPECT_ALLCLOSE(gpu, cpu, 1e-5, 1e-5) << what;
+      EXPECT_ALLCLOSE(gpu, cpu, 1e-5, 1e-4) << what;  // float sums of up to 50257 terms
       EXPECT_TRUE(testing::close_in_low_precision(gpu_g[0], cpu_g[0].to(DType::F32), half)) << what;
       auto [cast, cast_g] = testing::run_on(Device::cuda(), [&](const std::vector<Tensor>& in) {
         return softmax_cross_entropy_with_integer_labels(in[0].to(DType::F32), labels.to(in[0].device()));
