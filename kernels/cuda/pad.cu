@@ -51,6 +51,20 @@ __global__ void pad_kernel(const T* x, PadIndex pi, T* out, int64_t n, T fill) {
   }
 }
 
+// The trailing dims that are neither padded nor strided (NHWC's channels, say) form rows copied
+// V elements at a time: the index arithmetic runs once per V elements, not per element.
+template <typename T, int V>
+__global__ void pad_rows_kernel(const T* x, PadIndex pi, T* out, int64_t rows, int64_t row_packs,
+                                T fill) {
+  Pack<T, V> fill_pack;
+#pragma unroll
+  for (int e = 0; e < V; ++e) fill_pack.v[e] = fill;
+  LOOM_GRID_STRIDE_LOOP(i, rows * row_packs) {
+    const int64_t src = pi.source(i / row_packs);
+    store_pack<V>(out + i * V, src < 0 ? fill_pack : load_pack<V>(x + src + (i % row_packs) * V));
+  }
+}
+
 template <typename T>
 __global__ void pad_backward_kernel(const T* g, PadIndex pi, T* dx, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
@@ -75,8 +89,30 @@ void pad(const void* x, const Shape& x_shape, const Shape& x_strides, void* out,
     else if constexpr (std::is_same_v<T, __half>) fill = __float2half_rn(float(value));
     else if constexpr (std::is_same_v<T, bool>) fill = value != 0;
     else fill = static_cast<T>(value);
-    pad_kernel<T><<<blocks_for(n), 256, 0, stream>>>(static_cast<const T*>(x), pi,
-                                                      static_cast<T*>(out), n, fill);
+    constexpr int V = 16 / sizeof(T) > 0 ? int(16 / sizeof(T)) : 1;
+    // Rows: the trailing dims without padding over which x is contiguous.
+    int64_t inner = 1;
+    size_t outer_dims = out_shape.size();
+    while (outer_dims > 0) {
+      const size_t d = outer_dims - 1;
+      if (lo[d] != 0 || out_shape[d] != x_shape[d] || x_strides[d] != inner) break;
+      inner *= x_shape[d];
+      --outer_dims;
+    }
+    bool rows_aligned = V > 1 && inner % V == 0 && pack_aligned<T, V>(x) && pack_aligned<T, V>(out);
+    for (size_t d = 0; d < outer_dims && rows_aligned; ++d) rows_aligned = x_strides[d] % V == 0;
+    if (rows_aligned) {
+      const Shape outer(out_shape.begin(), out_shape.begin() + outer_dims);
+      PadIndex rows = make_pad_index(Shape(x_shape.begin(), x_shape.begin() + outer_dims),
+                                     Shape(x_strides.begin(), x_strides.begin() + outer_dims),
+                                     outer, Shape(lo.begin(), lo.begin() + outer_dims), mode);
+      const int64_t row_packs = inner / V, n_packs = shape_numel(outer) * row_packs;
+      pad_rows_kernel<T, V><<<blocks_for(n_packs), 256, 0, stream>>>(
+          static_cast<const T*>(x), rows, static_cast<T*>(out), shape_numel(outer), row_packs, fill);
+    } else {
+      pad_kernel<T><<<blocks_for(n), 256, 0, stream>>>(static_cast<const T*>(x), pi,
+                                                        static_cast<T*>(out), n, fill);
+    }
   });
   LOOM_CUDA_CHECK(cudaGetLastError());
 }

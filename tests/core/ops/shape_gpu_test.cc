@@ -70,6 +70,20 @@ TEST(ShapeGpu, PadEveryMode) {
                        x, "pad strided");
     expect_same_on_gpu([&](const Tensor& t) { return pad(t, pads, mode, 0.5); }, x.to(DType::BF16), "pad bf16", 1e-2);
   }
+  // NHWC with the channels unpadded (a strided conv's SAME padding): rows of 16-byte packs, also
+  // under a transposed batch/height (outer strides) and with channels too few for a pack.
+  Tensor nhwc = test_values({2, 5, 6, 16}, 3, -2, 2, DType::F32);
+  const std::vector<std::pair<int64_t, int64_t>> spatial = {{0, 0}, {0, 1}, {2, 1}, {0, 0}};
+  for (DType dt : {DType::F32, DType::BF16}) {
+    const double rtol = dt == DType::BF16 ? 1e-2 : 1e-6;  // the gradients' sums of copies
+    for (PadMode mode : {PadMode::Constant, PadMode::Reflect}) {
+      expect_same_on_gpu([&](const Tensor& t) { return pad(t, spatial, mode, -1.5); }, nhwc.to(dt), "pad rows", rtol);
+      expect_same_on_gpu([&](const Tensor& t) { return pad(transpose(t, {1, 0, 2, 3}), spatial, mode); },
+                         nhwc.to(dt), "pad rows strided", rtol);
+      expect_same_on_gpu([&](const Tensor& t) { return pad(slice_axis(t, 3, 0, 3), spatial, mode); },
+                         nhwc.to(dt), "pad short rows", rtol);
+    }
+  }
 }
 
 TEST(ShapeGpu, TakeAndTakeAlongAxis) {
