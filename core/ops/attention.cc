@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <string>
 
@@ -155,25 +156,27 @@ std::string cudnn_unsupported(const Tensor& q, const Tensor& k, const Tensor& v,
 }
 
 #if LOOM_CUDA
-// cuDNN's flash attention on [batch..., len, heads, dim] operands (batch dims flattened).
-Tensor cudnn_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
-                       const AttentionOptions& opt) {
+// The kernels' view of [batch..., len, heads, dim] operands: the batch dims flattened.
+cuda::AttentionShape attention_shape(const Tensor& q, const Tensor& k) {
+  cuda::AttentionShape s;
+  s.batch = shape_numel(Shape(q.shape().begin(), q.shape().end() - 3));
+  s.q_len = q.dim(-3);
+  s.kv_len = k.dim(-3);
+  s.heads = q.dim(-2);
+  s.head_dim = q.dim(-1);
+  return s;
+}
+
+// Fills dq, dk, dv (allocated like q, k, v) from the output gradient and the saved output.
+using AttentionBackward =
+    std::function<void(const Tensor& dout, const Tensor& out, Tensor& dq, Tensor& dk, Tensor& dv)>;
+
+// A fused implementation's output `out` of the contiguous q, k, v (from q_in, k_in, v_in),
+// recorded for autodiff with `backward`.
+Tensor record_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
+                        const Tensor& q, const Tensor& k, const Tensor& v, Tensor out,
+                        AttentionBackward backward) {
   const char* op = "dot_product_attention";
-  Tensor q = q_in.detach().contiguous(), k = k_in.detach().contiguous(), v = v_in.detach().contiguous();
-  cuda::CudnnAttention a;
-  a.shape.batch = shape_numel(Shape(q.shape().begin(), q.shape().end() - 3));
-  a.shape.q_len = q.dim(-3);
-  a.shape.kv_len = k.dim(-3);
-  a.shape.heads = q.dim(-2);
-  a.shape.head_dim = q.dim(-1);
-  a.dtype = q.dtype();
-  a.scale = 1.0 / std::sqrt(double(a.shape.head_dim));
-  a.causal = opt.causal;
-  a.device = q.device().index;
-  Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
-  Tensor lse = Tensor::empty({a.shape.batch, a.shape.heads, a.shape.q_len}, DType::F32, q.device());
-  cuda::cudnn_attention_forward(a, q.raw_data(), k.raw_data(), v.raw_data(), out.raw_data(),
-                                lse.data<float>(), stream_of(q));
   if (!autograd::needs_grad({&q_in, &k_in, &v_in}))
     return autograd::checked(op, std::move(out), {&q_in, &k_in, &v_in});
   Tensor so = autograd::saved(out);
@@ -182,24 +185,40 @@ Tensor cudnn_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
     Tensor dq = Tensor::empty(q.shape(), q.dtype(), q.device());
     Tensor dk = Tensor::empty(k.shape(), k.dtype(), k.device());
     Tensor dv = Tensor::empty(v.shape(), v.dtype(), v.device());
-    cuda::cudnn_attention_backward(a, q.raw_data(), k.raw_data(), v.raw_data(), so.raw_data(),
-                                   g.raw_data(), lse.data<float>(), dq.raw_data(), dk.raw_data(),
-                                   dv.raw_data(), stream_of(q));
+    backward(g, so, dq, dk, dv);
     return std::vector<Tensor>{dq, dk, dv};
   });
 }
 
-// The fused kernels on [batch..., len, heads, dim] operands (batch dims flattened).
+// cuDNN's flash attention on [batch..., len, heads, dim] operands.
+Tensor cudnn_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
+                       const AttentionOptions& opt) {
+  Tensor q = q_in.detach().contiguous(), k = k_in.detach().contiguous(), v = v_in.detach().contiguous();
+  cuda::CudnnAttention a;
+  a.shape = attention_shape(q, k);
+  a.dtype = q.dtype();
+  a.scale = 1.0 / std::sqrt(double(a.shape.head_dim));
+  a.causal = opt.causal;
+  a.device = q.device().index;
+  Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
+  Tensor lse = Tensor::empty({a.shape.batch, a.shape.heads, a.shape.q_len}, DType::F32, q.device());
+  cuda::cudnn_attention_forward(a, q.raw_data(), k.raw_data(), v.raw_data(), out.raw_data(),
+                                lse.data<float>(), stream_of(q));
+  return record_attention(q_in, k_in, v_in, q, k, v, std::move(out),
+                          [=](const Tensor& g, const Tensor& o, Tensor& dq, Tensor& dk, Tensor& dv) {
+    cuda::cudnn_attention_backward(a, q.raw_data(), k.raw_data(), v.raw_data(), o.raw_data(),
+                                   g.raw_data(), lse.data<float>(), dq.raw_data(), dk.raw_data(),
+                                   dv.raw_data(), stream_of(q));
+  });
+}
+
+// The fused kernels on [batch..., len, heads, dim] operands.
 Tensor fused_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
                        const AttentionOptions& opt) {
   const char* op = "dot_product_attention";
   Tensor q = q_in.detach().contiguous(), k = k_in.detach().contiguous(), v = v_in.detach().contiguous();
   cuda::AttentionParams p;
-  p.shape.batch = shape_numel(Shape(q.shape().begin(), q.shape().end() - 3));
-  p.shape.q_len = q.dim(-3);
-  p.shape.kv_len = k.dim(-3);
-  p.shape.heads = q.dim(-2);
-  p.shape.head_dim = q.dim(-1);
+  p.shape = attention_shape(q, k);
   p.dtype = q.dtype();
   p.scale = 1.0 / std::sqrt(double(p.shape.head_dim));
   p.causal = opt.causal;
@@ -215,20 +234,13 @@ Tensor fused_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
   Tensor stats = Tensor::empty({p.shape.batch, p.shape.heads, p.shape.q_len, 2}, DType::F32, q.device());
   cuda::attention_forward(p, q.raw_data(), k.raw_data(), v.raw_data(), out.raw_data(),
                           stats.data<float>(), stream_of(q));
-  if (!autograd::needs_grad({&q_in, &k_in, &v_in}))
-    return autograd::checked(op, std::move(out), {&q_in, &k_in, &v_in});
-  Tensor so = autograd::saved(out);
-  return autograd::record(op, out, {q_in, k_in, v_in}, [=](const Tensor& g_in) {
-    Tensor g = g_in.to(q.dtype()).contiguous();
-    Tensor dq = Tensor::empty(q.shape(), q.dtype(), q.device());
-    Tensor dk = Tensor::empty(k.shape(), k.dtype(), k.device());
-    Tensor dv = Tensor::empty(v.shape(), v.dtype(), v.device());
+  return record_attention(q_in, k_in, v_in, q, k, v, std::move(out),
+                          [=](const Tensor& g, const Tensor& o, Tensor& dq, Tensor& dk, Tensor& dv) {
     Tensor delta = Tensor::empty({p.shape.batch, p.shape.heads, p.shape.q_len}, DType::F32, q.device());
-    cuda::attention_backward(p, q.raw_data(), k.raw_data(), v.raw_data(), so.raw_data(),
+    cuda::attention_backward(p, q.raw_data(), k.raw_data(), v.raw_data(), o.raw_data(),
                              g.raw_data(), stats.data<float>(), delta.data<float>(), dq.raw_data(),
                              dk.raw_data(), dv.raw_data(), stream_of(q));
-    (void)mask;
-    return std::vector<Tensor>{dq, dk, dv};
+    (void)mask;  // kept alive for p.mask
   });
 }
 #endif

@@ -111,25 +111,34 @@ void visit_label_dtype(DType t, Fn&& fn) {
   }
 }
 
+/// launch(T{}, O{}, L{}, G, grid, block): logits T, loss and its gradient O, labels L, rows of
+/// n reduced by groups of G threads.
+template <typename Launch>
+void launch_typed_rows(DType dtype, DType loss_dtype, DType label_dtype, int64_t rows, int64_t n,
+                       Launch&& launch) {
+  visit_in_out(dtype, loss_dtype, kOp, [&](auto t, auto o) {
+    visit_label_dtype(label_dtype, [&](auto l) {
+      launch_rows(rows, n, [&](auto g, dim3 grid, dim3 block) { launch(t, o, l, g, grid, block); });
+    });
+  });
+  LOOM_CUDA_CHECK(cudaGetLastError());
+}
+
 }  // namespace
 
 void cross_entropy_int(const void* logits, DType dtype, const void* labels, DType label_dtype,
                        void* loss, DType loss_dtype, void* lse, int64_t rows, int64_t n,
                        Stream stream) {
   if (rows == 0) return;
-  visit_in_out(dtype, loss_dtype, kOp, [&](auto tz, auto oz) {
-    using T = decltype(tz);
-    using O = decltype(oz);
-    visit_label_dtype(label_dtype, [&](auto lz) {
-      using L = decltype(lz);
-      launch_rows(rows, n, [&](auto g, dim3 grid, dim3 block) {
-        cross_entropy_kernel<T, O, L, decltype(g)::value><<<grid, block, 0, stream>>>(
-            static_cast<const T*>(logits), static_cast<const L*>(labels), static_cast<O*>(loss),
-            static_cast<acc_t<T>*>(lse), rows, n);
-      });
-    });
+  launch_typed_rows(dtype, loss_dtype, label_dtype, rows, n, [&](auto t, auto o, auto l, auto g,
+                                                                 dim3 grid, dim3 block) {
+    using T = decltype(t);
+    using O = decltype(o);
+    using L = decltype(l);
+    cross_entropy_kernel<T, O, L, decltype(g)::value><<<grid, block, 0, stream>>>(
+        static_cast<const T*>(logits), static_cast<const L*>(labels), static_cast<O*>(loss),
+        static_cast<acc_t<T>*>(lse), rows, n);
   });
-  LOOM_CUDA_CHECK(cudaGetLastError());
 }
 
 void cross_entropy_int_backward(const void* logits, DType dtype, const void* labels,
@@ -137,20 +146,16 @@ void cross_entropy_int_backward(const void* logits, DType dtype, const void* lab
                                 DType grad_dtype, void* dx, int64_t rows, int64_t n,
                                 Stream stream) {
   if (rows * n == 0) return;
-  visit_in_out(dtype, grad_dtype, kOp, [&](auto tz, auto oz) {
-    using T = decltype(tz);
-    using O = decltype(oz);
-    visit_label_dtype(label_dtype, [&](auto lz) {
-      using L = decltype(lz);
-      launch_rows(rows, n, [&](auto g, dim3 grid, dim3 block) {
-        cross_entropy_backward_kernel<T, O, L, decltype(g)::value><<<grid, block, 0, stream>>>(
-            static_cast<const T*>(logits), static_cast<const L*>(labels),
-            static_cast<const acc_t<T>*>(lse), static_cast<const O*>(grad), static_cast<T*>(dx),
-            rows, n);
-      });
-    });
+  launch_typed_rows(dtype, grad_dtype, label_dtype, rows, n, [&](auto t, auto o, auto l, auto g,
+                                                                 dim3 grid, dim3 block) {
+    using T = decltype(t);
+    using O = decltype(o);
+    using L = decltype(l);
+    cross_entropy_backward_kernel<T, O, L, decltype(g)::value><<<grid, block, 0, stream>>>(
+        static_cast<const T*>(logits), static_cast<const L*>(labels),
+        static_cast<const acc_t<T>*>(lse), static_cast<const O*>(grad), static_cast<T*>(dx), rows,
+        n);
   });
-  LOOM_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace loom::cuda

@@ -1,9 +1,13 @@
 // One thread per output element (forward) or input element (backward), channels fastest so a
 // warp reads consecutive channels of the same window position; images (two spatial dims) take
-// a kernel without per-window-element index division. The selection rule and the
+// a kernel without per-window-element index division that moves 16 bytes of channels at a time. The selection rule and the
 // gather-form backward mirror kernels/cpu/pool.cc so the two backends agree bit for bit on
 // which element receives a max-pool gradient.
 #include <cuda/std/limits>
+
+#include <initializer_list>
+#include <type_traits>
+#include <utility>
 
 #include "kernels/cuda/device_types.cuh"
 #include "kernels/cuda/pool.h"
@@ -152,43 +156,55 @@ __global__ void pool_backward_kernel(PoolOp op, PoolParams p, const T* gout, con
 
 // Two spatial dims (images, NHWC), the common case: the same rules as the kernels above, with
 // the window walked as two nested loops and index arithmetic in I (int32 when it fits), instead
-// of dividing by every window extent for every window element.
-template <typename T, typename I>
+// of dividing by every window extent for every window element. A thread takes V consecutive
+// channels (16 bytes of T when the channels and pointers allow, else 1), so the index
+// arithmetic runs once per V channels and every access moves V elements.
+template <typename T, typename I, int V>
 __global__ void pool2d_forward_kernel(PoolOp op, PoolParams p, const T* x, T* out,
-                                      int32_t* argmax, I total) {
+                                      int32_t* argmax, I total_packs) {
   using A = acc_t<T>;
   const A pad = op == PoolOp::Max ? -::cuda::std::numeric_limits<A>::infinity()
                                   : ::cuda::std::numeric_limits<A>::infinity();
-  const I C = I(p.channels), H = I(p.in[0]), W = I(p.in[1]), OH = I(p.out[0]), OW = I(p.out[1]);
+  const I C = I(p.channels), CP = C / V, H = I(p.in[0]), W = I(p.in[1]), OH = I(p.out[0]),
+          OW = I(p.out[1]);
   const I KH = I(p.win[0]), KW = I(p.win[1]);
-  for (I e = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); e < total;
+  for (I e = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); e < total_packs;
        e += I(gridDim.x) * I(blockDim.x)) {
-    const I c = e % C, r = e / C;
+    const I c = (e % CP) * V, r = e / CP;
     const I ow = r % OW, r2 = r / OW;
     const I oh = r2 % OH, n = r2 / OH;
     const I h0 = oh * I(p.stride[0]) - I(p.lo[0]), w0 = ow * I(p.stride[1]) - I(p.lo[1]);
     const T* xs = x + int64_t(n) * H * W * C + c;
-    A best = A(0);
-    int32_t sel = -1;
-    bool nan = false, first = true;
+    A best[V];
+    int32_t sel[V];
+    bool nan[V];
+#pragma unroll
+    for (int j = 0; j < V; ++j) best[j] = A(0), sel[j] = -1, nan[j] = false;
+    bool first = true;
     for (I kh = 0; kh < KH; ++kh) {
       const I h = h0 + kh;
       for (I kw = 0; kw < KW; ++kw) {
         const I w = w0 + kw;
         const bool inside = h >= 0 && h < H && w >= 0 && w < W;
-        if (op == PoolOp::Avg) {
-          if (inside) best += cvt<A>(xs[(int64_t(h) * W + w) * C]);
-        } else {
-          const A v = inside ? cvt<A>(xs[(int64_t(h) * W + w) * C]) : pad;
-          if (first || (op == PoolOp::Max ? !(best >= v) : !(best <= v))) {
-            best = v;
-            sel = inside ? int32_t(h * W + w) : -1;
+        Pack<T, V> v{};
+        if (inside) v = load_pack<V>(xs + (int64_t(h) * W + w) * C);
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          if (op == PoolOp::Avg) {
+            if (inside) best[j] += cvt<A>(v.v[j]);
+          } else {
+            const A a = inside ? cvt<A>(v.v[j]) : pad;
+            if (first || (op == PoolOp::Max ? !(best[j] >= a) : !(best[j] <= a))) {
+              best[j] = a;
+              sel[j] = inside ? int32_t(h * W + w) : -1;
+            }
+            nan[j] = nan[j] || a != a;
           }
-          nan = nan || v != v;
         }
         first = false;
       }
     }
+    Pack<T, V> result;
     if (op == PoolOp::Avg) {
       I count = KH * KW;
       if (!p.include_pad) {
@@ -196,24 +212,30 @@ __global__ void pool2d_forward_kernel(PoolOp op, PoolParams p, const T* x, T* ou
         const I wl = w0 > 0 ? w0 : 0, wh = w0 + KW < W ? w0 + KW : W;
         count = (hh > hl ? hh - hl : 0) * (wh > wl ? wh - wl : 0);
       }
-      out[e] = cvt<T>(best / A(count));
+#pragma unroll
+      for (int j = 0; j < V; ++j) result.v[j] = cvt<T>(best[j] / A(count));
     } else {
-      out[e] = cvt<T>(nan ? ::cuda::std::numeric_limits<A>::quiet_NaN() : best);
-      if (argmax) argmax[e] = sel;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        result.v[j] = cvt<T>(nan[j] ? ::cuda::std::numeric_limits<A>::quiet_NaN() : best[j]);
+        if (argmax) argmax[int64_t(e) * V + j] = sel[j];
+      }
     }
+    store_pack<V>(out + int64_t(e) * V, result);
   }
 }
 
-template <typename T, typename I>
+template <typename T, typename I, int V>
 __global__ void pool2d_backward_kernel(PoolOp op, PoolParams p, const T* gout,
-                                       const int32_t* argmax, T* gin, I total) {
+                                       const int32_t* argmax, T* gin, I total_packs) {
   using A = acc_t<T>;
-  const I C = I(p.channels), H = I(p.in[0]), W = I(p.in[1]), OH = I(p.out[0]), OW = I(p.out[1]);
+  const I C = I(p.channels), CP = C / V, H = I(p.in[0]), W = I(p.in[1]), OH = I(p.out[0]),
+          OW = I(p.out[1]);
   const I KH = I(p.win[0]), KW = I(p.win[1]), SH = I(p.stride[0]), SW = I(p.stride[1]);
   const I LH = I(p.lo[0]), LW = I(p.lo[1]);
-  for (I e = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); e < total;
+  for (I e = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); e < total_packs;
        e += I(gridDim.x) * I(blockDim.x)) {
-    const I c = e % C, r = e / C;
+    const I c = (e % CP) * V, r = e / CP;
     const I iw = r % W, r2 = r / W;
     const I ih = r2 % H, n = r2 / H;
     // The outputs whose windows cover (ih, iw), per dim.
@@ -222,10 +244,13 @@ __global__ void pool2d_backward_kernel(PoolOp op, PoolParams p, const T* gout,
     const I oh_hi = (ih + LH) / SH < OH - 1 ? (ih + LH) / SH : OH - 1;
     const I ow_hi = (iw + LW) / SW < OW - 1 ? (iw + LW) / SW : OW - 1;
     const int32_t self = int32_t(ih * W + iw);
-    A acc = A(0);
+    A acc[V];
+#pragma unroll
+    for (int j = 0; j < V; ++j) acc[j] = A(0);
     for (I oh = oh_lo; oh <= oh_hi; ++oh)
       for (I ow = ow_lo; ow <= ow_hi; ++ow) {
         const int64_t at = ((int64_t(n) * OH + oh) * OW + ow) * C + c;
+        const Pack<T, V> g = load_pack<V>(gout + at);
         if (op == PoolOp::Avg) {
           I count = KH * KW;
           if (!p.include_pad) {
@@ -234,13 +259,32 @@ __global__ void pool2d_backward_kernel(PoolOp op, PoolParams p, const T* gout,
             const I wl = w0 > 0 ? w0 : 0, wh = w0 + KW < W ? w0 + KW : W;
             count = (hh > hl ? hh - hl : 0) * (wh > wl ? wh - wl : 0);
           }
-          acc += cvt<A>(gout[at]) / A(count);
-        } else if (argmax[at] == self) {
-          acc += cvt<A>(gout[at]);
+#pragma unroll
+          for (int j = 0; j < V; ++j) acc[j] += cvt<A>(g.v[j]) / A(count);
+        } else {
+          const Pack<int32_t, V> sel = load_pack<V>(argmax + at);
+#pragma unroll
+          for (int j = 0; j < V; ++j)
+            if (sel.v[j] == self) acc[j] += cvt<A>(g.v[j]);
         }
       }
-    gin[e] = cvt<T>(acc);
+    Pack<T, V> result;
+#pragma unroll
+    for (int j = 0; j < V; ++j) result.v[j] = cvt<T>(acc[j]);
+    store_pack<V>(gin + int64_t(e) * V, result);
   }
+}
+
+/// launch(V) with V = 16 bytes of T when the channels divide into packs of V and every pointer
+/// (with its element size) is aligned to a pack of V elements, else launch(1).
+template <typename T, typename Launch>
+void with_channel_pack(int64_t channels, std::initializer_list<std::pair<const void*, size_t>> pointers,
+                       Launch&& launch) {
+  constexpr int V = int(16 / sizeof(T));
+  bool packed = V > 1 && channels % V == 0;
+  for (auto [ptr, elem] : pointers) packed = packed && reinterpret_cast<uintptr_t>(ptr) % (elem * V) == 0;
+  if (packed) launch(std::integral_constant<int, V>{});
+  else launch(std::integral_constant<int, 1>{});
 }
 
 // int32 indices when every flat index (outputs, inputs, spatial positions) fits, with room for
@@ -262,14 +306,20 @@ void pool_forward(PoolOp op, const PoolGeometry& g, DType dtype, const void* x, 
     using T = decltype(z);
     const T* xt = static_cast<const T*>(x);
     T* ot = static_cast<T*>(out);
-    if (p.nd == 2 && fits_int32(g))
-      pool2d_forward_kernel<T, int32_t><<<blocks_for(total), 256, 0, stream>>>(
-          op, p, xt, ot, argmax, int32_t(total));
-    else if (p.nd == 2)
-      pool2d_forward_kernel<T, int64_t><<<blocks_for(total), 256, 0, stream>>>(
-          op, p, xt, ot, argmax, total);
-    else
+    if (p.nd == 2) {
+      with_channel_pack<T>(g.channels, {{x, sizeof(T)}, {out, sizeof(T)}}, [&](auto v) {
+        constexpr int V = decltype(v)::value;
+        const int64_t packs = total / V;
+        if (fits_int32(g))
+          pool2d_forward_kernel<T, int32_t, V><<<blocks_for(packs), 256, 0, stream>>>(
+              op, p, xt, ot, argmax, int32_t(packs));
+        else
+          pool2d_forward_kernel<T, int64_t, V><<<blocks_for(packs), 256, 0, stream>>>(
+              op, p, xt, ot, argmax, packs);
+      });
+    } else {
       pool_forward_kernel<T><<<blocks_for(total), 256, 0, stream>>>(op, p, xt, ot, argmax, total);
+    }
   });
   LOOM_CUDA_CHECK(cudaGetLastError());
 }
@@ -283,14 +333,21 @@ void pool_backward(PoolOp op, const PoolGeometry& g, DType dtype, const void* gr
     using T = decltype(z);
     const T* go = static_cast<const T*>(grad_out);
     T* gi = static_cast<T*>(grad_in);
-    if (p.nd == 2 && fits_int32(g))
-      pool2d_backward_kernel<T, int32_t><<<blocks_for(total), 256, 0, stream>>>(
-          op, p, go, argmax, gi, int32_t(total));
-    else if (p.nd == 2)
-      pool2d_backward_kernel<T, int64_t><<<blocks_for(total), 256, 0, stream>>>(
-          op, p, go, argmax, gi, total);
-    else
+    if (p.nd == 2) {
+      with_channel_pack<T>(g.channels, {{grad_out, sizeof(T)}, {grad_in, sizeof(T)}, {argmax, sizeof(int32_t)}},
+                           [&](auto v) {
+        constexpr int V = decltype(v)::value;
+        const int64_t packs = total / V;
+        if (fits_int32(g))
+          pool2d_backward_kernel<T, int32_t, V><<<blocks_for(packs), 256, 0, stream>>>(
+              op, p, go, argmax, gi, int32_t(packs));
+        else
+          pool2d_backward_kernel<T, int64_t, V><<<blocks_for(packs), 256, 0, stream>>>(
+              op, p, go, argmax, gi, packs);
+      });
+    } else {
       pool_backward_kernel<T><<<blocks_for(total), 256, 0, stream>>>(op, p, go, argmax, gi, total);
+    }
   });
   LOOM_CUDA_CHECK(cudaGetLastError());
 }

@@ -29,6 +29,7 @@ TEST(PoolGpu, ForwardAndBackwardMatchCpu) {
   LOOM_REQUIRE_GPU();
   std::vector<Case> cases = {
       {{2, 9, 10, 16}, {2, 2}, {2, 2}, Padding::valid(), false},
+      {{2, 12, 11, 24}, {3, 3}, {2, 2}, Padding::same(), false},  // ResNet's stem pool, packed channels
       {{2, 9, 10, 5}, {3, 3}, {2, 2}, Padding::same(), false},
       {{2, 9, 10, 5}, {3, 3}, {1, 1}, Padding::same(), true},
       {{1, 6, 7, 3}, {2, 3}, {1, 2}, Padding::explicit_pads({{1, 0}, {2, 1}}), true},
