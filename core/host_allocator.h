@@ -1,6 +1,7 @@
-// Caching allocator for host (CPU) tensor memory. Large blocks (>= 64 KiB) are rounded to a
-// size class and kept on a free list when released, so a training loop stops paying for
-// mmap/munmap and page faults on every step; small blocks go straight to the C allocator.
+// Caching allocator for host (CPU) tensor memory. Blocks are rounded to a size class and kept
+// on a free list when released, so a training loop stops paying for mmap/munmap and page faults
+// of large blocks, and for the C allocator's bookkeeping (and consolidation) of small ones, on
+// every step.
 #pragma once
 #include <cstddef>
 
@@ -11,9 +12,9 @@ void release(void* ptr, size_t nbytes);
 
 struct Stats {
   size_t cached = 0;      // bytes held on free lists
-  size_t in_use = 0;      // bytes of large blocks handed out
+  size_t in_use = 0;      // bytes handed out (by size class)
   size_t peak_in_use = 0;
-  size_t system_allocs = 0;  // large blocks obtained from the system
+  size_t system_allocs = 0;  // blocks obtained from the system
 };
 Stats stats();
 /// Returns every cached block to the system.
