@@ -3,10 +3,14 @@
 // bench/jax/train_step_bench.py prints for the Flax/Optax version, so scripts/bench.sh can put
 // the two side by side.
 //
-//   loom_bench --model cnn|resnet50|gpt2 [--batch N] [--steps N] [--warmup N]
+//   loom_bench --model cnn|resnet50|gpt2|transformer-lm [--batch N] [--steps N] [--warmup N]
 //              [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N] [--graph on]
 //              [--kernel-trace on] [--attention composed|fused|cudnn]
 //
+// transformer-lm (the zoo's 4-layer, d_model 128 language model, vocabulary 256, batch 4 x 32
+// tokens by default) is small enough that on a GPU its step measures the framework's cost per op
+// (dispatch, autodiff records, allocation, kernel launches) more than its kernels; on a CPU,
+// --batch 1 --seq 8 comes close.
 // --kernel-trace (CUDA builds, needs libcupti at run time): adds "kernels", the device time per
 // kernel name over the timed steps (per step, largest first), and "kernel_ms_per_step".
 // The batch is synthetic and made once on the device before timing, so the number is the step
@@ -61,7 +65,7 @@ struct Options {
   int64_t warmup = 5;
   std::string device = "cpu";
   std::string precision = "f32";
-  int64_t seq = 1024;     // gpt2
+  int64_t seq = 0;        // language models (0: gpt2 1024, transformer-lm 32)
   int64_t image = 224;    // resnet50
   double peak_tflops = 989.0;  // H100/H200 SXM dense bf16, llm.c's MFU denominator
   bool graph = false;          // replay the step as a CUDA graph (core/jit.h)
@@ -71,7 +75,8 @@ struct Options {
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "loom_bench: " << why << "\n"
-            << "usage: loom_bench --model cnn|resnet50|gpt2 [--batch N] [--steps N] [--warmup N]\n"
+            << "usage: loom_bench --model cnn|resnet50|gpt2|transformer-lm [--batch N] [--steps N]\n"
+            << "       [--warmup N]\n"
             << "       [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N]\n"
             << "       [--peak-tflops X] [--graph on|off] [--kernel-trace on|off]\n"
             << "       [--attention composed|fused|cudnn]\n";
@@ -115,13 +120,15 @@ Options parse(int argc, char** argv) {
   flag("graph", o.graph);
   flag("kernel-trace", o.kernel_trace);
   if (!kv.empty()) usage("unknown option --" + kv.begin()->first);
-  if (o.model != "cnn" && o.model != "resnet50" && o.model != "gpt2")
+  if (o.model != "cnn" && o.model != "resnet50" && o.model != "gpt2" && o.model != "transformer-lm")
     usage("unknown model '" + o.model + "'");
   if (o.precision != "f32" && o.precision != "bf16") usage("precision is f32 or bf16");
   if (o.attention != "composed" && o.attention != "fused" && o.attention != "cudnn")
     usage("attention is composed, fused or cudnn");
   if (o.steps < 1 || o.warmup < 0) usage("--steps must be >= 1 and --warmup >= 0");
-  if (o.batch == 0) o.batch = o.model == "cnn" ? 128 : o.model == "resnet50" ? 256 : 16;
+  if (o.batch == 0)
+    o.batch = o.model == "cnn" ? 128 : o.model == "resnet50" ? 256 : o.model == "gpt2" ? 16 : 4;
+  if (o.seq == 0) o.seq = o.model == "gpt2" ? 1024 : 32;
   return o;
 }
 
@@ -164,16 +171,17 @@ Workload make_workload(const Options& o, Device device) {
     w.unit = "img/s";
     w.items = double(o.batch);
   } else {
-    const int64_t vocab = 50257;
+    const bool gpt2 = o.model == "gpt2";
+    const int64_t vocab = gpt2 ? 50257 : 256;
     // No dropout, as the Flax GPT-2 in bench/jax/models.py (and llm.c's benchmark runs).
-    w.model = train::make_model("gpt2", {.num_classes = vocab, .sequence_length = o.seq,
-                                         .dropout_rate = 0.0});
+    w.model = train::make_model(o.model, {.num_classes = vocab, .sequence_length = o.seq,
+                                          .dropout_rate = 0.0});
     w.inputs = random_ints(1, {o.batch, o.seq}, vocab);
     w.labels = random_ints(2, {o.batch, o.seq}, vocab);
     w.tx = optim::adamw(3e-4, {.b1 = 0.9, .b2 = 0.95, .eps = 1e-8, .weight_decay = 0.1});
     w.unit = "tok/s";
     w.items = double(o.batch * o.seq);
-    w.layers = 12, w.channels = 768, w.seq = o.seq;
+    w.layers = gpt2 ? 12 : 4, w.channels = gpt2 ? 768 : 128, w.seq = o.seq;
   }
   w.inputs = w.inputs.to(device);
   w.labels = w.labels.to(device);
@@ -322,7 +330,7 @@ int main(int argc, char** argv) {
                          {"device", o.device},    {"precision", o.precision},
                          {"batch", o.batch},      {"steps", o.steps},
                          {"warmup", o.warmup}};
-  if (o.model == "gpt2") line["seq"] = o.seq;
+  if (o.model == "gpt2" || o.model == "transformer-lm") line["seq"] = o.seq;
   if (o.graph) line["graph"] = true;
   if (o.attention != "composed") line["attention"] = o.attention;
   if (o.model == "resnet50") line["image"] = o.image;
