@@ -12,7 +12,10 @@ namespace loom {
 namespace {
 // The input buffers of the step being captured with donate_inputs on this thread, else null.
 thread_local const std::vector<Tensor>* donated_buffers = nullptr;
+thread_local bool capturing_step = false;
 }  // namespace
+
+bool jit_capturing() { return capturing_step; }
 
 bool donated(const Tensor& t) {
   if (!donated_buffers || !t.defined()) return false;
@@ -102,9 +105,12 @@ struct Jit::State {
       graph->begin_capture();
       try {
         if (options.donate_inputs) donated_buffers = &input_buffers;
+        capturing_step = true;
         outputs = fn(static_inputs);
+        capturing_step = false;
         donated_buffers = nullptr;
       } catch (...) {
+        capturing_step = false;
         donated_buffers = nullptr;
         graph->abandon_capture();
         throw;

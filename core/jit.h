@@ -17,8 +17,9 @@
 // - Inputs and outputs are trees of tensors on one GPU. Every call passes the same structure,
 //   shapes and dtypes (ValueError naming the first difference otherwise).
 // - The function's work must depend only on its inputs' values: a host value that changes from
-//   call to call (a step number, a random key made on the host) is frozen at capture. Pass it as
-//   a tensor in the input tree.
+//   call to call (a step number, say) is frozen at capture. Pass it as a tensor in the input
+//   tree. A random draw on the GPU from a host key (dropout's mask) would repeat the same numbers
+//   every replay, so it fails the capture with an error saying so.
 // - The function must not wait for the GPU (item(), to(cpu), printing a CUDA tensor): that fails
 //   the capture with a CudaError naming loom::jit, and the stream stays usable.
 // - Outputs are the graph's own buffers: the next call overwrites them. Copy what must survive.
@@ -47,6 +48,9 @@ struct JitOptions {
 /// While a loom::jit step with donate_inputs is being captured: whether `t` is the whole of one
 /// of its input buffers, which an op producing its replacement may overwrite. False otherwise.
 bool donated(const Tensor& t);
+/// Whether a loom::jit step is being captured on this thread: ops that would bake a host value
+/// into the graph (random draws from a host key) refuse to run.
+bool jit_capturing();
 
 class Jit {
  public:

@@ -7,6 +7,7 @@
 #include <ostream>
 #include <sstream>
 
+#include "core/jit.h"
 #include "kernels/cpu/random.h"
 #if LOOM_CUDA
 #include "kernels/cuda/random.h"
@@ -101,6 +102,19 @@ std::vector<Key> split(Key key, int64_t n) {
   return keys;
 }
 
+namespace {
+
+// A draw on the GPU inside a loom::jit capture would be replayed with the same host key, so the
+// same numbers, every call: refused rather than silently repeated (dropout masks, noise).
+void check_not_captured(const Device& device, const char* op) {
+  LOOM_CHECK(!(device.is_cuda() && jit_capturing()), ValueError, op,
+             ": a draw from a host key inside a loom::jit step would repeat the same numbers at "
+             "every replay; draw outside the step and pass the values in, or run this step "
+             "without jit");
+}
+
+}  // namespace
+
 Tensor key_data(Key key) { return from_vector(std::vector<uint32_t>{key.k0, key.k1}, {2}); }
 
 Key wrap_key_data(const Tensor& data) {
@@ -114,6 +128,7 @@ Key wrap_key_data(const Tensor& data) {
 Tensor bits(Key key, const Shape& shape, Device device) {
   check_shape(shape, "random.bits");
   check_device_usable(device, "random.bits");
+  check_not_captured(device, "random.bits");
   Tensor out = Tensor::empty(shape, DType::U32, device);
   uint32_t* p = static_cast<uint32_t*>(out.raw_data());
   if (device.is_cuda()) {
@@ -131,6 +146,7 @@ Tensor uniform(Key key, const Shape& shape, DType dtype, double minval, double m
   check_shape(shape, "random.uniform");
   check_floating(dtype, "random.uniform");
   check_device_usable(device, "random.uniform");
+  check_not_captured(device, "random.uniform");
   double lo = to_dtype(minval, dtype), hi = to_dtype(maxval, dtype);
   Tensor out = Tensor::empty(shape, dtype, device);
   if (device.is_cuda()) {
@@ -147,6 +163,7 @@ Tensor normal(Key key, const Shape& shape, DType dtype, Device device) {
   check_shape(shape, "random.normal");
   check_floating(dtype, "random.normal");
   check_device_usable(device, "random.normal");
+  check_not_captured(device, "random.normal");
   Tensor out = Tensor::empty(shape, dtype, device);
   if (device.is_cuda()) {
     LOOM_CUDA_ONLY(cuda::set_device(device.index);
@@ -163,6 +180,7 @@ Tensor truncated_normal(Key key, double lower, double upper, const Shape& shape,
   check_shape(shape, "random.truncated_normal");
   check_floating(dtype, "random.truncated_normal");
   check_device_usable(device, "random.truncated_normal");
+  check_not_captured(device, "random.truncated_normal");
   LOOM_CHECK(lower < upper, ValueError, "random.truncated_normal: need lower < upper, got lower=",
              lower, " upper=", upper);
   double lo = to_dtype(lower, dtype), hi = to_dtype(upper, dtype);
@@ -184,6 +202,7 @@ Tensor truncated_normal(Key key, double lower, double upper, const Shape& shape,
 Tensor bernoulli(Key key, double p, const Shape& shape, Device device) {
   check_shape(shape, "random.bernoulli");
   check_device_usable(device, "random.bernoulli");
+  check_not_captured(device, "random.bernoulli");
   LOOM_CHECK(p >= 0.0 && p <= 1.0, ValueError, "random.bernoulli: p must be in [0, 1], got ", p);
   Tensor out = Tensor::empty(shape, DType::Bool, device);
   bool* o = static_cast<bool*>(out.raw_data());
@@ -202,6 +221,7 @@ Tensor permutation(Key key, int64_t n, Device device) {
   LOOM_CHECK(n >= 0 && n <= std::numeric_limits<int32_t>::max(), ValueError,
              "random.permutation: n must be in [0, 2^31 - 1] (the result is int32), got ", n);
   check_device_usable(device, "random.permutation");
+  check_not_captured(device, "random.permutation");
   // jax/_src/random.py _shuffle: enough rounds that all sort keys are distinct with high
   // probability; each round splits the key and stably sorts by fresh 32-bit keys.
   const double uint32max = 4294967295.0;

@@ -9,6 +9,7 @@
 #include "core/ops/elementwise.h"
 #include "core/ops/linalg.h"
 #include "core/ops/reduce.h"
+#include "core/random.h"
 #include "optim/optimizers.h"
 #include "optim/transform.h"
 #include "tests/support/testing.h"
@@ -145,6 +146,22 @@ TEST(JitGpu, WaitingForTheGpuInsideTheStepFailsTheCaptureCleanly) {
   // The stream and the allocator still work.
   Tree out = sgd_step(pb.params(), pb.x, pb.y);
   EXPECT_TRUE(std::isfinite(out["loss"].tensor().item<float>()));
+}
+
+TEST(JitGpu, RandomDrawsFromHostKeysFailTheCapture) {
+  LOOM_REQUIRE_GPU();
+  Problem pb;
+  // A dropout mask drawn from a host key would be the same at every replay: refused.
+  Jit step = jit([&](const Tree& in) {
+    Tree out = sgd_step(in, pb.x, pb.y);
+    out.insert("noise", random::normal(random::key(3), {4}, DType::F32, pb.gpu));
+    return out;
+  }, {.warmup = 1});
+  EXPECT_NO_THROW(step(pb.params()));  // the warm-up call runs eagerly
+  EXPECT_THROW_WITH(step(pb.params()), CudaError, "loom::jit", "random.normal",
+                    "would repeat the same numbers");
+  EXPECT_FALSE(jit_capturing());
+  EXPECT_EQ(random::normal(random::key(3), {4}, DType::F32, pb.gpu).shape(), (Shape{4}));
 }
 
 }  // namespace
