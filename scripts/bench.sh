@@ -11,7 +11,8 @@
 #                the table shows the median of the rounds' medians.
 #   --gpu        on one GPU: cnn f32 (b128), resnet50 bf16 (b256, 224x224), gpt2 bf16 (16x1024),
 #                10 warm-up and 50 timed steps, one round. loom's step runs under loom::jit (a
-#                CUDA graph, as JAX's under jax.jit), and again eagerly ("loom-eager"). Each run
+#                CUDA graph, as JAX's under jax.jit), and again eagerly ("loom-eager"); gpt2
+#                also under jit with cuDNN's attention ("loom-cudnn", JAX's implementation). Each run
 #                has a time limit; a model that fails or times out shows its error in the table
 #                and the rest go on. Add resnet50-f32 to --models for the f32 reference.
 #   --build-dir  where loom_bench was built (default: build-bench for --cpu, build-gpu for --gpu;
@@ -118,8 +119,10 @@ run_one() {
   log "round $round: $fw $model $prec on $device"
   if [[ $fw == loom* ]]; then
     # On the GPU, "loom" is the step under loom::jit (replayed as a CUDA graph), as JAX's is
-    # under jax.jit; "loom-eager" the same step launched op by op.
-    [[ $fw == loom && $mode == gpu ]] && args+=(--graph on)
+    # under jax.jit; "loom-eager" the same step launched op by op; "loom-cudnn" the jitted step
+    # with cuDNN's fused attention.
+    [[ $fw != loom-eager && $mode == gpu ]] && args+=(--graph on)
+    [[ $fw == loom-cudnn ]] && args+=(--attention cudnn)
     line=$(timeout "$limit" "${PIN[@]}" "$BIN" "${args[@]}" 2>"$out/.stderr")
   else
     line=$(timeout "$limit" "${PIN[@]}" python3 bench/jax/train_step_bench.py "${args[@]}" \
@@ -145,6 +148,7 @@ for ((r = 1; r <= rounds; ++r)); do
     # does not always favour the same one.
     if ((r % 2)); then order=(loom jax); else order=(jax loom); fi
     [[ $mode == gpu ]] && order+=(loom-eager)
+    [[ $mode == gpu && $model == gpt2 ]] && order+=(loom-cudnn)
     for fw in "${order[@]}"; do run_one "$fw" "$model" "$prec" "$r"; done
   done
 done
@@ -219,8 +223,11 @@ for k in keys:
   dev = 'cpu' if mode == 'cpu' else 'cuda'
   ratio = L['median_ms'] / J['median_ms'] if 'median_ms' in L and 'median_ms' in J else None
   E = agg('loom-eager', k) if mode == 'gpu' else None
+  C = agg('loom-cudnn', k) if any(r['framework'] == 'loom-cudnn' and r['model'] == k[0]
+                                  for r in rows) else None
   summary['results'].append({'model': k[0], 'precision': k[1], 'device': dev, 'loom': L,
-                             'jax': J, 'ratio_loom_over_jax': ratio, 'loom_eager': E})
+                             'jax': J, 'ratio_loom_over_jax': ratio, 'loom_eager': E,
+                             'loom_cudnn_attention': C})
   def ms(a): return f"{a['median_ms']:9.2f}" if 'median_ms' in a else f"{'ERROR':>9}"
   def thr(a): return f"{a['throughput']:8.0f} {a['unit']}" if 'median_ms' in a else '-'
   mfu = '-'
@@ -244,6 +251,12 @@ for k in keys:
             f"{E.get('host_enqueue_ms') or 0:.2f} ms, peak {fmt_mem(E)}")
     else:
       print(f"    loom eager error: {E['error'][:300]}")
+  if C is not None:
+    if 'median_ms' in C:
+      r = f", loom/JAX {C['median_ms'] / J['median_ms']:.3f}" if 'median_ms' in J else ''
+      print(f"    loom with cuDNN attention (loom::jit) {C['median_ms']:.2f} ms{r}, peak {fmt_mem(C)}")
+    else:
+      print(f"    loom with cuDNN attention error: {C['error'][:300]}")
 json.dump(summary, open(dst, 'w'), indent=1)
 print(f"\n{machine}; {gpu or 'no GPU'}; commit {commit}; JAX {versions}")
 print(f"results: {dst} (every run: {src})")
