@@ -150,7 +150,7 @@ struct Workload {
   optim::GradientTransformation tx;
   std::string unit;     // throughput unit
   double items = 0;     // images or tokens per step
-  int64_t layers = 0, channels = 0, seq = 0;  // GPT-2 shape for llm.c's MFU formula
+  int64_t layers = 0, channels = 0, seq = 0;  // a language model's shape, for llm.c's MFU formula
 };
 
 Workload make_workload(const Options& o, Device device) {

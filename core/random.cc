@@ -104,9 +104,10 @@ std::vector<Key> split(Key key, int64_t n) {
 
 namespace {
 
-// A draw on the GPU inside a loom::jit capture would be replayed with the same host key, so the
-// same numbers, every call: refused rather than silently repeated (dropout masks, noise).
-void check_not_captured(const Device& device, const char* op) {
+// Where a draw may run: a usable device, and not on the GPU inside a loom::jit capture, whose
+// replays would reuse the host key, so the same numbers, every call (a repeated dropout mask).
+void check_draw_device(const Device& device, const char* op) {
+  check_device_usable(device, op);
   LOOM_CHECK(!(device.is_cuda() && jit_capturing()), ValueError, op,
              ": a draw from a host key inside a loom::jit step would repeat the same numbers at "
              "every replay; draw outside the step and pass the values in, or run this step "
@@ -127,8 +128,7 @@ Key wrap_key_data(const Tensor& data) {
 
 Tensor bits(Key key, const Shape& shape, Device device) {
   check_shape(shape, "random.bits");
-  check_device_usable(device, "random.bits");
-  check_not_captured(device, "random.bits");
+  check_draw_device(device, "random.bits");
   Tensor out = Tensor::empty(shape, DType::U32, device);
   uint32_t* p = static_cast<uint32_t*>(out.raw_data());
   if (device.is_cuda()) {
@@ -145,8 +145,7 @@ Tensor uniform(Key key, const Shape& shape, DType dtype, double minval, double m
                Device device) {
   check_shape(shape, "random.uniform");
   check_floating(dtype, "random.uniform");
-  check_device_usable(device, "random.uniform");
-  check_not_captured(device, "random.uniform");
+  check_draw_device(device, "random.uniform");
   double lo = to_dtype(minval, dtype), hi = to_dtype(maxval, dtype);
   Tensor out = Tensor::empty(shape, dtype, device);
   if (device.is_cuda()) {
@@ -162,8 +161,7 @@ Tensor uniform(Key key, const Shape& shape, DType dtype, double minval, double m
 Tensor normal(Key key, const Shape& shape, DType dtype, Device device) {
   check_shape(shape, "random.normal");
   check_floating(dtype, "random.normal");
-  check_device_usable(device, "random.normal");
-  check_not_captured(device, "random.normal");
+  check_draw_device(device, "random.normal");
   Tensor out = Tensor::empty(shape, dtype, device);
   if (device.is_cuda()) {
     LOOM_CUDA_ONLY(cuda::set_device(device.index);
@@ -179,8 +177,7 @@ Tensor truncated_normal(Key key, double lower, double upper, const Shape& shape,
                         Device device) {
   check_shape(shape, "random.truncated_normal");
   check_floating(dtype, "random.truncated_normal");
-  check_device_usable(device, "random.truncated_normal");
-  check_not_captured(device, "random.truncated_normal");
+  check_draw_device(device, "random.truncated_normal");
   LOOM_CHECK(lower < upper, ValueError, "random.truncated_normal: need lower < upper, got lower=",
              lower, " upper=", upper);
   double lo = to_dtype(lower, dtype), hi = to_dtype(upper, dtype);
@@ -201,8 +198,7 @@ Tensor truncated_normal(Key key, double lower, double upper, const Shape& shape,
 
 Tensor bernoulli(Key key, double p, const Shape& shape, Device device) {
   check_shape(shape, "random.bernoulli");
-  check_device_usable(device, "random.bernoulli");
-  check_not_captured(device, "random.bernoulli");
+  check_draw_device(device, "random.bernoulli");
   LOOM_CHECK(p >= 0.0 && p <= 1.0, ValueError, "random.bernoulli: p must be in [0, 1], got ", p);
   Tensor out = Tensor::empty(shape, DType::Bool, device);
   bool* o = static_cast<bool*>(out.raw_data());
@@ -220,8 +216,7 @@ Tensor bernoulli(Key key, double p, const Shape& shape, Device device) {
 Tensor permutation(Key key, int64_t n, Device device) {
   LOOM_CHECK(n >= 0 && n <= std::numeric_limits<int32_t>::max(), ValueError,
              "random.permutation: n must be in [0, 2^31 - 1] (the result is int32), got ", n);
-  check_device_usable(device, "random.permutation");
-  check_not_captured(device, "random.permutation");
+  check_draw_device(device, "random.permutation");
   // jax/_src/random.py _shuffle: enough rounds that all sort keys are distinct with high
   // probability; each round splits the key and stably sorts by fresh 32-bit keys.
   const double uint32max = 4294967295.0;

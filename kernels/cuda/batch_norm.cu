@@ -223,18 +223,6 @@ __global__ void backward_dx_kernel(const T* x, const O* g, const acc_t<T>* mean,
   }
 }
 
-// The widest V (16 bytes of T) when c and every pointer allow it, else 1.
-template <typename T>
-constexpr int kWide = 16 / int(sizeof(T));
-
-template <int V>
-bool fits_packs(int64_t c, std::initializer_list<std::pair<const void*, size_t>> pointers) {
-  if (c % V != 0) return false;
-  for (auto [p, elem] : pointers)
-    if (p && reinterpret_cast<uintptr_t>(p) % (elem * V) != 0) return false;
-  return true;
-}
-
 template <typename T, typename O, bool kBackward, int V>
 void column_sums(const T* x, const O* g, const acc_t<T>* mean, const acc_t<T>* rstd,
                  const O* relu_out, O* g_masked, int64_t m, int64_t c, acc_t<T>* out_a,
@@ -267,8 +255,7 @@ void channel_stats(const void* x, DType dtype, int64_t m, int64_t c, void* mean,
                                   nullptr, m, c, static_cast<A*>(mean), static_cast<A*>(var),
                                   static_cast<A*>(workspace), stream);
     };
-    if (fits_packs<kWide<T>>(c, {{x, sizeof(T)}})) run(std::integral_constant<int, kWide<T>>{});
-    else run(std::integral_constant<int, 1>{});
+    launch_packed<T>(c, {{x, sizeof(T)}}, run);
   });
 }
 
@@ -289,10 +276,7 @@ void channel_normalize(const void* x, DType dtype, void* y, DType out_dtype, con
           static_cast<const A*>(var), static_cast<const A*>(scale), static_cast<const A*>(bias),
           static_cast<const T*>(residual), relu, m, c, A(eps));
     };
-    if (fits_packs<kWide<T>>(c, {{x, sizeof(T)}, {y, sizeof(O)}, {residual, sizeof(T)}}))
-      run(std::integral_constant<int, kWide<T>>{});
-    else
-      run(std::integral_constant<int, 1>{});
+    launch_packed<T>(c, {{x, sizeof(T)}, {y, sizeof(O)}, {residual, sizeof(T)}}, run);
   });
   LOOM_CUDA_CHECK(cudaGetLastError());
 }
@@ -314,11 +298,8 @@ void channel_backward_sums(const void* x, DType dtype, const void* g, DType out_
                                  static_cast<A*>(sum_g), static_cast<A*>(sum_gx),
                                  static_cast<A*>(workspace), stream);
     };
-    if (fits_packs<kWide<T>>(c, {{x, sizeof(T)}, {g, sizeof(O)}, {relu_out, sizeof(O)},
-                                 {g_masked, sizeof(O)}}))
-      run(std::integral_constant<int, kWide<T>>{});
-    else
-      run(std::integral_constant<int, 1>{});
+    launch_packed<T>(c, {{x, sizeof(T)}, {g, sizeof(O)}, {relu_out, sizeof(O)}, {g_masked, sizeof(O)}},
+                     run);
   });
 }
 
@@ -340,11 +321,8 @@ void channel_backward_dx(const void* x, DType dtype, const void* g, DType out_dt
           static_cast<const O*>(relu_out), static_cast<const A*>(sum_g),
           static_cast<const A*>(sum_gx), static_cast<T*>(dx), m, c);
     };
-    if (fits_packs<kWide<T>>(c, {{x, sizeof(T)}, {g, sizeof(O)}, {relu_out, sizeof(O)},
-                                 {dx, sizeof(T)}}))
-      run(std::integral_constant<int, kWide<T>>{});
-    else
-      run(std::integral_constant<int, 1>{});
+    launch_packed<T>(c, {{x, sizeof(T)}, {g, sizeof(O)}, {relu_out, sizeof(O)}, {dx, sizeof(T)}},
+                     run);
   });
   LOOM_CUDA_CHECK(cudaGetLastError());
 }

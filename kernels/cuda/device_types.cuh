@@ -5,6 +5,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <utility>
+#include <initializer_list>
 #include <type_traits>
 
 #include "core/dtype.h"
@@ -205,6 +207,23 @@ __device__ __forceinline__ void store_pack(T* p, const Pack<T, V>& v) {
 template <typename T, int V>
 inline bool pack_aligned(const void* p) {
   return reinterpret_cast<uintptr_t>(p) % (sizeof(T) * V) == 0;
+}
+
+/// Elements of T in 16 bytes: the widest pack.
+template <typename T>
+constexpr int kPack16 = 16 / int(sizeof(T));
+
+/// launch(V) as an integral_constant: V = kPack16<T> when `extent` (the contiguous run the packs
+/// tile, channels say) divides into packs of V and every pointer (null passes) is aligned to V
+/// elements of its own size; else launch(1).
+template <typename T, typename Launch>
+void launch_packed(int64_t extent, std::initializer_list<std::pair<const void*, size_t>> pointers,
+                   Launch&& launch) {
+  constexpr int V = kPack16<T>;
+  bool packed = V > 1 && extent % V == 0;
+  for (auto [ptr, elem] : pointers) packed = packed && reinterpret_cast<uintptr_t>(ptr) % (elem * V) == 0;
+  if (packed) launch(std::integral_constant<int, V>{});
+  else launch(std::integral_constant<int, 1>{});
 }
 
 // A grid-stride loop over [0, n) with 64-bit indices.

@@ -89,7 +89,7 @@ void pad(const void* x, const Shape& x_shape, const Shape& x_strides, void* out,
     else if constexpr (std::is_same_v<T, __half>) fill = __float2half_rn(float(value));
     else if constexpr (std::is_same_v<T, bool>) fill = value != 0;
     else fill = static_cast<T>(value);
-    constexpr int V = 16 / sizeof(T) > 0 ? int(16 / sizeof(T)) : 1;
+    constexpr int V = kPack16<T>;
     // Rows: the trailing dims without padding over which x is contiguous.
     int64_t inner = 1;
     size_t outer_dims = out_shape.size();

@@ -5,10 +5,6 @@
 // which element receives a max-pool gradient.
 #include <cuda/std/limits>
 
-#include <initializer_list>
-#include <type_traits>
-#include <utility>
-
 #include "kernels/cuda/device_types.cuh"
 #include "kernels/cuda/pool.h"
 
@@ -275,18 +271,6 @@ __global__ void pool2d_backward_kernel(PoolOp op, PoolParams p, const T* gout,
   }
 }
 
-/// launch(V) with V = 16 bytes of T when the channels divide into packs of V and every pointer
-/// (with its element size) is aligned to a pack of V elements, else launch(1).
-template <typename T, typename Launch>
-void with_channel_pack(int64_t channels, std::initializer_list<std::pair<const void*, size_t>> pointers,
-                       Launch&& launch) {
-  constexpr int V = int(16 / sizeof(T));
-  bool packed = V > 1 && channels % V == 0;
-  for (auto [ptr, elem] : pointers) packed = packed && reinterpret_cast<uintptr_t>(ptr) % (elem * V) == 0;
-  if (packed) launch(std::integral_constant<int, V>{});
-  else launch(std::integral_constant<int, 1>{});
-}
-
 // int32 indices when every flat index (outputs, inputs, spatial positions) fits, with room for
 // one grid stride (blocks_for's at most 2^29 threads) past the end.
 bool fits_int32(const PoolGeometry& g) {
@@ -307,7 +291,7 @@ void pool_forward(PoolOp op, const PoolGeometry& g, DType dtype, const void* x, 
     const T* xt = static_cast<const T*>(x);
     T* ot = static_cast<T*>(out);
     if (p.nd == 2) {
-      with_channel_pack<T>(g.channels, {{x, sizeof(T)}, {out, sizeof(T)}}, [&](auto v) {
+      launch_packed<T>(g.channels, {{x, sizeof(T)}, {out, sizeof(T)}}, [&](auto v) {
         constexpr int V = decltype(v)::value;
         const int64_t packs = total / V;
         if (fits_int32(g))
@@ -334,8 +318,9 @@ void pool_backward(PoolOp op, const PoolGeometry& g, DType dtype, const void* gr
     const T* go = static_cast<const T*>(grad_out);
     T* gi = static_cast<T*>(grad_in);
     if (p.nd == 2) {
-      with_channel_pack<T>(g.channels, {{grad_out, sizeof(T)}, {grad_in, sizeof(T)}, {argmax, sizeof(int32_t)}},
-                           [&](auto v) {
+      launch_packed<T>(g.channels,
+                       {{grad_out, sizeof(T)}, {grad_in, sizeof(T)}, {argmax, sizeof(int32_t)}},
+                       [&](auto v) {
         constexpr int V = decltype(v)::value;
         const int64_t packs = total / V;
         if (fits_int32(g))
