@@ -18,6 +18,7 @@
 #include "bench/bench_util.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/norm.h"
+#include "core/ops/shape.h"
 #include "optim/optimizers.h"
 #include "train/train_state.h"
 #if LOOM_CUDA
@@ -92,6 +93,9 @@ int main(int argc, char** argv) {
       }
       report("residual_add", dt, 3 * m * e, seconds_per_call(d, iters, [&] { (void)(x + y); }));
       report("gelu_tanh", dt, 2 * m * e, seconds_per_call(d, iters, [&] { (void)gelu(x); }));
+      // A strided copy that transposes, as ResNet's conv weights between HWIO and cuDNN's KRSC.
+      report("transpose_2d", dt, 2 * m * e,
+             seconds_per_call(d, iters, [&] { (void)transpose(x).contiguous(); }));
       report("layer_norm", dt, 2 * m * e,
              seconds_per_call(d, iters, [&] { (void)layer_norm(x, scale, bias); }));
       // BatchNorm apply on an NHWC activation with C = features: normalise with given statistics.

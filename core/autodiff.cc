@@ -2,13 +2,39 @@
 
 #include <optional>
 #include <unordered_map>
+#include <utility>
 
 #include "core/ops/elementwise.h"
 
 namespace loom::autograd {
 namespace {
 thread_local bool g_recording = false;
+// The accumulation targets of the backward rule running on this thread (accumulation_target).
+thread_local std::vector<Tensor>* g_targets = nullptr;
+
+bool same_buffer(const Tensor& a, const Tensor& b) {
+  return a.raw_data() == b.raw_data() && a.shape() == b.shape() && a.dtype() == b.dtype() &&
+         a.strides() == b.strides();
 }
+
+// Moves out of `grads` the gradients gathered so far for `node`'s inputs that nothing else
+// references, for its rule to add into in place (accumulation_target).
+std::vector<Tensor> take_targets(const Node& node, std::unordered_map<Node*, Tensor>& grads) {
+  std::vector<Tensor> targets(node.inputs.size());
+  for (size_t i = 0; i < node.inputs.size(); ++i) {
+    auto slot = node.inputs[i] ? grads.find(node.inputs[i].get()) : grads.end();
+    if (slot == grads.end() || slot->second.storage().use_count() != 1) continue;
+    targets[i] = std::move(slot->second);
+    grads.erase(slot);
+  }
+  return targets;
+}
+}  // namespace
+
+Tensor accumulation_target(size_t input) {
+  return g_targets && input < g_targets->size() ? (*g_targets)[input] : Tensor();
+}
+
 
 bool is_recording() { return g_recording; }
 
@@ -134,12 +160,29 @@ std::vector<Tensor> backward(const Tensor& output, const std::vector<Tensor>& le
         if (i < leaves.size() && --nodes_left[i] == 0) finish(i);
         continue;
       }
-      std::vector<Tensor> input_grads = node->backward(g);
+      std::vector<Tensor> targets;
+      if (!in_backward) targets = take_targets(*node, grads);
+      std::vector<Tensor> input_grads;
+      {
+        std::vector<Tensor>* outer = std::exchange(g_targets, &targets);
+        struct Restore {
+          std::vector<Tensor>* outer;
+          ~Restore() { g_targets = outer; }
+        } restore{outer};
+        input_grads = node->backward(g);
+      }
       node->backward = nullptr;  // free saved activations now
       LOOM_INTERNAL_ASSERT(input_grads.size() == node->inputs.size());
       if (in_backward)
         for (size_t i = 0; i < input_grads.size(); ++i)
           if (node->inputs[i]) check_op_gradient(node->op, input_grads[i], i, g);
+      // Targets the rule did not add into: the usual add (earlier contributions first).
+      for (size_t i = 0; i < targets.size(); ++i) {
+        if (!targets[i].defined()) continue;
+        Tensor& gi = input_grads[i];
+        if (!gi.defined()) gi = std::move(targets[i]);
+        else if (!same_buffer(gi, targets[i])) gi = add(targets[i], gi);
+      }
       for (size_t i = 0; i < input_grads.size(); ++i) {
         Node* in = node->inputs[i].get();
         if (!in || !input_grads[i].defined()) continue;

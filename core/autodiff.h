@@ -76,6 +76,15 @@ struct NoGradGuard : RecordingGuard {
   NoGradGuard() : RecordingGuard(false) {}
 };
 
+/// Inside a backward rule: the gradient gathered so far for the rule's input `input`, offered
+/// when the engine holds its only reference (undefined otherwise, and always in debug-NaNs mode,
+/// which must blame each contribution on its own op). A rule whose kernel can add into its
+/// output (cuDNN's or BLAS's beta = 1) may add its contribution there and return this tensor as
+/// that input's gradient: the two contributions then cost no separate add pass (a residual
+/// block's input gets one from each branch). A rule that returns anything else loses nothing;
+/// the engine adds as usual.
+Tensor accumulation_target(size_t input);
+
 /// Makes a leaf that carries history for argument leaf `index`.
 Tensor make_leaf(const Tensor& value, int64_t index);
 /// Called by backward() once per leaf as soon as that leaf's gradient is final (no node still to

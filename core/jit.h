@@ -37,8 +37,10 @@ namespace loom {
 struct JitOptions {
   int warmup = 2;  // ordinary calls before the capture
   /// The inputs are donated, as with jax.jit's donate_argnums: in the captured step, an op that
-  /// replaces an input tensor wholesale may write over its buffer (the fused optimizer updates
-  /// write the new params and moments over the old ones) instead of a new one. The step must
+  /// replaces an input tensor wholesale may write over its buffer (the fused optimizer's applied
+  /// updates, tx.apply / update_and_apply, write the new params and moments over the old ones;
+  /// a plain update() does not, since wrappers such as apply_if_finite may still select the old
+  /// state) instead of a new one. The step must
   /// not read an input after the op that replaces it. The outputs then share the inputs'
   /// buffers, so a loop that passes them back copies nothing in, and the old and new state are
   /// never both in memory.

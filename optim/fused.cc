@@ -41,10 +41,13 @@ const float* input(Batch& b, const Tensor& t) {
   return b.inputs.back().data<float>();
 }
 
-// Where the kernel writes the replacement of `old`: over it when a loom::jit capture with
-// donated inputs owns it (core/jit.h), else a new tensor.
-Tensor output_for(const Tensor& old, const Device& device) {
-  if (donated(old) && old.is_contiguous()) return old;
+// Where the kernel writes the replacement of `old`: over it when the update is applied and a
+// loom::jit capture with donated inputs owns it (core/jit.h), else a new tensor. Only applied
+// updates (tx.apply: the new params and state replace the old ones wholesale) write in place:
+// a plain update() may run under apply_if_finite, dynamic_loss_scale or multi_steps, which
+// then select where(ok, new_state, old_state) and so read the old moments after the kernel.
+Tensor output_for(const Tensor& old, const Device& device, bool in_place) {
+  if (in_place && donated(old) && old.is_contiguous()) return old;
   return Tensor::empty(old.shape(), DType::F32, device);
 }
 
@@ -75,17 +78,17 @@ std::optional<Batch> gather(const Tree& grads, const Tree* params, const Tree* m
       Tensor m = at(mu, path);
       if (!fits(m, b.device, g.shape())) return std::nullopt;
       leaf.mu = input(b, m);
-      b.new_mu.push_back(output_for(m, b.device));
+      b.new_mu.push_back(output_for(m, b.device, apply));
       leaf.new_mu = b.new_mu.back().data<float>();
     }
     if (nu) {
       Tensor v = at(nu, path);
       if (!fits(v, b.device, g.shape())) return std::nullopt;
       leaf.nu = input(b, v);
-      b.new_nu.push_back(output_for(v, b.device));
+      b.new_nu.push_back(output_for(v, b.device, apply));
       leaf.new_nu = b.new_nu.back().data<float>();
     }
-    b.out.push_back(apply ? output_for(p, b.device) : Tensor::empty(g.shape(), DType::F32, b.device));
+    b.out.push_back(apply ? output_for(p, b.device, true) : Tensor::empty(g.shape(), DType::F32, b.device));
     leaf.out = b.out.back().data<float>();
     b.leaves.push_back(leaf);
   }

@@ -144,6 +144,9 @@ std::string cudnn_unsupported(const Tensor& q, const Tensor& k, const Tensor& v,
   if (opt.mask.defined()) return "it takes no mask (causal only)";
   if (opt.bias.defined()) return "it takes no bias";
   if (opt.dropout_rate > 0) return "it has no dropout";
+  if (q.numel() == 0 || k.numel() == 0) return "its graphs take no empty operands";
+  if (q.dim(-3) == 1 && k.dim(-3) == 1)
+    return "its backward graph takes no query and key lengths of 1 together";
   if (!q.is_cuda()) return "it runs on CUDA only (the operands are on " + q.device().str() + ")";
   if (q.dtype() != k.dtype() || q.dtype() != v.dtype())
     return "query, key and value must have one dtype";

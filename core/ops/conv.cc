@@ -69,40 +69,51 @@ Axes krsc_to_hwio(size_t rank) {
   return perm;
 }
 
-Tensor run_forward(const ConvGeometry& g, const Tensor& x_in, const Tensor& w_in) {
+/// The kernel as the device's convolution reads it: cuDNN's KRSC on CUDA, HWIO in the compute
+/// dtype on the CPU. The forward's copy is kept for the backward's input gradient.
+Tensor device_kernel(const ConvGeometry& g, const Tensor& w_in) {
+  autograd::NoGradGuard no_grad;
+  if (w_in.is_cuda()) return transpose(w_in, hwio_to_krsc(size_t(g.rank()))).contiguous();
+  return prepared(w_in, compute_dtype(w_in));
+}
+
+Tensor run_forward(const ConvGeometry& g, const Tensor& x_in, const Tensor& w) {
   autograd::NoGradGuard no_grad;
   DType out_dtype = x_in.dtype(), dt = compute_dtype(x_in);
   Shape shape = g.y_shape();
-  if (shape_numel(shape) == 0 || x_in.numel() == 0 || w_in.numel() == 0)
+  if (shape_numel(shape) == 0 || x_in.numel() == 0 || w.numel() == 0)
     return zeros(shape, out_dtype, x_in.device());
   Tensor x = prepared(x_in, dt);
   Tensor y = Tensor::empty(shape, dt, x.device());
   if (x.is_cuda()) {
-    Tensor w = transpose(w_in, hwio_to_krsc(size_t(g.rank()))).contiguous();
     LOOM_CUDA_ONLY(cuda::conv_forward(g, dt, x.raw_data(), w.raw_data(), y.raw_data(),
                                       x.device().index, stream_of(x)));
   } else {
-    Tensor w = prepared(w_in, dt);
     cpu::conv_forward(g, dt, x.raw_data(), w.raw_data(), y.raw_data());
   }
   return y.to(out_dtype);
 }
 
-Tensor run_backward_input(const ConvGeometry& g, const Tensor& dy_in, const Tensor& w_in) {
+/// The input gradient, in `out_dtype`. When `into` (an accumulation target) is a dense tensor
+/// of the result's shape and the compute dtype, the gradient is added into it and `into` is
+/// returned.
+Tensor run_backward_input(const ConvGeometry& g, const Tensor& dy_in, const Tensor& w,
+                          DType out_dtype, const Tensor& into) {
   autograd::NoGradGuard no_grad;
-  DType out_dtype = w_in.dtype(), dt = compute_dtype(w_in);
+  DType dt = w.dtype();
   Shape shape = g.x_shape();
-  if (shape_numel(shape) == 0 || dy_in.numel() == 0 || w_in.numel() == 0)
-    return zeros(shape, out_dtype, w_in.device());
+  if (shape_numel(shape) == 0 || dy_in.numel() == 0 || w.numel() == 0)
+    return zeros(shape, out_dtype, w.device());
   Tensor dy = prepared(dy_in, dt);
-  Tensor dx = Tensor::empty(shape, dt, dy.device());
+  const bool accumulate = into.defined() && into.dtype() == dt && out_dtype == dt &&
+                          into.device() == dy.device() && into.shape() == shape &&
+                          into.is_contiguous();
+  Tensor dx = accumulate ? into : Tensor::empty(shape, dt, dy.device());
   if (dy.is_cuda()) {
-    Tensor w = transpose(w_in, hwio_to_krsc(size_t(g.rank()))).contiguous();
     LOOM_CUDA_ONLY(cuda::conv_backward_input(g, dt, dy.raw_data(), w.raw_data(), dx.raw_data(),
-                                             dy.device().index, stream_of(dy)));
+                                             accumulate, dy.device().index, stream_of(dy)));
   } else {
-    Tensor w = prepared(w_in, dt);
-    cpu::conv_backward_input(g, dt, dy.raw_data(), w.raw_data(), dx.raw_data());
+    cpu::conv_backward_input(g, dt, dy.raw_data(), w.raw_data(), dx.raw_data(), accumulate);
   }
   return dx.to(out_dtype);
 }
@@ -132,15 +143,17 @@ Tensor run_backward_kernel(const ConvGeometry& g, const Tensor& x_in, const Tens
 
 /// The convolution proper, every option resolved into `g`.
 Tensor conv_core(const Tensor& x, const Tensor& w, const ConvGeometry& g) {
-  Tensor out = run_forward(g, x, w);
+  Tensor wd = device_kernel(g, w);
+  Tensor out = run_forward(g, x, wd);
   if (!autograd::needs_grad({&x, &w})) return autograd::checked("conv", std::move(out), {&x, &w});
   // keep only what the requested gradients read
   bool want_x = x.grad_node() != nullptr, want_w = w.grad_node() != nullptr;
   Tensor sx = want_w ? autograd::saved(x) : Tensor();
-  Tensor sw = want_x ? autograd::saved(w) : Tensor();
+  Tensor sw = want_x ? wd : Tensor();
+  DType x_dtype = x.dtype();
   return autograd::record("conv", out, {x, w}, [=](const Tensor& grad) {
     Grads r(2);
-    if (want_x) r[0] = run_backward_input(g, grad, sw);
+    if (want_x) r[0] = run_backward_input(g, grad, sw, x_dtype, autograd::accumulation_target(0));
     if (want_w) r[1] = run_backward_kernel(g, sx, grad);
     return r;
   });

@@ -219,15 +219,15 @@ void forward(const Canon& c, const T* x, const T* w, T* y) {
 }
 
 template <typename T>
-void backward_input(const Canon& c, const T* dy, const T* w, T* dx) {
+void backward_input(const Canon& c, const T* dy, const T* w, T* dx, bool accumulate) {
   int64_t nx = c.n * c.in_size * c.cin;
   if (nx == 0) return;
   if (c.out_size * c.cout * c.ktot == 0) {
-    std::fill(dx, dx + nx, T(0));
+    if (!accumulate) std::fill(dx, dx + nx, T(0));
     return;
   }
   int64_t kc = c.ktot * c.cin, chunk = chunk_images(c, sizeof(T));
-  if (!c.direct) std::fill(dx, dx + nx, T(0));
+  if (!c.direct && !accumulate) std::fill(dx, dx + nx, T(0));
   Scratch scratch;
   for (int64_t n0 = 0; n0 < c.n; n0 += chunk) {
     int64_t nb = std::min(chunk, c.n - n0), rows = nb * c.out_size;
@@ -235,8 +235,8 @@ void backward_input(const Canon& c, const T* dy, const T* w, T* dx) {
     T* dcol = c.direct ? dx + n0 * c.in_size * c.cin : scratch.get<T>(size_t(rows * kc));
     for (int64_t g = 0; g < c.groups; ++g)
       gemm<T>(false, true, rows, c.ktot * c.cg, c.coutg,
-              dy + n0 * c.out_size * c.cout + g * c.coutg, c.cout, w + g * c.coutg, c.cout, T(0),
-              dcol + g * c.ktot * c.cg, kc);
+              dy + n0 * c.out_size * c.cout + g * c.coutg, c.cout, w + g * c.coutg, c.cout,
+              T(c.direct && accumulate ? 1 : 0), dcol + g * c.ktot * c.cg, kc);
     if (!c.direct) col2im(c, dcol, n0, nb, dx);
   }
 }
@@ -289,11 +289,11 @@ void conv_forward(const ConvGeometry& g, DType dtype, const void* x, const void*
 }
 
 void conv_backward_input(const ConvGeometry& g, DType dtype, const void* dy, const void* w,
-                         void* dx) {
+                         void* dx, bool accumulate) {
   visit_blas_dtype(dtype, "conv backward", [&](auto z) {
     using T = decltype(z);
     backward_input(canonicalize(g), static_cast<const T*>(dy), static_cast<const T*>(w),
-                   static_cast<T*>(dx));
+                   static_cast<T*>(dx), accumulate);
   });
 }
 

@@ -31,9 +31,9 @@ namespace loom::cpu {
 
 // float32 and float64 (other dtypes throw DTypeError; the op layer upcasts bf16/f16).
 void conv_forward(const ConvGeometry& g, DType dtype, const void* x, const void* w, void* y);
-/// dx = d(sum(y * dy)) / dx (dx is overwritten).
+/// dx = d(sum(y * dy)) / dx, overwriting dx or, with `accumulate`, added to it.
 void conv_backward_input(const ConvGeometry& g, DType dtype, const void* dy, const void* w,
-                         void* dx);
+                         void* dx, bool accumulate);
 /// dw = d(sum(y * dy)) / dw (dw is overwritten).
 void conv_backward_kernel(const ConvGeometry& g, DType dtype, const void* x, const void* dy,
                           void* dw);

@@ -8,6 +8,7 @@
 // result is deterministic. Every pass moves 16 bytes per access where c allows it.
 #include "kernels/cuda/batch_norm.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 #include <type_traits>
@@ -19,13 +20,18 @@ namespace loom::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int64_t kMinChunkRows = 128;
-constexpr int64_t kMaxChunks = 512;
 constexpr int kFinishCols = 32, kFinishLanes = 8;
 
-int64_t row_chunks(int64_t m) {
-  int64_t chunks = (m + kMinChunkRows - 1) / kMinChunkRows;
-  return chunks < 1 ? 1 : (chunks > kMaxChunks ? kMaxChunks : chunks);
+// Row chunks of the column sums: enough blocks to fill an H100 (~1024 of 256 threads; late
+// ResNet stages, c = 2048 over m = 12544 rows, had 98 with one chunk per 128 rows), at least 32
+// rows per chunk, and at most 512 chunks for the finishing kernel to add. A function of the
+// shape alone, so sums do not depend on the GPU model.
+int64_t row_chunks(int64_t m, int64_t c) {
+  constexpr int64_t kTargetBlocks = 1024, kMinChunkRows = 32, kMaxChunks = 512;
+  const int64_t column_blocks = (c + 255) / 256;  // of 32 lanes x 8 channels
+  int64_t chunks = (kTargetBlocks + column_blocks - 1) / column_blocks;
+  chunks = std::min({chunks, kMaxChunks, (m + kMinChunkRows - 1) / kMinChunkRows});
+  return chunks < 1 ? 1 : chunks;
 }
 
 // Every kernel below tiles [m, c] the same way: threadIdx.x (and blockIdx.x) pick a group of V
@@ -40,6 +46,14 @@ ChannelTiling channel_tiling(int64_t c, int V) {
   const int bx = int(groups < kThreads ? groups : kThreads);
   const int by = kThreads / bx;
   return {dim3(unsigned(bx), unsigned(by)), unsigned((groups + bx - 1) / bx)};
+}
+
+// The column sums take one warp of channel groups (512 contiguous bytes per row) and more row
+// lanes, so that narrow-row, wide-channel layers still spread over many blocks.
+ChannelTiling column_tiling(int64_t c, int V) {
+  const int64_t groups = c / V;
+  const int bx = int(groups < 32 ? groups : 32);
+  return {dim3(unsigned(bx), unsigned(kThreads / bx)), unsigned((groups + bx - 1) / bx)};
 }
 
 // The row blocks of an elementwise pass: about four rows per thread, within the grid's limit.
@@ -228,8 +242,8 @@ void column_sums(const T* x, const O* g, const acc_t<T>* mean, const acc_t<T>* r
                  const O* relu_out, O* g_masked, int64_t m, int64_t c, acc_t<T>* out_a,
                  acc_t<T>* out_b, acc_t<T>* part, Stream stream) {
   using A = acc_t<T>;
-  const int64_t chunks = row_chunks(m), chunk_rows = (m + chunks - 1) / chunks;
-  const ChannelTiling t = channel_tiling(c, V);
+  const int64_t chunks = row_chunks(m, c), chunk_rows = (m + chunks - 1) / chunks;
+  const ChannelTiling t = column_tiling(c, V);
   column_partials_kernel<T, O, kBackward, V><<<dim3(t.grid_x, unsigned(chunks)), t.block, 0, stream>>>(
       x, g, mean, rstd, relu_out, g_masked, m, c, chunk_rows, part);
   LOOM_CUDA_CHECK(cudaGetLastError());
@@ -241,7 +255,7 @@ void column_sums(const T* x, const O* g, const acc_t<T>* mean, const acc_t<T>* r
 
 }  // namespace
 
-int64_t channel_workspace_size(int64_t m, int64_t c) { return row_chunks(m) * 2 * c; }
+int64_t channel_workspace_size(int64_t m, int64_t c) { return row_chunks(m, c) * 2 * c; }
 
 void channel_stats(const void* x, DType dtype, int64_t m, int64_t c, void* mean, void* var,
                    void* workspace, Stream stream) {

@@ -251,7 +251,7 @@ void conv_forward(const ConvGeometry& g, DType dtype, const void* x, const void*
 }
 
 void conv_backward_input(const ConvGeometry& g, DType dtype, const void* dy, const void* w_krsc,
-                         void* dx, int device, Stream stream) {
+                         void* dx, bool accumulate, int device, Stream stream) {
   ensure_cudnn_device(device);
   cudnnHandle_t h = cudnn_handle(device, stream);
   Descriptors d;
@@ -262,7 +262,8 @@ void conv_backward_input(const ConvGeometry& g, DType dtype, const void* dy, con
   Scalars s(dtype);
   LOOM_CUDNN_CHECK(cudnnConvolutionBackwardData(h, s.one(), d.w, w_krsc, d.y, dy, d.conv,
                                                 cudnnConvolutionBwdDataAlgo_t(c.algo), ws.ptr,
-                                                ws.bytes, s.zero(), d.x, dx));
+                                                ws.bytes, accumulate ? s.one() : s.zero(), d.x,
+                                                dx));
 }
 
 void conv_backward_kernel(const ConvGeometry& g, DType dtype, const void* x, const void* dy,

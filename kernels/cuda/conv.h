@@ -17,9 +17,10 @@ namespace loom::cuda {
 
 void conv_forward(const ConvGeometry& g, DType dtype, const void* x, const void* w_krsc, void* y,
                   int device, Stream stream);
-/// dx (overwritten) = the gradient of sum(y * dy) with respect to x.
+/// dx = the gradient of sum(y * dy) with respect to x, overwriting dx or, with `accumulate`,
+/// added to it (cuDNN's beta = 1: another contribution to the same gradient without an add pass).
 void conv_backward_input(const ConvGeometry& g, DType dtype, const void* dy, const void* w_krsc,
-                         void* dx, int device, Stream stream);
+                         void* dx, bool accumulate, int device, Stream stream);
 /// dw_krsc (overwritten) = the gradient of sum(y * dy) with respect to the kernel, in KRSC.
 void conv_backward_kernel(const ConvGeometry& g, DType dtype, const void* x, const void* dy,
                           void* dw_krsc, int device, Stream stream);

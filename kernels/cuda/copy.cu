@@ -1,6 +1,9 @@
 #include "kernels/cuda/copy.h"
 
+#include <algorithm>
 #include <cstring>
+#include <limits>
+#include <optional>
 #include <type_traits>
 
 #include "core/half.h"
@@ -14,6 +17,62 @@ __global__ void strided_copy_kernel(const S* src, StridedIndex index, D* dst, in
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
     dst[i] = cvt<D>(src[index.offset(i)]);
+}
+
+// A (batched) transpose moves through shared-memory tiles of kTile x kTile elements, kTileRows
+// threads high: a block of 32 x 8 moves a tile in four steps.
+constexpr int kTile = 32;
+constexpr int kTileRows = 8;
+// Blocks loop over the tiles beyond this (about 8 waves of an H100's resident blocks).
+constexpr int kMaxTileBlocks = 8192;
+
+// A merged strided copy seen as tiles: the "src-fast" dim is one that src holds with stride 1,
+// the "dst-fast" dim is dst's last (dst is dense). Every other dim is a batch dim, decoded once
+// per tile into base offsets.
+struct TransposeTiles {
+  static constexpr int kMaxBatchDims = StridedIndex::kMaxDims - 2;
+  int64_t src_fast_size = 0, dst_fast_size = 0;
+  int64_t src_stride_of_dst_fast = 0, dst_stride_of_src_fast = 0;
+  // Tile counts fit 32 bits (checked on the host), so the per-tile decode divides in 32 bits.
+  uint32_t src_fast_tiles = 0, dst_fast_tiles = 0, tiles = 0;
+  int batch_ndim = 0;
+  uint32_t batch_shape[kMaxBatchDims] = {};
+  int64_t batch_src_strides[kMaxBatchDims] = {};
+  int64_t batch_dst_strides[kMaxBatchDims] = {};
+};
+
+// Each tile is read with lanes along src's stride-1 dim and written with lanes along dst's last
+// dim, so both sides are coalesced; the cast happens on the way out.
+template <typename S, typename D>
+__global__ void __launch_bounds__(kTile * kTileRows)
+    transpose_tiles_kernel(const S* src, TransposeTiles t, D* dst) {
+  // [dst-fast][src-fast]; the padding column spreads a column's elements over distinct banks.
+  __shared__ S tile[kTile][kTile + 1];
+  const int lane = threadIdx.x, row = threadIdx.y;
+  for (uint32_t i = blockIdx.x; i < t.tiles; i += gridDim.x) {
+    uint32_t rest = i;
+    const int64_t dst_fast0 = int64_t(rest % t.dst_fast_tiles) * kTile;
+    rest /= t.dst_fast_tiles;
+    const int64_t src_fast0 = int64_t(rest % t.src_fast_tiles) * kTile;
+    rest /= t.src_fast_tiles;
+    int64_t src_base = 0, dst_base = 0;
+    for (int b = t.batch_ndim - 1; b >= 0; --b) {
+      const uint32_t j = rest % t.batch_shape[b];
+      rest /= t.batch_shape[b];
+      src_base += j * t.batch_src_strides[b];
+      dst_base += j * t.batch_dst_strides[b];
+    }
+    const int64_t src_fast = src_fast0 + lane, dst_fast = dst_fast0 + lane;
+    for (int r = row; r < kTile; r += kTileRows)
+      if (src_fast < t.src_fast_size && dst_fast0 + r < t.dst_fast_size)
+        tile[r][lane] = src[src_base + src_fast + (dst_fast0 + r) * t.src_stride_of_dst_fast];
+    __syncthreads();
+    for (int r = row; r < kTile; r += kTileRows)
+      if (dst_fast < t.dst_fast_size && src_fast0 + r < t.src_fast_size)
+        dst[dst_base + (src_fast0 + r) * t.dst_stride_of_src_fast + dst_fast] =
+            cvt<D>(tile[lane][r]);
+    __syncthreads();  // the next tile overwrites this one
+  }
 }
 
 // A dense copy or cast, V elements per access (16 bytes of the wider type), then the tail.
@@ -61,6 +120,50 @@ T host_value(double value) {
   }
 }
 
+// The tiling of a merged index whose src holds a dim other than dst's last with stride 1 (a
+// transpose, batched or of a slice); nullopt for any other copy. A side shorter than
+// kMinTransposeSide leaves most of a tile's threads idle, and the generic kernel's warps then
+// touch few lines anyway, so such copies stay with it.
+constexpr int64_t kMinTransposeSide = 8;
+std::optional<TransposeTiles> transpose_tiles(const StridedIndex& index) {
+  const int last = index.ndim - 1;
+  if (last < 1 || index.strides[last] == 1) return std::nullopt;
+  int src_fast = -1;
+  for (int d = 0; d < last && src_fast < 0; ++d)
+    if (index.strides[d] == 1) src_fast = d;
+  if (src_fast < 0 || index.shape[src_fast] < kMinTransposeSide ||
+      index.shape[last] < kMinTransposeSide)
+    return std::nullopt;
+  int64_t dst_strides[StridedIndex::kMaxDims];
+  int64_t dst_stride = 1;
+  for (int d = last; d >= 0; --d) {
+    dst_strides[d] = dst_stride;
+    dst_stride *= index.shape[d];
+  }
+  TransposeTiles t;
+  t.src_fast_size = index.shape[src_fast];
+  t.dst_fast_size = index.shape[last];
+  t.src_stride_of_dst_fast = index.strides[last];
+  t.dst_stride_of_src_fast = dst_strides[src_fast];
+  const int64_t src_fast_tiles = (t.src_fast_size + kTile - 1) / kTile;
+  const int64_t dst_fast_tiles = (t.dst_fast_size + kTile - 1) / kTile;
+  int64_t tiles = src_fast_tiles * dst_fast_tiles;  // at most the element count: no overflow
+  for (int d = 0; d < last; ++d) {
+    if (d == src_fast) continue;
+    t.batch_shape[t.batch_ndim] = uint32_t(index.shape[d]);
+    t.batch_src_strides[t.batch_ndim] = index.strides[d];
+    t.batch_dst_strides[t.batch_ndim] = dst_strides[d];
+    ++t.batch_ndim;
+    tiles *= index.shape[d];
+  }
+  // Beyond 2^31 tiles (2^41 elements) the 32-bit tile index would not do.
+  if (tiles > std::numeric_limits<int32_t>::max()) return std::nullopt;
+  t.src_fast_tiles = uint32_t(src_fast_tiles);
+  t.dst_fast_tiles = uint32_t(dst_fast_tiles);
+  t.tiles = uint32_t(tiles);
+  return t;
+}
+
 }  // namespace
 
 void strided_copy(const void* src, DType src_dtype, const Shape& shape, const Shape& src_strides,
@@ -69,6 +172,9 @@ void strided_copy(const void* src, DType src_dtype, const Shape& shape, const Sh
   if (n == 0) return;
   const StridedIndex index = make_strided_index(shape, src_strides, "strided_copy");
   const bool dense = index.ndim <= 1 && (index.ndim == 0 || index.strides[0] == 1);
+  // A transpose read element by element strides through src (a warp touches 32 lines); tiles
+  // read and write whole lines (ResNet's conv weights between HWIO and cuDNN's KRSC).
+  const std::optional<TransposeTiles> tiling = dense ? std::nullopt : transpose_tiles(index);
   visit_device_dtype(src_dtype, [&](auto s) {
     using S = decltype(s);
     visit_device_dtype(dst_dtype, [&](auto d) {
@@ -77,6 +183,10 @@ void strided_copy(const void* src, DType src_dtype, const Shape& shape, const Sh
       if (dense && pack_aligned<S, V>(src) && pack_aligned<D, V>(dst))
         dense_cast_kernel<S, D, V><<<blocks_for((n + V - 1) / V), 256, 0, stream>>>(
             static_cast<const S*>(src), static_cast<D*>(dst), n);
+      else if (tiling)
+        transpose_tiles_kernel<<<int(std::min<uint32_t>(tiling->tiles, kMaxTileBlocks)),
+                                 dim3(kTile, kTileRows), 0, stream>>>(
+            static_cast<const S*>(src), *tiling, static_cast<D*>(dst));
       else
         strided_copy_kernel<<<blocks_for(n), 256, 0, stream>>>(static_cast<const S*>(src), index,
                                                                 static_cast<D*>(dst), n);

@@ -1,11 +1,14 @@
 // The tensor core on a GPU: host<->device copies, casts (equal to the CPU's, bit for bit apart
-// from NaN payloads), fills, printing and strided copies of non-contiguous views.
+// from NaN payloads), fills, printing and strided copies of non-contiguous views (transposes
+// included, which go through shared-memory tiles).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <random>
 
+#include "core/ops/shape.h"
 #include "core/tensor.h"
 #include "tests/support/testing.h"
 
@@ -307,6 +310,63 @@ TEST(TensorGpu, StridedCopyOfNonContiguousViews) {
   Tensor r9 = arange(512, DType::I32).to(g);
   Shape s9(9, 2), st9 = {1, 2, 4, 8, 16, 32, 64, 128, 256};
   EXPECT_THROW(Tensor(r9.storage(), s9, st9, 0, DType::I32).contiguous(), ShapeError);
+}
+
+// Transposes take the tiled kernel when src's stride-1 dim is not dst's last and both are at
+// least 8 long; the other cases here check that the choice leaves the generic kernel correct.
+TEST(TensorGpu, TransposedCopiesEqualCpu) {
+  LOOM_REQUIRE_GPU();
+  Device g = Device::cuda(0);
+  struct Case {
+    const char* what;
+    Shape shape;
+    std::function<Tensor(const Tensor&)> view;
+  };
+  const std::vector<Case> cases = {
+      {"2-D with edge tiles", {37, 45}, [](const Tensor& t) { return transpose(t); }},
+      {"conv weight HWIO -> OHWI", {3, 3, 64, 128},
+       [](const Tensor& t) { return transpose(t, {3, 0, 1, 2}); }},
+      {"conv weight OHWI -> HWIO", {128, 3, 3, 64},
+       [](const Tensor& t) { return transpose(t, {1, 2, 3, 0}); }},
+      {"head split, last dim still contiguous", {2, 5, 3, 33},
+       [](const Tensor& t) { return transpose(t, {0, 2, 1, 3}); }},
+      {"axes reversed, a batch dim between", {40, 3, 50},
+       [](const Tensor& t) { return transpose(t, {2, 1, 0}); }},
+      {"batch dims before and between", {4, 40, 3, 50},
+       [](const Tensor& t) { return transpose(t, {0, 3, 2, 1}); }},
+      {"permuted slice", {6, 40, 50},
+       [](const Tensor& t) { return transpose(slice(t, {1, 3, 2}, {5, 38, 47}), {2, 0, 1}); }},
+      {"permuted slice, steps of 2 across", {6, 40, 50},
+       [](const Tensor& t) {
+         return transpose(slice(t, {1, 3, 2}, {5, 38, 47}, {1, 2, 1}), {2, 0, 1});
+       }},
+      {"permuted slice with no stride-1 dim", {6, 40, 50},
+       [](const Tensor& t) {
+         return transpose(slice(t, {1, 3, 2}, {5, 38, 47}, {1, 1, 2}), {2, 0, 1});
+       }},
+      {"a side too short to tile", {100, 5}, [](const Tensor& t) { return transpose(t); }},
+  };
+  for (const Case& c : cases) {
+    for (DType t : kAllDTypes) {
+      SCOPED_TRACE(std::string(c.what) + ", " + std::string(dtype_name(t)));
+      Tensor host = random_values(shape_numel(c.shape), t, 11).reshape(c.shape);
+      Tensor hv = c.view(host), dv = c.view(host.to(g));
+      ASSERT_FALSE(dv.is_contiguous());
+      EXPECT_TRUE(same_elements(dv.contiguous(), hv.contiguous()));
+      const DType to = t == DType::BF16 ? DType::F32 : DType::BF16;  // a cast on the way
+      EXPECT_TRUE(same_elements(dv.to(to), hv.to(to))) << pair_name(t, to);
+    }
+  }
+  // 70000 batch entries of one edge tile each: more tiles than the grid has blocks (and than a
+  // grid's y or z could count).
+  Tensor many = arange(70000 * 10 * 9, DType::I32).reshape({70000, 10, 9});
+  Tensor many_t = transpose(many, {0, 2, 1}), many_dt = transpose(many.to(g), {0, 2, 1});
+  EXPECT_TRUE(same_elements(many_dt.contiguous(), many_t.contiguous()));
+  EXPECT_TRUE(same_elements(many_dt.to(DType::F32), many_t.to(DType::F32)));
+  // As many batch entries with sides too short to tile stay with the generic kernel.
+  Tensor tiny = arange(70000 * 2 * 3, DType::I32).reshape({70000, 2, 3});
+  EXPECT_TRUE(same_elements(transpose(tiny.to(g), {0, 2, 1}).contiguous(),
+                            transpose(tiny, {0, 2, 1}).contiguous()));
 }
 
 TEST(TensorGpu, DeviceIndexOutOfRange) {

@@ -103,8 +103,11 @@ TEST(AttentionGpu, CuDnnMatchesComposed) {
     int64_t batch, q_len, kv_len, heads, dim;
     bool causal;
   };
+  // {1, 40, 100, ..., causal}: cuDNN's top-left causal alignment (key j > query i masked, as
+  // the composed jnp.tril) with keys no query sees, whose dk and dv must be zeros.
   const Case cases[] = {{2, 64, 64, 3, 64, true}, {1, 37, 45, 2, 64, false},
-                        {2, 128, 128, 4, 128, true}, {1, 100, 100, 2, 32, true}};
+                        {2, 128, 128, 4, 128, true}, {1, 100, 100, 2, 32, true},
+                        {1, 40, 100, 2, 64, true}};
   for (const Case& c : cases) {
     Tensor q = test_values({c.batch, c.q_len, c.heads, c.dim}, 1, -1, 1, DType::F32);
     Tensor k = test_values({c.batch, c.kv_len, c.heads, c.dim}, 2, -1, 1, DType::F32);
@@ -120,7 +123,7 @@ TEST(AttentionGpu, CuDnnMatchesComposed) {
         opt.implementation = impl;
         std::vector<Tensor> leaves;
         for (const Tensor& x : {q, k, v})
-          leaves.push_back(autograd::make_leaf(x.to(t).to(DType::F32).to(t).to(d), int64_t(leaves.size())));
+          leaves.push_back(autograd::make_leaf(x.to(dt).to(DType::F32).to(t).to(d), int64_t(leaves.size())));
         autograd::RecordingGuard rec(true);
         Tensor y = dot_product_attention(leaves[0], leaves[1], leaves[2], opt);
         std::vector<Tensor> out{y.detach()};

@@ -141,6 +141,11 @@ TEST(Attention, CuDnnImplementationSaysWhyItCannotRun) {
   opt.implementation = AttentionImplementation::CuDnn;
   EXPECT_THROW_WITH((void)dot_product_attention(q, k, v, opt), NotImplementedError,
                     "the cuDNN implementation cannot take", "[1, 4, 2, 64]", "CUDA only");
+  Tensor empty = ones({0, 4, 2, 64}), one = ones({1, 1, 2, 64});
+  EXPECT_THROW_WITH((void)dot_product_attention(empty, empty, empty, opt), NotImplementedError,
+                    "no empty operands");
+  EXPECT_THROW_WITH((void)dot_product_attention(one, one, one, opt), NotImplementedError,
+                    "lengths of 1");
   opt.mask = ones({1, 2, 4, 4}, DType::Bool);
   EXPECT_THROW_WITH((void)dot_product_attention(q, k, v, opt), NotImplementedError, "no mask");
 }

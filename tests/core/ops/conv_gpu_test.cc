@@ -87,6 +87,31 @@ TEST(ConvGpu, HalfTypesMatchCpu) {
     }
 }
 
+// dx of sum(conv(x, w) * r) + sum(x * s): the product's gradient comes first and cuDNN adds the
+// convolution's into it (beta = 1) instead of a separate add.
+TEST(ConvGpu, InputGradientAddedIntoAnEarlierContributionMatchesCpu) {
+  LOOM_REQUIRE_GPU();
+  for (DType dt : {DType::F32, DType::BF16})
+    for (const Case& c : cases()) {
+      std::vector<Tensor> out[2];
+      for (int pass = 0; pass < 2; ++pass) {
+        Device d = pass == 0 ? Device::cpu() : Device::cuda();
+        Tensor lx = autograd::make_leaf(test_values(c.x, 1, -1, 1, DType::F32).to(dt).to(d), 0);
+        Tensor lw = autograd::make_leaf(test_values(c.w, 2, -1, 1, DType::F32).to(dt).to(d), 1);
+        autograd::RecordingGuard rec(true);
+        Tensor y = conv(lx, lw, c.opt);
+        Tensor r = test_values(y.shape(), 3, -1, 1, DType::F32).to(dt).to(d);
+        Tensor s = test_values(c.x, 4, -1, 1, DType::F32).to(dt).to(d);
+        auto g = autograd::backward(sum(y * r) + sum(lx * s), {lx, lw});
+        for (const Tensor& t : g) out[pass].push_back(t.to(Device::cpu()).to(DType::F32));
+      }
+      const double tol = dt == DType::F32 ? 1e-5 : 2e-2;
+      EXPECT_ALLCLOSE(out[1][0], out[0][0], tol, tol) << c.name << " " << dtype_name(dt) << " dx";
+      EXPECT_ALLCLOSE(out[1][1], out[0][1], tol, dt == DType::F32 ? 1e-4 : tol)
+          << c.name << " " << dtype_name(dt) << " dw";
+    }
+}
+
 TEST(ConvGpu, Tf32SwitchStaysClose) {
   LOOM_REQUIRE_GPU();
   Tf32Guard tf32(true);

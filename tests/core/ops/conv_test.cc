@@ -10,6 +10,7 @@
 #include "core/ops/elementwise.h"
 #include "core/ops/reduce.h"
 #include "core/ops/shape.h"
+#include "kernels/cpu/conv.h"
 #include "tests/support/testing.h"
 
 namespace loom {
@@ -236,6 +237,41 @@ TEST(Conv, GradientsByFiniteDifferences) {
     Tensor r = loss_weights(y_shape);
     auto f = [&](const std::vector<Tensor>& in) { return sum(conv(in[0], in[1], c.opt) * r); };
     EXPECT_TRUE(check_gradients(f, {x, w})) << c.name;
+  }
+}
+
+// A second contribution to x's gradient (here sum(x * s), whose backward runs first) is offered
+// to the convolution's backward, which adds its input gradient into it (beta = 1 on the CPU's
+// GEMM and col2im, cuDNN's beta on CUDA). The sum must equal the separate gradients.
+TEST(Conv, InputGradientAddsIntoAnEarlierContribution) {
+  uint64_t seed = 300;
+  for (const Case& c : cases()) {
+    Tensor x = test_values(c.x, seed++), w = test_values(c.w, seed++);
+    Tensor r = loss_weights(conv(x, w, c.opt).shape()), s = test_values(c.x, seed++);
+    Tensor lx = autograd::make_leaf(x, 0), lw = autograd::make_leaf(w, 1);
+    autograd::RecordingGuard rec(true);
+    auto alone = autograd::backward(sum(conv(lx, lw, c.opt) * r), {lx, lw});
+    auto both = autograd::backward(sum(conv(lx, lw, c.opt) * r) + sum(lx * s), {lx, lw});
+    EXPECT_ALLCLOSE(both[0], alone[0] + s, 1e-12, 1e-12) << c.name;
+    EXPECT_ALLCLOSE(both[1], alone[1], 1e-12, 1e-12) << c.name;
+  }
+}
+
+TEST(Conv, BackwardInputKernelAccumulates) {
+  // im2col (3x3, padded) and direct (1x1: the GEMM writes dx itself) paths
+  for (int64_t k : {3, 1}) {
+    const int64_t p = k / 2;
+    const ConvGeometry g{.batch = 2, .in_channels = 4, .out_channels = 5, .groups = 1,
+                         .in_spatial = {6, 6}, .kernel_spatial = {k, k}, .out_spatial = {6, 6},
+                         .strides = {1, 1}, .pad_lo = {p, p}, .pad_hi = {p, p},
+                         .lhs_dilation = {1, 1}, .rhs_dilation = {1, 1}};
+    const Shape w_shape = g.kernel_shape();
+    Tensor dy = test_values(g.y_shape(), 1), w = test_values(w_shape, 2);
+    Tensor fresh = test_values(g.x_shape(), 3), earlier = test_values(g.x_shape(), 4);
+    Tensor sum_in = earlier.contiguous() * 1.0;
+    cpu::conv_backward_input(g, DType::F64, dy.raw_data(), w.raw_data(), fresh.raw_data(), false);
+    cpu::conv_backward_input(g, DType::F64, dy.raw_data(), w.raw_data(), sum_in.raw_data(), true);
+    EXPECT_ALLCLOSE(sum_in, earlier + fresh, 1e-13, 1e-13) << shape_str(w_shape);
   }
 }
 

@@ -1,0 +1,89 @@
+// The backward engine's in-place accumulation (autograd::accumulation_target): which earlier
+// gradient contributions a rule is offered, and that adding into them or ignoring them gives
+// the same gradients.
+#include "core/autodiff.h"
+
+#include "core/ops/elementwise.h"
+#include "core/ops/reduce.h"
+#include "tests/support/testing.h"
+
+namespace loom {
+namespace {
+
+using testing::test_values;
+
+struct Seen {
+  bool offered = false;
+  bool used = false;
+};
+
+/// y = 2x. Its backward adds 2g into the target it is offered when `use_target` (as a kernel
+/// with beta = 1 would) and notes what it was offered.
+Tensor twice(const Tensor& x, bool use_target, Seen& seen) {
+  Tensor y;
+  {
+    autograd::NoGradGuard no_grad;
+    y = x * 2.0;
+  }
+  return autograd::record("twice", y, {x}, [use_target, &seen](const Tensor& g) {
+    Tensor target = autograd::accumulation_target(0);
+    Tensor contribution = g * 2.0;
+    seen.offered = target.defined();
+    if (!use_target || !target.defined()) return std::vector<Tensor>{contribution};
+    double* t = target.data<double>();
+    std::vector<double> c = contribution.to_vector<double>();
+    for (size_t i = 0; i < c.size(); ++i) t[i] += c[i];
+    seen.used = true;
+    return std::vector<Tensor>{target};
+  });
+}
+
+/// d/dx of sum(twice(x) * r) + sum(x * s): twice's backward runs after the product's (reverse
+/// topological order), so the product's gradient (s), held only by the engine, is offered.
+Tensor gradient(const Tensor& x, const Tensor& r, const Tensor& s, bool use_target, Seen& seen) {
+  Tensor leaf = autograd::make_leaf(x, 0);
+  autograd::RecordingGuard recording(true);
+  Tensor loss = sum(twice(leaf, use_target, seen) * r) + sum(leaf * s);
+  return autograd::backward(loss, {leaf})[0];
+}
+
+TEST(Autodiff, RulesAddIntoAnEarlierContributionOrLeaveTheAddToTheEngine) {
+  Tensor x = test_values({3, 4}, 1), r = test_values({3, 4}, 2), s = test_values({3, 4}, 3);
+  Tensor expected = r * 2.0 + s;
+  for (bool use_target : {true, false}) {
+    Seen seen;
+    Tensor g = gradient(x, r, s, use_target, seen);
+    EXPECT_TRUE(seen.offered) << use_target;
+    EXPECT_EQ(seen.used, use_target);
+    EXPECT_ALLCLOSE(g, expected, 1e-15, 1e-15) << use_target;
+  }
+}
+
+TEST(Autodiff, SharedGradientsAreNotOffered) {
+  // add's backward hands the same tensor to both inputs: x's gathered gradient is also the
+  // gradient twice's own rule reads, so writing into it would change both.
+  Tensor x = test_values({5}, 4);
+  Seen seen;
+  Tensor leaf = autograd::make_leaf(x, 0);
+  Tensor g;
+  {
+    autograd::RecordingGuard recording(true);
+    Tensor loss = sum(twice(leaf, true, seen) + leaf);
+    g = autograd::backward(loss, {leaf})[0];
+  }
+  EXPECT_FALSE(seen.offered);
+  EXPECT_ALLCLOSE(g, full({5}, 3.0, DType::F64), 0, 0);
+}
+
+TEST(Autodiff, DebugNansOffersNoTargets) {
+  // Each contribution must be checked on its own op's account.
+  DebugNansScope debug(true);
+  Tensor x = test_values({3, 4}, 1), r = test_values({3, 4}, 2), s = test_values({3, 4}, 3);
+  Seen seen;
+  Tensor g = gradient(x, r, s, true, seen);
+  EXPECT_FALSE(seen.offered);
+  EXPECT_ALLCLOSE(g, r * 2.0 + s, 1e-15, 1e-15);
+}
+
+}  // namespace
+}  // namespace loom
