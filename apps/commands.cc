@@ -95,6 +95,8 @@ void add_train_options(CLI::App& cmd, TrainArgs& a) {
   cmd.add_option("--loss-scale-period", a.loss_scale_period,
                  "with --precision f16: finite steps in a row before the loss scale doubles")
       ->capture_default_str()->check(positive_whole);
+  cmd.add_flag("!--no-jit", a.jit,
+               "on a GPU, run every step eagerly instead of replaying it as one CUDA graph");
   cmd.add_flag("--skip-nonfinite", a.skip_nonfinite,
                "skip steps whose gradients hold Inf/NaN; metrics count them as skipped_steps");
   cmd.add_option("--max-consecutive-nonfinite", a.max_consecutive_nonfinite,

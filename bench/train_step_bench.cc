@@ -205,8 +205,8 @@ nlohmann::json run(const Options& o) {
   train::TrainState state = train::TrainState::create(variables["params"], w.tx, extra);
   const int64_t n_params = state.params.total_size();
 
-  // One training step from `s` with the dropout key of step i: the next state and the loss.
-  auto train_step = [&](const train::TrainState& s, int64_t i) {
+  // One training step from `s` with dropout key `dropout_key`: the next state and the loss.
+  auto train_step = [&](const train::TrainState& s, const random::Key& dropout_key) {
     auto loss_fn = [&](const Tree& params) {
       // Mixed precision as in the JAX script: f32 master params cast to bf16 for the forward and
       // backward (the cast's gradient brings them back to f32), loss in f32.
@@ -217,7 +217,7 @@ nlohmann::json run(const Options& o) {
       for (const auto& [name, col] : s.extra.items()) vars.insert(name, col);
       Tensor x = bf16 && is_floating(w.inputs.dtype()) ? w.inputs.to(DType::BF16) : w.inputs;
       auto [logits, updates] =
-          w.model.apply(vars, x, true, random::fold_in(random::key(7), uint32_t(i)));
+          w.model.apply(vars, x, true, dropout_key);
       // The loss in float32 as JAX's `logits.astype(f32)`, without the float32 copy of the logits.
       Tensor l = logits.reshape({-1, logits.dim(-1)});
       Tensor loss = mean(softmax_cross_entropy_with_integer_labels(l, w.labels.reshape({-1}), DType::F32));
@@ -229,26 +229,30 @@ nlohmann::json run(const Options& o) {
                      loss};
   };
   // --graph: the same step replayed as one CUDA graph (core/jit.h), its state donated as JAX's
-  // (the optimizer writes the new state over the old). The dropout key is frozen at capture,
-  // which these models (no dropout) do not notice.
+  // (the optimizer writes the new state over the old), the dropout key passed in as a tensor.
   Jit graph_step = jit([&](const Tree& in) {
-    auto [next, loss] = train_step(state.load_state_dict(in), 0);
-    Tree out = next.state_dict();
+    auto [next, loss] =
+        train_step(state.load_state_dict(in["state"]), random::wrap_key_data(in["rng"].tensor()));
+    Tree out;
+    out.insert("state", next.state_dict());
     out.insert("loss", loss);
     return out;
   }, {.warmup = 1, .donate_inputs = true});
+  auto dropout_key = [](int64_t i) { return random::fold_in(random::key(7), uint32_t(i)); };
 
   double enqueue_ms = 0;  // host time to queue the step, up to the loss read of the last step
   auto step = [&](int64_t i) {
     auto queued_from = Clock::now();
     Tensor loss;
     if (o.graph) {
-      Tree out = graph_step(state.state_dict());
+      Tree in;
+      in.insert("state", state.state_dict());
+      in.insert("rng", random::key_data(dropout_key(i)).to(device));
+      Tree out = graph_step(in);
       loss = out["loss"].tensor();
-      out.erase("loss");
-      state = state.load_state_dict(out);
+      state = state.load_state_dict(out["state"]);
     } else {
-      std::tie(state, loss) = train_step(state, i);
+      std::tie(state, loss) = train_step(state, dropout_key(i));
     }
     enqueue_ms = std::chrono::duration<double, std::milli>(Clock::now() - queued_from).count();
     double v = loss.item<double>();  // waits for this step's kernels

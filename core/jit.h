@@ -18,8 +18,10 @@
 //   shapes and dtypes (ValueError naming the first difference otherwise).
 // - The function's work must depend only on its inputs' values: a host value that changes from
 //   call to call (a step number, say) is frozen at capture. Pass it as a tensor in the input
-//   tree. A random draw on the GPU from a host key (dropout's mask) would repeat the same numbers
-//   every replay, so it fails the capture with an error saying so.
+//   tree. Random keys too, as jax.jit traces them: in["rng"] = random::key_data(key).to(gpu),
+//   and inside random::wrap_key_data(in["rng"].tensor()) is a key on the GPU whose draws (and
+//   fold_in, split) read it at every replay. A draw on the GPU from a host key (dropout's mask)
+//   would repeat the same numbers every replay, so it fails the capture with an error saying so.
 // - The function must not wait for the GPU (item(), to(cpu), printing a CUDA tensor): that fails
 //   the capture with a CudaError naming loom::jit, and the stream stays usable.
 // - Outputs are the graph's own buffers: the next call overwrites them. Copy what must survive.

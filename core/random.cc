@@ -77,9 +77,16 @@ double erf_scaled(double x, DType dtype) {
 
 }  // namespace
 
+bool Key::operator==(const Key& other) const {
+  if (on_device() || other.on_device())
+    return on_device() && other.on_device() && device_words.raw_data() == other.device_words.raw_data();
+  return k0 == other.k0 && k1 == other.k1;
+}
+
 std::string Key::str() const {
   std::ostringstream os;
-  os << "Key(" << k0 << ", " << k1 << ")";
+  if (on_device()) os << "Key(on " << device_words.device().str() << ")";
+  else os << "Key(" << k0 << ", " << k1 << ")";
   return os.str();
 }
 
@@ -87,7 +94,35 @@ std::ostream& operator<<(std::ostream& os, const Key& key) { return os << key.st
 
 Key key(int64_t seed) { return {0u, uint32_t(uint64_t(seed))}; }
 
+namespace {
+
+#if LOOM_CUDA
+cuda::KeyArg key_arg(const Key& key) {
+  return {key.k0, key.k1,
+          key.on_device() ? static_cast<const uint32_t*>(key.device_words.raw_data()) : nullptr};
+}
+cuda::Stream key_stream(const Key& key) {
+  const int device = key.device_words.device().index;
+  cuda::set_device(device);
+  return cuda::current_stream(device);
+}
+#endif
+
+/// The key on its GPU whose words are `words` [2j, 2j + 1].
+Key device_key(const Tensor& words, int64_t j) {
+  Key k;
+  k.device_words = Tensor(words.storage(), {2}, {1}, words.offset() + 2 * j, DType::U32);
+  return k;
+}
+
+}  // namespace
+
 Key fold_in(Key key, uint32_t data) {
+  if (key.on_device()) {
+    Tensor words = Tensor::empty({2}, DType::U32, key.device_words.device());
+    LOOM_CUDA_ONLY(cuda::random_fold_in(key_arg(key), data, words.data<uint32_t>(), key_stream(key)));
+    return device_key(words, 0);
+  }
   rng::Pair p = rng::threefry2x32(key.k0, key.k1, 0u, data);
   return {p.a, p.b};
 }
@@ -95,6 +130,12 @@ Key fold_in(Key key, uint32_t data) {
 std::vector<Key> split(Key key, int64_t n) {
   LOOM_CHECK(n >= 0, ValueError, "random.split: n must be >= 0, got ", n);
   std::vector<Key> keys(static_cast<size_t>(n));
+  if (key.on_device()) {
+    Tensor words = Tensor::empty({n, 2}, DType::U32, key.device_words.device());
+    LOOM_CUDA_ONLY(if (n > 0) cuda::random_split(key_arg(key), n, words.data<uint32_t>(), key_stream(key)));
+    for (int64_t j = 0; j < n; ++j) keys[size_t(j)] = device_key(words, j);
+    return keys;
+  }
   for (int64_t j = 0; j < n; ++j) {
     rng::Pair p = rng::counter_pair(key.k0, key.k1, uint64_t(j));
     keys[size_t(j)] = {p.a, p.b};
@@ -104,36 +145,50 @@ std::vector<Key> split(Key key, int64_t n) {
 
 namespace {
 
-// Where a draw may run: a usable device, and not on the GPU inside a loom::jit capture, whose
-// replays would reuse the host key, so the same numbers, every call (a repeated dropout mask).
-void check_draw_device(const Device& device, const char* op) {
+// Where a draw from `key` may run: a usable device; a key on a GPU draws there only; and no
+// host key on the GPU inside a loom::jit capture, whose replays would reuse it, so the same
+// numbers, every call (a repeated dropout mask).
+void check_draw_device(const Key& key, const Device& device, const char* op) {
   check_device_usable(device, op);
-  LOOM_CHECK(!(device.is_cuda() && jit_capturing()), ValueError, op,
+  LOOM_CHECK(!key.on_device() || key.device_words.device() == device, DeviceError, op,
+             ": the key is on ", key.device_words.device().str(), " and draws there only, not on ",
+             device.str(), "; draw on ", key.device_words.device().str(),
+             " or use a host key (wrap_key_data of key_data(key).to(cpu))");
+  LOOM_CHECK(key.on_device() || !(device.is_cuda() && jit_capturing()), ValueError, op,
              ": a draw from a host key inside a loom::jit step would repeat the same numbers at "
-             "every replay; draw outside the step and pass the values in, or run this step "
-             "without jit");
+             "every replay; pass the key into the step as a tensor (in[\"rng\"] = "
+             "random::key_data(key).to(device), then random::wrap_key_data(in[\"rng\"].tensor()) "
+             "inside), or run this step without jit");
 }
 
 }  // namespace
 
-Tensor key_data(Key key) { return from_vector(std::vector<uint32_t>{key.k0, key.k1}, {2}); }
+Tensor key_data(Key key) {
+  if (key.on_device()) return key.device_words;
+  return from_vector(std::vector<uint32_t>{key.k0, key.k1}, {2});
+}
 
 Key wrap_key_data(const Tensor& data) {
   LOOM_CHECK(data.dtype() == DType::U32 && data.shape() == Shape{2}, ValueError,
              "random.wrap_key_data: expected a uint32 tensor of shape [2], got ",
              dtype_name(data.dtype()), " ", shape_str(data.shape()));
+  if (data.is_cuda()) {
+    Key k;
+    k.device_words = data.detach().contiguous();
+    return k;
+  }
   std::vector<uint32_t> v = data.to_vector<uint32_t>();
   return {v[0], v[1]};
 }
 
 Tensor bits(Key key, const Shape& shape, Device device) {
   check_shape(shape, "random.bits");
-  check_draw_device(device, "random.bits");
+  check_draw_device(key, device, "random.bits");
   Tensor out = Tensor::empty(shape, DType::U32, device);
   uint32_t* p = static_cast<uint32_t*>(out.raw_data());
   if (device.is_cuda()) {
     LOOM_CUDA_ONLY(cuda::set_device(device.index);
-                   cuda::random_bits(key.k0, key.k1, p, out.numel(),
+                   cuda::random_bits(key_arg(key), p, out.numel(),
                                      cuda::current_stream(device.index)));
   } else {
     cpu::random_bits(key.k0, key.k1, p, out.numel());
@@ -145,12 +200,12 @@ Tensor uniform(Key key, const Shape& shape, DType dtype, double minval, double m
                Device device) {
   check_shape(shape, "random.uniform");
   check_floating(dtype, "random.uniform");
-  check_draw_device(device, "random.uniform");
+  check_draw_device(key, device, "random.uniform");
   double lo = to_dtype(minval, dtype), hi = to_dtype(maxval, dtype);
   Tensor out = Tensor::empty(shape, dtype, device);
   if (device.is_cuda()) {
     LOOM_CUDA_ONLY(cuda::set_device(device.index);
-                   cuda::random_uniform(key.k0, key.k1, out.raw_data(), dtype, lo, hi,
+                   cuda::random_uniform(key_arg(key), out.raw_data(), dtype, lo, hi,
                                         out.numel(), cuda::current_stream(device.index)));
   } else {
     cpu::random_uniform(key.k0, key.k1, out.raw_data(), dtype, lo, hi, out.numel());
@@ -161,11 +216,11 @@ Tensor uniform(Key key, const Shape& shape, DType dtype, double minval, double m
 Tensor normal(Key key, const Shape& shape, DType dtype, Device device) {
   check_shape(shape, "random.normal");
   check_floating(dtype, "random.normal");
-  check_draw_device(device, "random.normal");
+  check_draw_device(key, device, "random.normal");
   Tensor out = Tensor::empty(shape, dtype, device);
   if (device.is_cuda()) {
     LOOM_CUDA_ONLY(cuda::set_device(device.index);
-                   cuda::random_normal(key.k0, key.k1, out.raw_data(), dtype, out.numel(),
+                   cuda::random_normal(key_arg(key), out.raw_data(), dtype, out.numel(),
                                        cuda::current_stream(device.index)));
   } else {
     cpu::random_normal(key.k0, key.k1, out.raw_data(), dtype, out.numel());
@@ -177,7 +232,7 @@ Tensor truncated_normal(Key key, double lower, double upper, const Shape& shape,
                         Device device) {
   check_shape(shape, "random.truncated_normal");
   check_floating(dtype, "random.truncated_normal");
-  check_draw_device(device, "random.truncated_normal");
+  check_draw_device(key, device, "random.truncated_normal");
   LOOM_CHECK(lower < upper, ValueError, "random.truncated_normal: need lower < upper, got lower=",
              lower, " upper=", upper);
   double lo = to_dtype(lower, dtype), hi = to_dtype(upper, dtype);
@@ -186,7 +241,7 @@ Tensor truncated_normal(Key key, double lower, double upper, const Shape& shape,
   Tensor out = Tensor::empty(shape, dtype, device);
   if (device.is_cuda()) {
     LOOM_CUDA_ONLY(cuda::set_device(device.index);
-                   cuda::random_truncated_normal(key.k0, key.k1, out.raw_data(), dtype, a, b,
+                   cuda::random_truncated_normal(key_arg(key), out.raw_data(), dtype, a, b,
                                                  clip_lo, clip_hi, out.numel(),
                                                  cuda::current_stream(device.index)));
   } else {
@@ -198,14 +253,14 @@ Tensor truncated_normal(Key key, double lower, double upper, const Shape& shape,
 
 Tensor bernoulli(Key key, double p, const Shape& shape, Device device) {
   check_shape(shape, "random.bernoulli");
-  check_draw_device(device, "random.bernoulli");
+  check_draw_device(key, device, "random.bernoulli");
   LOOM_CHECK(p >= 0.0 && p <= 1.0, ValueError, "random.bernoulli: p must be in [0, 1], got ", p);
   Tensor out = Tensor::empty(shape, DType::Bool, device);
   bool* o = static_cast<bool*>(out.raw_data());
   float pf = float(p);
   if (device.is_cuda()) {
     LOOM_CUDA_ONLY(cuda::set_device(device.index);
-                   cuda::random_bernoulli(key.k0, key.k1, o, pf, out.numel(),
+                   cuda::random_bernoulli(key_arg(key), o, pf, out.numel(),
                                           cuda::current_stream(device.index)));
   } else {
     cpu::random_bernoulli(key.k0, key.k1, o, pf, out.numel());
@@ -216,7 +271,9 @@ Tensor bernoulli(Key key, double p, const Shape& shape, Device device) {
 Tensor permutation(Key key, int64_t n, Device device) {
   LOOM_CHECK(n >= 0 && n <= std::numeric_limits<int32_t>::max(), ValueError,
              "random.permutation: n must be in [0, 2^31 - 1] (the result is int32), got ", n);
-  check_draw_device(device, "random.permutation");
+  LOOM_CHECK(!key.on_device(), ValueError, "random.permutation: it sorts on the host, so it takes "
+             "a host key, got ", key.str(), " (wrap_key_data of key_data(key).to(cpu) makes one)");
+  check_draw_device(key, device, "random.permutation");
   // jax/_src/random.py _shuffle: enough rounds that all sort keys are distinct with high
   // probability; each round splits the key and stably sorts by fresh 32-bit keys.
   const double uint32max = 4294967295.0;

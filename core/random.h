@@ -18,6 +18,9 @@
 //   std::vector<random::Key> keys = random::split(random::key(0));   // 2 keys
 //   Tensor w = random::normal(keys[0], {784, 128});                    // float32 on the CPU
 //   Tensor mask = random::bernoulli(keys[1], 0.9, {32, 128}, Device::cuda());
+//   // inside a loom::jit step, from a key passed in as in["rng"] = key_data(k).to(Device::cuda()):
+//   Tensor drop = random::bernoulli(random::wrap_key_data(in["rng"].tensor()), 0.9, {32, 128},
+//                                   Device::cuda());
 #pragma once
 #include <cstdint>
 #include <iosfwd>
@@ -29,11 +32,23 @@
 namespace loom::random {
 
 /// A raw threefry2x32 key: JAX's uint32[2] key data (k0 = key_data[0], k1 = key_data[1]).
+///
+/// A key can also live on a GPU, as a traced key does in jax.jit: wrap_key_data of a CUDA tensor
+/// gives one, and fold_in / split of it run there too. Draws on that GPU read its words in
+/// place, so a key passed into a loom::jit step as a tensor gives fresh numbers at every replay
+/// (a host key would be frozen at capture). Its k0 and k1 are then unused.
 struct Key {
+  Key() = default;
+  Key(uint32_t word0, uint32_t word1) : k0(word0), k1(word1) {}
+
   uint32_t k0 = 0;
   uint32_t k1 = 0;
-  bool operator==(const Key&) const = default;
-  std::string str() const;  // "Key(0, 42)"
+  Tensor device_words;  // defined for a key on a GPU: uint32 [2], contiguous
+
+  bool on_device() const { return device_words.defined(); }
+  /// Host keys: equal words. A key on a GPU equals only a key reading the same words.
+  bool operator==(const Key& other) const;
+  std::string str() const;  // "Key(0, 42)", or "Key(on cuda:0)"
 };
 std::ostream& operator<<(std::ostream& os, const Key& key);
 
@@ -45,9 +60,12 @@ Key key(int64_t seed);
 Key fold_in(Key key, uint32_t data);
 /// jax.random.split(key, n): key j = threefry(key; (hi32(j), lo32(j))) = fold_in(key, j).
 std::vector<Key> split(Key key, int64_t n = 2);
-/// The key as a uint32 tensor of shape [2] (jax.random.key_data).
+/// The key as a uint32 tensor of shape [2] (jax.random.key_data): on the CPU for a host key,
+/// the key's own words for a key on a GPU.
 Tensor key_data(Key key);
-/// The inverse of key_data: a uint32 tensor of shape [2] (jax.random.wrap_key_data).
+/// The inverse of key_data: a uint32 tensor of shape [2] (jax.random.wrap_key_data). A CUDA
+/// tensor gives a key on that GPU, read there without waiting for it (inside a loom::jit step:
+/// the step's key input).
 Key wrap_key_data(const Tensor& data);
 
 /// jax.random.bits(key, shape): uint32 random bits (DType::U32).
@@ -69,7 +87,7 @@ Tensor truncated_normal(Key key, double lower, double upper, const Shape& shape,
 Tensor bernoulli(Key key, double p, const Shape& shape, Device device = Device::cpu());
 /// jax.random.permutation(key, n): a random ordering of 0..n-1 as int32, computed like JAX's
 /// _shuffle (ceil(3 ln n / ln(2^32 - 1)) rounds of a stable sort by fresh uint32 keys). Runs on
-/// the host; a CUDA result is copied to the device.
+/// the host from a host key; a CUDA result is copied to the device.
 Tensor permutation(Key key, int64_t n, Device device = Device::cpu());
 
 }  // namespace loom::random

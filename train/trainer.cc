@@ -10,6 +10,7 @@
 
 #include "core/debug_nans.h"
 #include "core/grad.h"
+#include "core/jit.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/loss.h"
 #include "core/ops/reduce.h"
@@ -70,7 +71,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"sequence_length", sequence_length}, {"device", device}, {"debug_nans", debug_nans},
           {"precision", precision}, {"loss_scale_period", loss_scale_period},
           {"skip_nonfinite", skip_nonfinite},
-          {"max_consecutive_nonfinite", max_consecutive_nonfinite}, {"zero", zero}};
+          {"max_consecutive_nonfinite", max_consecutive_nonfinite}, {"zero", zero}, {"jit", jit}};
 }
 
 namespace {
@@ -226,15 +227,63 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
     state.opt_state = zero->load_full_state(state.opt_state);
   }
   // The optimizer step; under ZeRO-1 the sharded update, which averages the local gradients.
-  auto apply_gradients = [&](const Tree& grads, std::optional<Tree> new_extra = std::nullopt) {
-    if (!zero) return state.apply_gradients(grads, std::move(new_extra));
-    TrainState next = state;
-    next.step = state.step + 1.0;
-    next.params = zero->step(state.params, grads);
+  auto apply_gradients = [&](const TrainState& s, const Tree& grads, std::optional<Tree> new_extra) {
+    if (!zero) return s.apply_gradients(grads, std::move(new_extra));
+    TrainState next = s;
+    next.step = s.step + 1.0;
+    next.params = zero->step(s.params, grads);
     next.opt_state = zero->state();
     if (new_extra) next.extra = std::move(*new_extra);
     return next;
   };
+  // One training step as a function of tensors only: {"state", "inputs", "labels", "rng" (the
+  // step's dropout key data)} -> {"state", "loss", "correct"}, so that on one GPU loom::jit can
+  // replay it as one CUDA graph, the state donated (updated in place). `hook_step` is the step
+  // number a grads_hook sees (such runs are never captured).
+  int64_t hook_step = 0;
+  auto train_step = [&](const Tree& in) {
+    const TrainState s = state.load_state_dict(in["state"]);
+    const Tensor inputs = in["inputs"].tensor(), labels = in["labels"].tensor();
+    const random::Key dropout_key = random::wrap_key_data(in["rng"].tensor());
+    auto loss_fn = [&](const Tree& params) {
+      // jmp's mixed policy: float32 params cast to the compute dtype inside the differentiated
+      // function (so gradients arrive in float32), logits and loss back in float32.
+      Tree p = compute == DType::F32 ? params : cast_floating(params, compute);
+      Tensor x = compute != DType::F32 && is_floating(inputs.dtype()) ? inputs.to(compute) : inputs;
+      auto [logits, updates] = model.apply(variables_of(p, s.extra), x, true, dropout_key);
+      logits = logits.to(DType::F32);
+      auto [l, y] = flatten_for_loss(logits, labels);
+      Tensor loss = mean(softmax_cross_entropy_with_integer_labels(l, y));
+      Tensor objective = loss_scaling ? loss * optim::current_loss_scale(s.opt_state) : loss;
+      return std::pair{objective, std::tuple{loss.detach(), logits.detach(), updates}};
+    };
+    // Gradients averaged over the ranks: each bucket's all-reduce starts while backward runs.
+    // ZeRO-1 takes the local gradients: its reduce-scatter does the averaging.
+    auto [objective, aux, grads] = zero ? value_and_grad_aux(loss_fn)(s.params)
+                                        : dist::value_and_grad_aux_pmean(loss_fn)(s.params);
+    auto& [loss, logits, new_stats] = aux;
+    if (cfg.grads_hook) cfg.grads_hook(hook_step, s, grads);
+    // A skipped step keeps the old batch statistics too (jmp.select_tree over the whole state),
+    // and statistics from a half-precision forward go back to their own dtypes.
+    const bool select_stats = !new_stats.empty() && (skipping || compute != DType::F32);
+    TrainState next = apply_gradients(
+        s, grads, new_stats.empty() || select_stats ? std::optional<Tree>() : std::optional<Tree>(new_stats));
+    if (select_stats) {
+      Tensor keep_new = skipping ? next.opt_state["last_finite"].tensor() : scalar(1, DType::Bool, device);
+      next.extra = optim::select_tree(keep_new, new_stats, s.extra, "batch statistics");
+    }
+    Tree out;
+    out.insert("state", next.state_dict());
+    out.insert("loss", loss.to(DType::F32));
+    out.insert("correct", count_correct(logits, labels));
+    return out;
+  };
+  // On one GPU the step is replayed as one CUDA graph (core/jit.h), as jax.jit compiles a Flax
+  // train step; not across ranks (their all-reduces), nor with a grads_hook or debug-NaNs (both
+  // need the host inside the step). A step that cannot be captured runs eagerly, with a note.
+  std::optional<Jit> jitted;
+  if (cfg.jit && device.is_cuda() && world == 1 && !cfg.grads_hook && !cfg.debug_nans)
+    jitted.emplace(jit(train_step, {.warmup = 2, .donate_inputs = true}));
   if (main_rank)
     out << "loom: training " << cfg.model << " on " << cfg.dataset << " (" << train_set.size()
       << " examples) on " << device.str() << ", " << state.params.total_size() << " parameters, "
@@ -279,6 +328,20 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
     return r;
   };
 
+  auto run_step = [&](const Tree& in) {
+    if (!jitted) return train_step(in);
+    try {
+      return (*jitted)(in);
+    } catch (const Error& e) {
+      if (jitted->captured()) throw;  // a replay's failure is not the capture's
+      // The failed capture changed no tensor: the same inputs run eagerly from here on.
+      progress.println(std::string("loom: running every step eagerly: it could not be captured "
+                                   "as a CUDA graph (") + e.what() + ")");
+      jitted.reset();
+      return train_step(in);
+    }
+  };
+
   TrainSummary summary;
   int64_t skipped_reported =
       skipping ? state.opt_state["total_notfinite"].tensor().item<int64_t>() : 0;
@@ -288,41 +351,19 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
   int64_t window_items = 0, window_steps = 0;
   for (int64_t step = start_step; step < total_steps; ++step) {
     Batch batch = loader.next();
-    random::Key dropout_key = random::fold_in(random::fold_in(root, 1), uint32_t(step));
-    auto loss_fn = [&](const Tree& params) {
-      // jmp's mixed policy: float32 params cast to the compute dtype inside the differentiated
-      // function (so gradients arrive in float32), logits and loss back in float32.
-      Tree p = compute == DType::F32 ? params : cast_floating(params, compute);
-      Tensor inputs = compute != DType::F32 && is_floating(batch.inputs.dtype())
-                          ? batch.inputs.to(compute)
-                          : batch.inputs;
-      auto [logits, updates] = model.apply(variables_of(p, state.extra), inputs, true, dropout_key);
-      logits = logits.to(DType::F32);
-      auto [l, y] = flatten_for_loss(logits, batch.labels);
-      Tensor loss = mean(softmax_cross_entropy_with_integer_labels(l, y));
-      Tensor objective = loss_scaling ? loss * optim::current_loss_scale(state.opt_state) : loss;
-      return std::pair{objective, std::tuple{loss.detach(), logits.detach(), updates}};
-    };
-    // Gradients averaged over the ranks: each bucket's all-reduce starts while backward runs.
-    // ZeRO-1 takes the local gradients: its reduce-scatter does the averaging.
-    auto [objective, aux, grads] = zero ? value_and_grad_aux(loss_fn)(state.params)
-                                        : dist::value_and_grad_aux_pmean(loss_fn)(state.params);
-    auto& [loss, logits, new_stats] = aux;
-    if (cfg.grads_hook) cfg.grads_hook(step, state, grads);
-    if (new_stats.empty() || (!skipping && compute == DType::F32)) {
-      state = apply_gradients(grads, new_stats.empty() ? std::optional<Tree>() : std::optional<Tree>(new_stats));
-    } else {
-      // A skipped step keeps the old batch statistics too (jmp.select_tree over the whole
-      // state), and statistics from a half-precision forward go back to their own dtypes.
-      Tree old_stats = state.extra;
-      state = apply_gradients(grads);
-      Tensor keep_new = skipping ? state.opt_state["last_finite"].tensor() : scalar(1, DType::Bool, device);
-      state.extra = optim::select_tree(keep_new, new_stats, old_stats, "batch statistics");
-    }
+    Tree in;
+    in.insert("state", state.state_dict());
+    in.insert("inputs", batch.inputs);
+    in.insert("labels", batch.labels);
+    in.insert("rng", random::key_data(random::fold_in(random::fold_in(root, 1), uint32_t(step))).to(device));
+    hook_step = step;
+    Tree result = run_step(in);
+    state = state.load_state_dict(result["state"]);
 
-    // The step's mean loss times its examples: the loss is not computed a second time.
-    loss_acc = loss_acc + loss.to(DType::F32) * double(batch.labels.numel());
-    correct_acc = correct_acc + count_correct(logits, batch.labels);
+    // The step's mean loss times its examples: the loss is not computed a second time. (Under
+    // jit these are the graph's buffers, read here before the next replay overwrites them.)
+    loss_acc = loss_acc + result["loss"].tensor() * double(batch.labels.numel());
+    correct_acc = correct_acc + result["correct"].tensor();
     window_items += batch.labels.numel();
     ++window_steps;
     const int64_t done = step + 1;

@@ -52,6 +52,9 @@ struct TrainConfig {
   // Data parallel: each rank keeps 1/N of the optimizer state (ZeRO-1, dist::ShardedOptimizer);
   // the numbers and the checkpoints are the unsharded run's. No effect in a world of one.
   bool zero = false;
+  // On one GPU: replay each step as one CUDA graph (loom::jit, the state donated), as jax.jit
+  // compiles a Flax train step. No effect on the CPU or over several ranks.
+  bool jit = true;
   /// For tests: called with each step's gradients before the update (`step` counts from 0,
   /// `state` is the state the update starts from), e.g. to inject an Inf. Not in to_json. With
   /// `zero` over several ranks these are the rank's local gradients, not yet averaged.

@@ -34,85 +34,120 @@ void visit_real(DType dtype, const char* op, Fn&& fn) {
   }
 }
 
+// The key's words, from device memory when the key lives there.
+struct DeviceKey {
+  uint32_t k0, k1;
+  const uint32_t* words;
+  explicit DeviceKey(KeyArg k) : k0(k.k0), k1(k.k1), words(k.words) {}
+  __device__ __forceinline__ uint32_t a() const { return words ? __ldg(words) : k0; }
+  __device__ __forceinline__ uint32_t b() const { return words ? __ldg(words + 1) : k1; }
+};
+
 // Functors rather than extended lambdas: their types are nameable in host-side templates.
 struct BitsFn {
-  uint32_t k0, k1;
+  DeviceKey key;
   __device__ uint32_t operator()(uint64_t i) const {
-    rng::Pair p = rng::counter_pair(k0, k1, i);
+    rng::Pair p = rng::counter_pair(key.a(), key.b(), i);
     return p.a ^ p.b;
   }
 };
 
 template <DType D>
 struct UniformFn {
-  uint32_t k0, k1;
+  DeviceKey key;
   typename rng::Real<D>::T lo, hi;
   __device__ typename rng::Real<D>::Storage operator()(uint64_t i) const {
-    return rng::uniform_at<D>(k0, k1, i, lo, hi);
+    return rng::uniform_at<D>(key.a(), key.b(), i, lo, hi);
   }
 };
 
 template <DType D>
 struct NormalFn {
-  uint32_t k0, k1;
+  DeviceKey key;
   __device__ typename rng::Real<D>::Storage operator()(uint64_t i) const {
-    return rng::normal_at<D>(k0, k1, i);
+    return rng::normal_at<D>(key.a(), key.b(), i);
   }
 };
 
 template <DType D>
 struct TruncatedNormalFn {
-  uint32_t k0, k1;
+  DeviceKey key;
   typename rng::Real<D>::T a, b, lo, hi;
   __device__ typename rng::Real<D>::Storage operator()(uint64_t i) const {
-    return rng::truncated_normal_at<D>(k0, k1, i, a, b, lo, hi);
+    return rng::truncated_normal_at<D>(key.a(), key.b(), i, a, b, lo, hi);
   }
 };
 
 struct BernoulliFn {
-  uint32_t k0, k1;
+  DeviceKey key;
   float p;
-  __device__ bool operator()(uint64_t i) const { return rng::bernoulli_at(k0, k1, i, p); }
+  __device__ bool operator()(uint64_t i) const { return rng::bernoulli_at(key.a(), key.b(), i, p); }
+};
+
+// Word i of the keys split(key, n) (pair j = i / 2): threefry(key; (hi32(j), lo32(j))).
+struct SplitFn {
+  DeviceKey key;
+  __device__ uint32_t operator()(uint64_t i) const {
+    rng::Pair p = rng::counter_pair(key.a(), key.b(), i / 2);
+    return i % 2 == 0 ? p.a : p.b;
+  }
+};
+
+// Word i of fold_in(key, data) = threefry(key; (0, data)).
+struct FoldInFn {
+  DeviceKey key;
+  uint32_t data;
+  __device__ uint32_t operator()(uint64_t i) const {
+    rng::Pair p = rng::threefry2x32(key.a(), key.b(), 0u, data);
+    return i == 0 ? p.a : p.b;
+  }
 };
 
 }  // namespace
 
-void random_bits(uint32_t k0, uint32_t k1, uint32_t* out, int64_t n, Stream stream) {
-  launch(out, n, stream, BitsFn{k0, k1});
+void random_bits(KeyArg key, uint32_t* out, int64_t n, Stream stream) {
+  launch(out, n, stream, BitsFn{DeviceKey(key)});
 }
 
-void random_uniform(uint32_t k0, uint32_t k1, void* out, DType dtype, double minval,
-                    double maxval, int64_t n, Stream stream) {
+void random_uniform(KeyArg key, void* out, DType dtype, double minval, double maxval, int64_t n,
+                    Stream stream) {
   visit_real(dtype, "random_uniform", [&](auto d) {
     constexpr DType D = decltype(d)::value;
     using R = rng::Real<D>;
     using T = typename R::T;
     launch(static_cast<typename R::Storage*>(out), n, stream,
-           UniformFn<D>{k0, k1, T(minval), T(maxval)});
+           UniformFn<D>{DeviceKey(key), T(minval), T(maxval)});
   });
 }
 
-void random_normal(uint32_t k0, uint32_t k1, void* out, DType dtype, int64_t n, Stream stream) {
+void random_normal(KeyArg key, void* out, DType dtype, int64_t n, Stream stream) {
   visit_real(dtype, "random_normal", [&](auto d) {
     constexpr DType D = decltype(d)::value;
-    launch(static_cast<typename rng::Real<D>::Storage*>(out), n, stream, NormalFn<D>{k0, k1});
+    launch(static_cast<typename rng::Real<D>::Storage*>(out), n, stream, NormalFn<D>{DeviceKey(key)});
   });
 }
 
-void random_truncated_normal(uint32_t k0, uint32_t k1, void* out, DType dtype, double a,
-                             double b, double clip_lo, double clip_hi, int64_t n,
-                             Stream stream) {
+void random_truncated_normal(KeyArg key, void* out, DType dtype, double a, double b,
+                             double clip_lo, double clip_hi, int64_t n, Stream stream) {
   visit_real(dtype, "random_truncated_normal", [&](auto d) {
     constexpr DType D = decltype(d)::value;
     using R = rng::Real<D>;
     using T = typename R::T;
     launch(static_cast<typename R::Storage*>(out), n, stream,
-           TruncatedNormalFn<D>{k0, k1, T(a), T(b), T(clip_lo), T(clip_hi)});
+           TruncatedNormalFn<D>{DeviceKey(key), T(a), T(b), T(clip_lo), T(clip_hi)});
   });
 }
 
-void random_bernoulli(uint32_t k0, uint32_t k1, bool* out, float p, int64_t n, Stream stream) {
-  launch(out, n, stream, BernoulliFn{k0, k1, p});
+void random_bernoulli(KeyArg key, bool* out, float p, int64_t n, Stream stream) {
+  launch(out, n, stream, BernoulliFn{DeviceKey(key), p});
+}
+
+void random_split(KeyArg key, int64_t n, uint32_t* out, Stream stream) {
+  launch(out, 2 * n, stream, SplitFn{DeviceKey(key)});
+}
+
+void random_fold_in(KeyArg key, uint32_t data, uint32_t* out, Stream stream) {
+  launch(out, 2, stream, FoldInFn{DeviceKey(key), data});
 }
 
 }  // namespace loom::cuda

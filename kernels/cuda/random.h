@@ -8,13 +8,23 @@
 
 namespace loom::cuda {
 
-void random_bits(uint32_t k0, uint32_t k1, uint32_t* out, int64_t n, Stream stream);
-void random_uniform(uint32_t k0, uint32_t k1, void* out, DType dtype, double minval,
-                    double maxval, int64_t n, Stream stream);
-void random_normal(uint32_t k0, uint32_t k1, void* out, DType dtype, int64_t n, Stream stream);
-void random_truncated_normal(uint32_t k0, uint32_t k1, void* out, DType dtype, double a,
-                             double b, double clip_lo, double clip_hi, int64_t n,
-                             Stream stream);
-void random_bernoulli(uint32_t k0, uint32_t k1, bool* out, float p, int64_t n, Stream stream);
+/// A threefry key as the kernels take it: host words, or (when `words` is set) two uint32 words
+/// in device memory read by the kernel itself, so a captured CUDA graph reads the key of each
+/// replay.
+struct KeyArg {
+  uint32_t k0 = 0, k1 = 0;
+  const uint32_t* words = nullptr;
+};
+
+void random_bits(KeyArg key, uint32_t* out, int64_t n, Stream stream);
+void random_uniform(KeyArg key, void* out, DType dtype, double minval, double maxval, int64_t n,
+                    Stream stream);
+void random_normal(KeyArg key, void* out, DType dtype, int64_t n, Stream stream);
+void random_truncated_normal(KeyArg key, void* out, DType dtype, double a, double b,
+                             double clip_lo, double clip_hi, int64_t n, Stream stream);
+void random_bernoulli(KeyArg key, bool* out, float p, int64_t n, Stream stream);
+/// out[2j], out[2j + 1] = the words of split(key, n)[j] (n = 1 with `fold_in`: fold_in(key, data)).
+void random_split(KeyArg key, int64_t n, uint32_t* out, Stream stream);
+void random_fold_in(KeyArg key, uint32_t data, uint32_t* out, Stream stream);
 
 }  // namespace loom::cuda

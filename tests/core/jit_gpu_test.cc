@@ -10,6 +10,7 @@
 #include "core/grad.h"
 #include "core/jit.h"
 #include "core/memory.h"
+#include "core/ops/dropout.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/linalg.h"
 #include "core/ops/reduce.h"
@@ -223,6 +224,40 @@ TEST(JitGpu, RandomDrawsFromHostKeysFailTheCapture) {
                     "would repeat the same numbers");
   EXPECT_FALSE(jit_capturing());
   EXPECT_EQ(random::normal(random::key(3), {4}, DType::F32, pb.gpu).shape(), (Shape{4}));
+}
+
+bool same(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() &&
+         a.to(Device::cpu()).to_vector<float>() == b.to(Device::cpu()).to_vector<float>();
+}
+
+// A key passed in as a tensor (as a traced key in jax.jit) is read by every replay: a dropout
+// step under jit draws the masks of the key it is given, the same as the eager step.
+TEST(JitGpu, KeysPassedAsTensorsDrawFreshNumbersAtEveryReplay) {
+  LOOM_REQUIRE_GPU();
+  Problem pb;
+  auto step_fn = [&](const Tree& in) {
+    const random::Key key = random::wrap_key_data(in["rng"].tensor());
+    Tree out;
+    out.insert("dropped", dropout(pb.x, 0.5, random::fold_in(key, 1)));
+    out.insert("noise", random::normal(random::split(key, 2)[1], {4}, DType::F32, pb.gpu));
+    return out;
+  };
+  auto input = [&](int i) {
+    Tree in;
+    in.insert("rng", random::key_data(random::fold_in(random::key(9), uint32_t(i))).to(pb.gpu));
+    return in;
+  };
+  Jit step = jit(step_fn, {.warmup = 1});
+  std::vector<Tensor> masks;
+  for (int i = 0; i < 5; ++i) {
+    Tree got = step(input(i)), expected = step_fn(input(i));
+    for (const char* leaf : {"dropped", "noise"})
+      EXPECT_TRUE(same(got[leaf].tensor(), expected[leaf].tensor())) << leaf << " call " << i;
+    masks.push_back(got["dropped"].tensor().to(Device::cpu()));
+  }
+  EXPECT_TRUE(step.captured());
+  EXPECT_FALSE(same(masks[3], masks[4]));  // two replays, two keys, two masks
 }
 
 }  // namespace

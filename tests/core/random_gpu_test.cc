@@ -91,6 +91,44 @@ TEST(RandomGpuTest, PermutationOnDevice) {
         << "n " << n;
 }
 
+// A key on the GPU (wrap_key_data of a CUDA tensor) draws, folds and splits there, with the bits
+// of the same key on the host.
+TEST(RandomGpuTest, KeysOnTheDeviceMatchHostKeys) {
+  LOOM_REQUIRE_GPU();
+  const Device gpu = Device::cuda();
+  const Key host = random::key(1234);
+  const Key dev = random::wrap_key_data(random::key_data(host).to(gpu));
+  ASSERT_TRUE(dev.on_device());
+  EXPECT_TRUE(same_bytes(random::key_data(dev), random::key_data(host)));
+  EXPECT_EQ(dev, dev);
+  EXPECT_FALSE(dev == host);
+  // derived keys, compared through their words
+  const Key folded = random::fold_in(dev, 77);
+  ASSERT_TRUE(folded.on_device());
+  EXPECT_TRUE(same_bytes(random::key_data(folded), random::key_data(random::fold_in(host, 77))));
+  const std::vector<Key> dev_split = random::split(dev, 3), host_split = random::split(host, 3);
+  ASSERT_EQ(dev_split.size(), 3u);
+  for (size_t j = 0; j < 3; ++j)
+    EXPECT_TRUE(same_bytes(random::key_data(dev_split[j]), random::key_data(host_split[j]))) << j;
+  EXPECT_TRUE(random::split(dev, 0).empty());
+  // every sampler, from a derived key
+  const Key d = dev_split[2], h = host_split[2];
+  EXPECT_TRUE(same_bytes(random::bits(d, {1001}, gpu), random::bits(h, {1001})));
+  for (DType dt : {DType::F32, DType::BF16, DType::F64}) {
+    EXPECT_TRUE(same_bytes(random::uniform(d, {513}, dt, -2, 3, gpu), random::uniform(h, {513}, dt, -2, 3)))
+        << dtype_name(dt);
+    EXPECT_TRUE(same_bytes(random::normal(d, {513}, dt, gpu), random::normal(h, {513}, dt))) << dtype_name(dt);
+    EXPECT_TRUE(same_bytes(random::truncated_normal(d, -1, 2, {513}, dt, gpu),
+                           random::truncated_normal(h, -1, 2, {513}, dt)))
+        << dtype_name(dt);
+  }
+  EXPECT_TRUE(same_bytes(random::bernoulli(random::fold_in(d, 5), 0.3, {4097}, gpu),
+                         random::bernoulli(random::fold_in(h, 5), 0.3, {4097})));
+  // a key on the GPU draws there only, and permutation sorts on the host
+  EXPECT_THROW_WITH((void)random::normal(d, {4}), DeviceError, "random.normal", "draws there only");
+  EXPECT_THROW_WITH((void)random::permutation(d, 5, gpu), ValueError, "host key");
+}
+
 TEST(RandomGpuTest, GoldenNormalOnDevice) {
   LOOM_REQUIRE_GPU();
   nlohmann::json g = testing::load_golden("random.json");

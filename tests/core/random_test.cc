@@ -106,6 +106,9 @@ TEST(RandomTest, KeyDataRoundTrips) {
   EXPECT_EQ(d.shape(), (Shape{2}));
   EXPECT_EQ(d.to_vector<uint32_t>(), (std::vector<uint32_t>{7, 4000000000u}));
   EXPECT_EQ(random::wrap_key_data(d), k);
+  EXPECT_FALSE(random::wrap_key_data(d).on_device());  // a CPU tensor gives a host key
+  EXPECT_EQ(k.str(), "Key(7, 4000000000)");
+  EXPECT_FALSE(k == Key(7, 4));
   EXPECT_THROW(random::wrap_key_data(zeros({3}, DType::U32)), ValueError);
   EXPECT_THROW(random::wrap_key_data(zeros({2}, DType::I32)), ValueError);
 }
