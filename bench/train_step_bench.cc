@@ -3,7 +3,7 @@
 // bench/jax/train_step_bench.py prints for the Flax/Optax version, so scripts/bench.sh can put
 // the two side by side.
 //
-//   loom_bench --model cnn|resnet50|gpt2|transformer-lm [--batch N] [--steps N] [--warmup N]
+//   loom_bench --model cnn|resnet50|gpt2|gpt2-medium|transformer-lm [--batch N] [--steps N] [--warmup N]
 //              [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N] [--graph on]
 //              [--kernel-trace on] [--attention composed|fused|cudnn]
 //
@@ -75,7 +75,7 @@ struct Options {
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "loom_bench: " << why << "\n"
-            << "usage: loom_bench --model cnn|resnet50|gpt2|transformer-lm [--batch N] [--steps N]\n"
+            << "usage: loom_bench --model cnn|resnet50|gpt2|gpt2-medium|transformer-lm [--batch N] [--steps N]\n"
             << "       [--warmup N]\n"
             << "       [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N]\n"
             << "       [--peak-tflops X] [--graph on|off] [--kernel-trace on|off]\n"
@@ -120,15 +120,16 @@ Options parse(int argc, char** argv) {
   flag("graph", o.graph);
   flag("kernel-trace", o.kernel_trace);
   if (!kv.empty()) usage("unknown option --" + kv.begin()->first);
-  if (o.model != "cnn" && o.model != "resnet50" && o.model != "gpt2" && o.model != "transformer-lm")
+  const bool gpt2 = o.model == "gpt2" || o.model == "gpt2-medium";
+  if (o.model != "cnn" && o.model != "resnet50" && !gpt2 && o.model != "transformer-lm")
     usage("unknown model '" + o.model + "'");
   if (o.precision != "f32" && o.precision != "bf16") usage("precision is f32 or bf16");
   if (o.attention != "composed" && o.attention != "fused" && o.attention != "cudnn")
     usage("attention is composed, fused or cudnn");
   if (o.steps < 1 || o.warmup < 0) usage("--steps must be >= 1 and --warmup >= 0");
   if (o.batch == 0)
-    o.batch = o.model == "cnn" ? 128 : o.model == "resnet50" ? 256 : o.model == "gpt2" ? 16 : 4;
-  if (o.seq == 0) o.seq = o.model == "gpt2" ? 1024 : 32;
+    o.batch = o.model == "cnn" ? 128 : o.model == "resnet50" ? 256 : gpt2 ? 16 : 4;
+  if (o.seq == 0) o.seq = gpt2 ? 1024 : 32;
   return o;
 }
 
@@ -171,7 +172,7 @@ Workload make_workload(const Options& o, Device device) {
     w.unit = "img/s";
     w.items = double(o.batch);
   } else {
-    const bool gpt2 = o.model == "gpt2";
+    const bool gpt2 = o.model != "transformer-lm", medium = o.model == "gpt2-medium";
     const int64_t vocab = gpt2 ? 50257 : 256;
     // No dropout, as the Flax GPT-2 in bench/jax/models.py (and llm.c's benchmark runs).
     w.model = train::make_model(o.model, {.num_classes = vocab, .sequence_length = o.seq,
@@ -181,7 +182,8 @@ Workload make_workload(const Options& o, Device device) {
     w.tx = optim::adamw(3e-4, {.b1 = 0.9, .b2 = 0.95, .eps = 1e-8, .weight_decay = 0.1});
     w.unit = "tok/s";
     w.items = double(o.batch * o.seq);
-    w.layers = gpt2 ? 12 : 4, w.channels = gpt2 ? 768 : 128, w.seq = o.seq;
+    w.layers = medium ? 24 : gpt2 ? 12 : 4, w.channels = medium ? 1024 : gpt2 ? 768 : 128;
+    w.seq = o.seq;
   }
   w.inputs = w.inputs.to(device);
   w.labels = w.labels.to(device);
@@ -334,7 +336,7 @@ int main(int argc, char** argv) {
                          {"device", o.device},    {"precision", o.precision},
                          {"batch", o.batch},      {"steps", o.steps},
                          {"warmup", o.warmup}};
-  if (o.model == "gpt2" || o.model == "transformer-lm") line["seq"] = o.seq;
+  if (o.model.rfind("gpt2", 0) == 0 || o.model == "transformer-lm") line["seq"] = o.seq;
   if (o.graph) line["graph"] = true;
   if (o.attention != "composed") line["attention"] = o.attention;
   if (o.model == "resnet50") line["image"] = o.image;

@@ -111,8 +111,8 @@ if ((profile)); then
   mkdir -p "$P"
   IFS=, read -ra specs <<< "${models:-resnet50-bf16,gpt2-bf16}"
   for spec in "${specs[@]}"; do
-    model=${spec%%-*} prec=f32
-    [[ $spec == *-* ]] && prec=${spec#*-}
+    model=$spec prec=f32
+    [[ $spec == *-f32 || $spec == *-bf16 ]] && model=${spec%-*} prec=${spec##*-}
     run=("$B/bin/loom_bench" --model "$model" --device cuda --precision "$prec")
     log "$spec: host waits (LOOM_SYNC_DEBUG=1, 2 steps after 3)"
     LOOM_SYNC_DEBUG=1 timeout 120 "${run[@]}" --warmup 3 --steps 2 > "$P/$spec.waits.json" \
@@ -134,7 +134,7 @@ PY
     timeout 120 "${run[@]}" --warmup 3 --steps 20 --graph on > "$P/$spec.graph.json" \
       2> "$P/$spec.graph.err" || log "WARNING: $spec graph run failed"
     tail -c 600 "$P/$spec.graph.json" "$P/$spec.graph.err"; echo
-    if [[ $model == gpt2 ]]; then
+    if [[ $model == gpt2* ]]; then
       for impl in fused cudnn; do
         log "$spec: --attention $impl, kernels then graph"
         timeout 120 "${run[@]}" --warmup 3 --steps 10 --kernel-trace on --attention $impl \

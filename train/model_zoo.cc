@@ -75,7 +75,8 @@ ZooModel lm_model(const std::string& name, nn::models::TransformerLM base) {
 
 std::vector<std::string> model_names() {
   return {"cnn",       "resnet18",  "resnet34",       "resnet50", "resnet101",
-          "resnet152", "resnet200", "transformer-lm", "gpt2"};
+          "resnet152", "resnet200", "transformer-lm", "gpt2",
+          "gpt2-medium"};
 }
 
 ZooModel make_model(const std::string& name, const ModelSpec& spec) {
@@ -94,10 +95,10 @@ ZooModel make_model(const std::string& name, const ModelSpec& spec) {
                                         .num_heads = 4,
                                         .d_model = 128,
                                         .dropout_rate = spec.dropout_rate.value_or(0.1)});
-  if (name == "gpt2") {
-    // GPT-2 small whatever the dataset: its own vocabulary (byte tokens are a subset) and
-    // context (the dataset's sequence length must not exceed 1024).
-    TransformerLM gpt2 = gpt2_small();
+  if (name == "gpt2" || name == "gpt2-medium") {
+    // GPT-2 small (or medium) whatever the dataset: its own vocabulary (byte tokens are a
+    // subset) and context (the dataset's sequence length must not exceed 1024).
+    TransformerLM gpt2 = name == "gpt2" ? gpt2_small() : gpt2_medium();
     gpt2.dropout_rate = spec.dropout_rate.value_or(0.1);
     return lm_model(name, gpt2);
   }

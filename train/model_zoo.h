@@ -35,8 +35,8 @@ struct ModelSpec {
 /// Known names: "cnn" (the seed's CNN); "resnet18" ... "resnet200" (Flax's ImageNet ResNets,
 /// num_classes outputs, the small-input stem for images up to 64x64, batch_stats updated while
 /// training); "transformer-lm" (4 layers, d_model 128, 4 heads, context sequence_length,
-/// vocabulary num_classes, dropout 0.1); "gpt2" (GPT-2 small, vocabulary 50257 and context 1024
-/// whatever the spec). Throws ValueError listing the known names otherwise.
+/// vocabulary num_classes, dropout 0.1); "gpt2" and "gpt2-medium" (GPT-2 small and medium,
+/// vocabulary 50257 and context 1024 whatever the spec). Throws ValueError listing the known names otherwise.
 ZooModel make_model(const std::string& name, const ModelSpec& spec);
 std::vector<std::string> model_names();
 

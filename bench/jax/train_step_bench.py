@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """JAX/Flax/Optax twin of loom_bench: times one jitted training step and prints the same JSON line.
 
-  python3 bench/jax/train_step_bench.py --model cnn|resnet50|gpt2 [--batch N] [--steps N]
+  python3 bench/jax/train_step_bench.py --model cnn|resnet50|gpt2|gpt2-medium [--batch N] [--steps N]
       [--warmup N] [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N]
 
 The step is jax.jit(value_and_grad(loss) + TrainState.apply_gradients), with the state donated on
 the GPU. The batch is synthetic and already on the device. Each timed step ends with
 jax.block_until_ready on the new state and the loss. Optimizers: CNN and ResNet-50 optax.sgd(0.1,
-momentum=0.9) (Flax's MNIST/ImageNet examples), GPT-2 optax.adamw(3e-4, b1=0.9, b2=0.95,
+momentum=0.9) (Flax's MNIST/ImageNet examples), GPT-2 (small and medium) optax.adamw(3e-4, b1=0.9, b2=0.95,
 weight_decay=0.1). bf16: the model computes in bf16 (Flax dtype=bfloat16) with f32 params.
 """
 import argparse
@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 def parse():
   p = argparse.ArgumentParser()
-  p.add_argument('--model', choices=['cnn', 'resnet50', 'gpt2'], default='cnn')
+  p.add_argument('--model', choices=['cnn', 'resnet50', 'gpt2', 'gpt2-medium'], default='cnn')
   p.add_argument('--batch', type=int, default=0)
   p.add_argument('--steps', type=int, default=20)
   p.add_argument('--warmup', type=int, default=5)
@@ -35,7 +35,7 @@ def parse():
   p.add_argument('--peak-tflops', type=float, default=989.0)
   a = p.parse_args()
   if a.batch == 0:
-    a.batch = {'cnn': 128, 'resnet50': 256, 'gpt2': 16}[a.model]
+    a.batch = {'cnn': 128, 'resnet50': 256, 'gpt2': 16, 'gpt2-medium': 16}[a.model]
   return a
 
 
@@ -75,7 +75,8 @@ def run(a, line):
     # cuDNN's fused attention needs a GPU and bf16/f16; elsewhere XLA's attention.
     impl = 'cudnn' if a.device == 'cuda' and a.precision == 'bf16' else None
     line['attention'] = impl or 'xla'
-    model = models.GPT2(vocab_size=50257, block_size=a.seq, dtype=dtype, implementation=impl)
+    size = dict(num_layers=24, num_heads=16, channels=1024) if a.model == 'gpt2-medium' else {}
+    model = models.GPT2(vocab_size=50257, block_size=a.seq, dtype=dtype, implementation=impl, **size)
     x = rng.integers(0, 50257, (a.batch, a.seq), dtype=np.int32)
     y = rng.integers(0, 50257, (a.batch, a.seq), dtype=np.int32)
     tx = optax.adamw(3e-4, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1)
@@ -134,7 +135,7 @@ def run(a, line):
   line['final_loss'] = lv if np.isfinite(lv) else None
   stats = dev.memory_stats() if a.device == 'cuda' else None
   line['peak_mem_mb'] = stats['peak_bytes_in_use'] / 2**20 if stats else None
-  if a.model == 'gpt2':
+  if a.model.startswith('gpt2'):
     # llm.c's gpt2_estimate_mfu: 6N + 6·L·C·T FLOPs per token.
     fpt = 6 * n_params + 6 * model.num_layers * model.channels * a.seq
     line['mfu'] = fpt * items / (med / 1e3) / (a.peak_tflops * 1e12)
@@ -146,7 +147,7 @@ def main():
   a = parse()
   line = {'framework': 'jax', 'model': a.model, 'device': a.device, 'precision': a.precision,
           'batch': a.batch, 'steps': a.steps, 'warmup': a.warmup}
-  if a.model == 'gpt2':
+  if a.model.startswith('gpt2'):
     line['seq'] = a.seq
   if a.model == 'resnet50':
     line['image'] = a.image

@@ -84,4 +84,12 @@ TransformerLM gpt2_small() {
                        .d_model = 768};
 }
 
+TransformerLM gpt2_medium() {
+  return TransformerLM{.vocab_size = 50257,
+                       .max_len = 1024,
+                       .num_layers = 24,
+                       .num_heads = 16,
+                       .d_model = 1024};
+}
+
 }  // namespace loom::nn::models

@@ -58,5 +58,7 @@ struct TransformerLM : Module<TransformerLM> {
 
 /// GPT-2 small: vocabulary 50257, context 1024, 12 layers, 12 heads, d_model 768.
 TransformerLM gpt2_small();
+/// GPT-2 medium: 24 layers of 1024 channels and 16 heads (354,823,168 params).
+TransformerLM gpt2_medium();
 
 }  // namespace loom::nn::models
