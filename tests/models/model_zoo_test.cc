@@ -15,7 +15,7 @@ namespace {
 TEST(ModelZoo, NamesAndUnknownModel) {
   std::vector<std::string> names = train::model_names();
   for (const char* n : {"cnn", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-                        "resnet200", "transformer-lm", "gpt2"})
+                        "resnet200", "transformer-lm", "gpt2", "gpt2-medium"})
     EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
   try {
     train::make_model("resnet9", {});
