@@ -176,12 +176,15 @@ std::vector<Tensor> backward(const Tensor& output, const std::vector<Tensor>& le
       if (in_backward)
         for (size_t i = 0; i < input_grads.size(); ++i)
           if (node->inputs[i]) check_op_gradient(node->op, input_grads[i], i, g);
-      // Targets the rule did not add into: the usual add (earlier contributions first).
+      // Targets the rule did not add into: the usual add (earlier contributions first). A
+      // gradient of the wrong shape is left as it is for the shape check below to report (add
+      // would broadcast one that is smaller than the input).
       for (size_t i = 0; i < targets.size(); ++i) {
         if (!targets[i].defined()) continue;
         Tensor& gi = input_grads[i];
         if (!gi.defined()) gi = std::move(targets[i]);
-        else if (!same_buffer(gi, targets[i])) gi = add(targets[i], gi);
+        else if (gi.shape() == targets[i].shape() && !same_buffer(gi, targets[i]))
+          gi = add(targets[i], gi);
       }
       for (size_t i = 0; i < input_grads.size(); ++i) {
         Node* in = node->inputs[i].get();

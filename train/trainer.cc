@@ -281,9 +281,11 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
   // On one GPU the step is replayed as one CUDA graph (core/jit.h), as jax.jit compiles a Flax
   // train step; not across ranks (their all-reduces), nor with a grads_hook or debug-NaNs (both
   // need the host inside the step). A step that cannot be captured runs eagerly, with a note.
+  constexpr int kJitWarmup = 2;  // eager calls before the capture
   std::optional<Jit> jitted;
+  int jitted_calls = 0;
   if (cfg.jit && device.is_cuda() && world == 1 && !cfg.grads_hook && !cfg.debug_nans)
-    jitted.emplace(jit(train_step, {.warmup = 2, .donate_inputs = true}));
+    jitted.emplace(jit(train_step, {.warmup = kJitWarmup, .donate_inputs = true}));
   if (main_rank)
     out << "loom: training " << cfg.model << " on " << cfg.dataset << " (" << train_set.size()
       << " examples) on " << device.str() << ", " << state.params.total_size() << " parameters, "
@@ -330,10 +332,11 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
 
   auto run_step = [&](const Tree& in) {
     if (!jitted) return train_step(in);
+    const bool capturing = jitted_calls++ == kJitWarmup;
     try {
       return (*jitted)(in);
     } catch (const Error& e) {
-      if (jitted->captured()) throw;  // a replay's failure is not the capture's
+      if (!capturing) throw;  // a warm-up's or a replay's failure is not the capture's
       // The failed capture changed no tensor: the same inputs run eagerly from here on.
       progress.println(std::string("loom: running every step eagerly: it could not be captured "
                                    "as a CUDA graph (") + e.what() + ")");
@@ -418,6 +421,7 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
       save(done);
   }
   if (summary.test.examples == 0) summary.test = run_eval(total_steps);
+  summary.graph_replayed = jitted && jitted->captured();
   progress.finish();
   summary.steps = total_steps;
   summary.seconds = seconds_since(t0);
@@ -427,7 +431,8 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
   write_training_plot(cfg.run_dir + "/training.png",
                       training_plot_from_jsonl(read_jsonl(cfg.run_dir + "/metrics.jsonl"),
                                                cfg.model + " on " + cfg.dataset));
-  out << "loom: done in " << summary.seconds << " s: test accuracy "
+  out << "loom: done in " << summary.seconds << " s"
+      << (summary.graph_replayed ? " (each step replayed as one CUDA graph)" : "") << ": test accuracy "
       << summary.test.accuracy * 100 << "%, test loss " << summary.test.loss << "; wrote "
       << cfg.run_dir << "/{metrics.jsonl, events.out.tfevents.*, training.png, checkpoints/}\n";
   return summary;

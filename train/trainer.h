@@ -71,6 +71,7 @@ struct EvalResult {
 
 struct TrainSummary {
   int64_t steps = 0;
+  bool graph_replayed = false;  // the steps ran as one captured CUDA graph (TrainConfig::jit)
   double seconds = 0;
   double train_loss = 0;
   EvalResult test;

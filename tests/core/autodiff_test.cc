@@ -75,6 +75,24 @@ TEST(Autodiff, SharedGradientsAreNotOffered) {
   EXPECT_ALLCLOSE(g, full({5}, 3.0, DType::F64), 0, 0);
 }
 
+TEST(Autodiff, AWrongShapedGradientIsReportedEvenWhenATargetIsOffered) {
+  // A faulty rule returning a 0-d gradient for a [3, 4] input: merged with the offered earlier
+  // contribution by add, it would broadcast and pass unnoticed.
+  Tensor x = test_values({3, 4}, 1), s = test_values({3, 4}, 3);
+  Tensor leaf = autograd::make_leaf(x, 0);
+  autograd::RecordingGuard recording(true);
+  Tensor y;
+  {
+    autograd::NoGradGuard no_grad;
+    y = x * 2.0;
+  }
+  y = autograd::record("faulty", y, {leaf}, [](const Tensor& g) {
+    return std::vector<Tensor>{sum(g)};
+  });
+  Tensor loss = sum(y) + sum(leaf * s);
+  EXPECT_THROW_WITH((void)autograd::backward(loss, {leaf}), ShapeError, "faulty", "[3, 4]");
+}
+
 TEST(Autodiff, DebugNansOffersNoTargets) {
   // Each contribution must be checked on its own op's account.
   DebugNansScope debug(true);
