@@ -125,14 +125,20 @@ Tensor norm_fused(const Tensor& x, const Tensor& scale, const Tensor& sv, const 
   ParamInfo scale_info(scale), bias_info(bias);
   return autograd::record(op, y, {x, scale, bias}, [=](const Tensor& g_in) {
     Tensor g = g_in.to(dt.out).contiguous();
-    Tensor dx = Tensor::empty(xc.shape(), in_dtype, xc.device());
+    // An earlier contribution to x's gradient (the residual stream's, in a pre-norm block) gets
+    // dx added in place instead of a separate add pass.
+    const Tensor into = autograd::accumulation_target(0);
+    const bool accumulate = into.defined() && into.dtype() == in_dtype && x_dtype == in_dtype &&
+                            into.device() == xc.device() && into.shape() == xc.shape() &&
+                            into.is_contiguous();
+    Tensor dx = accumulate ? into : Tensor::empty(xc.shape(), in_dtype, xc.device());
     if (xc.is_cuda()) {
       LOOM_CUDA_ONLY(cuda::norm_rows_backward(xc.raw_data(), in_dtype, g.raw_data(), dt.out,
                                               ptr(mu), rstd.raw_data(), ptr(s), dx.raw_data(),
-                                              rows, n, rms, stream_of(xc)));
+                                              rows, n, rms, accumulate, stream_of(xc)));
     } else {
       cpu::norm_rows_backward(xc.raw_data(), in_dtype, g.raw_data(), dt.out, ptr(mu),
-                              rstd.raw_data(), ptr(s), dx.raw_data(), rows, n, rms);
+                              rstd.raw_data(), ptr(s), dx.raw_data(), rows, n, rms, accumulate);
     }
     Grads grads{dx.to(x_dtype), Tensor(), Tensor()};
     if (!want_scale && !want_bias) return grads;

@@ -106,7 +106,7 @@ void norm_rows(const void* x, DType dtype, void* y, DType out_dtype, const void*
 
 void norm_rows_backward(const void* x, DType dtype, const void* g, DType out_dtype,
                         const void* mean, const void* rstd, const void* scale, void* dx,
-                        int64_t rows, int64_t n, bool rms) {
+                        int64_t rows, int64_t n, bool rms, bool accumulate) {
   const char* op = rms ? "rms_norm" : "layer_norm";
   visit_floating_in_out(dtype, out_dtype, op, [&](auto tz, auto oz) {
     using T = decltype(tz);
@@ -131,7 +131,8 @@ void norm_rows_backward(const void* x, DType dtype, const void* g, DType out_dty
       for (int64_t j = 0; j < n; ++j) {
         double gs = convert<double>(pg[r * n + j]) * param<A>(scale, j, 1.0);
         double xhat = (convert<double>(px[r * n + j]) - mu) * inv;
-        pd[r * n + j] = convert<T>(inv * (gs - mean_gs - xhat * mean_gsx));
+        const double d = inv * (gs - mean_gs - xhat * mean_gsx);
+        pd[r * n + j] = convert<T>(accumulate ? convert<double>(pd[r * n + j]) + d : d);
       }
     }
   });

@@ -16,10 +16,11 @@ namespace loom::cpu {
 void norm_rows(const void* x, DType dtype, void* y, DType out_dtype, const void* scale,
                const void* bias, void* mean, void* rstd, int64_t rows, int64_t n, double eps,
                bool rms);
-/// dx for norm_rows given the output gradient g (of out_dtype); dx has `dtype`.
+/// dx for norm_rows given the output gradient g (of out_dtype); dx has `dtype` and is
+/// overwritten or, with `accumulate`, added to (another contribution to x's gradient).
 void norm_rows_backward(const void* x, DType dtype, const void* g, DType out_dtype,
                         const void* mean, const void* rstd, const void* scale, void* dx,
-                        int64_t rows, int64_t n, bool rms);
+                        int64_t rows, int64_t n, bool rms, bool accumulate);
 
 /// The parameter gradients of norm_rows from the output gradient g (out_dtype): per column,
 /// dscale[j] = sum_r g[r, j] * (x[r, j] - mean[r]) * rstd[r] (mean == nullptr: RMS norm, 0) and

@@ -50,7 +50,7 @@ __global__ void norm_rows_kernel(const T* x, O* y, const acc_t<T>* scale, const 
 template <typename T, typename O, int G>
 __global__ void norm_rows_backward_kernel(const T* x, const O* g, const acc_t<T>* mean,
                                           const acc_t<T>* rstd, const acc_t<T>* scale, T* dx,
-                                          int64_t rows, int64_t n, bool rms) {
+                                          int64_t rows, int64_t n, bool rms, bool accumulate) {
   using A = acc_t<T>;
   LOOM_ROW_LOOP(r, rows) {
     const A mu = rms ? A(0) : mean[r], inv = rstd[r];
@@ -66,7 +66,8 @@ __global__ void norm_rows_backward_kernel(const T* x, const O* g, const acc_t<T>
     for (int64_t j = threadIdx.x; j < n; j += G) {
       A gs = cvt<A>(g[r * n + j]) * param(scale, j, A(1));
       A xhat = (cvt<A>(x[r * n + j]) - mu) * inv;
-      dx[r * n + j] = cvt<T>(inv * (gs - mean_gs - xhat * mean_gsx));
+      const A d = inv * (gs - mean_gs - xhat * mean_gsx);
+      dx[r * n + j] = cvt<T>(accumulate ? cvt<A>(dx[r * n + j]) + d : d);
     }
   }
 }
@@ -143,7 +144,7 @@ void norm_rows(const void* x, DType dtype, void* y, DType out_dtype, const void*
 
 void norm_rows_backward(const void* x, DType dtype, const void* g, DType out_dtype,
                         const void* mean, const void* rstd, const void* scale, void* dx,
-                        int64_t rows, int64_t n, bool rms, Stream stream) {
+                        int64_t rows, int64_t n, bool rms, bool accumulate, Stream stream) {
   if (rows * n == 0) return;
   visit_in_out(dtype, out_dtype, rms ? "rms_norm" : "layer_norm", [&](auto tz, auto oz) {
     using T = decltype(tz);
@@ -153,7 +154,7 @@ void norm_rows_backward(const void* x, DType dtype, const void* g, DType out_dty
       norm_rows_backward_kernel<T, O, decltype(gs)::value><<<grid, block, 0, stream>>>(
           static_cast<const T*>(x), static_cast<const O*>(g), static_cast<const A*>(mean),
           static_cast<const A*>(rstd), static_cast<const A*>(scale), static_cast<T*>(dx), rows, n,
-          rms);
+          rms, accumulate);
     });
   });
   LOOM_CUDA_CHECK(cudaGetLastError());

@@ -14,7 +14,7 @@ void norm_rows(const void* x, DType dtype, void* y, DType out_dtype, const void*
                bool rms, Stream stream);
 void norm_rows_backward(const void* x, DType dtype, const void* g, DType out_dtype,
                         const void* mean, const void* rstd, const void* scale, void* dx,
-                        int64_t rows, int64_t n, bool rms, Stream stream);
+                        int64_t rows, int64_t n, bool rms, bool accumulate, Stream stream);
 
 /// The scale/bias gradients as kernels/cpu/norm.h's norm_param_grads (mean == nullptr: RMS),
 /// using `work`: norm_param_workspace_size(rows, n) values of the accumulation type.

@@ -27,6 +27,12 @@ TEST(NormGpu, LayerAndRmsNormMatchCpu) {
     expect_gpu_matches("rms_norm " + shape_str(shape),
                        [](const std::vector<Tensor>& in) { return rms_norm(in[0], in[1]); }, {x, s}, 1e-5);
   }
+  // dx added in place into an earlier contribution to x's gradient (x * x's), every dtype
+  Tensor xr = test_values({64, 200}, 9, -2, 2, DType::F32);
+  Tensor sr = test_values({200}, 10, 0.5, 1.5, DType::F32), br = test_values({200}, 11, -1, 1, DType::F32);
+  expect_gpu_matches("layer_norm + x * x",
+                     [](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2]) + in[0] * in[0]; },
+                     {xr, sr, br}, 1e-5);
   // composed paths (a middle axis) run on the GPU through the elementwise/reduce kernels
   Tensor x = test_values({4, 6, 5}, 4, -2, 2, DType::F32);
   expect_gpu_matches("layer_norm axis 1", [](const std::vector<Tensor>& in) {

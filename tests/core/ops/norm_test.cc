@@ -108,6 +108,22 @@ TEST(LayerNorm, ParameterGradientsSumOverRows) {
   EXPECT_ALLCLOSE(gb[2], sum(ct32, {0}), 1e-5, 1e-5);
 }
 
+// In ln(x) + x * x the product's gradient reaches x first and the norm's backward adds its dx
+// into it in place (autograd::accumulation_target); the sum must equal the two gradients'.
+TEST(LayerNorm, InputGradientAddsIntoAnEarlierContribution) {
+  Tensor x = test_values({7, 33}, 21, -2, 3), s = test_values({33}, 22, 0.5, 1.5);
+  Tensor b = test_values({33}, 23), ct = test_values({7, 33}, 24);
+  for (bool rms : {false, true}) {
+    auto norm = [rms](const std::vector<Tensor>& in) {
+      return rms ? rms_norm(in[0], in[1]) : layer_norm(in[0], in[1], in[2]);
+    };
+    auto both = vjp([&](const std::vector<Tensor>& in) { return norm(in) + in[0] * in[0]; }, {x, s, b}, ct);
+    auto alone = vjp(norm, {x, s, b}, ct);
+    EXPECT_ALLCLOSE(both[0], alone[0] + ct * x * 2.0, 1e-12, 1e-12) << rms;
+    EXPECT_ALLCLOSE(both[1], alone[1], 1e-12, 1e-12) << rms;
+  }
+}
+
 TEST(RmsNorm, MatchesReference) {
   Tensor x = test_values({4, 9}, 11, -3, 3);
   Tensor s = test_values({9}, 12, 0.5, 1.5);
