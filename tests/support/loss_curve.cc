@@ -8,10 +8,23 @@
 
 namespace loom::testing {
 
+namespace fs = std::filesystem;
+
+std::string fresh_run_dir(const std::string& name) {
+  fs::path p = fs::temp_directory_path() / ("loom_run_" + name);
+  fs::remove_all(p);
+  return p.string();
+}
+
+std::vector<double> train_losses(const std::string& run_dir) {
+  std::vector<double> out;
+  for (const auto& r : train::read_jsonl(run_dir + "/metrics.jsonl"))
+    if (r.at("split") == "train") out.push_back(r.at("loss").get<double>());
+  return out;
+}
+
 std::vector<double> hundred_step_loss_curve(const std::string& device, const std::string& name) {
-  namespace fs = std::filesystem;
-  fs::path dir = fs::temp_directory_path() / ("loom_loss_curve_" + device + "_" + name);
-  fs::remove_all(dir);
+  const std::string dir = fresh_run_dir("loss_curve_" + device + "_" + name);
   train::TrainConfig c;
   c.model = "cnn";
   c.dataset = "synthetic:8x8x1:4:256";
@@ -22,15 +35,13 @@ std::vector<double> hundred_step_loss_curve(const std::string& device, const std
   c.checkpoint_every = 1000;
   c.max_eval_examples = 32;
   c.seed = 7;
-  c.run_dir = dir.string();
+  c.run_dir = dir;
   c.resume = false;
   c.device = device;
   c.terminal = false;
   std::ostringstream log;
   train::run_training(c, log);
-  std::vector<double> losses;
-  for (const auto& r : train::read_jsonl(dir.string() + "/metrics.jsonl"))
-    if (r.at("split") == "train") losses.push_back(r.at("loss").get<double>());
+  std::vector<double> losses = train_losses(dir);
   fs::remove_all(dir);
   return losses;
 }

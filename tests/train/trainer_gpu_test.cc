@@ -10,8 +10,8 @@
 
 #include "core/determinism.h"
 #include "train/checkpoint.h"
-#include "train/metrics/jsonl_writer.h"
 #include "train/trainer.h"
+#include "tests/support/loss_curve.h"
 #include "tests/support/testing.h"
 
 namespace loom::train {
@@ -19,24 +19,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string fresh_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("loom_trainer_gpu_" + name);
-  fs::remove_all(p);
-  return p.string();
-}
-
 std::string text_file() {
   fs::path p = fs::temp_directory_path() / "loom_trainer_gpu_text.txt";
   std::ofstream f(p);
   for (int i = 0; i < 200; ++i) f << "the quick brown fox jumps over the lazy dog " << i << "\n";
   return p.string();
-}
-
-std::vector<double> train_losses(const std::string& dir) {
-  std::vector<double> out;
-  for (const auto& r : read_jsonl(dir + "/metrics.jsonl"))
-    if (r.at("split") == "train") out.push_back(r.at("loss").get<double>());
-  return out;
 }
 
 TEST(TrainerGpu, JitReplaysTheEagerSteps) {
@@ -71,7 +58,7 @@ TEST(TrainerGpu, JitReplaysTheEagerSteps) {
       cfg.device = "cuda";
       cfg.terminal = false;
       cfg.jit = jit == 1;
-      cfg.run_dir = fresh_dir(std::string(c.model) + c.precision + std::to_string(jit));
+      cfg.run_dir = testing::fresh_run_dir(std::string(c.model) + c.precision + std::to_string(jit));
       std::ostringstream log;
       // Deterministic cuDNN algorithms, so that eager and replayed runs add in the same order
       // (AdamW would turn a last-bit difference in a near-zero gradient into a step of ~lr);
@@ -79,7 +66,7 @@ TEST(TrainerGpu, JitReplaysTheEagerSteps) {
       DeterministicScope deterministic(c.deterministic);
       TrainSummary summary = run_training(cfg, log);
       EXPECT_EQ(summary.graph_replayed, jit == 1) << log.str();
-      losses[jit] = train_losses(cfg.run_dir);
+      losses[jit] = testing::train_losses(cfg.run_dir);
       params[jit] = CheckpointManager(cfg.run_dir + "/checkpoints").restore().first;
     }
     // The same kernels in the same order; only atomic adds (the embedding's gradient) may sum

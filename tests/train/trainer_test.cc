@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "train/checkpoint.h"
-#include "train/metrics/jsonl_writer.h"
+#include "tests/support/loss_curve.h"
 #include "tests/support/testing.h"
 
 namespace loom::train {
@@ -30,21 +30,8 @@ TrainConfig small_config(const std::string& dir) {
   return c;
 }
 
-std::string fresh_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("loom_trainer_" + name);
-  fs::remove_all(p);
-  return p.string();
-}
-
-std::vector<double> train_losses(const std::string& dir) {
-  std::vector<double> out;
-  for (const auto& r : read_jsonl(dir + "/metrics.jsonl"))
-    if (r.at("split") == "train") out.push_back(r.at("loss").get<double>());
-  return out;
-}
-
 TEST(Trainer, LearnsAndWritesItsArtefacts) {
-  std::string dir = fresh_dir("learns");
+  std::string dir = testing::fresh_run_dir("learns");
   TrainConfig c = small_config(dir);
   c.dataset = "synthetic:8x8x1:4:32";
   c.steps = 40;
@@ -53,7 +40,7 @@ TEST(Trainer, LearnsAndWritesItsArtefacts) {
   std::ostringstream log;
   TrainSummary s = run_training(c, log);
   EXPECT_EQ(s.steps, 40);
-  std::vector<double> losses = train_losses(dir);
+  std::vector<double> losses = testing::train_losses(dir);
   ASSERT_EQ(losses.size(), 40u);
   // The class shows in the brightness: the last steps' loss is far below the first steps'.
   double first = (losses[0] + losses[1] + losses[2] + losses[3]) / 4;
@@ -70,7 +57,7 @@ TEST(Trainer, LearnsAndWritesItsArtefacts) {
 }
 
 TEST(Trainer, ResumeContinuesBitExactly) {
-  std::string straight = fresh_dir("straight"), resumed = fresh_dir("resumed");
+  std::string straight = testing::fresh_run_dir("straight"), resumed = testing::fresh_run_dir("resumed");
   std::ostringstream log;
   run_training(small_config(straight), log);
 
@@ -87,7 +74,7 @@ TEST(Trainer, ResumeContinuesBitExactly) {
   EXPECT_NE(log.str().find("resumed"), std::string::npos);
   EXPECT_EQ(s.steps, 8);
   // The last 4 training losses of the resumed run equal those of the uninterrupted run.
-  std::vector<double> a = train_losses(straight), b = train_losses(resumed);
+  std::vector<double> a = testing::train_losses(straight), b = testing::train_losses(resumed);
   ASSERT_GE(b.size(), 4u);
   for (size_t i = 0; i < 4; ++i) EXPECT_EQ(a[a.size() - 1 - i], b[b.size() - 1 - i]) << i;
   auto [pa, ma] = CheckpointManager(straight + "/checkpoints").restore();
@@ -97,10 +84,10 @@ TEST(Trainer, ResumeContinuesBitExactly) {
 
 TEST(Trainer, BadSettingsAreNamed) {
   std::ostringstream log;
-  TrainConfig c = small_config(fresh_dir("bad"));
+  TrainConfig c = small_config(testing::fresh_run_dir("bad"));
   c.batch_size = 0;
   EXPECT_THROW(run_training(c, log), ValueError);
-  c = small_config(fresh_dir("bad"));
+  c = small_config(testing::fresh_run_dir("bad"));
   c.model = "nope";
   try {
     run_training(c, log);
@@ -108,7 +95,7 @@ TEST(Trainer, BadSettingsAreNamed) {
   } catch (const ValueError& e) {
     EXPECT_NE(std::string(e.what()).find("nope"), std::string::npos);
   }
-  c = small_config(fresh_dir("bad"));
+  c = small_config(testing::fresh_run_dir("bad"));
   c.dataset = "nothing";
   EXPECT_THROW(run_training(c, log), ValueError);
 }
