@@ -41,10 +41,33 @@ std::vector<std::string> split_path(const std::string& path, const char* op) {
   return parts;
 }
 
-const Tree* find_child(const std::vector<Tree::Entry>& children, const std::string& key) {
+const Tree* find_child(const std::vector<Tree::Entry>& children, const std::string& key,
+                       size_t hint = 0) {
+  // Trees of one structure are usually built in one order: try the same position first.
+  if (hint < children.size() && children[hint].first == key) return &children[hint].second;
   for (const auto& [k, v] : children)
     if (k == key) return &v;
   return nullptr;
+}
+
+// Whether a and b have the same structure, without building any path (the common case).
+bool same_keys(const Tree& a, const Tree& b) {
+  if (a.is_leaf() || b.is_leaf()) return a.is_leaf() == b.is_leaf();
+  const auto &ea = a.items(), &eb = b.items();
+  if (ea.size() != eb.size()) return false;
+  for (size_t i = 0; i < ea.size(); ++i) {
+    const Tree* other = find_child(eb, ea[i].first, i);
+    if (!other || !same_keys(ea[i].second, *other)) return false;
+  }
+  return true;
+}
+
+void leaves_into(const Tree& t, std::vector<Tensor>& out) {
+  if (t.is_leaf()) {
+    out.push_back(t.tensor());
+    return;
+  }
+  for (const auto& [k, child] : t.items()) leaves_into(child, out);
 }
 
 // The first path where a and b differ in structure ("" when they agree); `where` is the path of
@@ -78,6 +101,7 @@ bool first_diff(const Tree& a, const Tree& b, const std::string& where, std::str
 }
 
 void check_same_structure(const Tree& a, const Tree& b, const char* op, const char* which) {
+  if (same_keys(a, b)) return;
   std::string path, why;
   if (first_diff(a, b, "", path, why, which))
     LOOM_THROW(ShapeError, op, ": the first tree and the ", which,
@@ -110,9 +134,11 @@ Tree map_paired(const std::function<Tensor(const std::vector<const Tensor*>&)>& 
   }
   Tree out;
   std::vector<const Tree*> sub(others.size());
-  for (const auto& [k, child] : a.items()) {
-    for (size_t i = 0; i < others.size(); ++i) sub[i] = find_child(others[i]->items(), k);
-    out.insert(k, map_paired(f, child, sub));
+  const auto& entries = a.items();
+  for (size_t j = 0; j < entries.size(); ++j) {
+    for (size_t i = 0; i < others.size(); ++i)
+      sub[i] = find_child(others[i]->items(), entries[j].first, j);
+    out.insert(entries[j].first, map_paired(f, entries[j].second, sub));
   }
   return out;
 }
@@ -124,16 +150,27 @@ Tree::Tree(Tensor leaf) : leaf_(std::move(leaf)) {
              "Tree: a leaf must be a defined tensor (got an undefined Tensor)");
 }
 
+const std::vector<Tree::Entry>& Tree::entries() const {
+  static const std::vector<Entry> none;
+  return children_ ? *children_ : none;
+}
+
+std::vector<Tree::Entry>& Tree::own_entries() {
+  if (!children_) children_ = std::make_shared<std::vector<Entry>>();
+  else if (children_.use_count() > 1) children_ = std::make_shared<std::vector<Entry>>(*children_);
+  return *children_;
+}
+
 const Tensor& Tree::tensor() const {
   LOOM_CHECK(is_leaf(), ValueError, "Tree::tensor: this node is a dict with keys [",
-             key_list(children_), "], not a leaf");
+             key_list(entries()), "], not a leaf");
   return leaf_;
 }
 
 const std::vector<Tree::Entry>& Tree::items() const {
   LOOM_CHECK(is_dict(), ValueError, "Tree::items: this node is a leaf of shape ",
              shape_str(leaf_.shape()), ", not a dict");
-  return children_;
+  return entries();
 }
 
 std::vector<std::string> Tree::keys() const {
@@ -143,12 +180,12 @@ std::vector<std::string> Tree::keys() const {
 }
 
 bool Tree::contains(const std::string& key) const {
-  return is_dict() && find_child(children_, key) != nullptr;
+  return is_dict() && find_child(entries(), key) != nullptr;
 }
 
 const Tree& Tree::operator[](const std::string& key) const {
   const Tree* child = find_child(items(), key);
-  LOOM_CHECK(child, IndexError, "Tree: no key '", key, "' (keys present: ", key_list(children_),
+  LOOM_CHECK(child, IndexError, "Tree: no key '", key, "' (keys present: ", key_list(entries()),
              ")");
   return *child;
 }
@@ -156,32 +193,33 @@ const Tree& Tree::operator[](const std::string& key) const {
 Tree& Tree::operator[](const std::string& key) {
   LOOM_CHECK(is_dict(), ValueError, "Tree[\"", key, "\"]: this node is a leaf of shape ",
              shape_str(leaf_.shape()), ", not a dict");
-  for (auto& [k, v] : children_)
+  std::vector<Entry>& children = own_entries();
+  for (auto& [k, v] : children)
     if (k == key) return v;
   check_key(key, "Tree[]");
-  children_.emplace_back(key, Tree());
-  return children_.back().second;
+  children.emplace_back(key, Tree());
+  return children.back().second;
 }
 
 void Tree::insert(const std::string& key, Tree value) {
   check_key(key, "Tree::insert");
   LOOM_CHECK(is_dict(), ValueError, "Tree::insert('", key, "'): this node is a leaf of shape ",
              shape_str(leaf_.shape()), ", not a dict");
-  for (auto& [k, v] : children_) {
+  std::vector<Entry>& children = own_entries();
+  for (auto& [k, v] : children) {
     if (k == key) {
       v = std::move(value);
       return;
     }
   }
-  children_.emplace_back(key, std::move(value));
+  children.emplace_back(key, std::move(value));
 }
 
 bool Tree::erase(const std::string& key) {
-  if (!is_dict()) return false;
-  auto it = std::find_if(children_.begin(), children_.end(),
-                         [&](const Entry& e) { return e.first == key; });
-  if (it == children_.end()) return false;
-  children_.erase(it);
+  if (!contains(key)) return false;
+  std::vector<Entry>& children = own_entries();
+  children.erase(std::find_if(children.begin(), children.end(),
+                              [&](const Entry& e) { return e.first == key; }));
   return true;
 }
 
@@ -189,7 +227,7 @@ bool Tree::has_path(const std::string& path) const {
   const Tree* node = this;
   for (const std::string& part : split_path(path, "Tree::has_path")) {
     if (!node->is_dict()) return false;
-    node = find_child(node->children_, part);
+    node = find_child(node->entries(), part);
     if (!node) return false;
   }
   return true;
@@ -202,9 +240,9 @@ const Tree& Tree::at(const std::string& path) const {
     LOOM_CHECK(node->is_dict(), IndexError, "Tree::at('", path, "'): ", shown(where),
                " is a leaf of shape ", shape_str(node->leaf_.shape()), ", so it has no key '",
                part, "'");
-    const Tree* child = find_child(node->children_, part);
+    const Tree* child = find_child(node->entries(), part);
     LOOM_CHECK(child, IndexError, "Tree::at('", path, "'): no key '", part, "' in ", shown(where),
-               " (keys present: ", key_list(node->children_), ")");
+               " (keys present: ", key_list(node->entries()), ")");
     node = child;
     where = join(where, part);
   }
@@ -232,11 +270,8 @@ bool Tree::erase_path(const std::string& path) {
   if (parts.empty()) return false;
   Tree* node = this;
   for (size_t i = 0; i + 1 < parts.size(); ++i) {
-    if (!node->is_dict()) return false;
-    auto it = std::find_if(node->children_.begin(), node->children_.end(),
-                           [&](const Entry& e) { return e.first == parts[i]; });
-    if (it == node->children_.end()) return false;
-    node = &it->second;
+    if (!node->contains(parts[i])) return false;
+    node = &(*node)[parts[i]];  // unshared on the way down: the erase below changes it
   }
   return node->erase(parts.back());
 }
@@ -249,7 +284,7 @@ std::vector<std::pair<std::string, Tensor>> Tree::flatten() const {
 
 std::vector<Tensor> Tree::leaves() const {
   std::vector<Tensor> out;
-  for (auto& [path, leaf] : flatten()) out.push_back(std::move(leaf));
+  leaves_into(*this, out);
   return out;
 }
 
@@ -264,20 +299,21 @@ Tree Tree::unflatten(const std::vector<Tensor>& leaves) const {
 size_t Tree::leaf_count() const {
   if (is_leaf()) return 1;
   size_t n = 0;
-  for (const auto& [k, child] : children_) n += child.leaf_count();
+  for (const auto& [k, child] : entries()) n += child.leaf_count();
   return n;
 }
 
 int64_t Tree::total_size() const {
   if (is_leaf()) return leaf_.numel();
   int64_t n = 0;
-  for (const auto& [k, child] : children_) n += child.total_size();
+  for (const auto& [k, child] : entries()) n += child.total_size();
   return n;
 }
 
-bool Tree::same_structure(const Tree& other) const { return first_difference(other).empty(); }
+bool Tree::same_structure(const Tree& other) const { return same_keys(*this, other); }
 
 std::string Tree::first_difference(const Tree& other) const {
+  if (same_keys(*this, other)) return "";
   std::string path, why;
   if (!first_diff(*this, other, "", path, why)) return "";
   return path.empty() ? "(root)" : path;

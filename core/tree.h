@@ -9,6 +9,9 @@
 // does not matter. Several-tree maps pair leaves by path; leaf shapes are not part of the
 // structure. flatten()/leaves() and unflatten() use this tree's insertion order.
 //
+// Copies share their dicts until one of them is changed (copy on write), so passing a model's
+// or optimizer's state around, as a training step does every call, costs no deep copy.
+//
 // Example:
 //   Tree vars;
 //   vars.set("params/Dense_0/kernel", zeros({3, 4}));
@@ -16,6 +19,7 @@
 //   for (auto& [path, leaf] : vars.flatten()) std::cout << path << " " << shape_str(leaf.shape());
 #pragma once
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,7 +39,7 @@ class Tree {
 
   bool is_leaf() const { return leaf_.defined(); }
   bool is_dict() const { return !is_leaf(); }
-  bool empty() const { return is_dict() && children_.empty(); }
+  bool empty() const { return is_dict() && entries().empty(); }
   /// The leaf tensor; throws ValueError if this node is a dict.
   const Tensor& tensor() const;
 
@@ -51,7 +55,7 @@ class Tree {
   /// non-empty and free of '/' (ValueError).
   void insert(const std::string& key, Tree value);
   bool erase(const std::string& key);  // false when absent
-  size_t size() const { return children_.size(); }
+  size_t size() const { return entries().size(); }
 
   // --- path access ("a/b/c"; "" is this node) ---
   bool has_path(const std::string& path) const;
@@ -82,8 +86,11 @@ class Tree {
   std::string summary() const;
 
  private:
+  const std::vector<Entry>& entries() const;  // the dict's entries (none for a leaf)
+  std::vector<Entry>& own_entries();          // the same, unshared first: about to change
+
   Tensor leaf_;
-  std::vector<Entry> children_;
+  std::shared_ptr<std::vector<Entry>> children_;  // null: no entries; shared between copies
 };
 
 /// f applied to every leaf.

@@ -7,18 +7,37 @@ namespace {
 
 const char* const kFields[] = {"step", "params", "opt_state"};
 
-// `loaded` checked against `target` (structure, shapes, dtypes) and moved to target's devices.
+void check_leaf(const Tensor& t, const Tensor& l, const std::string& what) {
+  LOOM_CHECK(t.shape() == l.shape() && t.dtype() == l.dtype(), ShapeError,
+             "TrainState::load_state_dict: a leaf of '", what, "' is ", dtype_name(l.dtype()),
+             shape_str(l.shape()), " where the state has ", dtype_name(t.dtype()),
+             shape_str(t.shape()));
+}
+
+// Whether `loaded` (of target's structure) can stand as it is: every leaf in target's order,
+// shape, dtype and device. A training step's state comes back like that every call.
+bool usable_as_is(const Tree& target, const Tree& loaded, const std::string& what) {
+  if (target.is_leaf()) {
+    check_leaf(target.tensor(), loaded.tensor(), what);
+    return target.tensor().device() == loaded.tensor().device();
+  }
+  const auto &te = target.items(), &le = loaded.items();
+  for (size_t i = 0; i < te.size(); ++i)
+    if (le[i].first != te[i].first || !usable_as_is(te[i].second, le[i].second, what)) return false;
+  return true;
+}
+
+// `loaded` checked against `target` (structure, shapes, dtypes) and moved to target's devices,
+// in target's order.
 Tree conform(const Tree& target, const Tree& loaded, const std::string& what) {
   std::string diff = target.first_difference(loaded);
   LOOM_CHECK(diff.empty(), ShapeError, "TrainState::load_state_dict: '", what,
              "' differs in structure from the state's; first difference at ",
              diff == "(root)" ? diff : "'" + diff + "'");
+  if (usable_as_is(target, loaded, what)) return loaded;
   return tree_map(
       [&](const Tensor& t, const Tensor& l) {
-        LOOM_CHECK(t.shape() == l.shape() && t.dtype() == l.dtype(), ShapeError,
-                   "TrainState::load_state_dict: a leaf of '", what, "' is ", dtype_name(l.dtype()),
-                   shape_str(l.shape()), " where the state has ", dtype_name(t.dtype()),
-                   shape_str(t.shape()));
+        check_leaf(t, l, what);
         return l.to(t.device());
       },
       target, loaded);

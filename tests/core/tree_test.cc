@@ -159,6 +159,18 @@ TEST(Tree, CopiesAreIndependentValues) {
   b.erase("batch_stats");
   EXPECT_EQ(a.at("params/Dense_0/bias").tensor().to_vector<float>()[0], 0.0f);
   EXPECT_TRUE(a.has_path("batch_stats/mean"));
+  // Copies share their dicts until changed (copy on write): every way of changing one, at any
+  // depth, leaves the other as it was, whichever of the two is changed.
+  Tree c = a, d = a;
+  c["params"]["Dense_0"].insert("extra", ones({2}));
+  EXPECT_FALSE(a.has_path("params/Dense_0/extra"));
+  EXPECT_FALSE(d.has_path("params/Dense_0/extra"));
+  a.erase_path("params/Dense_0/kernel");
+  EXPECT_TRUE(d.has_path("params/Dense_0/kernel"));
+  EXPECT_TRUE(c.has_path("params/Dense_0/kernel"));
+  EXPECT_FALSE(a.has_path("params/Dense_0/kernel"));
+  EXPECT_FALSE(d.erase_path("params/Dense_0/missing"));
+  EXPECT_TRUE(d.same_structure(sample()));
 }
 
 TEST(Tree, LeafCountAndTotalSize) {
