@@ -436,4 +436,19 @@ Tensor batch_norm_inference(const Tensor& x, const Tensor& mean_in, const Tensor
   return y.to(dt.out);
 }
 
+Tensor running_average(const Tensor& average, const Tensor& value, double momentum) {
+  const bool one_kernel = average.is_cuda() && average.dtype() == DType::F32 &&
+                          value.dtype() == DType::F32 && average.shape() == value.shape() &&
+                          average.device() == value.device() &&
+                          !autograd::needs_grad({&average, &value});
+  if (!one_kernel) return average * momentum + value * (1.0 - momentum);
+  Tensor a = average.contiguous(), v = value.contiguous();
+  Tensor out = Tensor::empty(a.shape(), DType::F32, a.device());
+  // The scalars as the separate ops see them: the double rounded once to float32.
+  LOOM_CUDA_ONLY(cuda::running_average(a.data<float>(), v.data<float>(), out.data<float>(),
+                                       out.numel(), float(momentum), float(1.0 - momentum),
+                                       stream_of(a)));
+  return autograd::checked("running_average", std::move(out), {&average, &value});
+}
+
 }  // namespace loom

@@ -253,6 +253,14 @@ void column_sums(const T* x, const O* g, const acc_t<T>* mean, const acc_t<T>* r
   LOOM_CUDA_CHECK(cudaGetLastError());
 }
 
+__global__ void running_average_kernel(const float* average, const float* value, float* out,
+                                       int64_t n, float momentum, float one_minus_momentum) {
+  // Explicitly rounded operations: nvcc would otherwise contract them into an FMA.
+  LOOM_GRID_STRIDE_LOOP(i, n) {
+    out[i] = __fadd_rn(__fmul_rn(average[i], momentum), __fmul_rn(value[i], one_minus_momentum));
+  }
+}
+
 }  // namespace
 
 int64_t channel_workspace_size(int64_t m, int64_t c) { return row_chunks(m, c) * 2 * c; }
@@ -338,6 +346,14 @@ void channel_backward_dx(const void* x, DType dtype, const void* g, DType out_dt
     launch_packed<T>(c, {{x, sizeof(T)}, {g, sizeof(O)}, {relu_out, sizeof(O)}, {dx, sizeof(T)}},
                      run);
   });
+  LOOM_CUDA_CHECK(cudaGetLastError());
+}
+
+void running_average(const float* average, const float* value, float* out, int64_t n,
+                     float momentum, float one_minus_momentum, Stream stream) {
+  if (n == 0) return;
+  running_average_kernel<<<blocks_for(n), 256, 0, stream>>>(average, value, out, n, momentum,
+                                                            one_minus_momentum);
   LOOM_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -104,8 +104,8 @@ Tensor BatchNorm::normalize(const Tensor& x, bool running, const Tensor& residua
   if (fuse) fused = {residual, relu};
   BatchNormResult r = batch_norm_train(x, scale, bias, epsilon, reduce, pmean, fused);
   if (!is_initializing()) {
-    ra_mean.set_value(ra_mean.value() * momentum + r.mean.reshape(reduced) * (1.0 - momentum));
-    ra_var.set_value(ra_var.value() * momentum + r.var.reshape(reduced) * (1.0 - momentum));
+    ra_mean.set_value(running_average(ra_mean.value(), r.mean.reshape(reduced), momentum));
+    ra_var.set_value(running_average(ra_var.value(), r.var.reshape(reduced), momentum));
   }
   return fuse ? r.y : epilogue(cast_if(r.y, dtype), residual, relu);
 }

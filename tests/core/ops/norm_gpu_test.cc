@@ -124,6 +124,20 @@ TEST(NormGpu, BatchNormEpilogueMatchesCpu) {
   }
 }
 
+// One kernel on the GPU, bit for bit the three float32 ops the CPU runs.
+TEST(NormGpu, RunningAverageEqualsTheSeparateOps) {
+  LOOM_REQUIRE_GPU();
+  for (int64_t n : {1, 64, 1000, 2048})
+    for (double momentum : {0.9, 0.99}) {
+      Tensor average = test_values({n}, 1, -3, 3, DType::F32), value = test_values({n}, 2, 0, 5, DType::F32);
+      Tensor cpu = running_average(average, value, momentum);
+      Tensor gpu = running_average(average.to(Device::cuda()), value.to(Device::cuda()), momentum);
+      EXPECT_EQ(gpu.to(Device::cpu()).to_vector<float>(), (average * momentum + value * (1.0 - momentum)).to_vector<float>())
+          << n << " " << momentum;
+      EXPECT_EQ(cpu.to_vector<float>(), gpu.to(Device::cpu()).to_vector<float>()) << n;
+    }
+}
+
 TEST(NormGpu, GroupNormMatchesCpu) {
   LOOM_REQUIRE_GPU();
   Tensor x = test_values({2, 4, 4, 8}, 15, -2, 2, DType::F32);
