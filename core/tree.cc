@@ -1,6 +1,7 @@
 #include "core/tree.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "core/format.h"
@@ -158,7 +159,17 @@ const std::vector<Tree::Entry>& Tree::entries() const {
 std::vector<Tree::Entry>& Tree::own_entries() {
   if (!children_) children_ = std::make_shared<std::vector<Entry>>();
   else if (children_.use_count() > 1) children_ = std::make_shared<std::vector<Entry>>(*children_);
+  else std::atomic_thread_fence(std::memory_order_acquire);  // after the last other owner let go
   return *children_;
+}
+
+Tree::Tree(const Tree& other) : leaf_(other.leaf_), children_(other.children_) {
+  if (other.exposed_ && children_) children_ = std::make_shared<std::vector<Entry>>(*children_);
+}
+
+Tree& Tree::operator=(const Tree& other) {
+  if (this != &other) *this = Tree(other);  // `other` may live inside this tree
+  return *this;
 }
 
 const Tensor& Tree::tensor() const {
@@ -194,6 +205,7 @@ Tree& Tree::operator[](const std::string& key) {
   LOOM_CHECK(is_dict(), ValueError, "Tree[\"", key, "\"]: this node is a leaf of shape ",
              shape_str(leaf_.shape()), ", not a dict");
   std::vector<Entry>& children = own_entries();
+  exposed_ = true;  // the caller may keep the reference: copies must not share this dict now
   for (auto& [k, v] : children)
     if (k == key) return v;
   check_key(key, "Tree[]");

@@ -10,7 +10,9 @@
 // structure. flatten()/leaves() and unflatten() use this tree's insertion order.
 //
 // Copies share their dicts until one of them is changed (copy on write), so passing a model's
-// or optimizer's state around, as a training step does every call, costs no deep copy.
+// or optimizer's state around, as a training step does every call, costs no deep copy. A dict
+// that has handed out a mutable reference to a child (non-const operator[], set) is copied
+// when its tree is copied instead, so a reference kept across a copy changes only its own tree.
 //
 // Example:
 //   Tree vars;
@@ -35,6 +37,10 @@ class Tree {
   Tree() = default;  // an empty dict
   /// A leaf; throws ValueError for an undefined tensor.
   Tree(Tensor leaf);  // NOLINT: a leaf converts implicitly, as a JAX leaf does
+  Tree(const Tree& other);
+  Tree& operator=(const Tree& other);
+  Tree(Tree&&) noexcept = default;
+  Tree& operator=(Tree&&) noexcept = default;
   static Tree dict() { return Tree(); }
 
   bool is_leaf() const { return leaf_.defined(); }
@@ -91,6 +97,7 @@ class Tree {
 
   Tensor leaf_;
   std::shared_ptr<std::vector<Entry>> children_;  // null: no entries; shared between copies
+  bool exposed_ = false;  // a mutable reference into children_ was handed out: copies copy it
 };
 
 /// f applied to every leaf.

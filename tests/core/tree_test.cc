@@ -173,6 +173,28 @@ TEST(Tree, CopiesAreIndependentValues) {
   EXPECT_TRUE(d.same_structure(sample()));
 }
 
+TEST(Tree, ReferencesKeptAcrossACopyChangeOnlyTheirTree) {
+  Tree t = sample();
+  Tree& params = t["params"];
+  Tree& bias = t["params"]["Dense_0"]["bias"];
+  Tree snapshot = t;
+  params.insert("k", ones({2}));
+  bias = Tree(ones({4}));
+  EXPECT_FALSE(snapshot.has_path("params/k"));
+  EXPECT_EQ(snapshot.at("params/Dense_0/bias").tensor().to_vector<float>()[0], 0.0f);
+  EXPECT_TRUE(t.has_path("params/k"));
+  EXPECT_EQ(t.at("params/Dense_0/bias").tensor().to_vector<float>()[0], 1.0f);
+  // A tree put inside itself is a copy of what it was, not a cycle.
+  Tree u = sample();
+  u["self"] = u;
+  u["batch_stats"].insert("again", u);
+  EXPECT_TRUE(u.has_path("self/params/Dense_0/kernel"));
+  EXPECT_TRUE(u.at("self/self").empty());  // the key existed, empty, when u was copied
+  EXPECT_TRUE(u.has_path("batch_stats/again/self/params"));
+  EXPECT_FALSE(u.has_path("batch_stats/again/batch_stats/again"));
+  EXPECT_EQ(u.leaf_count(), 3 * sample().leaf_count() + sample().leaf_count());
+}
+
 TEST(Tree, LeafCountAndTotalSize) {
   Tree t = sample();
   EXPECT_EQ(t.leaf_count(), 4u);
