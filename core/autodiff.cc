@@ -35,7 +35,6 @@ Tensor accumulation_target(size_t input) {
   return g_targets && input < g_targets->size() ? (*g_targets)[input] : Tensor();
 }
 
-
 bool is_recording() { return g_recording; }
 
 bool needs_grad(std::initializer_list<const Tensor*> inputs) {
