@@ -204,11 +204,15 @@ const Tree& Tree::operator[](const std::string& key) const {
 Tree& Tree::operator[](const std::string& key) {
   LOOM_CHECK(is_dict(), ValueError, "Tree[\"", key, "\"]: this node is a leaf of shape ",
              shape_str(leaf_.shape()), ", not a dict");
-  std::vector<Entry>& children = own_entries();
   exposed_ = true;  // the caller may keep the reference: copies must not share this dict now
+  return child_for_write(key, "Tree[]");
+}
+
+Tree& Tree::child_for_write(const std::string& key, const char* op) {
+  std::vector<Entry>& children = own_entries();
   for (auto& [k, v] : children)
     if (k == key) return v;
-  check_key(key, "Tree[]");
+  check_key(key, op);
   children.emplace_back(key, Tree());
   return children.back().second;
 }
@@ -269,7 +273,7 @@ void Tree::set(const std::string& path, Tree value) {
   for (size_t i = 0; i + 1 < parts.size(); ++i) {
     LOOM_CHECK(node->is_dict(), ValueError, "Tree::set('", path, "'): ", shown(where),
                " is a leaf of shape ", shape_str(node->leaf_.shape()), ", not a dict");
-    node = &(*node)[parts[i]];
+    node = &node->child_for_write(parts[i], "Tree::set");
     where = join(where, parts[i]);
   }
   LOOM_CHECK(node->is_dict(), ValueError, "Tree::set('", path, "'): ", shown(where),
@@ -283,7 +287,7 @@ bool Tree::erase_path(const std::string& path) {
   Tree* node = this;
   for (size_t i = 0; i + 1 < parts.size(); ++i) {
     if (!node->contains(parts[i])) return false;
-    node = &(*node)[parts[i]];  // unshared on the way down: the erase below changes it
+    node = &node->child_for_write(parts[i], "Tree::erase_path");  // unshared: changed below
   }
   return node->erase(parts.back());
 }

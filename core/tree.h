@@ -11,8 +11,8 @@
 //
 // Copies share their dicts until one of them is changed (copy on write), so passing a model's
 // or optimizer's state around, as a training step does every call, costs no deep copy. A dict
-// that has handed out a mutable reference to a child (non-const operator[], set) is copied
-// when its tree is copied instead, so a reference kept across a copy changes only its own tree.
+// that has handed out a mutable reference to a child (non-const operator[]) is copied when its
+// tree is copied instead, so a reference kept across a copy changes only its own tree.
 //
 // Example:
 //   Tree vars;
@@ -94,6 +94,9 @@ class Tree {
  private:
   const std::vector<Entry>& entries() const;  // the dict's entries (none for a leaf)
   std::vector<Entry>& own_entries();          // the same, unshared first: about to change
+  /// The child at `key` (an empty dict appended when absent) of this dict, unshared, for a
+  /// change made before returning to the caller (no reference escapes: not exposed).
+  Tree& child_for_write(const std::string& key, const char* op);
 
   Tensor leaf_;
   std::shared_ptr<std::vector<Entry>> children_;  // null: no entries; shared between copies
