@@ -22,6 +22,7 @@
 #include "optim/optimizers.h"
 #include "train/train_state.h"
 #if LOOM_CUDA
+#include "kernels/cuda/norm.h"
 #include "kernels/cuda/runtime.h"
 #endif
 
@@ -98,6 +99,22 @@ int main(int argc, char** argv) {
              seconds_per_call(d, iters, [&] { (void)transpose(x).contiguous(); }));
       report("layer_norm", dt, 2 * m * e,
              seconds_per_call(d, iters, [&] { (void)layer_norm(x, scale, bias); }));
+#if LOOM_CUDA
+      if (d.is_cuda()) {
+        // LayerNorm's input gradient as GPT-2's backward runs it: reads x and g, writes dx;
+        // "_into" adds into an earlier gradient (the residual stream's), reading it too.
+        Tensor g = ones({rows, features}, dt, d), dx = zeros({rows, features}, dt, d);
+        Tensor mu = zeros({rows}, DType::F32, d), rstd = ones({rows}, DType::F32, d);
+        Tensor gamma = ones({features}, DType::F32, d);
+        for (bool into : {false, true})
+          report(into ? "layer_norm_backward_into" : "layer_norm_backward", dt,
+                 (into ? 4 : 3) * m * e, seconds_per_call(d, iters, [&] {
+                   cuda::norm_rows_backward(x.raw_data(), dt, g.raw_data(), dt, mu.raw_data(),
+                                            rstd.raw_data(), gamma.raw_data(), dx.raw_data(), rows,
+                                            features, false, into, cuda::current_stream(d.index));
+                 }));
+      }
+#endif
       // BatchNorm apply on an NHWC activation with C = features: normalise with given statistics.
       Tensor mean = zeros({features}, dt, d), var = ones({features}, dt, d);
       report("batch_norm_apply", dt, 2 * m * e, seconds_per_call(d, iters, [&] {

@@ -100,6 +100,9 @@ struct Jit::State {
     input_buffers = static_inputs.leaves();
     auto& allocator = cuda::CachingAllocator::get(device);
     graph = std::make_unique<cuda::Graph>(device);
+    // The eager warm-up's cached blocks go back to the driver first: the capture allocates its
+    // own pool and cannot release the cache while it records (GPT-2 medium needs both otherwise).
+    allocator.empty_cache();
     allocator.begin_private_pool(this);
     try {
       graph->begin_capture();

@@ -31,7 +31,8 @@ struct DeviceMemory {
 /// The allocator's statistics for `device`. The CPU has no caching allocator: all zeros.
 /// A CUDA device throws DeviceError when loom was built without CUDA or the GPU is absent.
 MemoryStats memory_stats(Device device);
-/// Returns every cached, unused block of `device` to the driver (a no-op for the CPU).
+/// Returns every cached, unused block of `device` to the driver (a no-op for the CPU), except
+/// the blocks of `loom::jit` graphs that may still be replayed.
 void empty_cache(Device device);
 /// The driver's free and total bytes of `device` (torch.cuda.mem_get_info); zeros for the CPU.
 DeviceMemory device_memory(Device device);

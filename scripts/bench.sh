@@ -4,7 +4,7 @@
 # alternating loom and JAX, then prints a table and writes every JSON line to a results file.
 #
 # Usage: scripts/bench.sh --cpu|--gpu [--build-dir DIR] [--rounds N] [--steps N] [--warmup N]
-#                         [--cores LIST] [--models LIST] [--out DIR]
+#                         [--cores LIST] [--models LIST] [--no-eager] [--out DIR]
 #   --cpu        the seed CNN (128x28x28x1, SGD momentum, f32) on the CPU, loom and JAX pinned to
 #                the same cores (--cores, default 0,1) with taskset; --rounds (default 3) rounds
 #                of loom then JAX, each a median over --steps (default 20) after --warmup (5);
@@ -12,7 +12,8 @@
 #   --gpu        on one GPU: cnn f32 (b128), resnet50 bf16 (b256, 224x224), gpt2 bf16 (16x1024),
 #                10 warm-up and 50 timed steps, one round. loom's step runs under loom::jit (a
 #                CUDA graph, as JAX's under jax.jit), and again eagerly ("loom-eager"); gpt2
-#                also under jit with cuDNN's attention ("loom-cudnn", JAX's implementation). Each run
+#                with cuDNN's attention (JAX's implementation), and again under jit with loom's
+#                composed attention ("loom-composed"). Each run
 #                has a time limit; a model that fails or times out shows its error in the table
 #                and the rest go on. Add resnet50-f32 to --models for the f32 reference.
 #   --build-dir  where loom_bench was built (default: build-bench for --cpu, build-gpu for --gpu;
@@ -21,6 +22,7 @@
 #                there)
 #   --models     comma list of MODEL[-PRECISION] (cnn, resnet50, gpt2, gpt2-medium; -f32/-bf16);
 #                gpt2-medium-bf16 measures issue 9's MFU goal (about 2 more minutes)
+#   --no-eager   with --gpu: skip the eager "loom-eager" runs (a short device lease)
 #   --bin DIR    use the loom_bench (and loom_input_bench, loom_kernel_bench) already built in DIR
 #                instead of building them (scripts/gpu_prebuilt.sh: binaries built on another machine)
 #   --extras     with --gpu: after the models, loom-only diagnostics (about 4 more minutes):
@@ -33,7 +35,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 REPO=$PWD
 
-mode="" build="" bindir="" rounds="" steps="" warmup="" cores=0,1 models="" extras=0 out="${OUT:-$REPO/bench/results}"
+mode="" build="" bindir="" rounds="" steps="" warmup="" cores=0,1 models="" extras=0 eager=1 out="${OUT:-$REPO/bench/results}"
 while (($#)); do
   case "$1" in
     --cpu) mode=cpu ;;
@@ -47,7 +49,8 @@ while (($#)); do
     --models) models=$2; shift ;;
     --out) out=$2; shift ;;
     --extras) extras=1 ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    --no-eager) eager=0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -120,10 +123,10 @@ run_one() {
   log "round $round: $fw $model $prec on $device"
   if [[ $fw == loom* ]]; then
     # On the GPU, "loom" is the step under loom::jit (replayed as a CUDA graph), as JAX's is
-    # under jax.jit; "loom-eager" the same step launched op by op; "loom-cudnn" the jitted step
-    # with cuDNN's fused attention.
+    # under jax.jit, with cuDNN's fused attention for GPT-2 as JAX's; "loom-eager" the same step
+    # launched op by op; "loom-composed" the jitted step with loom's composed attention.
     [[ $fw != loom-eager && $mode == gpu ]] && args+=(--graph on)
-    [[ $fw == loom-cudnn ]] && args+=(--attention cudnn)
+    [[ $fw != loom-composed && $mode == gpu && $model == gpt2* ]] && args+=(--attention cudnn)
     line=$(timeout "$limit" "${PIN[@]}" "$BIN" "${args[@]}" 2>"$out/.stderr")
   else
     line=$(timeout "$limit" "${PIN[@]}" python3 bench/jax/train_step_bench.py "${args[@]}" \
@@ -148,8 +151,8 @@ for ((r = 1; r <= rounds; ++r)); do
     # Alternate which framework goes first so that slow drift (other jobs on the machine, heat)
     # does not always favour the same one.
     if ((r % 2)); then order=(loom jax); else order=(jax loom); fi
-    [[ $mode == gpu ]] && order+=(loom-eager)
-    [[ $mode == gpu && $model == gpt2* ]] && order+=(loom-cudnn)
+    [[ $mode == gpu ]] && ((eager)) && order+=(loom-eager)
+    [[ $mode == gpu && $model == gpt2* ]] && order+=(loom-composed)
     for fw in "${order[@]}"; do run_one "$fw" "$model" "$prec" "$r"; done
   done
 done
@@ -223,12 +226,12 @@ for k in keys:
   L, J = agg('loom', k), agg('jax', k)
   dev = 'cpu' if mode == 'cpu' else 'cuda'
   ratio = L['median_ms'] / J['median_ms'] if 'median_ms' in L and 'median_ms' in J else None
-  E = agg('loom-eager', k) if mode == 'gpu' else None
-  C = agg('loom-cudnn', k) if any(r['framework'] == 'loom-cudnn' and r['model'] == k[0]
-                                  for r in rows) else None
+  ran = lambda fw: any(r['framework'] == fw and r['model'] == k[0] for r in rows)
+  E = agg('loom-eager', k) if ran('loom-eager') else None
+  C = agg('loom-composed', k) if ran('loom-composed') else None
   summary['results'].append({'model': k[0], 'precision': k[1], 'device': dev, 'loom': L,
                              'jax': J, 'ratio_loom_over_jax': ratio, 'loom_eager': E,
-                             'loom_cudnn_attention': C})
+                             'loom_composed_attention': C})
   def ms(a): return f"{a['median_ms']:9.2f}" if 'median_ms' in a else f"{'ERROR':>9}"
   def thr(a): return f"{a['throughput']:8.0f} {a['unit']}" if 'median_ms' in a else '-'
   mfu = '-'
@@ -255,9 +258,9 @@ for k in keys:
   if C is not None:
     if 'median_ms' in C:
       r = f", loom/JAX {C['median_ms'] / J['median_ms']:.3f}" if 'median_ms' in J else ''
-      print(f"    loom with cuDNN attention (loom::jit) {C['median_ms']:.2f} ms{r}, peak {fmt_mem(C)}")
+      print(f"    loom with composed attention (loom::jit) {C['median_ms']:.2f} ms{r}, peak {fmt_mem(C)}")
     else:
-      print(f"    loom with cuDNN attention error: {C['error'][:300]}")
+      print(f"    loom with composed attention error: {C['error'][:300]}")
 json.dump(summary, open(dst, 'w'), indent=1)
 print(f"\n{machine}; {gpu or 'no GPU'}; commit {commit}; JAX {versions}")
 print(f"results: {dst} (every run: {src})")

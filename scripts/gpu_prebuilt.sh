@@ -6,9 +6,10 @@
 # then scripts/bench.sh --gpu against JAX, and prints a short table. Logs go to $OUT.
 #
 # Usage: scripts/gpu_prebuilt.sh [--tests-only|--bench-only|--profile-only] [--extras]
-#                                [--filter GLOB] [--models LIST] [--jobs N]
+#                                [--filter GLOB] [--models LIST] [--jobs N] [--no-eager]
 #   --filter   only the gpu tests whose Suite.Name matches GLOB (bash pattern)
 #   --extras   also run bench.sh's --extras (graph replay, input pipeline, kernel bandwidth)
+#   --no-eager bench.sh without its eager loom runs
 #   --profile-only  loom alone, per model of --models (default resnet50-bf16,gpt2-bf16): where
 #              the host waits for the GPU (LOOM_SYNC_DEBUG backtraces, symbolise them with
 #              addr2line -C -f -e build/bench/loom_bench), device time per kernel (--kernel-trace)
@@ -21,17 +22,18 @@ REPO=$PWD
 OUT=${OUT:-$REPO/out}
 mkdir -p "$OUT"
 
-tests=1 bench=1 profile=0 extras=0 filter='*' models="" jobs=4
+tests=1 bench=1 profile=0 extras=0 eager=1 filter='*' models="" jobs=4
 while (($#)); do
   case "$1" in
     --tests-only) bench=0 ;;
     --bench-only) tests=0 ;;
     --profile-only) tests=0 bench=0 profile=1 ;;
     --extras) extras=1 ;;
+    --no-eager) eager=0 ;;
     --filter) filter=$2; shift ;;
     --models) models=$2; shift ;;
     --jobs) jobs=$2; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "gpu_prebuilt: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -157,6 +159,7 @@ if ((bench)); then
   args=(--gpu --bin "$B/bin" --out "$OUT")
   [[ -n $models ]] && args+=(--models "$models")
   ((extras)) && args+=(--extras)
+  ((eager)) || args+=(--no-eager)
   log "scripts/bench.sh ${args[*]}"
   bash scripts/bench.sh "${args[@]}" || status=1
 fi

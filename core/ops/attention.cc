@@ -270,10 +270,14 @@ Tensor dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
     const bool fused = impl == AttentionImplementation::Fused;
     Tensor qd = q.to(dtype), kd = k.to(dtype), vd = v.to(dtype);
     const std::string why = fused ? fused_unsupported(qd, kd, vd, opt) : cudnn_unsupported(qd, kd, vd, opt);
-    LOOM_CHECK(why.empty(), NotImplementedError, op, ": the ", fused ? "fused" : "cuDNN",
-               " implementation cannot take query ", describe(q), ", key ", describe(k),
-               ", value ", describe(v), ": ", why, "; use AttentionImplementation::Composed");
-    LOOM_CUDA_ONLY(return fused ? fused_attention(qd, kd, vd, opt) : cudnn_attention(qd, kd, vd, opt));
+    // Only a named implementation is a requirement; the process default is a preference.
+    LOOM_CHECK(why.empty() || !opt.implementation, NotImplementedError, op, ": the ",
+               fused ? "fused" : "cuDNN", " implementation cannot take query ", describe(q),
+               ", key ", describe(k), ", value ", describe(v), ": ", why,
+               "; use AttentionImplementation::Composed");
+    if (why.empty()) {
+      LOOM_CUDA_ONLY(return fused ? fused_attention(qd, kd, vd, opt) : cudnn_attention(qd, kd, vd, opt));
+    }
   }
   Tensor weights = weights_impl(q.to(dtype), k.to(dtype), opt, op);
   return einsum("...hqk,...khd->...qhd", weights, v.to(dtype));

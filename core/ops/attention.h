@@ -40,12 +40,14 @@ struct AttentionOptions {
   double dropout_rate = 0;
   std::optional<random::Key> dropout_key;  // required when dropout_rate > 0
   bool broadcast_dropout = true;
-  /// Unset: the process default (set_attention_implementation; Composed unless changed).
+  /// Named: that implementation or an error saying why it cannot take the call. Unset: the
+  /// process default (set_attention_implementation; Composed unless changed).
   std::optional<AttentionImplementation> implementation;
 };
 
-/// The implementation dot_product_attention uses when the options name none (for a whole
-/// program, as loom_bench --attention fused|cudnn does).
+/// The implementation dot_product_attention prefers when the options name none (for a whole
+/// program, as loom_bench --attention fused|cudnn does). A preference: calls it cannot take
+/// (cuDNN's attention on float32, as a model's init runs it) use Composed.
 void set_attention_implementation(AttentionImplementation implementation);
 AttentionImplementation attention_implementation();
 

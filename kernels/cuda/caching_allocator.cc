@@ -51,7 +51,8 @@ void* CachingAllocator::allocate(size_t nbytes) {
   note_host_wait("cudaMalloc (no cached block fits)");
   void* p = nullptr;
   cudaError_t err = cudaMalloc(&p, size);
-  if (err == cudaErrorMemoryAllocation) {
+  // Releasing the cache synchronises the device, which would invalidate a capture in progress.
+  if (err == cudaErrorMemoryAllocation && !private_pool_) {
     cudaGetLastError();
     release_cached_locked();
     err = cudaMalloc(&p, size);
@@ -60,8 +61,10 @@ void* CachingAllocator::allocate(size_t nbytes) {
     cudaGetLastError();
     DeviceMemoryInfo m = device_memory();
     LOOM_THROW(OutOfMemoryError, "CUDA out of memory on cuda:", device_, ": tried to allocate ",
-               nbytes, " bytes (", size, " rounded); device free ", m.free, " of total ", m.total,
-               " bytes; loom holds ", stats_.reserved, " bytes reserved, ", stats_.allocated,
+               nbytes, " bytes (", size, " rounded)",
+               private_pool_ ? " while capturing a CUDA graph (loom::jit)" : "", "; device free ",
+               m.free, " of total ", m.total, " bytes; loom holds ", stats_.reserved,
+               " bytes reserved, ", stats_.allocated,
                " allocated. Reduce the batch size or call empty_cache().");
   }
   LOOM_CUDA_CHECK(err);
@@ -88,6 +91,7 @@ void CachingAllocator::begin_private_pool(const void* pool) {
   LOOM_CHECK(private_pool_ == nullptr, ValueError, "cuda:", device_,
              ": a CUDA graph is already being captured (captures do not nest)");
   private_pool_ = pool;
+  graph_pools_.insert(pool);
 }
 
 void CachingAllocator::end_private_pool() {
@@ -97,6 +101,7 @@ void CachingAllocator::end_private_pool() {
 
 void CachingAllocator::release_private_pool(const void* pool) {
   std::lock_guard<std::mutex> lock(mu_);
+  graph_pools_.erase(pool);
   const Pool ordinary = current_stream(device_);
   for (auto& [p, b] : blocks_)
     if (b.pool == pool) b.pool = ordinary;
@@ -113,13 +118,18 @@ void CachingAllocator::release_cached_locked() {
   if (free_blocks_.empty()) return;
   set_device(device_);
   cudaDeviceSynchronize();  // cached blocks may still be in use by queued work
-  for (auto& [key, p] : free_blocks_) {
+  for (auto it = free_blocks_.begin(); it != free_blocks_.end();) {
+    const auto& [key, p] = *it;
+    if (graph_pools_.count(key.first)) {  // a graph's replays still use it
+      ++it;
+      continue;
+    }
     cudaFree(p);
     stats_.reserved -= key.second;
     ++stats_.num_device_frees;
     blocks_.erase(p);
+    it = free_blocks_.erase(it);
   }
-  free_blocks_.clear();
 }
 
 void CachingAllocator::empty_cache() {

@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "kernels/cuda/runtime.h"
 
@@ -30,11 +31,13 @@ class CachingAllocator {
   static CachingAllocator& get(int device);
 
   /// On the device's current stream. When cudaMalloc fails, the cached blocks go back to the
-  /// driver and it is tried once more; a second failure throws OutOfMemoryError with the
-  /// requested, free, total, reserved and allocated bytes.
+  /// driver and it is tried once more (not while a graph is captured: that would synchronise);
+  /// a second failure throws OutOfMemoryError with the requested, free, total, reserved and
+  /// allocated bytes.
   void* allocate(size_t nbytes);
   void free(void* ptr);
-  /// Returns every cached (unused) block to the driver.
+  /// Returns every cached (unused) block to the driver, except those of live graph pools: a
+  /// captured graph still reads and writes them at every replay.
   void empty_cache();
   AllocatorStats stats() const;
   /// The driver's view (cudaMemGetInfo).
@@ -65,6 +68,7 @@ class CachingAllocator {
   int device_;
   mutable std::mutex mu_;
   Pool private_pool_ = nullptr;  // set while a graph is being captured
+  std::unordered_set<Pool> graph_pools_;  // pools of graphs that may still be replayed
   std::multimap<std::pair<Pool, size_t>, void*> free_blocks_;  // (pool, size) -> ptr
   std::unordered_map<void*, Block> blocks_;                      // every block we hold
   AllocatorStats stats_;

@@ -78,6 +78,37 @@ TEST(JitGpu, CapturedStepEqualsEagerStep) {
   EXPECT_ALLCLOSE(q["w1"].tensor().to(Device::cpu()), p["w1"].tensor().to(Device::cpu()), 1e-5, 1e-6);
 }
 
+TEST(JitGpu, EmptyingTheCacheKeepsTheGraphsMemory) {
+  // A captured graph's intermediates are free blocks of its private pool between replays;
+  // empty_cache must not give them to the driver, which would hand them to new tensors.
+  LOOM_REQUIRE_GPU();
+  Problem pb;
+  Tree p = pb.params();
+  std::vector<float> eager;
+  for (int i = 0; i < 5; ++i) {
+    Tree out = sgd_step(p, pb.x, pb.y);
+    eager.push_back(out["loss"].tensor().item<float>());
+    out.erase("loss");
+    p = out;
+  }
+  Jit step = jit([&](const Tree& in) { return sgd_step(in, pb.x, pb.y); }, {.warmup = 1});
+  Tree q = pb.params();
+  std::vector<Tensor> fillers;
+  for (int i = 0; i < 5; ++i) {
+    if (i == 3) {
+      empty_cache(pb.gpu);
+      for (int j = 0; j < 50; ++j)
+        for (const Shape& s : {Shape{64, 48}, Shape{64, 8}, Shape{32, 48}, Shape{48, 8}, Shape{1}})
+          fillers.push_back(full(s, 7.0, DType::F32, pb.gpu));
+    }
+    Tree out = step(q);
+    EXPECT_NEAR(out["loss"].tensor().item<float>(), eager[i], 1e-6 * std::abs(eager[i])) << i;
+    out.erase("loss");
+    q = out;
+  }
+  for (const Tensor& f : fillers) EXPECT_EQ(max(abs(f - 7.0)).item<float>(), 0.0f);
+}
+
 TEST(JitGpu, DonatedInputsAreUpdatedInPlace) {
   LOOM_REQUIRE_GPU();
   Problem pb;

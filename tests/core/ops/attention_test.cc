@@ -128,11 +128,25 @@ TEST(Attention, FusedImplementationSaysWhyItCannotRun) {
     EXPECT_NE(msg.find("CUDA only"), std::string::npos) << msg;
     EXPECT_NE(msg.find("[1, 4, 2, 64]"), std::string::npos) << msg;
   }
-  // The process default applies when the options name none, and Composed ignores the kernels.
-  set_attention_implementation(AttentionImplementation::Fused);
-  EXPECT_THROW((void)dot_product_attention(q, k, v), NotImplementedError);
+}
+
+TEST(Attention, TheProcessDefaultIsAPreference) {
+  // Calls the preferred implementation cannot take (here: any on the CPU) run composed, as a
+  // model's float32 init does under loom_bench --attention cudnn.
+  Tensor q = random::normal(random::key(1), {1, 4, 2, 8});
+  Tensor k = random::normal(random::key(2), {1, 4, 2, 8});
+  Tensor v = random::normal(random::key(3), {1, 4, 2, 8});
+  AttentionOptions causal;
+  causal.causal = true;
+  const Tensor composed = dot_product_attention(q, k, v, causal);
+  for (auto impl : {AttentionImplementation::Fused, AttentionImplementation::CuDnn}) {
+    set_attention_implementation(impl);
+    EXPECT_ALLCLOSE(dot_product_attention(q, k, v, causal), composed, 0, 0);
+    AttentionOptions named = causal;
+    named.implementation = impl;
+    EXPECT_THROW((void)dot_product_attention(q, k, v, named), NotImplementedError);
+  }
   set_attention_implementation(AttentionImplementation::Composed);
-  EXPECT_EQ(dot_product_attention(q, k, v).shape(), (Shape{1, 4, 2, 64}));
 }
 
 TEST(Attention, CuDnnImplementationSaysWhyItCannotRun) {
