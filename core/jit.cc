@@ -1,6 +1,7 @@
 #include "core/jit.h"
 
 #include <string>
+#include <unordered_map>
 
 #include "core/error.h"
 #if LOOM_CUDA
@@ -47,7 +48,7 @@ struct Jit::State {
   JitOptions options;
   int calls = 0;
   int device = -1;
-  Tree static_inputs;  // the buffers the graph reads: each call's inputs are copied in
+  Tree static_inputs;  // the buffers the graph reads: later calls' inputs are copied in
   std::vector<Tensor> input_buffers;  // static_inputs' leaves in flatten order
   Tree outputs;        // the buffers the graph writes
 #if LOOM_CUDA
@@ -66,12 +67,24 @@ struct Jit::State {
     }
   }
 
-  Tree copy_of(const Tree& in) const {
+  Tensor copy_of(const Tensor& t) const {
+    Tensor c = t.contiguous();
+    Tensor out = Tensor::empty(t.shape(), t.dtype(), t.device());
+    cuda::copy_device_to_device(out.raw_data(), c.raw_data(), out.nbytes(), device);
+    return out;
+  }
+
+  /// The graph's input buffers for the capture call's inputs `in`: copies, or with donation the
+  /// inputs themselves (as jax.jit reuses donated buffers), so the state is not held twice at
+  /// the capture, loom's peak. A leaf that shares its storage with another leaf, or is not
+  /// contiguous, is copied: an in-place update of one must not change the other.
+  Tree input_buffers_for(const Tree& in) const {
+    if (!options.donate_inputs) return tree_map([&](const Tensor& t) { return copy_of(t); }, in);
+    std::unordered_map<const void*, int> leaves_per_storage;
+    for (const Tensor& t : in.leaves()) ++leaves_per_storage[t.storage().get()];
     return tree_map([&](const Tensor& t) {
-      Tensor c = t.contiguous();
-      Tensor out = Tensor::empty(t.shape(), t.dtype(), t.device());
-      cuda::copy_device_to_device(out.raw_data(), c.raw_data(), out.nbytes(), device);
-      return out;
+      const bool adopt = t.is_contiguous() && leaves_per_storage[t.storage().get()] == 1;
+      return adopt ? t.detach() : copy_of(t);
     }, in);
   }
 
@@ -96,7 +109,7 @@ struct Jit::State {
   }
 
   Tree capture(const Tree& in) {
-    static_inputs = copy_of(in);
+    static_inputs = input_buffers_for(in);
     input_buffers = static_inputs.leaves();
     auto& allocator = cuda::CachingAllocator::get(device);
     graph = std::make_unique<cuda::Graph>(device);

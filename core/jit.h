@@ -26,7 +26,9 @@
 //   the capture with a CudaError naming loom::jit, and the stream stays usable.
 // - Outputs are the graph's own buffers: the next call overwrites them. Copy what must survive.
 // - Inputs are copied into the graph's input buffers, unless they are those buffers (the
-//   outputs of the previous call, with donate_inputs).
+//   outputs of the previous call, with donate_inputs). With donate_inputs the capture call's
+//   inputs become those buffers: like jax.jit's donated arrays, tensors passed in must not be
+//   read after the call (later calls write into them).
 // Without CUDA tensors (or before the capture) the function simply runs.
 #pragma once
 #include <functional>
@@ -45,7 +47,8 @@ struct JitOptions {
   /// state) instead of a new one. The step must
   /// not read an input after the op that replaces it. The outputs then share the inputs'
   /// buffers, so a loop that passes them back copies nothing in, and the old and new state are
-  /// never both in memory.
+  /// never both in memory. The capture call's input tensors themselves become the graph's
+  /// input buffers (no copy), so the caller must not read them after the call either.
   bool donate_inputs = false;
 };
 

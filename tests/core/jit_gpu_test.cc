@@ -154,19 +154,61 @@ TEST(JitGpu, DonatedInputsAreUpdatedInPlace) {
   }, {.warmup = 1, .donate_inputs = true});
   Tree q = initial();
   for (int i = 0; i < 6; ++i) {
+    std::vector<const void*> passed;
+    for (const char* leaf : kLeaves) passed.push_back(q.at(leaf).tensor().storage().get());
     Tree out = step(q);
     replayed.push_back(out["loss"].tensor().item<float>());
     out.erase("loss");
     if (i >= 1) {  // the capture was call 1
       ASSERT_EQ(step_inputs.size(), std::size(kLeaves));
-      for (size_t k = 0; k < step_inputs.size(); ++k)
+      for (size_t k = 0; k < step_inputs.size(); ++k) {
         EXPECT_EQ(out.at(kLeaves[k]).tensor().storage().get(), step_inputs[k]) << kLeaves[k] << " call " << i;
+        // the capture call's inputs became the graph's buffers: the state is never copied
+        if (i == 1) EXPECT_EQ(step_inputs[k], passed[k]) << kLeaves[k];
+      }
     }
     q = out;
   }
   for (size_t i = 0; i < eager.size(); ++i) EXPECT_EQ(replayed[i], eager[i]) << "step " << i;
   EXPECT_ALLCLOSE(q.at("params/w1").tensor().to(Device::cpu()), p.at("params/w1").tensor().to(Device::cpu()), 0, 0);
   EXPECT_FALSE(donated(q.at("params/w1").tensor()));  // only while a step is being captured
+}
+
+TEST(JitGpu, DonatedLeavesSharingAStorageAreCopied) {
+  // "frozen" is the very tensor of "params/w1": the fused update writes w1's new values over
+  // its input buffer, which must therefore not be the buffer "frozen" is read from.
+  LOOM_REQUIRE_GPU();
+  Problem pb;
+  optim::GradientTransformation tx = optim::adam(1e-2);  // fused: updates donated buffers in place
+  auto train_step = [&](const Tree& in) {
+    auto loss_fn = [&](const Tree& p) { return sum(square(matmul(pb.x, p["w1"].tensor()))); };
+    auto [loss, grads] = value_and_grad(loss_fn)(in["params"]);
+    auto [params, opt] = optim::update_and_apply(tx, grads, in["opt"], in["params"]);
+    Tree out;
+    out.insert("params", params);
+    out.insert("opt", opt);
+    out.insert("frozen_sum", sum(in["frozen"].tensor()));  // read after the update
+    return out;
+  };
+  auto with_frozen = [&](Tree t, const Tensor& frozen) {
+    t.insert("frozen", frozen);
+    return t;
+  };
+  Tree p;
+  p.insert("params", Tree());
+  p["params"].insert("w1", pb.params()["w1"].tensor());
+  p.insert("opt", tx.init(p["params"]));
+  const Tensor w1 = p.at("params/w1").tensor();
+  const float expected = sum(w1).item<float>();
+  Jit step = jit(train_step, {.warmup = 1, .donate_inputs = true});
+  Tree in = with_frozen(p, w1);
+  for (int i = 0; i < 3; ++i) {
+    Tree out = step(in);
+    EXPECT_FLOAT_EQ(out["frozen_sum"].tensor().item<float>(), expected) << "call " << i;
+    out.erase("frozen_sum");
+    in = with_frozen(out, w1);
+  }
+  EXPECT_FLOAT_EQ(sum(w1).item<float>(), expected);  // the caller's tensor, copied, not donated
 }
 
 // Wrappers that keep the old inner state on some steps (multi_steps between its emits,
