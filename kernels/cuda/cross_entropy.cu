@@ -1,7 +1,10 @@
 // Softmax cross-entropy with integer labels, one row per warp or block (row_reduce.cuh). The
 // forward reads each row once: every thread keeps a running max and the sum of exp(x - max),
 // rescaled when the max grows (the online softmax), and the threads' pairs are merged. The
-// backward recomputes the softmax from the saved log-sum-exp.
+// backward recomputes the softmax from the saved log-sum-exp. Rows are read in 16-byte packs
+// from their first aligned element (a vocabulary of 50257 leaves most rows misaligned): one
+// half element per access kept too few bytes in flight (GPT-2's forward ran at 37% of the copy
+// bandwidth, the backward at 50%; H100, docs/PERF.md).
 #include <cuda/std/limits>
 
 #include <cstdint>
@@ -64,15 +67,37 @@ __device__ __forceinline__ int64_t column_of(L label, int64_t n) {
   return l >= 0 && l < n ? l : -1;
 }
 
-// T: logits; O: loss and its gradient (T, or float for half logits).
-template <typename T, typename O, typename L, int G>
+/// Elements of row before its first V-aligned one (V elements of T in 16 bytes), at most n.
+template <int V, typename T>
+__device__ __forceinline__ int64_t unaligned_head(const T* row, int64_t n) {
+  const int64_t off = int64_t(reinterpret_cast<uintptr_t>(row) / sizeof(T) % V);
+  const int64_t head = off == 0 ? 0 : V - off;
+  return head < n ? head : n;
+}
+
+/// Calls f(j) for this thread's share of the columns [0, n) of a G-thread row group that are
+/// outside the V-aligned packs: the head before them and the tail after them.
+template <int G, typename F>
+__device__ __forceinline__ void for_edges(int64_t head, int64_t packed_end, int64_t n, F&& f) {
+  for (int64_t j = threadIdx.x; j < head; j += G) f(j);
+  for (int64_t j = packed_end + threadIdx.x; j < n; j += G) f(j);
+}
+
+// T: logits; O: loss and its gradient (T, or float for half logits); V: elements per pack.
+template <typename T, typename O, typename L, int G, int V>
 __global__ void cross_entropy_kernel(const T* logits, const L* labels, O* loss, acc_t<T>* lse,
                                      int64_t rows, int64_t n) {
   using A = acc_t<T>;
   LOOM_ROW_LOOP(r, rows) {
     const T* row = logits + r * n;
+    const int64_t head = unaligned_head<V>(row, n), packs = (n - head) / V;
     A m = neg_inf<A>(), s = 0;
-    for (int64_t j = threadIdx.x; j < n; j += G) add_logit(m, s, cvt<A>(row[j]));
+    for (int64_t p = threadIdx.x; p < packs; p += G) {
+      const Pack<T, V> x = load_pack<V>(row + head + p * V);
+#pragma unroll
+      for (int k = 0; k < V; ++k) add_logit(m, s, cvt<A>(x.v[k]));
+    }
+    for_edges<G>(head, head + packs * V, n, [&](int64_t j) { add_logit(m, s, cvt<A>(row[j])); });
     group_merge<G>(m, s);
     if (threadIdx.x == 0) {
       const A l = m + ::log(s);
@@ -83,7 +108,8 @@ __global__ void cross_entropy_kernel(const T* logits, const L* labels, O* loss, 
   }
 }
 
-template <typename T, typename O, typename L, int G>
+// dx's rows have the logits' alignment (the host checks), so one head serves both.
+template <typename T, typename O, typename L, int G, int V>
 __global__ void cross_entropy_backward_kernel(const T* logits, const L* labels,
                                               const acc_t<T>* lse, const O* g, T* dx,
                                               int64_t rows, int64_t n) {
@@ -93,8 +119,17 @@ __global__ void cross_entropy_backward_kernel(const T* logits, const L* labels,
     T* out = dx + r * n;
     const A gr = cvt<A>(g[r]), l = lse[r];
     const int64_t c = column_of(labels[r], n);
-    for (int64_t j = threadIdx.x; j < n; j += G)
-      out[j] = cvt<T>(gr * exp(cvt<A>(row[j]) - l) - (j == c ? gr : A(0)));
+    auto grad = [&](int64_t j, T x) { return cvt<T>(gr * exp(cvt<A>(x) - l) - (j == c ? gr : A(0))); };
+    const int64_t head = unaligned_head<V>(row, n), packs = (n - head) / V;
+    for (int64_t p = threadIdx.x; p < packs; p += G) {
+      const int64_t j0 = head + p * V;
+      const Pack<T, V> x = load_pack<V>(row + j0);
+      Pack<T, V> y;
+#pragma unroll
+      for (int k = 0; k < V; ++k) y.v[k] = grad(j0 + k, x.v[k]);
+      store_pack<V>(out + j0, y);
+    }
+    for_edges<G>(head, head + packs * V, n, [&](int64_t j) { out[j] = grad(j, row[j]); });
   }
 }
 
@@ -135,7 +170,7 @@ void cross_entropy_int(const void* logits, DType dtype, const void* labels, DTyp
     using T = decltype(t);
     using O = decltype(o);
     using L = decltype(l);
-    cross_entropy_kernel<T, O, L, decltype(g)::value><<<grid, block, 0, stream>>>(
+    cross_entropy_kernel<T, O, L, decltype(g)::value, kPack16<T>><<<grid, block, 0, stream>>>(
         static_cast<const T*>(logits), static_cast<const L*>(labels), static_cast<O*>(loss),
         static_cast<acc_t<T>*>(lse), rows, n);
   });
@@ -151,10 +186,15 @@ void cross_entropy_int_backward(const void* logits, DType dtype, const void* lab
     using T = decltype(t);
     using O = decltype(o);
     using L = decltype(l);
-    cross_entropy_backward_kernel<T, O, L, decltype(g)::value><<<grid, block, 0, stream>>>(
-        static_cast<const T*>(logits), static_cast<const L*>(labels),
-        static_cast<const acc_t<T>*>(lse), static_cast<const O*>(grad), static_cast<T*>(dx), rows,
-        n);
+    auto run = [&](auto v) {
+      cross_entropy_backward_kernel<T, O, L, decltype(g)::value, decltype(v)::value>
+          <<<grid, block, 0, stream>>>(static_cast<const T*>(logits), static_cast<const L*>(labels),
+                                       static_cast<const acc_t<T>*>(lse),
+                                       static_cast<const O*>(grad), static_cast<T*>(dx), rows, n);
+    };
+    const bool same_alignment = (reinterpret_cast<uintptr_t>(logits) - reinterpret_cast<uintptr_t>(dx)) % 16 == 0;
+    if (same_alignment) run(std::integral_constant<int, kPack16<T>>{});
+    else run(std::integral_constant<int, 1>{});
   });
 }
 
