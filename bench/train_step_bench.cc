@@ -42,6 +42,7 @@
 #include "core/jit.h"
 #include "core/memory.h"
 #include "core/ops/attention.h"
+#include "core/ops/cast.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/loss.h"
 #include "core/ops/reduce.h"
@@ -210,12 +211,8 @@ nlohmann::json run(const Options& o) {
   // One training step from `s` with dropout key `dropout_key`: the next state and the loss.
   auto train_step = [&](const train::TrainState& s, const random::Key& dropout_key) {
     auto loss_fn = [&](const Tree& params) {
-      // Mixed precision as in the JAX script: f32 master params cast to bf16 for the forward and
-      // backward (the cast's gradient brings them back to f32), loss in f32.
       Tree vars;
-      vars.insert("params", bf16 ? tree_map([](const Tensor& p) { return p.to(DType::BF16); },
-                                            params)
-                                 : params);
+      vars.insert("params", params);
       for (const auto& [name, col] : s.extra.items()) vars.insert(name, col);
       Tensor x = bf16 && is_floating(w.inputs.dtype()) ? w.inputs.to(DType::BF16) : w.inputs;
       auto [logits, updates] =
@@ -225,7 +222,13 @@ nlohmann::json run(const Options& o) {
       Tensor loss = mean(softmax_cross_entropy_with_integer_labels(l, w.labels.reshape({-1}), DType::F32));
       return std::pair{loss, updates};
     };
-    auto [loss, updates, grads] = value_and_grad_aux(loss_fn)(s.params);
+    // Mixed precision as in the JAX script: f32 master params cast to bf16 for the forward and
+    // backward, loss in f32. Differentiating with respect to the bf16 copy and casting the
+    // gradients back gives the f32 gradients of casting inside loss_fn, bit for bit, with one
+    // kernel for each cast of the whole tree (core/ops/cast.h).
+    const Tree params = bf16 ? cast_floating(s.params, DType::BF16) : s.params;
+    auto [loss, updates, param_grads] = value_and_grad_aux(loss_fn)(params);
+    const Tree grads = bf16 ? cast_like(param_grads, s.params) : param_grads;
     return std::pair{s.apply_gradients(grads, updates.empty() ? std::optional<Tree>()
                                                               : std::optional<Tree>(updates)),
                      loss};

@@ -11,6 +11,7 @@
 #include "core/debug_nans.h"
 #include "core/grad.h"
 #include "core/jit.h"
+#include "core/ops/cast.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/loss.h"
 #include "core/ops/reduce.h"
@@ -46,11 +47,6 @@ std::pair<Tensor, Tensor> flatten_for_loss(const Tensor& logits, const Tensor& l
 Tensor count_correct(const Tensor& logits, const Tensor& labels) {
   auto [l, y] = flatten_for_loss(logits, labels);
   return sum(equal(argmax(l, -1), y.to(DType::I32)).to(DType::F32));
-}
-
-/// The floating leaves of `tree` cast to `dtype` (differentiably); other leaves as they are.
-Tree cast_floating(const Tree& tree, DType dtype) {
-  return tree_map([&](const Tensor& t) { return is_floating(t.dtype()) ? t.to(dtype) : t; }, tree);
 }
 
 /// {"params": ..., <other collections>} for apply.

@@ -8,6 +8,7 @@
 
 #include "core/half.h"
 #include "kernels/cuda/device_types.cuh"
+#include "kernels/cuda/multi_tensor.cuh"
 
 namespace loom::cuda {
 namespace {
@@ -88,6 +89,20 @@ __global__ void dense_cast_kernel(const S* src, D* dst, int64_t n) {
     store_pack<V>(dst + p * V, d);
   }
   for (int64_t i = packs * V + tid; i < n; i += stride) dst[i] = cvt<D>(src[i]);
+}
+
+struct CastTable {
+  int count = 0;
+  int64_t start[kMaxCastJobs + 1] = {};  // prefix sums of the jobs' sizes
+  const void* src[kMaxCastJobs] = {};
+  void* dst[kMaxCastJobs] = {};
+};
+
+template <typename S, typename D>
+__global__ void cast_many_kernel(const __grid_constant__ CastTable t) {
+  for_each_element(t, [&](int l, int64_t i) {
+    static_cast<D*>(t.dst[l])[i] = cvt<D>(static_cast<const S*>(t.src[l])[i]);
+  });
 }
 
 template <typename T>
@@ -193,6 +208,27 @@ void strided_copy(const void* src, DType src_dtype, const Shape& shape, const Sh
     });
   });
   LOOM_CUDA_CHECK(cudaGetLastError());
+}
+
+void cast_many(const std::vector<CastJob>& jobs, DType src_dtype, DType dst_dtype, Stream stream) {
+  visit_device_dtype(src_dtype, [&](auto s) {
+    visit_device_dtype(dst_dtype, [&](auto d) {
+      for (size_t first = 0; first < jobs.size(); first += kMaxCastJobs) {
+        CastTable t;
+        t.count = int(std::min(jobs.size() - first, size_t(kMaxCastJobs)));
+        for (int k = 0; k < t.count; ++k) {
+          const CastJob& job = jobs[first + size_t(k)];
+          t.start[k + 1] = t.start[k] + job.n;
+          t.src[k] = job.src;
+          t.dst[k] = job.dst;
+        }
+        if (t.start[t.count] == 0) continue;
+        cast_many_kernel<decltype(s), decltype(d)>
+            <<<multi_tensor_blocks(t.start[t.count]), kMultiTensorThreads, 0, stream>>>(t);
+        LOOM_CUDA_CHECK(cudaGetLastError());
+      }
+    });
+  });
 }
 
 void fill(void* dst, DType dtype, int64_t n, double value, Stream stream) {

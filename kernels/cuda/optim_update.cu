@@ -2,13 +2,11 @@
 #include <climits>
 
 #include "kernels/cuda/device_types.cuh"
+#include "kernels/cuda/multi_tensor.cuh"
 #include "kernels/cuda/optim_update.h"
 
 namespace loom::cuda {
 namespace {
-
-constexpr int kThreads = 256;
-constexpr int64_t kChunk = kThreads * 4;  // elements per block per grid-stride iteration
 
 // The leaves of one launch, passed by value (__grid_constant__: read in place from the kernel
 // parameter space, no copy, nothing to upload).
@@ -26,29 +24,6 @@ struct LeafTable {
 };
 
 __device__ __forceinline__ int32_t incremented(int32_t c) { return c < INT_MAX ? c + 1 : c; }
-
-// Calls fn(leaf, index) for every element of every leaf: each block takes chunks of kChunk
-// consecutive elements of the concatenated leaves and finds the first chunk leaf by binary
-// search (the same for all threads, so the table reads broadcast).
-template <typename Fn>
-__device__ __forceinline__ void for_each_element(const LeafTable& t, Fn&& fn) {
-  const int64_t total = t.start[t.count];
-  for (int64_t base = blockIdx.x * kChunk; base < total; base += int64_t(gridDim.x) * kChunk) {
-    const int64_t end = base + kChunk < total ? base + kChunk : total;
-    int lo = 0, hi = t.count - 1;
-    while (lo < hi) {  // largest leaf whose start <= base
-      int mid = (lo + hi + 1) / 2;
-      if (t.start[mid] <= base) lo = mid;
-      else hi = mid - 1;
-    }
-    int64_t pos = base;
-    for (int l = lo; l < t.count && pos < end; ++l) {
-      const int64_t leaf_end = t.start[l + 1] < end ? t.start[l + 1] : end;
-      for (int64_t i = pos + threadIdx.x; i < leaf_end; i += blockDim.x) fn(l, i - t.start[l]);
-      if (leaf_end > pos) pos = leaf_end;
-    }
-  }
-}
 
 __global__ void adam_kernel(const __grid_constant__ LeafTable t, AdamConfig c, const int32_t* count,
                             int32_t* new_count, const float* lr, float lr_value, bool write_count) {
@@ -123,9 +98,7 @@ void for_each_group(const std::vector<OptimLeaf>& leaves, Launch&& launch) {
       t.new_nu[k] = leaf.new_nu;
       t.weight_decay[k] = leaf.weight_decay;
     }
-    int64_t blocks = (t.start[n] + kChunk - 1) / kChunk;
-    blocks = blocks < 1 ? 1 : (blocks > 65535 ? 65535 : blocks);
-    launch(t, int(blocks), first == 0);
+    launch(t, multi_tensor_blocks(t.start[n]), first == 0);
     first += n;
   } while (first < leaves.size());
 }
@@ -136,7 +109,7 @@ void fused_adam(const std::vector<OptimLeaf>& leaves, const AdamConfig& config,
                 const OptimScalars& s, Stream stream) {
   LOOM_INTERNAL_ASSERT(s.count && s.new_count);
   for_each_group(leaves, [&](const LeafTable& t, int blocks, bool first) {
-    adam_kernel<<<blocks, kThreads, 0, stream>>>(t, config, s.count, s.new_count, s.lr, s.lr_value,
+    adam_kernel<<<blocks, kMultiTensorThreads, 0, stream>>>(t, config, s.count, s.new_count, s.lr, s.lr_value,
                                                   first);
     LOOM_CUDA_CHECK(cudaGetLastError());
   });
@@ -146,7 +119,7 @@ void fused_sgd(const std::vector<OptimLeaf>& leaves, const SgdConfig& config,
                const OptimScalars& s, Stream stream) {
   if (leaves.empty()) return;
   for_each_group(leaves, [&](const LeafTable& t, int blocks, bool) {
-    sgd_kernel<<<blocks, kThreads, 0, stream>>>(t, config, s.lr, s.lr_value);
+    sgd_kernel<<<blocks, kMultiTensorThreads, 0, stream>>>(t, config, s.lr, s.lr_value);
     LOOM_CUDA_CHECK(cudaGetLastError());
   });
 }
