@@ -110,8 +110,9 @@ int main(int argc, char** argv) {
           report(into ? "layer_norm_backward_into" : "layer_norm_backward", dt,
                  (into ? 4 : 3) * m * e, seconds_per_call(d, iters, [&] {
                    cuda::norm_rows_backward(x.raw_data(), dt, g.raw_data(), dt, mu.raw_data(),
-                                            rstd.raw_data(), gamma.raw_data(), dx.raw_data(), rows,
-                                            features, false, into, cuda::current_stream(d.index));
+                                            rstd.raw_data(), gamma.raw_data(), false, dx.raw_data(),
+                                            rows, features, false, into,
+                                            cuda::current_stream(d.index));
                  }));
       }
 #endif

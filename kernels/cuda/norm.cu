@@ -3,6 +3,7 @@
 // gradients. Rows are reduced by a warp or a block (kernels/cuda/row_reduce.cuh). Statistics use
 // Flax's fast variance in float (or double for f64): var = max(0, mean(x^2) - mean(x)^2).
 #include <algorithm>
+#include <type_traits>
 
 #include "kernels/cuda/device_types.cuh"
 #include "kernels/cuda/norm.h"
@@ -11,17 +12,18 @@
 namespace loom::cuda {
 namespace {
 
-template <typename A>
-__device__ __forceinline__ A param(const A* p, int64_t j, A absent) {
-  return p ? p[j] : absent;
+// Parameters (scale, bias) are P: the statistics type, or a half x's own type.
+template <typename A, typename P>
+__device__ __forceinline__ A param(const P* p, int64_t j, A absent) {
+  return p ? cvt<A>(p[j]) : absent;
 }
 
 // Rows are read and written in packs of V elements (16 bytes of T where the row length and the
 // pointers allow): a warp then covers whole cache lines per access. The backward's scalar half
 // accesses left a line half written when the next iteration read it: adding into an earlier
 // gradient in place ran at 6% of copy bandwidth (99% in packs; H100, loom_kernel_bench).
-template <typename T, typename O, int G, int V>
-__global__ void norm_rows_kernel(const T* x, O* y, const acc_t<T>* scale, const acc_t<T>* bias,
+template <typename T, typename O, int G, int V, typename P>
+__global__ void norm_rows_kernel(const T* x, O* y, const P* scale, const P* bias,
                                  acc_t<T>* mean, acc_t<T>* rstd, int64_t rows, int64_t n,
                                  acc_t<T> eps, bool rms) {
   using A = acc_t<T>;
@@ -61,9 +63,9 @@ __global__ void norm_rows_kernel(const T* x, O* y, const acc_t<T>* scale, const 
   }
 }
 
-template <typename T, typename O, int G, int V>
+template <typename T, typename O, int G, int V, typename P>
 __global__ void norm_rows_backward_kernel(const T* x, const O* g, const acc_t<T>* mean,
-                                          const acc_t<T>* rstd, const acc_t<T>* scale, T* dx,
+                                          const acc_t<T>* rstd, const P* scale, T* dx,
                                           int64_t rows, int64_t n, bool rms, bool accumulate) {
   using A = acc_t<T>;
   LOOM_ROW_LOOP(r, rows) {
@@ -138,58 +140,78 @@ __global__ void norm_param_partials_kernel(const T* x, const O* g, const acc_t<T
   }
 }
 
-template <typename A>
-__global__ void norm_param_finish_kernel(const A* part, int64_t chunks, int64_t n, A* dscale,
-                                         A* dbias) {
+template <typename A, typename P>
+__global__ void norm_param_finish_kernel(const A* part, int64_t chunks, int64_t n, P* dscale,
+                                         P* dbias) {
   LOOM_GRID_STRIDE_LOOP(j, n) {
     A s = 0, b = 0;
     for (int64_t c = 0; c < chunks; ++c) s += part[c * n + j], b += part[(chunks + c) * n + j];
-    if (dscale) dscale[j] = s;
-    if (dbias) dbias[j] = b;
+    if (dscale) dscale[j] = cvt<P>(s);
+    if (dbias) dbias[j] = cvt<P>(b);
+  }
+}
+
+/// run(P{}) with the parameters' type: x's own for half parameters, else the statistics type.
+template <typename T, typename Run>
+void with_param_type(bool half_params, Run&& run) {
+  if constexpr (std::is_same_v<T, acc_t<T>>) {
+    run(acc_t<T>{});
+  } else {
+    if (half_params) run(T{});
+    else run(acc_t<T>{});
   }
 }
 
 }  // namespace
 
 void norm_rows(const void* x, DType dtype, void* y, DType out_dtype, const void* scale,
-               const void* bias, void* mean, void* rstd, int64_t rows, int64_t n, double eps,
-               bool rms, Stream stream) {
+               const void* bias, bool half_params, void* mean, void* rstd, int64_t rows, int64_t n,
+               double eps, bool rms, Stream stream) {
   if (rows * n == 0) return;
   visit_in_out(dtype, out_dtype, rms ? "rms_norm" : "layer_norm", [&](auto tz, auto oz) {
     using T = decltype(tz);
     using O = decltype(oz);
     using A = acc_t<T>;
     launch_rows(rows, n, [&](auto g, dim3 grid, dim3 block) {
-      auto run = [&](auto v) {
-        norm_rows_kernel<T, O, decltype(g)::value, decltype(v)::value><<<grid, block, 0, stream>>>(
-            static_cast<const T*>(x), static_cast<O*>(y), static_cast<const A*>(scale),
-            static_cast<const A*>(bias), static_cast<A*>(mean), static_cast<A*>(rstd), rows, n,
-            A(eps), rms);
-      };
-      // Measured on an H100 (loom_kernel_bench, 768-wide rows): packs help float32 (75% of copy
-      // bandwidth against 69%) and hurt bfloat16 (52% against 78%, not yet understood).
-      if constexpr (sizeof(T) == 4) launch_packed<T>(n, {{x, sizeof(T)}, {y, sizeof(O)}}, run);
-      else run(std::integral_constant<int, 1>{});
+      with_param_type<T>(half_params, [&](auto pz) {
+        using P = decltype(pz);
+        auto run = [&](auto v) {
+          norm_rows_kernel<T, O, decltype(g)::value, decltype(v)::value, P>
+              <<<grid, block, 0, stream>>>(static_cast<const T*>(x), static_cast<O*>(y),
+                                           static_cast<const P*>(scale), static_cast<const P*>(bias),
+                                           static_cast<A*>(mean), static_cast<A*>(rstd), rows, n,
+                                           A(eps), rms);
+        };
+        // Measured on an H100 (loom_kernel_bench, 768-wide rows): packs help float32 (75% of
+        // copy bandwidth against 69%) and hurt bfloat16 (52% against 78%, not yet understood).
+        if constexpr (sizeof(T) == 4) launch_packed<T>(n, {{x, sizeof(T)}, {y, sizeof(O)}}, run);
+        else run(std::integral_constant<int, 1>{});
+      });
     });
   });
   LOOM_CUDA_CHECK(cudaGetLastError());
 }
 
 void norm_rows_backward(const void* x, DType dtype, const void* g, DType out_dtype,
-                        const void* mean, const void* rstd, const void* scale, void* dx,
-                        int64_t rows, int64_t n, bool rms, bool accumulate, Stream stream) {
+                        const void* mean, const void* rstd, const void* scale, bool half_params,
+                        void* dx, int64_t rows, int64_t n, bool rms, bool accumulate,
+                        Stream stream) {
   if (rows * n == 0) return;
   visit_in_out(dtype, out_dtype, rms ? "rms_norm" : "layer_norm", [&](auto tz, auto oz) {
     using T = decltype(tz);
     using O = decltype(oz);
     using A = acc_t<T>;
     launch_rows(rows, n, [&](auto gs, dim3 grid, dim3 block) {
-      launch_packed<T>(n, {{x, sizeof(T)}, {g, sizeof(O)}, {dx, sizeof(T)}}, [&](auto v) {
-        norm_rows_backward_kernel<T, O, decltype(gs)::value, decltype(v)::value>
-            <<<grid, block, 0, stream>>>(static_cast<const T*>(x), static_cast<const O*>(g),
-                                         static_cast<const A*>(mean), static_cast<const A*>(rstd),
-                                         static_cast<const A*>(scale), static_cast<T*>(dx), rows,
-                                         n, rms, accumulate);
+      with_param_type<T>(half_params, [&](auto pz) {
+        using P = decltype(pz);
+        launch_packed<T>(n, {{x, sizeof(T)}, {g, sizeof(O)}, {dx, sizeof(T)}}, [&](auto v) {
+          norm_rows_backward_kernel<T, O, decltype(gs)::value, decltype(v)::value, P>
+              <<<grid, block, 0, stream>>>(static_cast<const T*>(x), static_cast<const O*>(g),
+                                           static_cast<const A*>(mean),
+                                           static_cast<const A*>(rstd),
+                                           static_cast<const P*>(scale), static_cast<T*>(dx),
+                                           rows, n, rms, accumulate);
+        });
       });
     });
   });
@@ -199,8 +221,8 @@ void norm_rows_backward(const void* x, DType dtype, const void* g, DType out_dty
 int64_t norm_param_workspace_size(int64_t rows, int64_t n) { return 2 * param_chunks(rows) * n; }
 
 void norm_param_grads(const void* x, DType dtype, const void* g, DType out_dtype,
-                      const void* mean, const void* rstd, void* dscale, void* dbias, void* work,
-                      int64_t rows, int64_t n, Stream stream) {
+                      const void* mean, const void* rstd, void* dscale, void* dbias,
+                      bool half_params, void* work, int64_t rows, int64_t n, Stream stream) {
   if (n == 0) return;
   visit_in_out(dtype, out_dtype, mean ? "layer_norm" : "rms_norm", [&](auto tz, auto oz) {
     using T = decltype(tz);
@@ -213,8 +235,11 @@ void norm_param_grads(const void* x, DType dtype, const void* g, DType out_dtype
         static_cast<const T*>(x), static_cast<const O*>(g), static_cast<const A*>(mean),
         static_cast<const A*>(rstd), rows, n, chunk_rows, part);
     LOOM_CUDA_CHECK(cudaGetLastError());
-    norm_param_finish_kernel<A><<<blocks_for(n), 256, 0, stream>>>(
-        part, chunks, n, static_cast<A*>(dscale), static_cast<A*>(dbias));
+    with_param_type<T>(half_params, [&](auto pz) {
+      using P = decltype(pz);
+      norm_param_finish_kernel<A, P><<<blocks_for(n), 256, 0, stream>>>(
+          part, chunks, n, static_cast<P*>(dscale), static_cast<P*>(dbias));
+    });
   });
   LOOM_CUDA_CHECK(cudaGetLastError());
 }
