@@ -1,11 +1,13 @@
 #include "core/jit.h"
 
+#include <map>
 #include <string>
 #include <unordered_map>
 
 #include "core/error.h"
 #if LOOM_CUDA
 #include "kernels/cuda/caching_allocator.h"
+#include "kernels/cuda/copy.h"
 #include "kernels/cuda/graph.h"
 #endif
 
@@ -29,6 +31,10 @@ bool donated(const Tensor& t) {
 
 #if LOOM_CUDA
 namespace {
+
+/// Inputs at least this large are copied into the graph's buffers by the copy engine; smaller
+/// ones together by one kernel.
+constexpr size_t kBatchedCopyLimit = size_t(1) << 20;
 
 /// The CUDA device every leaf is on, or -1 when a leaf is elsewhere or there is none.
 int common_cuda_device(const Tree& tree) {
@@ -93,6 +99,10 @@ struct Jit::State {
                "loom::jit: the inputs differ from those the step was captured with: ",
                in.first_difference(static_inputs));
     std::vector<Tensor> given = in.leaves();
+    // Small inputs (a ResNet's 106 batch statistics, the step's key) are copied by one kernel
+    // per dtype instead of a copy call each: host time, and a GPU copy each, at every replay.
+    std::map<DType, std::vector<cuda::CastJob>> small;
+    std::vector<Tensor> keep_alive;  // contiguous copies of strided inputs, until queued
     for (size_t i = 0; i < given.size(); ++i) {
       const Tensor& src = given[i];
       const Tensor& dst = input_buffers[i];
@@ -104,8 +114,14 @@ struct Jit::State {
                  " on cuda:", device, " (a new shape needs a new jit)");
       if (src.storage() == dst.storage() && src.offset() == dst.offset()) continue;
       Tensor c = src.contiguous();
-      cuda::copy_device_to_device(dst.raw_data(), c.raw_data(), dst.nbytes(), device);
+      if (c.nbytes() >= kBatchedCopyLimit) {
+        cuda::copy_device_to_device(dst.raw_data(), c.raw_data(), dst.nbytes(), device);
+      } else {
+        small[c.dtype()].push_back({c.raw_data(), dst.raw_data(), c.numel()});
+        keep_alive.push_back(std::move(c));
+      }
     }
+    for (const auto& [dtype, jobs] : small) cuda::cast_many(jobs, dtype, dtype, cuda::current_stream(device));
   }
 
   Tree capture(const Tree& in) {
