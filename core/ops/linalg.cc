@@ -4,6 +4,7 @@
 #include <cctype>
 #include <map>
 #include <numeric>
+#include <tuple>
 
 #include "core/autodiff.h"
 #include "core/ops/dispatch.h"
@@ -481,6 +482,28 @@ Tensor fused_forward([[maybe_unused]] const Tensor& a, [[maybe_unused]] const Te
 #endif
 }
 
+// The weight gradient a^T @ g of a [..., K] x [K, N] product and its bias gradient (g's column
+// sums) from one cuBLASLt call; undefined tensors when cuBLASLt offers no such algorithm.
+std::pair<Tensor, Tensor> weight_and_bias_grads([[maybe_unused]] const Tensor& a,
+                                                [[maybe_unused]] const Tensor& g) {
+#if LOOM_CUDA
+  const int64_t k = a.dim(-1), n = g.dim(-1);
+  Tensor at = transpose(a.reshape({-1, k})), g2 = g.reshape({-1, n});
+  GemmProblem p;
+  p.dtype = g.dtype();
+  p.m = k;
+  p.n = n;
+  p.k = g2.dim(0);
+  p.a = matrix_operand(at, 0, 1);
+  p.b = matrix_operand(g2, 0, 1);
+  Tensor dw = Tensor::empty({k, n}, p.dtype, g.device()), db = Tensor::empty({n}, p.dtype, g.device());
+  p.c = dw.raw_data();
+  if (cuda::gemm_bias_grad(p, g.device().index, allow_tf32(), stream_of(g), db.raw_data()))
+    return {dw, db};
+#endif
+  return {};
+}
+
 Tensor activate(const Tensor& z, Epilogue ep) {
   switch (ep) {
     case Epilogue::BiasRelu: return relu(z);
@@ -514,8 +537,10 @@ Tensor matmul_bias_act(const Tensor& a, const Tensor& b, const Tensor& bias, Epi
     Grads grads(3);
     Axes lead = iota_axes(0, size_t(g.ndim()) - 1);
     if (need_a) grads[0] = dot_general(g, sb, {{g.ndim() - 1}, {1}, {}, {}});
-    if (need_b) grads[1] = dot_general(sa, g, {lead, lead, {}, {}});
-    if (need_bias) grads[2] = lead.empty() ? g : sum(g, lead);
+    // The bias gradient in the weight gradient's epilogue: no separate pass over g.
+    if (need_b && need_bias && !lead.empty()) std::tie(grads[1], grads[2]) = weight_and_bias_grads(sa, g);
+    if (need_b && !grads[1].defined()) grads[1] = dot_general(sa, g, {lead, lead, {}, {}});
+    if (need_bias && !grads[2].defined()) grads[2] = lead.empty() ? g : sum(g, lead);
     return grads;
   });
   return activate(z, ep);

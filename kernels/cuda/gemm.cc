@@ -150,8 +150,8 @@ void set_layout_batch(Layout& l, int32_t count, int64_t stride) {
 // One strategy for the whole problem: the innermost batch dim as cuBLASLt's strided batch when
 // `lt_batch`, otherwise every batch dim looped on the host. False when cuBLASLt has no algorithm.
 bool run(const GemmProblem& p, const BatchDims& bd, bool lt_batch, int device, bool allow_tf32,
-         Stream stream, Epilogue epilogue, const void* bias, int64_t ldc) {
-  bool fused = epilogue != Epilogue::None;
+         Stream stream, cublasLtEpilogue_t epilogue, const void* bias, int64_t ldc) {
+  bool fused = epilogue != CUBLASLT_EPILOGUE_DEFAULT;
   size_t esize = dtype_size(p.dtype);
   cudaDataType_t dt = data_type(p.dtype);
   bool f64 = p.dtype == DType::F64;
@@ -190,9 +190,8 @@ bool run(const GemmProblem& p, const BatchDims& bd, bool lt_batch, int device, b
   LOOM_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_TRANSB, &op_b,
                                                      sizeof(op_b)));
   if (fused) {
-    cublasLtEpilogue_t ep = lt_epilogue(epilogue);
-    LOOM_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep,
-                                                       sizeof(ep)));
+    LOOM_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                       &epilogue, sizeof(epilogue)));
     LOOM_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                        &bias, sizeof(bias)));
     LOOM_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(
@@ -296,7 +295,7 @@ class Scratch {
 // extra rows and columns of C are dropped): a pass over memory, a fraction of the difference.
 // False when nothing needed padding (or cuBLASLt had no algorithm for the padded problem).
 bool run_padded(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
-                Epilogue epilogue, const void* bias) {
+                cublasLtEpilogue_t epilogue, const void* bias) {
   constexpr double kMinFlops = double(int64_t(1) << 30);  // smaller products: not worth copies
   const int64_t esize = int64_t(dtype_size(p.dtype));
   if (16 % esize != 0 || 2.0 * double(p.m) * double(p.n) * double(p.k) < kMinFlops) return false;
@@ -315,6 +314,7 @@ bool run_padded(const GemmProblem& p, int device, bool allow_tf32, Stream stream
   const bool pad_b = b_cols_p != b_cols || b_rows_p != b_rows || p.b.ld % unit != 0;
   const bool pad_c = mp != p.m || np != p.n;
   if (!pad_a && !pad_b && !pad_c) return false;
+  if (epilogue == CUBLASLT_EPILOGUE_BGRADA && np != p.n) return false;  // an output, not padded
 
   Scratch scratch(device);
   // A copy of the stored [rows, cols] matrix with pitch ld into [rows_p, cols_p], zeros around.
@@ -357,11 +357,13 @@ bool run_padded(const GemmProblem& p, int device, bool allow_tf32, Stream stream
 
 }  // namespace
 
-bool gemm(const GemmProblem& p, int device, bool allow_tf32, Stream stream, Epilogue epilogue,
-          const void* bias) {
+namespace {
+
+bool gemm_with(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
+               cublasLtEpilogue_t epilogue, const void* bias) {
   int64_t batch = shape_numel(p.batch_shape);
   if (p.m == 0 || p.n == 0 || batch == 0) return true;
-  bool fused = epilogue != Epilogue::None;
+  bool fused = epilogue != CUBLASLT_EPILOGUE_DEFAULT;
   LOOM_CHECK(!fused || bias, ValueError, "matmul_bias_act: bias epilogue without a bias");
   ensure_device(device);
   if (p.k == 0) {  // an empty sum; cuBLASLt rejects k = 0
@@ -379,6 +381,20 @@ bool gemm(const GemmProblem& p, int device, bool allow_tf32, Stream stream, Epil
   LOOM_THROW(CudaError, "matmul: cuBLASLt has no algorithm for ", dtype_name(p.dtype), " m=", p.m,
              " n=", p.n, " k=", p.k, " trans_a=", p.a.trans, " trans_b=", p.b.trans, " lda=",
              p.a.ld, " ldb=", p.b.ld, " batch=", shape_str(p.batch_shape));
+}
+
+}  // namespace
+
+bool gemm(const GemmProblem& p, int device, bool allow_tf32, Stream stream, Epilogue epilogue,
+          const void* bias) {
+  return gemm_with(p, device, allow_tf32, stream, lt_epilogue(epilogue), bias);
+}
+
+bool gemm_bias_grad(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
+                    void* bias_grad) {
+  if (!p.batch_shape.empty() || p.k == 0) return false;
+  // Column-major roles (run): our B is cuBLASLt's A, whose sums over k BGRADA writes.
+  return gemm_with(p, device, allow_tf32, stream, CUBLASLT_EPILOGUE_BGRADA, bias_grad);
 }
 
 }  // namespace loom::cuda

@@ -18,6 +18,13 @@ namespace loom::cuda {
 bool gemm(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
           Epilogue epilogue = Epilogue::None, const void* bias = nullptr);
 
+/// C = op(A) @ op(B) with the sums of op(B) over k (length n, p.dtype) written to `bias_grad`
+/// in the same call: a weight gradient x^T @ g and its bias gradient, the column sums of g.
+/// Unbatched problems only. Returns false, having launched nothing, when cuBLASLt offers no
+/// algorithm (the caller then reduces separately).
+bool gemm_bias_grad(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
+                    void* bias_grad);
+
 /// Name and text of a cublasStatus_t (for LOOM_CUDA_LIB_CHECK).
 const char* cublas_status_string(int status);
 

@@ -151,10 +151,14 @@ TEST(LinalgGpu, MatmulBiasActMatchesCpu) {
   for (Epilogue ep : {Epilogue::Bias, Epilogue::BiasRelu, Epilogue::BiasGelu}) {
     Fn f = [ep](const std::vector<Tensor>& in) { return matmul_bias_act(in[0], in[1], in[2], ep); };
     std::string what = "epilogue " + std::to_string(int(ep));
-    // grads_on records, so this covers the fused-bias + separate activation path ...
+    // grads_on records, so this covers the fused-bias + separate activation path and the
+    // backward's weight gradient with the bias gradient in its epilogue ...
     expect_matches_cpu(f, {{4, 6, 32}, {32, 24}, {24}}, DType::F32, 1e-5, what + " f32");
     expect_matches_cpu(f, {{4, 6, 32}, {32, 24}, {24}}, DType::BF16, 1e-2, what + " bf16");
     expect_matches_cpu(f, {{32}, {32, 8}, {8}}, DType::F32, 1e-5, what + " 1-D f32");
+    // the weight and bias gradients from one cuBLASLt call (BGRADA), at 16-byte-aligned widths
+    expect_matches_cpu(f, {{3, 40, 64}, {64, 96}, {96}}, DType::BF16, 1e-2, what + " bf16 wide");
+    expect_matches_cpu(f, {{3, 40, 64}, {64, 96}, {96}}, DType::F32, 1e-5, what + " f32 wide");
     // ... and this the fully fused forward (nothing recording)
     Tensor a = test_values({16, 64}, 5, -1, 1, DType::F32), b = test_values({64, 40}, 6, -1, 1, DType::F32);
     Tensor bias = test_values({40}, 7, -1, 1, DType::F32);
