@@ -3,6 +3,7 @@
 #include <map>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "core/error.h"
 #if LOOM_CUDA
@@ -98,11 +99,13 @@ struct Jit::State {
     LOOM_CHECK(in.same_structure(static_inputs), ValueError,
                "loom::jit: the inputs differ from those the step was captured with: ",
                in.first_difference(static_inputs));
+    cuda::set_device(device);
     std::vector<Tensor> given = in.leaves();
-    // Small inputs (a ResNet's 106 batch statistics, the step's key) are copied by one kernel
-    // per dtype instead of a copy call each: host time, and a GPU copy each, at every replay.
-    std::map<DType, std::vector<cuda::CastJob>> small;
-    std::vector<Tensor> keep_alive;  // contiguous copies of strided inputs, until queued
+    std::unordered_set<const void*> buffer_storages;
+    for (const Tensor& b : input_buffers) buffer_storages.insert(b.storage().get());
+    // First every source, contiguous; one that is another input's buffer (an output of the last
+    // replay passed back under another name) is copied aside before any buffer is written.
+    std::vector<Tensor> sources(given.size());
     for (size_t i = 0; i < given.size(); ++i) {
       const Tensor& src = given[i];
       const Tensor& dst = input_buffers[i];
@@ -113,13 +116,17 @@ struct Jit::State {
                  "; it was captured as ", shape_str(dst.shape()), " ", dtype_name(dst.dtype()),
                  " on cuda:", device, " (a new shape needs a new jit)");
       if (src.storage() == dst.storage() && src.offset() == dst.offset()) continue;
-      Tensor c = src.contiguous();
-      if (c.nbytes() >= kBatchedCopyLimit) {
-        cuda::copy_device_to_device(dst.raw_data(), c.raw_data(), dst.nbytes(), device);
-      } else {
-        small[c.dtype()].push_back({c.raw_data(), dst.raw_data(), c.numel()});
-        keep_alive.push_back(std::move(c));
-      }
+      sources[i] = buffer_storages.count(src.storage().get()) ? copy_of(src) : src.contiguous();
+    }
+    // Small inputs (a ResNet's 106 batch statistics, the step's key) are copied by one kernel
+    // per dtype instead of a copy call each: host time, and a GPU copy each, at every replay.
+    std::map<DType, std::vector<cuda::CastJob>> small;
+    for (size_t i = 0; i < given.size(); ++i) {
+      const Tensor& c = sources[i];
+      if (!c.defined()) continue;
+      void* dst = input_buffers[i].raw_data();
+      if (c.nbytes() >= kBatchedCopyLimit) cuda::copy_device_to_device(dst, c.raw_data(), c.nbytes(), device);
+      else small[c.dtype()].push_back({c.raw_data(), dst, c.numel()});
     }
     for (const auto& [dtype, jobs] : small) cuda::cast_many(jobs, dtype, dtype, cuda::current_stream(device));
   }
@@ -152,6 +159,8 @@ struct Jit::State {
       allocator.end_private_pool();
       graph.reset();
       outputs = Tree();
+      static_inputs = Tree();  // the caller's tensors (or copies) are not held after a failure
+      input_buffers.clear();
       allocator.release_private_pool(this);
       LOOM_THROW(CudaError, "loom::jit: capturing the step as a CUDA graph failed: ", e.what(),
                  ". A captured step must not wait for the GPU (item(), to(cpu), printing) or "

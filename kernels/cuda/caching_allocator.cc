@@ -134,6 +134,7 @@ void CachingAllocator::release_cached_locked() {
 
 void CachingAllocator::empty_cache() {
   std::lock_guard<std::mutex> lock(mu_);
+  if (private_pool_) return;  // inside a capture: releasing would synchronise and break it
   release_cached_locked();
 }
 

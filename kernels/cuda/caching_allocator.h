@@ -37,7 +37,8 @@ class CachingAllocator {
   void* allocate(size_t nbytes);
   void free(void* ptr);
   /// Returns every cached (unused) block to the driver, except those of live graph pools: a
-  /// captured graph still reads and writes them at every replay.
+  /// captured graph still reads and writes them at every replay. Does nothing while a graph is
+  /// being captured.
   void empty_cache();
   AllocatorStats stats() const;
   /// The driver's view (cudaMemGetInfo).

@@ -164,7 +164,9 @@ TEST(JitGpu, DonatedInputsAreUpdatedInPlace) {
       for (size_t k = 0; k < step_inputs.size(); ++k) {
         EXPECT_EQ(out.at(kLeaves[k]).tensor().storage().get(), step_inputs[k]) << kLeaves[k] << " call " << i;
         // the capture call's inputs became the graph's buffers: the state is never copied
-        if (i == 1) EXPECT_EQ(step_inputs[k], passed[k]) << kLeaves[k];
+        if (i == 1) {
+          EXPECT_EQ(step_inputs[k], passed[k]) << kLeaves[k];
+        }
       }
     }
     q = out;
@@ -200,7 +202,8 @@ TEST(JitGpu, DonatedLeavesSharingAStorageAreCopied) {
   p.insert("opt", tx.init(p["params"]));
   const Tensor w1 = p.at("params/w1").tensor();
   const float expected = sum(w1).item<float>();
-  Jit step = jit(train_step, {.warmup = 1, .donate_inputs = true});
+  // The first call is the capture, so it sees "frozen" and "params/w1" as one storage.
+  Jit step = jit(train_step, {.warmup = 0, .donate_inputs = true});
   Tree in = with_frozen(p, w1);
   for (int i = 0; i < 3; ++i) {
     Tree out = step(in);
@@ -209,6 +212,34 @@ TEST(JitGpu, DonatedLeavesSharingAStorageAreCopied) {
     in = with_frozen(out, w1);
   }
   EXPECT_FLOAT_EQ(sum(w1).item<float>(), expected);  // the caller's tensor, copied, not donated
+}
+
+TEST(JitGpu, AnOutputPassedBackUnderAnotherNameIsReadBeforeTheBuffersChange) {
+  // "prev" comes back as the graph's own buffer for "cur": loading the next call's inputs must
+  // read it before the new "cur" is copied over it.
+  LOOM_REQUIRE_GPU();
+  const Device gpu = Device::cuda();
+  auto step_fn = [](const Tree& in) {
+    Tree out;
+    out.insert("prev", in["cur"].tensor());
+    out.insert("cur", in["cur"].tensor() * 2.0 + in["prev"].tensor());
+    return out;
+  };
+  auto initial = [&] {
+    Tree t;
+    t.insert("prev", full({5}, 1.0, DType::F32, gpu));
+    t.insert("cur", full({5}, 3.0, DType::F32, gpu));
+    return t;
+  };
+  Tree e = initial(), q = initial();
+  Jit step = jit(step_fn, {.warmup = 1});
+  for (int i = 0; i < 5; ++i) {
+    e = step_fn(e);
+    q = step(q);
+    for (const char* leaf : {"prev", "cur"})
+      EXPECT_ALLCLOSE(q[leaf].tensor().to(Device::cpu()), e[leaf].tensor().to(Device::cpu()), 0, 0)
+          << leaf << " call " << i;
+  }
 }
 
 // Wrappers that keep the old inner state on some steps (multi_steps between its emits,
