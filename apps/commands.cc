@@ -95,6 +95,10 @@ void add_train_options(CLI::App& cmd, TrainArgs& a) {
   cmd.add_option("--loss-scale-period", a.loss_scale_period,
                  "with --precision f16: finite steps in a row before the loss scale doubles")
       ->capture_default_str()->check(positive_whole);
+  cmd.add_option("--attention", a.attention,
+                 "preferred attention: composed, cudnn (cuDNN's flash attention for bf16/f16 on "
+                 "a GPU), fused; what it cannot take runs composed")
+      ->capture_default_str()->check(CLI::IsMember({"composed", "cudnn", "fused"}));
   cmd.add_flag("!--no-jit", a.jit,
                "on a GPU, run every step eagerly instead of replaying it as one CUDA graph");
   cmd.add_flag("--skip-nonfinite", a.skip_nonfinite,

@@ -196,9 +196,7 @@ nlohmann::json run(const Options& o) {
   check_device_usable(device, "loom_bench --device");
   // JAX's default GPU matmul precision for f32 allows TF32; match it so f32 compares like for like.
   set_allow_tf32(true);
-  set_attention_implementation(o.attention == "fused"   ? AttentionImplementation::Fused
-                               : o.attention == "cudnn" ? AttentionImplementation::CuDnn
-                                                        : AttentionImplementation::Composed);
+  set_attention_implementation(parse_attention_implementation(o.attention, "--attention"));
   Workload w = make_workload(o, device);
   const bool bf16 = o.precision == "bf16";
 
@@ -286,16 +284,19 @@ nlohmann::json run(const Options& o) {
     // Each step ends with one loss read and one synchronize of the benchmark's own.
     r["host_waits_per_step"] = double(cuda::host_wait_count() - waits_before) / double(o.steps) - 2;
     if (o.kernel_trace && !r.contains("kernel_trace_error")) {
-      double total = 0;
+      double total = 0, launches = 0;
       nlohmann::json top = nlohmann::json::array();
       for (const bench::KernelTime& k : bench::kernel_trace_stop()) {
         total += k.total_ms;
+        launches += double(k.calls);
         if (top.size() < 40)
           top.push_back({{"name", k.name.substr(0, 160)},
                          {"calls_per_step", double(k.calls) / double(o.steps)},
                          {"ms_per_step", k.total_ms / double(o.steps)}});
       }
       r["kernel_ms_per_step"] = total / double(o.steps);
+      // Under a graph each kernel also costs a launch gap: the count says how many there are.
+      r["kernels_per_step"] = launches / double(o.steps);
       r["kernels"] = top;
     }
   }

@@ -126,7 +126,8 @@ if ((profile)); then
     python3 - "$P/$spec.kernels.json" <<'PY' || true
 import json, sys
 d = json.loads([l for l in open(sys.argv[1]) if l.startswith('{')][-1])
-print(f"    step {d.get('median_ms', 0):.2f} ms, kernels {d.get('kernel_ms_per_step', 0):.2f} ms,"
+print(f"    step {d.get('median_ms', 0):.2f} ms, kernels {d.get('kernel_ms_per_step', 0):.2f} ms"
+      f" ({d.get('kernels_per_step', 0):.0f} launches),"
       f" host enqueue {d.get('host_enqueue_ms', 0):.2f} ms, host waits/step {d.get('host_waits_per_step')},"
       f" {d.get('kernel_trace_error', '')}{d.get('error', '')}")
 for k in d.get('kernels', [])[:12]:

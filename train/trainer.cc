@@ -11,6 +11,7 @@
 #include "core/debug_nans.h"
 #include "core/grad.h"
 #include "core/jit.h"
+#include "core/ops/attention.h"
 #include "core/ops/cast.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/loss.h"
@@ -66,6 +67,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"momentum", momentum},     {"weight_decay", weight_decay}, {"seed", seed},
           {"sequence_length", sequence_length}, {"device", device}, {"debug_nans", debug_nans},
           {"precision", precision}, {"loss_scale_period", loss_scale_period},
+          {"attention", attention},
           {"skip_nonfinite", skip_nonfinite},
           {"max_consecutive_nonfinite", max_consecutive_nonfinite}, {"zero", zero}, {"jit", jit}};
 }
@@ -110,6 +112,7 @@ void TrainConfig::validate() const {
   check_one_of("--optimizer", optimizer, {"sgd", "momentum", "adam", "adamw"});
   check_one_of("--schedule", schedule, {"constant", "cosine"});
   check_one_of("--precision", precision, {"f32", "bf16", "f16"});
+  check_one_of("--attention", attention, {"composed", "cudnn", "fused"});
   if (device != "auto") {
     try {
       Device::parse(device);
@@ -161,6 +164,8 @@ EvalResult evaluate(const ZooModel& model, const Tree& variables, const Dataset&
 TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
   cfg.validate();
   DebugNansScope debug_nans(cfg.debug_nans);
+  AttentionImplementationGuard attention_preference(
+      parse_attention_implementation(cfg.attention, "--attention"));
   // Data parallelism: under `loom launch`, mpirun or SLURM every rank trains on its shard of
   // each global batch and averages gradients, as a Flax step does with lax.pmean; rank 0 logs
   // and writes. Alone, this is a world of one and costs nothing.

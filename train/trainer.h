@@ -47,6 +47,10 @@ struct TrainConfig {
   // steps whose gradients overflow.
   std::string precision = "f32";
   int64_t loss_scale_period = 2000;  // f16: finite steps in a row before the loss scale doubles
+  // dot_product_attention's preferred implementation while training: "composed", "cudnn"
+  // (cuDNN's flash attention, for CUDA bf16/f16) or "fused"; calls the preferred one cannot take
+  // (the CPU, float32) run composed (core/ops/attention.h).
+  std::string attention = "composed";
   bool skip_nonfinite = false;  // skip steps with Inf/NaN gradients (optim::apply_if_finite)
   int64_t max_consecutive_nonfinite = 10;  // ...unless this many came in a row (Optax's give-up)
   // Data parallel: each rank keeps 1/N of the optimizer state (ZeRO-1, dist::ShardedOptimizer);

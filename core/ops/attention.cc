@@ -255,6 +255,13 @@ void set_attention_implementation(AttentionImplementation implementation) {
 }
 AttentionImplementation attention_implementation() { return default_implementation().load(); }
 
+AttentionImplementation parse_attention_implementation(const std::string& name, const char* what) {
+  if (name == "composed") return AttentionImplementation::Composed;
+  if (name == "fused") return AttentionImplementation::Fused;
+  if (name == "cudnn") return AttentionImplementation::CuDnn;
+  LOOM_THROW(ValueError, what, " '", name, "' is not one of: composed, fused, cudnn");
+}
+
 Tensor dot_product_attention_weights(const Tensor& q, const Tensor& k, const AttentionOptions& opt) {
   check_qkv(q, k, nullptr, "dot_product_attention_weights");
   return weights_impl(q, k, opt, "dot_product_attention_weights");

@@ -25,6 +25,7 @@
 //   Tensor out = dot_product_attention(q, k, v, opt);
 #pragma once
 #include <optional>
+#include <string>
 
 #include "core/random.h"
 #include "core/tensor.h"
@@ -50,6 +51,23 @@ struct AttentionOptions {
 /// (cuDNN's attention on float32, as a model's init runs it) use Composed.
 void set_attention_implementation(AttentionImplementation implementation);
 AttentionImplementation attention_implementation();
+/// The implementation named by "composed", "fused" or "cudnn" (ValueError naming `what` else).
+AttentionImplementation parse_attention_implementation(const std::string& name, const char* what);
+
+/// Sets the preferred implementation for a scope and restores the previous one on exit.
+class AttentionImplementationGuard {
+ public:
+  explicit AttentionImplementationGuard(AttentionImplementation implementation)
+      : previous_(attention_implementation()) {
+    set_attention_implementation(implementation);
+  }
+  ~AttentionImplementationGuard() { set_attention_implementation(previous_); }
+  AttentionImplementationGuard(const AttentionImplementationGuard&) = delete;
+  AttentionImplementationGuard& operator=(const AttentionImplementationGuard&) = delete;
+
+ private:
+  AttentionImplementation previous_;
+};
 
 /// flax.linen.dot_product_attention_weights: softmax weights [..., heads, q_len, kv_len].
 Tensor dot_product_attention_weights(const Tensor& q, const Tensor& k,

@@ -1,10 +1,13 @@
-// The training loop end to end on small synthetic data: it learns, it writes its artefacts, and
-// a run stopped and resumed from its checkpoint continues bit-exactly.
+// The training loop end to end on small synthetic data: it learns, it writes its artefacts, a
+// run stopped and resumed from its checkpoint continues bit-exactly, and a preferred attention
+// implementation that cannot run falls back to the composed one.
 #include "train/trainer.h"
 
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
+#include "core/ops/attention.h"
 #include "train/checkpoint.h"
 #include "tests/support/loss_curve.h"
 #include "tests/support/testing.h"
@@ -13,6 +16,14 @@ namespace loom::train {
 namespace {
 
 namespace fs = std::filesystem;
+
+/// A small text file for the language model.
+std::string text_corpus() {
+  const fs::path p = fs::temp_directory_path() / "loom_trainer_test_text.txt";
+  std::ofstream f(p);
+  for (int i = 0; i < 100; ++i) f << "the quick brown fox jumps over the lazy dog " << i << "\n";
+  return p.string();
+}
 
 TrainConfig small_config(const std::string& dir) {
   TrainConfig c;
@@ -98,6 +109,30 @@ TEST(Trainer, BadSettingsAreNamed) {
   c = small_config(testing::fresh_run_dir("bad"));
   c.dataset = "nothing";
   EXPECT_THROW(run_training(c, log), ValueError);
+  c = small_config(testing::fresh_run_dir("bad"));
+  c.attention = "flash";
+  EXPECT_THROW_WITH(run_training(c, log), ValueError, "--attention", "flash", "cudnn");
+}
+
+TEST(Trainer, PreferredAttentionRunsComposedWhereItCannot) {
+  // On the CPU cuDNN's attention cannot run: the language model trains exactly as composed,
+  // and the process default is restored afterwards.
+  std::vector<double> losses[2];
+  for (int i = 0; i < 2; ++i) {
+    std::ostringstream log;
+    const std::string dir = testing::fresh_run_dir(i == 0 ? "attention_composed" : "attention_cudnn");
+    TrainConfig c = small_config(dir);
+    c.model = "transformer-lm";
+    c.dataset = "text:" + text_corpus();
+    c.max_eval_examples = 32;
+    c.sequence_length = 16;
+    c.attention = i == 0 ? "composed" : "cudnn";
+    run_training(c, log);
+    losses[i] = testing::train_losses(dir);
+  }
+  ASSERT_FALSE(losses[0].empty());
+  EXPECT_EQ(losses[0], losses[1]);
+  EXPECT_EQ(attention_implementation(), AttentionImplementation::Composed);
 }
 
 }  // namespace
