@@ -1,7 +1,8 @@
 // `loom train` on a GPU replays each step as one CUDA graph (TrainConfig::jit): the same losses
 // and parameters as the eager loop, for a stateless CNN, a ResNet whose batch statistics come
 // back from bf16 (selected in the step), float16 with dynamic loss scaling, and a language
-// model with dropout (its key passed into the graph as a tensor).
+// model with dropout (its key passed into the graph as a tensor); and the language model with
+// cuDNN's attention preferred.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -76,6 +77,38 @@ TEST(TrainerGpu, JitReplaysTheEagerSteps) {
       EXPECT_NEAR(losses[1][i], losses[0][i], 1e-4 * (1 + std::abs(losses[0][i]))) << "step " << i;
     EXPECT_TRUE(tree_allclose(params[1], params[0], 1e-5, c.param_atol));
   }
+}
+
+TEST(TrainerGpu, CuDnnAttentionTrainsTheLanguageModelAsComposed) {
+  // `--attention cudnn` in bf16 under loom::jit: cuDNN's flash attention takes the model's
+  // calls (not its float32 init) and the losses follow the composed run's within bf16 rounding.
+  LOOM_REQUIRE_GPU();
+  std::vector<double> losses[2];
+  for (int i = 0; i < 2; ++i) {
+    TrainConfig cfg;
+    cfg.model = "transformer-lm";
+    cfg.dataset = "text:" + text_file();
+    cfg.precision = "bf16";
+    cfg.attention = i == 0 ? "composed" : "cudnn";
+    cfg.batch_size = 16;
+    cfg.sequence_length = 64;
+    cfg.steps = 10;
+    cfg.log_every = 1;
+    cfg.eval_every = 10;
+    cfg.max_eval_examples = 64;
+    cfg.device = "cuda";
+    cfg.terminal = false;
+    cfg.run_dir = testing::fresh_run_dir(std::string("attention_") + cfg.attention);
+    std::ostringstream log;
+    TrainSummary summary = run_training(cfg, log);
+    EXPECT_TRUE(summary.graph_replayed) << log.str();
+    losses[i] = testing::train_losses(cfg.run_dir);
+  }
+  ASSERT_EQ(losses[1].size(), losses[0].size());
+  ASSERT_FALSE(losses[0].empty());
+  for (size_t i = 0; i < losses[0].size(); ++i)
+    EXPECT_NEAR(losses[1][i], losses[0][i], 2e-2 * (1 + std::abs(losses[0][i]))) << "step " << i;
+  EXPECT_LT(losses[1].back(), losses[1].front());
 }
 
 }  // namespace
