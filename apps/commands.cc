@@ -82,6 +82,8 @@ void add_train_options(CLI::App& cmd, TrainArgs& a) {
   cmd.add_option("--log-every", a.log_every, "steps between metric lines")->capture_default_str()->check(positive_whole);
   cmd.add_option("--max-eval-examples", a.max_eval_examples, "cap evaluation size (0: all)")->check(non_negative_whole);
   cmd.add_option("--seq-len", a.sequence_length, "tokens per example (language models)")->capture_default_str()->check(positive_whole);
+  cmd.add_option("--dropout", a.dropout, "dropout rate while training (language models; 0: off)")
+      ->capture_default_str()->check(CLI::Range(0.0, 0.999999));
   cmd.add_option("--device", a.device, "auto, cpu, cuda, cuda:N")->capture_default_str();
   cmd.add_flag("--debug-nans", a.debug_nans, "check every op's output for NaN/Inf and name the first offender (slow)");
   cmd.add_option("--nproc", a.nproc, "train data-parallel on N local processes (each on batch-size / N examples)")

@@ -65,7 +65,8 @@ nlohmann::json TrainConfig::to_json() const {
           {"steps", steps},           {"batch_size", batch_size}, {"optimizer", optimizer},
           {"learning_rate", learning_rate}, {"schedule", schedule}, {"warmup_steps", warmup_steps},
           {"momentum", momentum},     {"weight_decay", weight_decay}, {"seed", seed},
-          {"sequence_length", sequence_length}, {"device", device}, {"debug_nans", debug_nans},
+          {"sequence_length", sequence_length}, {"dropout", dropout}, {"device", device},
+          {"debug_nans", debug_nans},
           {"precision", precision}, {"loss_scale_period", loss_scale_period},
           {"attention", attention},
           {"skip_nonfinite", skip_nonfinite},
@@ -102,6 +103,7 @@ void TrainConfig::validate() const {
   LOOM_CHECK(max_eval_examples >= 0, ValueError, "--max-eval-examples must be >= 0 (0: all), got ",
              max_eval_examples);
   LOOM_CHECK(sequence_length > 0, ValueError, "--seq-len must be positive, got ", sequence_length);
+  LOOM_CHECK(dropout >= 0 && dropout < 1, ValueError, "--dropout must be in [0, 1), got ", dropout);
   LOOM_CHECK(loss_scale_period > 0, ValueError, "--loss-scale-period must be positive, got ",
              loss_scale_period);
   LOOM_CHECK(max_consecutive_nonfinite >= 0, ValueError,
@@ -187,7 +189,8 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
   // Data-parallel ResNets normalise with the global batch's statistics (synchronised BatchNorm).
   ModelSpec spec{.num_classes = train_set.is_text() ? 256 : train_set.num_classes,
                  .sequence_length = cfg.sequence_length,
-                 .batch_axis = world > 1 ? std::optional<std::string>("batch") : std::nullopt};
+                 .batch_axis = world > 1 ? std::optional<std::string>("batch") : std::nullopt,
+                 .dropout_rate = cfg.dropout};
   ZooModel model = make_model(cfg.model, spec);
 
   DataLoader loader(train_set, {.batch_size = cfg.batch_size, .seed = cfg.seed,

@@ -39,6 +39,7 @@ struct TrainConfig {
   int64_t log_every = 50;        // steps between metric lines (each costs one host sync)
   int64_t max_eval_examples = 0;  // 0: the whole test split
   int64_t sequence_length = 128;  // language models
+  double dropout = 0.1;           // language models: dropout rate while training (0: off)
   std::string device = "auto";    // auto, cpu, cuda, cuda:N
   std::optional<bool> terminal;   // progress bar style; default: detect
   bool debug_nans = false;        // check every op's output for NaN/Inf (core/debug_nans.h)

@@ -110,6 +110,9 @@ TEST(Trainer, BadSettingsAreNamed) {
   c.dataset = "nothing";
   EXPECT_THROW(run_training(c, log), ValueError);
   c = small_config(testing::fresh_run_dir("bad"));
+  c.dropout = 1;
+  EXPECT_THROW_WITH(run_training(c, log), ValueError, "--dropout");
+  c = small_config(testing::fresh_run_dir("bad"));
   c.attention = "flash";
   EXPECT_THROW_WITH(run_training(c, log), ValueError, "--attention", "flash", "cudnn");
 }
