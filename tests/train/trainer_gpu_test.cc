@@ -27,6 +27,26 @@ std::string text_file() {
   return p.string();
 }
 
+/// Ten steps of batch 16 on cuda, a loss per step, an eval and a checkpoint at step 5 and 10.
+TrainConfig short_gpu_run(const std::string& model, const std::string& dataset,
+                          const std::string& precision, const std::string& run_name) {
+  TrainConfig cfg;
+  cfg.model = model;
+  cfg.dataset = dataset;
+  cfg.precision = precision;
+  cfg.batch_size = 16;
+  cfg.sequence_length = 32;
+  cfg.steps = 10;
+  cfg.log_every = 1;
+  cfg.eval_every = 5;
+  cfg.checkpoint_every = 5;
+  cfg.max_eval_examples = 64;
+  cfg.device = "cuda";
+  cfg.terminal = false;
+  cfg.run_dir = testing::fresh_run_dir(run_name);
+  return cfg;
+}
+
 TEST(TrainerGpu, JitReplaysTheEagerSteps) {
   LOOM_REQUIRE_GPU();
   struct Case {
@@ -45,21 +65,9 @@ TEST(TrainerGpu, JitReplaysTheEagerSteps) {
     std::vector<double> losses[2];
     Tree params[2];
     for (int jit = 0; jit < 2; ++jit) {
-      TrainConfig cfg;
-      cfg.model = c.model;
-      cfg.dataset = c.dataset;
-      cfg.precision = c.precision;
-      cfg.batch_size = 16;
-      cfg.sequence_length = 32;
-      cfg.steps = 10;
-      cfg.log_every = 1;
-      cfg.eval_every = 5;
-      cfg.checkpoint_every = 5;
-      cfg.max_eval_examples = 64;
-      cfg.device = "cuda";
-      cfg.terminal = false;
+      TrainConfig cfg = short_gpu_run(c.model, c.dataset, c.precision,
+                                      std::string(c.model) + c.precision + std::to_string(jit));
       cfg.jit = jit == 1;
-      cfg.run_dir = testing::fresh_run_dir(std::string(c.model) + c.precision + std::to_string(jit));
       std::ostringstream log;
       // Deterministic cuDNN algorithms, so that eager and replayed runs add in the same order
       // (AdamW would turn a last-bit difference in a near-zero gradient into a step of ~lr);
@@ -85,21 +93,10 @@ TEST(TrainerGpu, CuDnnAttentionTrainsTheLanguageModelAsComposed) {
   LOOM_REQUIRE_GPU();
   std::vector<double> losses[2];
   for (int i = 0; i < 2; ++i) {
-    TrainConfig cfg;
-    cfg.model = "transformer-lm";
-    cfg.dataset = "text:" + text_file();
-    cfg.precision = "bf16";
-    cfg.attention = i == 0 ? "composed" : "cudnn";
+    const std::string attention = i == 0 ? "composed" : "cudnn";
+    TrainConfig cfg = short_gpu_run("transformer-lm", "text:" + text_file(), "bf16", "attention_" + attention);
+    cfg.attention = attention;
     cfg.dropout = 0;  // cuDNN's attention has no dropout (loom's masks are JAX's threefry bits)
-    cfg.batch_size = 16;
-    cfg.sequence_length = 64;
-    cfg.steps = 10;
-    cfg.log_every = 1;
-    cfg.eval_every = 10;
-    cfg.max_eval_examples = 64;
-    cfg.device = "cuda";
-    cfg.terminal = false;
-    cfg.run_dir = testing::fresh_run_dir(std::string("attention_") + cfg.attention);
     std::ostringstream log;
     TrainSummary summary = run_training(cfg, log);
     EXPECT_TRUE(summary.graph_replayed) << log.str();
