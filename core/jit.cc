@@ -57,6 +57,7 @@ struct Jit::State {
   int device = -1;
   Tree static_inputs;  // the buffers the graph reads: later calls' inputs are copied in
   std::vector<Tensor> input_buffers;  // static_inputs' leaves in flatten order
+  std::unordered_set<const void*> buffer_storages;  // their storages
   Tree outputs;        // the buffers the graph writes
 #if LOOM_CUDA
   std::unique_ptr<cuda::Graph> graph;
@@ -69,6 +70,7 @@ struct Jit::State {
       outputs = Tree();
       static_inputs = Tree();
       input_buffers.clear();
+      buffer_storages.clear();
       cuda::CachingAllocator::get(device).release_private_pool(this);
     } catch (...) {  // a destructor must not throw; the device is broken anyway
     }
@@ -101,8 +103,6 @@ struct Jit::State {
                in.first_difference(static_inputs));
     cuda::set_device(device);
     std::vector<Tensor> given = in.leaves();
-    std::unordered_set<const void*> buffer_storages;
-    for (const Tensor& b : input_buffers) buffer_storages.insert(b.storage().get());
     // First every source, contiguous; one that is another input's buffer (an output of the last
     // replay passed back under another name) is copied aside before any buffer is written.
     std::vector<Tensor> sources(given.size());
@@ -134,6 +134,8 @@ struct Jit::State {
   Tree capture(const Tree& in) {
     static_inputs = input_buffers_for(in);
     input_buffers = static_inputs.leaves();
+    buffer_storages.clear();
+    for (const Tensor& b : input_buffers) buffer_storages.insert(b.storage().get());
     auto& allocator = cuda::CachingAllocator::get(device);
     graph = std::make_unique<cuda::Graph>(device);
     // The eager warm-up's cached blocks go back to the driver first: the capture allocates its
@@ -161,6 +163,7 @@ struct Jit::State {
       outputs = Tree();
       static_inputs = Tree();  // the caller's tensors (or copies) are not held after a failure
       input_buffers.clear();
+      buffer_storages.clear();
       allocator.release_private_pool(this);
       LOOM_THROW(CudaError, "loom::jit: capturing the step as a CUDA graph failed: ", e.what(),
                  ". A captured step must not wait for the GPU (item(), to(cpu), printing) or "

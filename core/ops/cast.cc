@@ -5,7 +5,6 @@
 
 #include "core/autodiff.h"
 #include "core/error.h"
-#include "core/ops/dispatch.h"
 #if LOOM_CUDA
 #include "kernels/cuda/copy.h"
 #endif
