@@ -5,7 +5,7 @@
 //
 //   loom_bench --model cnn|resnet50|gpt2|gpt2-medium|transformer-lm [--batch N] [--steps N] [--warmup N]
 //              [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N] [--graph on]
-//              [--kernel-trace on] [--attention composed|fused|cudnn]
+//              [--kernel-trace on] [--attention composed|fused|cudnn] [--allocation-trace FILE]
 //
 // transformer-lm (the zoo's 4-layer, d_model 128 language model, vocabulary 256, batch 4 x 32
 // tokens by default) is small enough that on a GPU its step measures the framework's cost per op
@@ -16,6 +16,9 @@
 // The batch is synthetic and made once on the device before timing, so the number is the step
 // alone (no data loading), as in the JAX script. Each timed step ends with a host read of the loss
 // (and a device synchronize on CUDA) so a step's time includes all of its kernels.
+// --allocation-trace FILE: every tensor allocation and release on the device, from the batch's
+// creation through the last timed step, one per line ("+ id bytes", "- id"), for
+// bench/allocator_replay.cc to replay through the CUDA allocator's policies.
 // A model the zoo does not know yet is reported as {"error": "model not available: ..."} with
 // exit code 0: scripts/bench.sh shows the error in its table and goes on.
 #include <sys/resource.h>
@@ -24,7 +27,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <memory>
+#include <unordered_map>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -72,6 +78,7 @@ struct Options {
   bool graph = false;          // replay the step as a CUDA graph (core/jit.h)
   bool kernel_trace = false;   // device time per kernel through CUPTI (bench/kernel_trace.h)
   std::string attention = "composed";  // dot_product_attention's implementation (gpt2)
+  std::string allocation_trace;        // file for the device's allocation events ("": none)
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -80,7 +87,7 @@ struct Options {
             << "       [--warmup N]\n"
             << "       [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N]\n"
             << "       [--peak-tflops X] [--graph on|off] [--kernel-trace on|off]\n"
-            << "       [--attention composed|fused|cudnn]\n";
+            << "       [--attention composed|fused|cudnn] [--allocation-trace FILE]\n";
   std::exit(2);
 }
 
@@ -109,6 +116,7 @@ Options parse(int argc, char** argv) {
   str("device", o.device);
   str("precision", o.precision);
   str("attention", o.attention);
+  str("allocation-trace", o.allocation_trace);
   num("batch", o.batch);
   num("steps", o.steps);
   num("warmup", o.warmup);
@@ -191,12 +199,42 @@ Workload make_workload(const Options& o, Device device) {
   return w;
 }
 
+// Writes the events on `device` with storages numbered in allocation order (an address is
+// reused once released). Returns how many were written.
+int64_t write_allocation_trace(const std::vector<AllocationEvent>& events, Device device,
+                               const Options& o) {
+  std::ofstream out(o.allocation_trace);
+  if (!out) throw IOError("loom_bench --allocation-trace: cannot write '" + o.allocation_trace + "'");
+  out << "# loom allocation trace: model " << o.model << ", batch " << o.batch << ", precision "
+      << o.precision << ", device " << device.str() << ", " << o.warmup << " warm-up + "
+      << o.steps << " timed steps\n";
+  std::unordered_map<const void*, int64_t> live;
+  int64_t next_id = 0, written = 0;
+  for (const AllocationEvent& e : events) {
+    if (e.device != device) continue;
+    if (e.allocated) {
+      live[e.ptr] = next_id;
+      out << "+ " << next_id++ << ' ' << e.bytes << '\n';
+    } else {
+      auto it = live.find(e.ptr);
+      if (it == live.end()) continue;
+      out << "- " << it->second << '\n';
+      live.erase(it);
+    }
+    ++written;
+  }
+  if (!out.flush()) throw IOError("loom_bench --allocation-trace: writing '" + o.allocation_trace + "' failed");
+  return written;
+}
+
 nlohmann::json run(const Options& o) {
   Device device = Device::parse(o.device);
   check_device_usable(device, "loom_bench --device");
   // JAX's default GPU matmul precision for f32 allows TF32; match it so f32 compares like for like.
   set_allow_tf32(true);
   set_attention_implementation(parse_attention_implementation(o.attention, "--attention"));
+  std::unique_ptr<AllocationTrace> allocations;
+  if (!o.allocation_trace.empty()) allocations = std::make_unique<AllocationTrace>();
   Workload w = make_workload(o, device);
   const bool bf16 = o.precision == "bf16";
 
@@ -302,6 +340,10 @@ nlohmann::json run(const Options& o) {
   }
 #endif
 
+  if (allocations) {
+    r["allocation_events"] = write_allocation_trace(allocations->events(), device, o);
+    allocations.reset();
+  }
   const double med = median(ms);
   r["median_ms"] = med;
   // On a GPU: when host_enqueue_ms approaches median_ms the step is bound by the host's launches

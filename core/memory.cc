@@ -1,5 +1,8 @@
 #include "core/memory.h"
 
+#include <atomic>
+#include <mutex>
+
 #include "core/error.h"
 #if LOOM_CUDA
 #include "kernels/cuda/caching_allocator.h"
@@ -41,6 +44,39 @@ void reset_peak_memory(Device device) {
   if (device.is_cpu()) return;
   check_device_usable(device, "reset_peak_memory");
   LOOM_CUDA_ONLY(cuda::CachingAllocator::get(device.index).reset_peak());
+}
+
+namespace {
+// Data-loading threads allocate too: the active trace is read and ended under one mutex.
+std::mutex trace_mu;
+AllocationTrace* active_trace = nullptr;  // guarded by trace_mu
+std::atomic<bool> trace_on{false};        // active_trace != nullptr, for the unlocked check
+}  // namespace
+
+AllocationTrace::AllocationTrace() {
+  std::lock_guard<std::mutex> lock(trace_mu);
+  LOOM_CHECK(active_trace == nullptr, ValueError,
+             "AllocationTrace: another trace is already recording");
+  active_trace = this;
+  trace_on.store(true);
+}
+
+AllocationTrace::~AllocationTrace() {
+  std::lock_guard<std::mutex> lock(trace_mu);
+  active_trace = nullptr;
+  trace_on.store(false);
+}
+
+std::vector<AllocationEvent> AllocationTrace::events() const {
+  std::lock_guard<std::mutex> lock(trace_mu);
+  return events_;
+}
+
+bool allocation_trace_active() { return trace_on.load(std::memory_order_relaxed); }
+
+void record_allocation_event(const AllocationEvent& e) {
+  std::lock_guard<std::mutex> lock(trace_mu);
+  if (active_trace) active_trace->events_.push_back(e);
 }
 
 PinnedMemoryStats pinned_memory_stats() {

@@ -10,6 +10,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "core/device.h"
 
@@ -49,5 +50,40 @@ struct PinnedMemoryStats {
 
 /// The pinned host memory pool behind Tensor::empty_pinned (all zeros without a GPU).
 PinnedMemoryStats pinned_memory_stats();
+
+/// One tensor storage allocated or released.
+struct AllocationEvent {
+  bool allocated;   // false: released
+  size_t bytes;     // as requested, before any allocator rounding
+  const void* ptr;  // pairs a release with its allocation (addresses are reused afterwards)
+  Device device;
+};
+
+/// Records every tensor storage allocated while it lives, on any device, and the release of
+/// those (storages allocated before it began, wrapped foreign memory and pinned staging buffers
+/// are left out), as torch.cuda.memory._record_memory_history does: a program's allocations
+/// studied offline (bench/allocator_replay.cc replays them through allocator policies).
+/// One at a time; a second throws ValueError.
+///
+///   AllocationTrace trace;
+///   run_steps();
+///   for (const AllocationEvent& e : trace.events()) ...
+class AllocationTrace {
+ public:
+  AllocationTrace();
+  ~AllocationTrace();
+  AllocationTrace(const AllocationTrace&) = delete;
+  AllocationTrace& operator=(const AllocationTrace&) = delete;
+  std::vector<AllocationEvent> events() const;
+
+ private:
+  friend void record_allocation_event(const AllocationEvent& e);
+  std::vector<AllocationEvent> events_;  // guarded by the traces' mutex (memory.cc)
+};
+
+/// True while an AllocationTrace records (one relaxed load: Storage checks it on every
+/// allocation). record_allocation_event appends to it.
+bool allocation_trace_active();
+void record_allocation_event(const AllocationEvent& e);
 
 }  // namespace loom

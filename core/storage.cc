@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "core/host_allocator.h"
+#include "core/memory.h"
 #if LOOM_CUDA
 #include "kernels/cuda/caching_allocator.h"
 #include "kernels/cuda/pinned_host_allocator.h"
@@ -19,15 +20,23 @@ void release_pinned(void* p, size_t, Device) { cuda::pinned_free(p); }
 
 }  // namespace
 
+std::shared_ptr<Storage> Storage::traced(std::shared_ptr<Storage> s) {
+  if (allocation_trace_active()) [[unlikely]] {
+    s->traced_ = true;
+    record_allocation_event({true, s->nbytes_, s->data_, s->device_});
+  }
+  return s;
+}
+
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
   if (device.is_cpu()) {
     void* p = host_memory::allocate(nbytes);
-    return std::make_shared<Storage>(p, nbytes, device, &release_cpu);
+    return traced(std::make_shared<Storage>(p, nbytes, device, &release_cpu));
   }
   check_device_usable(device, "allocate");
 #if LOOM_CUDA
   void* p = cuda::CachingAllocator::get(device.index).allocate(nbytes);
-  return std::make_shared<Storage>(p, nbytes, device, &release_cuda);
+  return traced(std::make_shared<Storage>(p, nbytes, device, &release_cuda));
 #else
   detail::throw_not_compiled_with_cuda("allocate");
 #endif
@@ -49,6 +58,8 @@ Storage::Storage(void* data, size_t nbytes, Device device, void (*release)(void*
     : data_(data), nbytes_(nbytes), device_(device), release_(release) {}
 
 Storage::~Storage() {
+  if (traced_) [[unlikely]]
+    record_allocation_event({false, nbytes_, data_, device_});
   if (release_ && data_) release_(data_, nbytes_, device_);
 }
 

@@ -26,11 +26,14 @@ class Storage {
   bool pinned() const { return pinned_; }
 
  private:
+  static std::shared_ptr<Storage> traced(std::shared_ptr<Storage> s);
+
   void* data_;
   size_t nbytes_;
   Device device_;
   void (*release_)(void*, size_t, Device);
   bool pinned_ = false;
+  bool traced_ = false;  // allocated while an AllocationTrace recorded (core/memory.h)
 };
 
 }  // namespace loom

@@ -20,7 +20,8 @@ esac
 grep -q '^CMAKE_CUDA_FLAGS:' "$build/CMakeCache.txt" 2>/dev/null ||
   { echo "gpu_bundle: $build is not configured with CUDA (bash scripts/run.sh configures build)" >&2; exit 2; }
 
-PROGRAMS=(tests/loom_gpu_tests bench/loom_bench bench/loom_kernel_bench bench/loom_input_bench)
+PROGRAMS=(tests/loom_gpu_tests bench/loom_bench bench/loom_kernel_bench bench/loom_input_bench
+          bench/loom_allocator_replay)
 targets=()
 for p in "${PROGRAMS[@]}"; do targets+=("$(basename "$p")"); done
 cmake --build "$build" --target "${targets[@]}" -j "$(nproc)"

@@ -14,7 +14,8 @@
 #              the host waits for the GPU (LOOM_SYNC_DEBUG backtraces, symbolise them with
 #              addr2line -C -f -e build/bench/loom_bench), device time per kernel (--kernel-trace)
 #              and the step as a CUDA graph (--graph on); for gpt2 also with --attention fused
-#              and --attention cudnn
+#              and --attention cudnn; and the allocations of one eager step (after one),
+#              replayed through the allocator's policies (bench/allocator_replay.cc)
 # Exit status: 0 every test passed and every benchmark printed a result, 1 otherwise, 2 setup.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -33,7 +34,7 @@ while (($#)); do
     --filter) filter=$2; shift ;;
     --models) models=$2; shift ;;
     --jobs) jobs=$2; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "gpu_prebuilt: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -133,6 +134,11 @@ print(f"    step {d.get('median_ms', 0):.2f} ms, kernels {d.get('kernel_ms_per_s
 for k in d.get('kernels', [])[:12]:
   print(f"    {k['ms_per_step']:8.3f} ms {k['calls_per_step']:6.1f}x  {k['name'][:90]}")
 PY
+    log "$spec: allocations of 1 warm-up + 1 step, replayed through the allocator policies"
+    timeout 120 "${run[@]}" --warmup 1 --steps 1 --allocation-trace "$P/$spec.allocations" \
+      > "$P/$spec.allocations.json" 2>&1 || log "WARNING: $spec allocation trace failed"
+    "$B/bin/loom_allocator_replay" "$P/$spec.allocations" | tee "$P/$spec.replay.json" |
+      cut -c1-400 || log "WARNING: $spec replay failed"
     log "$spec: the step as a CUDA graph (20 steps)"
     timeout 120 "${run[@]}" --warmup 3 --steps 20 --graph on > "$P/$spec.graph.json" \
       2> "$P/$spec.graph.err" || log "WARNING: $spec graph run failed"

@@ -8,82 +8,66 @@
 #include "core/error.h"
 
 namespace loom::cuda {
-namespace {
-constexpr size_t kLargeBlock = size_t(1) << 20;    // from here on sizes round to 2 MiB
-constexpr size_t kLargeGranule = size_t(2) << 20;
-}  // namespace
 
+// Never destroyed: tensors held by other static objects may be freed during exit.
 CachingAllocator& CachingAllocator::get(int device) {
   static std::mutex mu;
-  static std::vector<std::unique_ptr<CachingAllocator>> allocators;
+  static auto* allocators = new std::vector<std::unique_ptr<CachingAllocator>>();
   std::lock_guard<std::mutex> lock(mu);
-  if (allocators.empty()) allocators.resize(size_t(device_count()));
-  LOOM_CHECK(device >= 0 && size_t(device) < allocators.size(), DeviceError, "cuda:", device,
+  if (allocators->empty()) allocators->resize(size_t(device_count()));
+  LOOM_CHECK(device >= 0 && size_t(device) < allocators->size(), DeviceError, "cuda:", device,
              " does not exist");
-  auto& a = allocators[size_t(device)];
+  auto& a = (*allocators)[size_t(device)];
   if (!a) a.reset(new CachingAllocator(device));
   return *a;
 }
 
-size_t CachingAllocator::round_size(size_t nbytes) {
-  constexpr size_t kSmall = 512;
-  if (nbytes < kLargeBlock) return std::max<size_t>(kSmall, (nbytes + kSmall - 1) / kSmall * kSmall);
-  return (nbytes + kLargeGranule - 1) / kLargeGranule * kLargeGranule;
-}
-
-void* CachingAllocator::allocate(size_t nbytes) {
-  size_t size = round_size(nbytes);
-  Stream stream = current_stream(device_);
-  std::lock_guard<std::mutex> lock(mu_);
-  const Pool pool = private_pool_ ? private_pool_ : Pool(stream);
-  // Best fit in the same pool. A block counts as allocated at its full size, so the waste
-  // accepted is bounded: 2x for small blocks, 1/8 (at least one 2 MiB granule) for large ones.
-  const size_t limit = size < kLargeBlock ? size * 2 : size + std::max(size / 8, kLargeGranule);
-  auto it = free_blocks_.lower_bound({pool, size});
-  if (it != free_blocks_.end() && it->first.first == pool && it->first.second <= limit) {
-    void* p = it->second;
-    free_blocks_.erase(it);
-    stats_.allocated += blocks_[p].size;
-    stats_.peak_allocated = std::max(stats_.peak_allocated, stats_.allocated);
-    return p;
-  }
+void* CachingAllocator::DeviceSegments::map(size_t bytes) {
   set_device(device_);
   note_host_wait("cudaMalloc (no cached block fits)");
   void* p = nullptr;
-  cudaError_t err = cudaMalloc(&p, size);
-  // Releasing the cache synchronises the device, which would invalidate a capture in progress.
-  if (err == cudaErrorMemoryAllocation && !private_pool_) {
-    cudaGetLastError();
-    release_cached_locked();
-    err = cudaMalloc(&p, size);
-  }
+  cudaError_t err = cudaMalloc(&p, bytes);
   if (err == cudaErrorMemoryAllocation) {
     cudaGetLastError();
-    DeviceMemoryInfo m = device_memory();
-    LOOM_THROW(OutOfMemoryError, "CUDA out of memory on cuda:", device_, ": tried to allocate ",
-               nbytes, " bytes (", size, " rounded)",
-               private_pool_ ? " while capturing a CUDA graph (loom::jit)" : "", "; device free ",
-               m.free, " of total ", m.total, " bytes; loom holds ", stats_.reserved,
-               " bytes reserved, ", stats_.allocated,
-               " allocated. Reduce the batch size or call empty_cache().");
+    return nullptr;
   }
   LOOM_CUDA_CHECK(err);
-  blocks_[p] = Block{size, pool};
-  stats_.reserved += size;
-  stats_.allocated += size;
-  stats_.peak_allocated = std::max(stats_.peak_allocated, stats_.allocated);
-  ++stats_.num_device_mallocs;
+  return p;
+}
+
+void CachingAllocator::DeviceSegments::unmap(void* base, size_t) {
+  set_device(device_);
+  LOOM_CUDA_CHECK(cudaFree(base));
+}
+
+void* CachingAllocator::allocate(size_t nbytes) {
+  Stream stream = current_stream(device_);
+  std::lock_guard<std::mutex> lock(mu_);
+  const Pool pool = private_pool_ ? private_pool_ : Pool(stream);
+  void* p = blocks_.allocate(nbytes, pool);
+  // Releasing the cache synchronises the device, which would invalidate a capture in progress.
+  if (!p && !private_pool_) {
+    release_cached_locked();
+    p = blocks_.allocate(nbytes, pool);
+  }
+  if (!p) {
+    DeviceMemoryInfo m = device_memory();
+    const BlockPool::Stats s = blocks_.stats();
+    LOOM_THROW(OutOfMemoryError, "CUDA out of memory on cuda:", device_, ": tried to allocate ",
+               nbytes, " bytes (a ", BlockPool::segment_size(nbytes), "-byte segment)",
+               private_pool_ ? " while capturing a CUDA graph (loom::jit)" : "", "; device free ",
+               m.free, " of total ", m.total, " bytes; loom holds ", s.reserved,
+               " bytes reserved, ", s.allocated,
+               " allocated. Reduce the batch size or call empty_cache().");
+  }
   return p;
 }
 
 void CachingAllocator::free(void* ptr) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = blocks_.find(ptr);
-  if (it == blocks_.end()) return;
-  stats_.allocated -= it->second.size;
   // Stream-ordered: work queued on this stream that uses the block finishes before any later
   // work on the same stream that receives it, so no synchronisation is needed here.
-  free_blocks_.insert({{it->second.pool, it->second.size}, ptr});
+  blocks_.free(ptr);
 }
 
 void CachingAllocator::begin_private_pool(const void* pool) {
@@ -102,34 +86,16 @@ void CachingAllocator::end_private_pool() {
 void CachingAllocator::release_private_pool(const void* pool) {
   std::lock_guard<std::mutex> lock(mu_);
   graph_pools_.erase(pool);
-  const Pool ordinary = current_stream(device_);
-  for (auto& [p, b] : blocks_)
-    if (b.pool == pool) b.pool = ordinary;
-  auto first = free_blocks_.lower_bound({pool, 0});
-  auto last = first;
-  while (last != free_blocks_.end() && last->first.first == pool) ++last;
-  std::vector<std::pair<size_t, void*>> moved;
-  for (auto it = first; it != last; ++it) moved.emplace_back(it->first.second, it->second);
-  free_blocks_.erase(first, last);
-  for (auto& [size, p] : moved) free_blocks_.insert({{ordinary, size}, p});
+  blocks_.move_pool(pool, current_stream(device_));
 }
 
 void CachingAllocator::release_cached_locked() {
-  if (free_blocks_.empty()) return;
+  const BlockPool::Stats s = blocks_.stats();
+  if (s.reserved == s.allocated) return;  // nothing cached: spare the synchronisation
   set_device(device_);
   cudaDeviceSynchronize();  // cached blocks may still be in use by queued work
-  for (auto it = free_blocks_.begin(); it != free_blocks_.end();) {
-    const auto& [key, p] = *it;
-    if (graph_pools_.count(key.first)) {  // a graph's replays still use it
-      ++it;
-      continue;
-    }
-    cudaFree(p);
-    stats_.reserved -= key.second;
-    ++stats_.num_device_frees;
-    blocks_.erase(p);
-    it = free_blocks_.erase(it);
-  }
+  // A graph's replays still use the free blocks of its pool.
+  blocks_.release_free_segments([&](Pool pool) { return graph_pools_.count(pool) > 0; });
 }
 
 void CachingAllocator::empty_cache() {
@@ -147,12 +113,14 @@ DeviceMemoryInfo CachingAllocator::device_memory() const {
 
 AllocatorStats CachingAllocator::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return stats_;
+  const BlockPool::Stats s = blocks_.stats();
+  return AllocatorStats{s.allocated, s.reserved, s.peak_allocated, s.segments_mapped,
+                        s.segments_unmapped};
 }
 
 void CachingAllocator::reset_peak() {
   std::lock_guard<std::mutex> lock(mu_);
-  stats_.peak_allocated = stats_.allocated;
+  blocks_.reset_peak();
 }
 
 }  // namespace loom::cuda

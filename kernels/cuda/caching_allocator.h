@@ -1,21 +1,22 @@
 // Stream-ordered caching allocator for one GPU. Freed blocks go back to a pool and are reused
 // by later allocations on the same stream without a device synchronisation, so a training loop
-// makes no cudaMalloc/cudaFree calls in steady state.
+// makes no cudaMalloc/cudaFree calls in steady state. Blocks are carved from cudaMalloc'd
+// segments and merge again when freed (core/block_pool.h).
 #pragma once
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <mutex>
-#include <unordered_map>
 #include <unordered_set>
 
+#include "core/block_pool.h"
 #include "kernels/cuda/runtime.h"
 
 namespace loom::cuda {
 
 struct AllocatorStats {
-  size_t allocated = 0;       // bytes handed out and not yet freed
-  size_t reserved = 0;        // bytes obtained from cudaMalloc and held
+  size_t allocated = 0;       // bytes of the blocks handed out and not yet freed
+  size_t reserved = 0;        // bytes obtained from cudaMalloc and held (allocated, cached, and
+                              // the free parts of segments that hold allocated blocks)
   size_t peak_allocated = 0;  // high-water mark of `allocated` since the last reset
   int64_t num_device_mallocs = 0;
   int64_t num_device_frees = 0;
@@ -53,26 +54,28 @@ class CachingAllocator {
   /// The graph of `pool` is gone: its blocks join the ordinary pool (in-use ones when freed).
   void release_private_pool(const void* pool);
 
-  /// Sizes are rounded so that blocks can be reused across slightly different requests.
-  static size_t round_size(size_t nbytes);
-
  private:
-  explicit CachingAllocator(int device) : device_(device) {}
+  class DeviceSegments : public BlockPool::SegmentSource {
+   public:
+    explicit DeviceSegments(int device) : device_(device) {}
+    void* map(size_t bytes) override;
+    void unmap(void* base, size_t bytes) override;
+
+   private:
+    int device_;
+  };
+
+  explicit CachingAllocator(int device) : device_(device), segments_(device), blocks_(segments_) {}
   void release_cached_locked();
 
   // A pool is the compute stream (ordinary, stream-ordered reuse) or a private graph pool.
-  using Pool = const void*;
-  struct Block {
-    size_t size;
-    Pool pool;
-  };
+  using Pool = BlockPool::Pool;
   int device_;
   mutable std::mutex mu_;
   Pool private_pool_ = nullptr;  // set while a graph is being captured
   std::unordered_set<Pool> graph_pools_;  // pools of graphs that may still be replayed
-  std::multimap<std::pair<Pool, size_t>, void*> free_blocks_;  // (pool, size) -> ptr
-  std::unordered_map<void*, Block> blocks_;                      // every block we hold
-  AllocatorStats stats_;
+  DeviceSegments segments_;
+  BlockPool blocks_;
 };
 
 }  // namespace loom::cuda

@@ -1,6 +1,7 @@
 // The CUDA caching allocator through the public API of core/memory.h: statistics, reuse without
 // cudaMalloc in steady state, empty_cache(), the retry after freeing the cache when cudaMalloc
-// fails, and the out-of-memory report.
+// fails, and the out-of-memory report. The block policy itself (splitting, merging, pools) is
+// tested on the CPU: tests/core/block_pool_test.cc.
 #include <gtest/gtest.h>
 
 #include <regex>
@@ -19,10 +20,10 @@ TEST(AllocatorGpu, StatsTrackAllocatedReservedAndPeak) {
   Device g = Device::cuda(0);
   empty_cache(g);
   MemoryStats s0 = memory_stats(g);
-  EXPECT_EQ(s0.reserved, s0.allocated);  // nothing cached after empty_cache
+  EXPECT_GE(s0.reserved, s0.allocated);
   MemoryStats s2;
   {
-    Tensor a = Tensor::empty({int64_t(kMiB)}, DType::F32, g);  // 4 MiB
+    Tensor a = Tensor::empty({int64_t(kMiB)}, DType::F32, g);  // 4 MiB: its own segment
     MemoryStats s1 = memory_stats(g);
     EXPECT_EQ(s1.allocated - s0.allocated, 4 * kMiB);
     EXPECT_EQ(s1.reserved - s0.reserved, 4 * kMiB);
@@ -42,7 +43,7 @@ TEST(AllocatorGpu, StatsTrackAllocatedReservedAndPeak) {
   reset_peak_memory(g);
   EXPECT_EQ(memory_stats(g).peak_allocated, s3.allocated);
   {
-    Tensor c = Tensor::empty({int64_t(kMiB) / 8}, DType::F32, g);  // 512 KiB, a new block
+    Tensor c = Tensor::empty({int64_t(kMiB) / 8}, DType::F32, g);  // 512 KiB
     EXPECT_EQ(memory_stats(g).peak_allocated, s3.allocated + kMiB / 2);
   }
   EXPECT_EQ(memory_stats(g).peak_allocated, s3.allocated + kMiB / 2);
@@ -51,16 +52,17 @@ TEST(AllocatorGpu, StatsTrackAllocatedReservedAndPeak) {
 TEST(AllocatorGpu, FreedBlockIsReusedForTheSameSize) {
   LOOM_REQUIRE_GPU();
   Device g = Device::cuda(0);
-  empty_cache(g);  // so that the only cached block of this size is the one freed below
+  empty_cache(g);  // so that the only cached block is the one freed below (with its segment)
   void* first = nullptr;
   {
     Tensor t = Tensor::empty({12345}, DType::F32, g);
     first = t.raw_data();
   }
-  int64_t mallocs = memory_stats(g).num_device_mallocs;
+  const MemoryStats cached = memory_stats(g);
   Tensor u = Tensor::empty({12345}, DType::F32, g);
   EXPECT_EQ(u.raw_data(), first);
-  EXPECT_EQ(memory_stats(g).num_device_mallocs, mallocs);
+  EXPECT_EQ(memory_stats(g).num_device_mallocs, cached.num_device_mallocs);
+  EXPECT_EQ(memory_stats(g).reserved, cached.reserved);
 }
 
 TEST(AllocatorGpu, NoCudaMallocInSteadyState) {
@@ -77,7 +79,9 @@ TEST(AllocatorGpu, NoCudaMallocInSteadyState) {
     Tensor f = full({7, 13}, double(i), DType::F64, g);
     checksum += f.to_vector<double>()[90] + d.to_vector<float>()[4095];
   };
-  step(0);  // warm-up: the first round fills the cache
+  // Warm-up: the first rounds fill the cache (best fit may carve a block a later request of the
+  // first round had to itself, so a repeat can still map a segment; tests/core/block_pool_test.cc).
+  for (int i = -4; i <= 0; ++i) step(i);
   MemoryStats warm = memory_stats(g);
   for (int i = 1; i <= 200; ++i) step(i);
   MemoryStats after = memory_stats(g);
@@ -85,13 +89,16 @@ TEST(AllocatorGpu, NoCudaMallocInSteadyState) {
   EXPECT_EQ(after.num_device_frees, warm.num_device_frees);
   EXPECT_EQ(after.reserved, warm.reserved);
   EXPECT_EQ(after.allocated, warm.allocated);
-  EXPECT_EQ(checksum, 200.0 * 201 / 2 + 201 * 4095.0);  // the work really ran
+  EXPECT_EQ(checksum, 200.0 * 201 / 2 - 10 + 205 * 4095.0);  // the work really ran
 }
 
 TEST(AllocatorGpu, EmptyCacheReleasesReservedBlocks) {
   LOOM_REQUIRE_GPU();
   Device g = Device::cuda(0);
   empty_cache(g);
+  const MemoryStats start = memory_stats(g);
+  // `keep` maps a 2 MiB segment and leaves its other 1 MiB free: a segment with a live block
+  // stays whole with the driver.
   Tensor keep = Tensor::empty({int64_t(kMiB)}, DType::U8, g);
   {
     std::vector<Tensor> tmp;
@@ -101,7 +108,8 @@ TEST(AllocatorGpu, EmptyCacheReleasesReservedBlocks) {
   EXPECT_GE(cached.reserved, cached.allocated + 60 * kMiB);  // 4+8+...+20 MiB held, unused
   empty_cache(g);
   MemoryStats released = memory_stats(g);
-  EXPECT_EQ(released.reserved, released.allocated);
+  EXPECT_EQ(cached.reserved - released.reserved, 60 * kMiB);
+  EXPECT_EQ(released.reserved - start.reserved, 2 * kMiB);  // keep's segment
   EXPECT_EQ(released.allocated, cached.allocated);
   EXPECT_GE(released.allocated, kMiB);  // the live tensor's block stays
   EXPECT_EQ(released.num_device_frees - cached.num_device_frees, 5);
@@ -172,7 +180,7 @@ TEST(AllocatorGpu, OutOfMemoryFreesTheCacheAndRetriesOnce) {
     MemoryStats after = memory_stats(g);
     EXPECT_EQ(after.num_device_frees - cached.num_device_frees, int64_t(n_cached));  // the cache went back
     EXPECT_EQ(after.num_device_mallocs - cached.num_device_mallocs, 1);  // and one retry got the block
-    EXPECT_EQ(after.reserved, after.allocated);
+    EXPECT_LT(after.reserved - after.allocated, 2 * kMiB);  // at most the new segment's tail
     EXPECT_GE(after.allocated, cached.allocated + want);
     EXPECT_EQ(full({4}, 1, DType::F32, g).to_vector<float>(), (std::vector<float>{1, 1, 1, 1}));
   }
@@ -189,7 +197,8 @@ TEST(AllocatorGpu, OutOfMemoryFreesTheCacheAndRetriesOnce) {
     MemoryStats s = memory_stats(g);
     DeviceMemory m = device_memory(g);
     std::string msg = e.what();
-    EXPECT_EQ(s.reserved, s.allocated) << "the cache was not freed before failing";
+    // Only the free parts of segments that hold a live block may stay (none in this test).
+    EXPECT_LT(s.reserved - s.allocated, 2 * kMiB) << "the cache was not freed before failing";
     for (const std::string& part :
          {std::string("CUDA out of memory on cuda:0"),
           "tried to allocate " + std::to_string(too_much) + " bytes",

@@ -150,8 +150,8 @@ TEST(ModulesGpu, RematLowersPeakMemory) {
   size_t p_plain = peak(false, plain, g_plain);
   size_t p_remat = peak(true, remat, g_remat);
   // Plain keeps two 2048x1024 activations (8 MiB each) per block for the backward pass; remat
-  // keeps each block's input and recomputes one block at a time (an H100 showed 52%, with the
-  // allocator then accepting up to 2x larger cached blocks).
+  // keeps each block's input and recomputes one block at a time (an H100 showed 52%, with an
+  // earlier allocator that handed out cached blocks up to 2x larger than asked).
   EXPECT_LT(p_remat * 5, p_plain * 3) << "plain peak " << p_plain << " B, remat " << p_remat;
   EXPECT_TRUE(trees_close(g_remat["ScanCheckpointWideBlock_0"], g_plain["ScanWideBlock_0"],
                           1e-4, 1e-6));
