@@ -33,6 +33,7 @@
 #pragma once
 #include <functional>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -58,9 +59,30 @@
 
 namespace loom::nn {
 
-/// Options of apply/apply_mutable: rng streams by kind, e.g. {.rngs = {{"dropout", key}}}.
+/// Flax's capture_intermediates: `true` records the output of every module's call, a filter
+/// (CaptureFilter: the module's type name and path) those it accepts. Each output is sown in
+/// "intermediates" as `<module path>/__call__/<k>` for the k-th call ("__call__/0" for the
+/// top-level module). Tensors and Trees are recorded, pairs and tuples of them as a dict
+/// {"0": .., "1": ..}; calls returning anything else, and other methods (invoke, apply with a
+/// method pointer), are not.
+///   auto [y, state] = model.apply_mutable(vars, {}, {.capture_intermediates = true}, x);
+///   Tensor h = state.at("intermediates/Dense_0/__call__/0").tensor();
+struct CaptureIntermediates {
+  CaptureIntermediates() = default;
+  CaptureIntermediates(bool all)  // NOLINT: {.capture_intermediates = true}
+      : filter(all ? CaptureFilter([](const std::string&, const std::string&) { return true; })
+                   : CaptureFilter()) {}
+  template <class F>
+    requires std::is_invocable_r_v<bool, F, const std::string&, const std::string&>
+  CaptureIntermediates(F f) : filter(std::move(f)) {}  // NOLINT: {.capture_intermediates = filter}
+  CaptureFilter filter;  // empty: nothing recorded
+};
+
+/// Options of apply/apply_mutable: rng streams by kind, e.g. {.rngs = {{"dropout", key}}}, and
+/// which calls to record (apply_mutable only: it returns "intermediates" with the others).
 struct ApplyOptions {
   Rngs rngs = {};
+  CaptureIntermediates capture_intermediates = {};
 };
 
 namespace detail {
@@ -183,6 +205,39 @@ class RecordedCall {
 /// Throws ApplyScopeInvalidVariablesStructureError for {"params": {"params": ...}} or a leaf.
 void check_apply_variables(const Tree& variables);
 
+/// A call's output as a tree for capture_intermediates; nullopt for types it does not record.
+template <class Out>
+std::optional<Tree> capture_tree(const Out& out) {
+  if constexpr (std::is_same_v<Out, Tensor> || std::is_same_v<Out, Tree>) {
+    return Tree(out);
+  } else if constexpr (requires { std::tuple_size<Out>::value; }) {
+    std::optional<Tree> all = Tree();
+    std::apply(
+        [&](const auto&... e) {
+          auto add = [&](const auto& x) {
+            std::optional<Tree> t = all ? capture_tree(x) : std::nullopt;
+            if (t) all->insert(std::to_string(all->size()), *t);
+            else all.reset();
+          };
+          (add(e), ...);
+        },
+        out);
+    return all;
+  } else {
+    return std::nullopt;
+  }
+}
+
+/// Sows `out` as the output of the call running in `scope` when the run's capture filter
+/// accepts the module (capture_intermediates); returns `out`.
+template <class Out>
+const Out& captured(Scope& scope, const std::string& type, const Out& out) {
+  const CaptureFilter& accept = scope.run().capture();
+  if (accept && accept(type, scope.path_text()))
+    if (std::optional<Tree> t = capture_tree(out)) scope.sow("intermediates", "__call__", *t);
+  return out;
+}
+
 }  // namespace detail
 
 template <class M>
@@ -223,9 +278,13 @@ class Module {
   auto operator()(A&&... args) const {
     detail::Scope& scope = slot_.bind();
     detail::FrameGuard frame(scope, self());
-    if (!detail::call_recorder()) return derived().call(std::forward<A>(args)...);
+    if (!detail::call_recorder() && !scope.run().capture())
+      return derived().call(std::forward<A>(args)...);
     detail::RecordedCall rec(scope, type_name(), args...);
-    return rec.done(derived().call(std::forward<A>(args)...));
+    if constexpr (requires { Derived::kCapturesInsideSteps; })
+      return rec.done(derived().call(std::forward<A>(args)...));
+    else
+      return detail::captured(scope, type_name(), rec.done(derived().call(std::forward<A>(args)...)));
   }
 
   /// Runs another method of this module in its scope: encoder.invoke(&Encoder::encode, x).
@@ -323,6 +382,9 @@ class Module {
   template <class... A>
   auto apply(const Tree& variables, const ApplyOptions& options, A&&... args) const {
     detail::check_apply_variables(variables);
+    LOOM_CHECK(!options.capture_intermediates.filter, ValueError, type_name(),
+               ".apply: capture_intermediates records in \"intermediates\", which apply does not "
+               "return; call apply_mutable (it returns the intermediates with the output)");
     detail::Run run(variables, options.rngs, Mutable::none(), false, type_name());
     run.set_device(detail::first_tensor_device(args...));
     return run_top(run, std::forward<A>(args)...);
@@ -339,7 +401,11 @@ class Module {
   auto apply_mutable(const Tree& variables, const Mutable& mutable_cols,
                      const ApplyOptions& options, A&&... args) const {
     detail::check_apply_variables(variables);
-    detail::Run run(variables, options.rngs, mutable_cols, false, type_name());
+    const CaptureFilter& capture = options.capture_intermediates.filter;
+    // As Flax, capturing makes "intermediates" mutable.
+    detail::Run run(variables, options.rngs,
+                    capture ? mutable_cols.with("intermediates") : mutable_cols, false, type_name());
+    run.set_capture(capture);
     run.set_device(detail::first_tensor_device(args...));
     auto out = run_top(run, std::forward<A>(args)...);
     return std::pair<decltype(out), Tree>{std::move(out), run.mutable_collections()};
@@ -357,9 +423,10 @@ class Module {
     if constexpr (detail::leads_with_method<A...>()) {
       return call_method(std::forward<A>(args)...);
     } else {
-      if (!detail::call_recorder()) return derived().call(std::forward<A>(args)...);
+      if (!detail::call_recorder() && !run.capture()) return derived().call(std::forward<A>(args)...);
       detail::RecordedCall rec(run.root(), type_name(), args...);
-      return rec.done(derived().call(std::forward<A>(args)...));
+      return detail::captured(run.root(), type_name(),
+                              rec.done(derived().call(std::forward<A>(args)...)));
     }
   }
   template <class M, class... A>

@@ -24,6 +24,15 @@ bool Mutable::allows(const std::string& col) const {
   return deny_ ? !listed : listed;
 }
 
+Mutable Mutable::with(const std::string& col) const {
+  Mutable m = *this;
+  if (deny_)
+    m.cols_.erase(std::remove(m.cols_.begin(), m.cols_.end(), col), m.cols_.end());
+  else if (!allows(col))
+    m.cols_.push_back(col);
+  return m;
+}
+
 std::string Mutable::str() const {
   std::string list = "[";
   for (size_t i = 0; i < cols_.size(); ++i) list += (i ? ", " : "") + cols_[i];

@@ -58,6 +58,8 @@ class Mutable {
   static Mutable init_default() { return all_except({"intermediates"}); }
 
   bool allows(const std::string& col) const;
+  /// This filter with `col` allowed too (Flax's union_filters(filter, col)).
+  Mutable with(const std::string& col) const;
   bool allows_nothing() const { return !deny_ && cols_.empty(); }
   /// "nothing", "all", "[batch_stats, cache]", "all except [intermediates]".
   std::string str() const;

@@ -432,6 +432,10 @@ uint32_t Scope::rng_counter(const std::string& kind) const {
 }
 
 bool Scope::sow(const std::string& col, const std::string& name, const Tensor& value) {
+  return sow(col, name, Tree(value));
+}
+
+bool Scope::sow(const std::string& col, const std::string& name, const Tree& value) {
   if (!run_.is_mutable(col)) return false;
   const Tree* node = collection_node(col);
   if (!node || !node->contains(name)) reserve_variable(name, col, "variable");
@@ -439,7 +443,7 @@ bool Scope::sow(const std::string& col, const std::string& name, const Tensor& v
   Tree& tuple = (*dir)[name];
   LOOM_CHECK(tuple.is_dict(), ValueError, "sow \"", name, "\" in \"", path_text(),
              "\": collection \"", col, "\" holds a plain variable under this name");
-  tuple.insert(std::to_string(tuple.size()), Tree(value));
+  tuple.insert(std::to_string(tuple.size()), value);
   return true;
 }
 

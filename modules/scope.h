@@ -27,6 +27,11 @@ namespace detail {
 class Scope;
 }
 
+/// Which module calls an apply records in "intermediates" (Flax's capture_intermediates): given
+/// the module's type name ("Dense") and path ("/Encoder_0/Dense_1"; "/" for the top-level
+/// module), true to record the output of its call.
+using CaptureFilter = std::function<bool(const std::string& type, const std::string& path)>;
+
 /// A handle to one variable of a collection (Flax's Variable): read with value(), write with
 /// set_value() (ModifyScopeVariableError when the collection is immutable in this run). Valid
 /// only while the init/apply that produced it runs.
@@ -70,6 +75,9 @@ class Run {
   const Tree& variables() const { return variables_; }
   /// The collections the mutability filter allows (what apply_mutable/init return).
   Tree mutable_collections() const;
+  /// The calls whose outputs this run records in "intermediates" (empty: none).
+  const CaptureFilter& capture() const { return capture_; }
+  void set_capture(CaptureFilter filter) { capture_ = std::move(filter); }
 
   /// Rng counters by module path relative to the root ("" the root, "Dense_0", "a/b"): a scope
   /// created later at such a path starts from them (lifted transforms replay Flax's counters).
@@ -86,6 +94,7 @@ class Run {
   bool initializing_;
   Device device_ = Device::cpu();
   CounterMap seeds_;
+  CaptureFilter capture_;
   std::unique_ptr<Scope> root_;
 };
 
@@ -169,6 +178,8 @@ class Scope {
                     const std::function<Tensor()>& init);
   random::Key make_rng(const std::string& kind);
   bool sow(const std::string& col, const std::string& name, const Tensor& value);
+  /// sow for a tree of values (a call's outputs), kept as one element of the tuple.
+  bool sow(const std::string& col, const std::string& name, const Tree& value);
   /// Counter of `kind` so far (for tests and lifted transforms).
   uint32_t rng_counter(const std::string& kind) const;
   /// Every stream's counter (lifted transforms start their inner scopes from these).

@@ -19,6 +19,7 @@ struct BlockRun {
   Mutable mutable_cols;
   Device device;
   Run::CounterMap counters;
+  CaptureFilter capture;
   std::function<Tensor(const Tensor&)> body;
 
   /// inputs = params leaves..., x. Returns the output and (optionally) the updated collections.
@@ -29,6 +30,7 @@ struct BlockRun {
     if (!p.empty()) vars.insert("params", params.unflatten(p));
     Run run(vars, rngs, mutable_cols, false, type, path);
     run.set_device(device);
+    run.set_capture(capture);
     run.seed_counters(counters);
     Tensor y;
     {
@@ -68,6 +70,7 @@ Tensor remat_call(Scope& scope, std::shared_ptr<const void> block, const std::st
         run->others.insert(col, *sub);
   run->rngs = outer.rngs();
   run->mutable_cols = outer.mutable_cols();
+  run->capture = outer.capture();
   run->device = outer.device();
   run->counters = scope.counters_below();
   run->body = std::move(body);

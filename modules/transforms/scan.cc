@@ -69,6 +69,7 @@ Tensor scan_layers(Scope& scope, const ScanSpec& spec,
     Run run(vars, step_rngs[size_t(i)], outer.mutable_cols(), outer.initializing(),
             spec.block_type, scope.path());
     run.set_device(outer.device());
+    run.set_capture(outer.capture());
     run.seed_counters(counters);
     Step r;
     {

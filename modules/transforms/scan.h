@@ -47,6 +47,9 @@ struct Scan : Module<Scan<Block>> {
   std::vector<std::string> split_rngs = {"params"};
 
   static std::string module_name() { return "Scan" + Block::type_name(); }
+  /// capture_intermediates records each step's output inside the scan (stacked on axis 0 when
+  /// "intermediates" is in variable_axes, as Flax), not the final carry outside it.
+  static constexpr bool kCapturesInsideSteps = true;
 
   template <class... Extra>
   Tensor call(const Tensor& carry, const Extra&... extra) const {
@@ -54,7 +57,11 @@ struct Scan : Module<Scan<Block>> {
     detail::ScanSpec spec{length, variable_axes, split_rngs, &block, Block::type_name()};
     return detail::scan_layers(
         detail::scope_of(this, "nn::Scan"), spec,
-        [&](const Tensor& c) { return Tensor(block.call(c, extra...)); }, carry);
+        [&](const Tensor& c) {
+          return detail::captured(detail::current_run()->root(), module_name(),
+                                  Tensor(block.call(c, extra...)));
+        },
+        carry);
   }
 };
 
