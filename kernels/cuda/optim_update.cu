@@ -21,7 +21,10 @@ struct LeafTable {
   float* new_mu[kMaxFusedLeaves] = {};
   float* new_nu[kMaxFusedLeaves] = {};
   float weight_decay[kMaxFusedLeaves] = {};
+  bool packed[kMaxFusedLeaves] = {};  // every pointer of the leaf 16-byte aligned
 };
+
+constexpr int kPack = 4;  // floats per 16-byte access
 
 __device__ __forceinline__ int32_t incremented(int32_t c) { return c < INT_MAX ? c + 1 : c; }
 
@@ -38,23 +41,33 @@ __global__ void adam_kernel(const __grid_constant__ LeafTable t, AdamConfig c, c
   }
   __syncthreads();
   const float bc1 = sh[0], bc2 = sh[1], bc1_next = sh[2], neg_lr = sh[3];
-  for_each_element(t, [&](int l, int64_t i) {
-    const float g = t.grad[l][i];
-    const float m = __fadd_rn(__fmul_rn(g, c.one_minus_b1), __fmul_rn(t.mu[l][i], c.b1));
-    const float v = __fadd_rn(__fmul_rn(__fmul_rn(g, g), c.one_minus_b2), __fmul_rn(t.nu[l][i], c.b2));
-    const float m_hat =
-        c.nesterov ? __fadd_rn(__fmul_rn(c.b1, __fdiv_rn(m, bc1_next)),
-                               __fmul_rn(c.one_minus_b1, __fdiv_rn(g, bc1)))
-                   : __fdiv_rn(m, bc1);
-    const float denom = __fadd_rn(__fsqrt_rn(__fadd_rn(__fdiv_rn(v, bc2), c.eps_root)), c.eps);
-    float u = __fdiv_rn(m_hat, denom);
+  for_each_pack<kPack>(t, [&](int l) { return t.packed[l]; }, [&](int l, int64_t i, auto width) {
+    constexpr int W = decltype(width)::value;
+    const Pack<float, W> g = load_pack<W>(t.grad[l] + i), mu = load_pack<W>(t.mu[l] + i),
+                         nu = load_pack<W>(t.nu[l] + i);
     // params are gathered only when applied or decayed: t.param is null otherwise.
-    if (c.weight_decay && t.weight_decay[l] != 0.0f)
-      u = __fadd_rn(u, __fmul_rn(t.weight_decay[l], t.param[l][i]));
-    u = __fmul_rn(u, neg_lr);
-    t.out[l][i] = c.apply ? __fadd_rn(t.param[l][i], u) : u;
-    t.new_mu[l][i] = m;
-    t.new_nu[l][i] = v;
+    const bool decay = c.weight_decay && t.weight_decay[l] != 0.0f;
+    Pack<float, W> p{}, out, m, v;
+    if (decay || c.apply) p = load_pack<W>(t.param[l] + i);
+#pragma unroll
+    for (int w = 0; w < W; ++w) {
+      m.v[w] = __fadd_rn(__fmul_rn(g.v[w], c.one_minus_b1), __fmul_rn(mu.v[w], c.b1));
+      v.v[w] = __fadd_rn(__fmul_rn(__fmul_rn(g.v[w], g.v[w]), c.one_minus_b2),
+                         __fmul_rn(nu.v[w], c.b2));
+      const float m_hat =
+          c.nesterov ? __fadd_rn(__fmul_rn(c.b1, __fdiv_rn(m.v[w], bc1_next)),
+                                 __fmul_rn(c.one_minus_b1, __fdiv_rn(g.v[w], bc1)))
+                     : __fdiv_rn(m.v[w], bc1);
+      const float denom =
+          __fadd_rn(__fsqrt_rn(__fadd_rn(__fdiv_rn(v.v[w], bc2), c.eps_root)), c.eps);
+      float u = __fdiv_rn(m_hat, denom);
+      if (decay) u = __fadd_rn(u, __fmul_rn(t.weight_decay[l], p.v[w]));
+      u = __fmul_rn(u, neg_lr);
+      out.v[w] = c.apply ? __fadd_rn(p.v[w], u) : u;
+    }
+    store_pack<W>(t.out[l] + i, out);
+    store_pack<W>(t.new_mu[l] + i, m);
+    store_pack<W>(t.new_nu[l] + i, v);
   });
 }
 
@@ -64,16 +77,24 @@ __global__ void sgd_kernel(const __grid_constant__ LeafTable t, SgdConfig c, con
   if (threadIdx.x == 0) neg_lr_shared = -(lr ? *lr : lr_value);
   __syncthreads();
   const float neg_lr = neg_lr_shared;
-  for_each_element(t, [&](int l, int64_t i) {
-    const float g = t.grad[l][i];
-    float u = g;
-    if (c.has_momentum) {
-      const float trace = __fadd_rn(g, __fmul_rn(t.mu[l][i], c.momentum));
-      t.new_mu[l][i] = trace;
-      u = c.nesterov ? __fadd_rn(g, __fmul_rn(trace, c.momentum)) : trace;
+  for_each_pack<kPack>(t, [&](int l) { return t.packed[l]; }, [&](int l, int64_t i, auto width) {
+    constexpr int W = decltype(width)::value;
+    const Pack<float, W> g = load_pack<W>(t.grad[l] + i);
+    Pack<float, W> mu{}, p{}, trace, out;
+    if (c.has_momentum) mu = load_pack<W>(t.mu[l] + i);
+    if (c.apply) p = load_pack<W>(t.param[l] + i);
+#pragma unroll
+    for (int w = 0; w < W; ++w) {
+      float u = g.v[w];
+      if (c.has_momentum) {
+        trace.v[w] = __fadd_rn(g.v[w], __fmul_rn(mu.v[w], c.momentum));
+        u = c.nesterov ? __fadd_rn(g.v[w], __fmul_rn(trace.v[w], c.momentum)) : trace.v[w];
+      }
+      u = __fmul_rn(u, neg_lr);
+      out.v[w] = c.apply ? __fadd_rn(p.v[w], u) : u;
     }
-    u = __fmul_rn(u, neg_lr);
-    t.out[l][i] = c.apply ? __fadd_rn(t.param[l][i], u) : u;
+    if (c.has_momentum) store_pack<W>(t.new_mu[l] + i, trace);
+    store_pack<W>(t.out[l] + i, out);
   });
 }
 
@@ -97,6 +118,12 @@ void for_each_group(const std::vector<OptimLeaf>& leaves, Launch&& launch) {
       t.new_mu[k] = leaf.new_mu;
       t.new_nu[k] = leaf.new_nu;
       t.weight_decay[k] = leaf.weight_decay;
+      t.packed[k] = true;
+      for (const void* p : {static_cast<const void*>(leaf.param), static_cast<const void*>(leaf.grad),
+                            static_cast<const void*>(leaf.mu), static_cast<const void*>(leaf.nu),
+                            static_cast<const void*>(leaf.out), static_cast<const void*>(leaf.new_mu),
+                            static_cast<const void*>(leaf.new_nu)})
+        t.packed[k] = t.packed[k] && pack_aligned<float, kPack>(p);
     }
     launch(t, multi_tensor_blocks(t.start[n]), first == 0);
     first += n;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "core/ops/elementwise.h"
+#include "core/ops/shape.h"
 #include "optim/optim.h"
 #include "tests/optim/optax_golden.h"
 #include "train/train_state.h"
@@ -71,6 +72,37 @@ TEST(FusedUpdatesGpu, CudaEqualsCpu) {
       EXPECT_TRUE(leaf.is_cuda()) << path << " left the GPU";
     EXPECT_TRUE(close_trees(p_gpu, p_cpu, 1e-5, 1e-7));
     EXPECT_TRUE(close_trees(s_gpu, s_cpu, 1e-5, 1e-7));
+  }
+}
+
+// The kernels move 16-byte packs where all of a leaf's pointers allow it and single floats
+// elsewhere: leaves that start 0 to 3 floats into a buffer (params and grads at different
+// offsets), with sizes that leave 0 to 3 floats over a multiple of 4, equal the CPU.
+TEST(FusedUpdatesGpu, LeavesAtEveryAlignmentEqualCpu) {
+  LOOM_REQUIRE_GPU();
+  Device gpu = Device::cuda();
+  Tensor p_buffer = testing::test_values({40000}, 11).to(DType::F32).to(gpu);
+  Tensor g_buffer = (testing::test_values({40000}, 12) * 0.3).to(DType::F32).to(gpu);
+  Tree p_gpu, g_gpu;
+  int64_t at = 0;
+  for (int64_t offset = 0; offset < 4; ++offset)
+    for (int64_t extra = 0; extra < 4; ++extra) {
+      const int64_t n = 1000 + 4 * offset + extra;
+      std::string name = "o";
+      name += std::to_string(offset) + "_" + std::to_string(extra);
+      p_gpu.insert(name, slice_axis(p_buffer, 0, at + offset, at + offset + n));
+      const int64_t g_offset = offset * 2 % 4;  // both aligned only at offset 0
+      g_gpu.insert(name, slice_axis(g_buffer, 0, at + g_offset, at + g_offset + n));
+      at += 2048;
+    }
+  for (auto make : {+[] { return adamw(1e-2, {.weight_decay = 0.05}); },
+                    +[] { return sgd(0.1, 0.9, true); }}) {
+    GradientTransformation tx = make();
+    Tree p_cpu = to_device(p_gpu, Device::cpu()), g_cpu = to_device(g_gpu, Device::cpu());
+    auto [p1_gpu, s1_gpu] = update_and_apply(tx, g_gpu, tx.init(p_gpu), p_gpu);
+    auto [p1_cpu, s1_cpu] = update_and_apply(tx, g_cpu, tx.init(p_cpu), p_cpu);
+    EXPECT_TRUE(close_trees(p1_gpu, p1_cpu, 1e-6, 1e-9));
+    EXPECT_TRUE(close_trees(s1_gpu, s1_cpu, 1e-6, 1e-9));
   }
 }
 
