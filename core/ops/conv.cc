@@ -77,7 +77,10 @@ Tensor device_kernel(const ConvGeometry& g, const Tensor& w_in) {
   return prepared(w_in, compute_dtype(w_in));
 }
 
-Tensor run_forward(const ConvGeometry& g, const Tensor& x_in, const Tensor& w) {
+/// y = conv(x, w). With `keep_columns` on the CPU, a column matrix small enough to be built in
+/// one piece is kept in *columns for run_backward_kernel (otherwise *columns stays undefined).
+Tensor run_forward(const ConvGeometry& g, const Tensor& x_in, const Tensor& w,
+                   Tensor* columns = nullptr) {
   autograd::NoGradGuard no_grad;
   DType out_dtype = x_in.dtype(), dt = compute_dtype(x_in);
   Shape shape = g.y_shape();
@@ -89,7 +92,11 @@ Tensor run_forward(const ConvGeometry& g, const Tensor& x_in, const Tensor& w) {
     LOOM_CUDA_ONLY(cuda::conv_forward(g, dt, x.raw_data(), w.raw_data(), y.raw_data(),
                                       x.device().index, stream_of(x)));
   } else {
-    cpu::conv_forward(g, dt, x.raw_data(), w.raw_data(), y.raw_data());
+    const int64_t n = columns ? cpu::conv_columns_size(g) : 0;
+    if (n > 0 && size_t(n) * dtype_size(dt) <= cpu::kConvColumnsChunkBytes)
+      *columns = Tensor::empty({n}, dt, x.device());
+    cpu::conv_forward(g, dt, x.raw_data(), w.raw_data(), y.raw_data(),
+                      columns && columns->defined() ? columns->raw_data() : nullptr);
   }
   return y.to(out_dtype);
 }
@@ -118,7 +125,9 @@ Tensor run_backward_input(const ConvGeometry& g, const Tensor& dy_in, const Tens
   return dx.to(out_dtype);
 }
 
-Tensor run_backward_kernel(const ConvGeometry& g, const Tensor& x_in, const Tensor& dy_in) {
+/// dw, reusing the `columns` run_forward kept for x_in (when defined).
+Tensor run_backward_kernel(const ConvGeometry& g, const Tensor& x_in, const Tensor& dy_in,
+                           const Tensor& columns = Tensor()) {
   autograd::NoGradGuard no_grad;
   DType out_dtype = x_in.dtype(), dt = compute_dtype(x_in);
   Shape shape = g.kernel_shape();
@@ -135,7 +144,8 @@ Tensor run_backward_kernel(const ConvGeometry& g, const Tensor& x_in, const Tens
     return transpose(dw, krsc_to_hwio(size_t(g.rank()))).contiguous();
   }
   Tensor dw = Tensor::empty(shape, dt, x.device());
-  cpu::conv_backward_kernel(g, dt, x.raw_data(), dy.raw_data(), dw.raw_data());
+  cpu::conv_backward_kernel(g, dt, x.raw_data(), dy.raw_data(), dw.raw_data(),
+                            columns.defined() ? columns.raw_data() : nullptr);
   return dw.to(out_dtype);
 }
 
@@ -144,17 +154,21 @@ Tensor run_backward_kernel(const ConvGeometry& g, const Tensor& x_in, const Tens
 /// The convolution proper, every option resolved into `g`.
 Tensor conv_core(const Tensor& x, const Tensor& w, const ConvGeometry& g) {
   Tensor wd = device_kernel(g, w);
-  Tensor out = run_forward(g, x, wd);
-  if (!autograd::needs_grad({&x, &w})) return autograd::checked("conv", std::move(out), {&x, &w});
+  const bool record = autograd::needs_grad({&x, &w});
   // keep only what the requested gradients read
-  bool want_x = x.grad_node() != nullptr, want_w = w.grad_node() != nullptr;
+  bool want_x = x.grad_node() != nullptr, want_w = record && w.grad_node() != nullptr;
+  // On the CPU the kernel gradient reuses the forward's im2col columns (a tenth of the seed
+  // CNN's step went to building them twice); run_forward keeps them only when small.
+  Tensor columns;
+  Tensor out = run_forward(g, x, wd, want_w && !x.is_cuda() ? &columns : nullptr);
+  if (!record) return autograd::checked("conv", std::move(out), {&x, &w});
   Tensor sx = want_w ? autograd::saved(x) : Tensor();
   Tensor sw = want_x ? wd : Tensor();
   DType x_dtype = x.dtype();
   return autograd::record("conv", out, {x, w}, [=](const Tensor& grad) {
     Grads r(2);
     if (want_x) r[0] = run_backward_input(g, grad, sw, x_dtype, autograd::accumulation_target(0));
-    if (want_w) r[1] = run_backward_kernel(g, sx, grad);
+    if (want_w) r[1] = run_backward_kernel(g, sx, grad, columns);
     return r;
   });
 }

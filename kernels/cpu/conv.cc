@@ -189,14 +189,16 @@ class Scratch {
   std::vector<double> owned_;
 };
 
-// Images per im2col chunk: one large GEMM per group while the column matrix stays under ~32 MB.
+// Images per im2col chunk: one large GEMM per group while the column matrix stays under
+// kConvColumnsChunkBytes.
 int64_t chunk_images(const Canon& c, size_t elem) {
   int64_t per_img = std::max<int64_t>(1, c.out_size * c.ktot * c.cin * int64_t(elem));
-  return std::clamp<int64_t>((int64_t(32) << 20) / per_img, 1, std::max<int64_t>(c.n, 1));
+  return std::clamp<int64_t>(int64_t(kConvColumnsChunkBytes) / per_img, 1,
+                             std::max<int64_t>(c.n, 1));
 }
 
 template <typename T>
-void forward(const Canon& c, const T* x, const T* w, T* y) {
+void forward(const Canon& c, const T* x, const T* w, T* y, T* columns) {
   if (c.n * c.out_size * c.cout == 0) return;
   if (c.ktot * c.cg == 0) {
     std::fill(y, y + c.n * c.out_size * c.cout, T(0));
@@ -204,11 +206,12 @@ void forward(const Canon& c, const T* x, const T* w, T* y) {
   }
   int64_t kc = c.ktot * c.cin, chunk = chunk_images(c, sizeof(T));
   Scratch scratch;
+  LOOM_INTERNAL_ASSERT(!columns || chunk >= c.n);  // kept columns are one piece
   for (int64_t n0 = 0; n0 < c.n; n0 += chunk) {
     int64_t nb = std::min(chunk, c.n - n0), rows = nb * c.out_size;
     const T* col = x + n0 * c.in_size * c.cin;
     if (!c.direct) {
-      T* buf = scratch.get<T>(size_t(rows * kc));
+      T* buf = columns ? columns : scratch.get<T>(size_t(rows * kc));
       im2col(c, x, n0, nb, buf);
       col = buf;
     }
@@ -242,7 +245,7 @@ void backward_input(const Canon& c, const T* dy, const T* w, T* dx, bool accumul
 }
 
 template <typename T>
-void backward_kernel(const Canon& c, const T* x, const T* dy, T* dw) {
+void backward_kernel(const Canon& c, const T* x, const T* dy, T* dw, const T* columns) {
   int64_t nw = c.ktot * c.cg * c.cout;
   if (nw == 0) return;
   if (c.n * c.out_size == 0) {
@@ -254,7 +257,10 @@ void backward_kernel(const Canon& c, const T* x, const T* dy, T* dw) {
   for (int64_t n0 = 0; n0 < c.n; n0 += chunk) {
     int64_t nb = std::min(chunk, c.n - n0), rows = nb * c.out_size;
     const T* col = x + n0 * c.in_size * c.cin;
-    if (!c.direct) {
+    if (columns && !c.direct) {
+      LOOM_INTERNAL_ASSERT(chunk >= c.n);
+      col = columns;
+    } else if (!c.direct) {
       T* buf = scratch.get<T>(size_t(rows * kc));
       im2col(c, x, n0, nb, buf);
       col = buf;
@@ -280,11 +286,17 @@ void visit_blas_dtype(DType t, const char* op, Fn&& fn) {
 
 }  // namespace
 
-void conv_forward(const ConvGeometry& g, DType dtype, const void* x, const void* w, void* y) {
+int64_t conv_columns_size(const ConvGeometry& g) {
+  const Canon c = canonicalize(g);
+  return c.direct ? 0 : c.n * c.out_size * c.ktot * c.cin;
+}
+
+void conv_forward(const ConvGeometry& g, DType dtype, const void* x, const void* w, void* y,
+                  void* columns) {
   visit_blas_dtype(dtype, "conv", [&](auto z) {
     using T = decltype(z);
     forward(canonicalize(g), static_cast<const T*>(x), static_cast<const T*>(w),
-            static_cast<T*>(y));
+            static_cast<T*>(y), static_cast<T*>(columns));
   });
 }
 
@@ -298,11 +310,11 @@ void conv_backward_input(const ConvGeometry& g, DType dtype, const void* dy, con
 }
 
 void conv_backward_kernel(const ConvGeometry& g, DType dtype, const void* x, const void* dy,
-                          void* dw) {
+                          void* dw, const void* columns) {
   visit_blas_dtype(dtype, "conv backward", [&](auto z) {
     using T = decltype(z);
     backward_kernel(canonicalize(g), static_cast<const T*>(x), static_cast<const T*>(dy),
-                    static_cast<T*>(dw));
+                    static_cast<T*>(dw), static_cast<const T*>(columns));
   });
 }
 

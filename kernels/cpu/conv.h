@@ -30,12 +30,23 @@ struct ConvGeometry {
 namespace loom::cpu {
 
 // float32 and float64 (other dtypes throw DTypeError; the op layer upcasts bf16/f16).
-void conv_forward(const ConvGeometry& g, DType dtype, const void* x, const void* w, void* y);
+/// Elements of the whole batch's column matrix (im2col), which conv_forward can keep for
+/// conv_backward_kernel; 0 when the convolution reads x as it is (1x1 taps, unit strides, no
+/// padding: nothing to keep).
+int64_t conv_columns_size(const ConvGeometry& g);
+/// The column-matrix bytes up to which the whole batch is done in one piece (larger ones go in
+/// chunks of images); conv_forward keeps columns only up to this size.
+inline constexpr size_t kConvColumnsChunkBytes = size_t(32) << 20;
+/// y = conv(x, w). With `columns` (conv_columns_size(g) elements of dtype, at most
+/// kConvColumnsChunkBytes), the column matrix is left there for conv_backward_kernel.
+void conv_forward(const ConvGeometry& g, DType dtype, const void* x, const void* w, void* y,
+                  void* columns = nullptr);
 /// dx = d(sum(y * dy)) / dx, overwriting dx or, with `accumulate`, added to it.
 void conv_backward_input(const ConvGeometry& g, DType dtype, const void* dy, const void* w,
                          void* dx, bool accumulate);
-/// dw = d(sum(y * dy)) / dw (dw is overwritten).
+/// dw = d(sum(y * dy)) / dw (dw is overwritten). With the `columns` conv_forward kept for this x,
+/// im2col is not done again (the same numbers: the same one product).
 void conv_backward_kernel(const ConvGeometry& g, DType dtype, const void* x, const void* dy,
-                          void* dw);
+                          void* dw, const void* columns = nullptr);
 
 }  // namespace loom::cpu

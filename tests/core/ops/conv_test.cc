@@ -275,6 +275,36 @@ TEST(Conv, BackwardInputKernelAccumulates) {
   }
 }
 
+// The CPU forward can keep its im2col columns for the kernel gradient: the same product, so the
+// same numbers to the bit; a 1x1 unit-stride convolution has no columns to keep.
+TEST(Conv, KernelGradientFromKeptColumnsIsExact) {
+  const ConvGeometry g{.batch = 3, .in_channels = 4, .out_channels = 6, .groups = 2,
+                       .in_spatial = {7, 6}, .kernel_spatial = {3, 2}, .out_spatial = {4, 3},
+                       .strides = {2, 2}, .pad_lo = {1, 0}, .pad_hi = {1, 0},
+                       .lhs_dilation = {1, 1}, .rhs_dilation = {1, 1}};
+  for (DType dt : {DType::F32, DType::F64}) {
+    Tensor x = test_values(g.x_shape(), 1).to(dt), w = test_values(g.kernel_shape(), 2).to(dt);
+    Tensor dy = test_values(g.y_shape(), 3).to(dt);
+    Tensor y = Tensor::empty(g.y_shape(), dt), y_kept = Tensor::empty(g.y_shape(), dt);
+    Tensor columns = Tensor::empty({cpu::conv_columns_size(g)}, dt);
+    EXPECT_EQ(cpu::conv_columns_size(g), 3 * 4 * 3 * (3 * 2) * 4);  // rows x (taps x channels)
+    cpu::conv_forward(g, dt, x.raw_data(), w.raw_data(), y.raw_data());
+    cpu::conv_forward(g, dt, x.raw_data(), w.raw_data(), y_kept.raw_data(), columns.raw_data());
+    EXPECT_ALLCLOSE(y_kept, y, 0, 0);
+    Tensor dw = Tensor::empty(g.kernel_shape(), dt), dw_kept = Tensor::empty(g.kernel_shape(), dt);
+    cpu::conv_backward_kernel(g, dt, x.raw_data(), dy.raw_data(), dw.raw_data());
+    cpu::conv_backward_kernel(g, dt, x.raw_data(), dy.raw_data(), dw_kept.raw_data(),
+                              columns.raw_data());
+    EXPECT_ALLCLOSE(dw_kept, dw, 0, 0) << dtype_name(dt);
+  }
+  ConvGeometry pointwise = g;
+  pointwise.kernel_spatial = {1, 1};
+  pointwise.strides = {1, 1};
+  pointwise.pad_lo = pointwise.pad_hi = {0, 0};
+  pointwise.out_spatial = pointwise.in_spatial;
+  EXPECT_EQ(cpu::conv_columns_size(pointwise), 0);
+}
+
 // The CUDA path rewrites input dilation and asymmetric / negative padding into pad/slice ops
 // plus a symmetric convolution; check that rewrite (forward and gradients) on the CPU.
 TEST(Conv, SymmetricPaddingRewriteMatches) {
