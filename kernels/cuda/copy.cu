@@ -20,6 +20,41 @@ __global__ void strided_copy_kernel(const S* src, StridedIndex index, D* dst, in
     dst[i] = cvt<D>(src[index.offset(i)]);
 }
 
+// A copy whose innermost dim is contiguous in src (a slice of a padded gradient, a broadcast
+// along the middle dims) as rows of row_len elements, V at a time: the row's place in src is
+// worked out once per pack instead of once per element.
+template <typename S, typename D, int V>
+__global__ void strided_rows_kernel(const S* src, StridedIndex rows, int64_t row_len, D* dst,
+                                    int64_t packs) {
+  const int64_t packs_per_row = row_len / V;
+  for (int64_t p = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; p < packs;
+       p += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = p / packs_per_row, k = p - r * packs_per_row;
+    const Pack<S, V> s = load_pack<V>(src + rows.offset(r) + k * V);
+    Pack<D, V> d;
+#pragma unroll
+    for (int v = 0; v < V; ++v) d.v[v] = cvt<D>(s.v[v]);
+    store_pack<V>(dst + p * V, d);
+  }
+}
+
+// The rows of a merged strided index whose innermost dim has stride 1, when every row starts on
+// a V-element boundary of an aligned src and holds whole packs; nullopt otherwise.
+std::optional<StridedIndex> packed_rows(const StridedIndex& index, const void* src, int V,
+                                        size_t src_elem) {
+  const int last = index.ndim - 1;
+  if (last < 1 || index.strides[last] != 1 || index.shape[last] % V != 0 ||
+      reinterpret_cast<uintptr_t>(src) % (src_elem * size_t(V)) != 0)
+    return std::nullopt;
+  Shape shape, strides;
+  for (int d = 0; d < last; ++d) {
+    if (index.strides[d] % V != 0) return std::nullopt;
+    shape.push_back(index.shape[d]);
+    strides.push_back(index.strides[d]);
+  }
+  return make_strided_index(shape, strides, "strided_copy");
+}
+
 // A (batched) transpose moves through shared-memory tiles of kTile x kTile elements, kTileRows
 // threads high: a block of 32 x 8 moves a tile in four steps.
 constexpr int kTile = 32;
@@ -195,9 +230,15 @@ void strided_copy(const void* src, DType src_dtype, const Shape& shape, const Sh
     visit_device_dtype(dst_dtype, [&](auto d) {
       using D = decltype(d);
       constexpr int V = 16 / int(sizeof(S) > sizeof(D) ? sizeof(S) : sizeof(D));
+      const std::optional<StridedIndex> rows =
+          dense || !pack_aligned<D, V>(dst) ? std::nullopt : packed_rows(index, src, V, sizeof(S));
       if (dense && pack_aligned<S, V>(src) && pack_aligned<D, V>(dst))
         dense_cast_kernel<S, D, V><<<blocks_for((n + V - 1) / V), 256, 0, stream>>>(
             static_cast<const S*>(src), static_cast<D*>(dst), n);
+      else if (rows)
+        strided_rows_kernel<S, D, V><<<blocks_for(n / V), 256, 0, stream>>>(
+            static_cast<const S*>(src), *rows, index.shape[index.ndim - 1], static_cast<D*>(dst),
+            n / V);
       else if (tiling)
         transpose_tiles_kernel<<<int(std::min<uint32_t>(tiling->tiles, kMaxTileBlocks)),
                                  dim3(kTile, kTileRows), 0, stream>>>(

@@ -369,6 +369,42 @@ TEST(TensorGpu, TransposedCopiesEqualCpu) {
                             transpose(tiny, {0, 2, 1}).contiguous()));
 }
 
+// Views whose innermost run is contiguous (a padded gradient sliced back, a broadcast along the
+// middle dims) are copied as rows in 16-byte packs when every row is aligned, element by element
+// otherwise: both equal the CPU, for every dtype and with a cast on the way.
+TEST(TensorGpu, RowStridedCopiesEqualCpu) {
+  LOOM_REQUIRE_GPU();
+  Device g = Device::cuda(0);
+  struct Case {
+    const char* what;
+    Shape shape;
+    std::function<Tensor(const Tensor&)> view;
+  };
+  const std::vector<Case> cases = {
+      {"padded NHWC gradient sliced back (rows of 128)", {3, 9, 9, 16},
+       [](const Tensor& t) { return slice(t, {0, 0, 0, 0}, {3, 8, 8, 16}); }},
+      {"a middle slice starting one row in (rows of 256)", {4, 10, 32},
+       [](const Tensor& t) { return slice(t, {0, 1, 0}, {4, 9, 32}); }},
+      {"broadcast along H and W (rows of 24)", {3, 1, 1, 24},
+       [](const Tensor& t) { return broadcast_to(t, {3, 7, 7, 24}); }},
+      {"channels from an odd offset (misaligned rows)", {3, 9, 9, 16},
+       [](const Tensor& t) { return slice(t, {0, 0, 0, 1}, {3, 9, 9, 9}); }},
+      {"rows of 5", {6, 7, 5},
+       [](const Tensor& t) { return slice(t, {0, 2, 0}, {6, 7, 5}, {1, 2, 1}); }},
+  };
+  for (const Case& c : cases) {
+    for (DType t : kAllDTypes) {
+      SCOPED_TRACE(std::string(c.what) + ", " + std::string(dtype_name(t)));
+      Tensor host = random_values(shape_numel(c.shape), t, 12).reshape(c.shape);
+      Tensor hv = c.view(host), dv = c.view(host.to(g));
+      ASSERT_FALSE(dv.is_contiguous());
+      EXPECT_TRUE(same_elements(dv.contiguous(), hv.contiguous()));
+      const DType to = t == DType::BF16 ? DType::F32 : DType::BF16;
+      EXPECT_TRUE(same_elements(dv.to(to), hv.to(to))) << pair_name(t, to);
+    }
+  }
+}
+
 TEST(TensorGpu, DeviceIndexOutOfRange) {
   LOOM_REQUIRE_GPU();
   EXPECT_EQ(default_device(), Device::cuda(0));
