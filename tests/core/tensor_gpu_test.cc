@@ -314,15 +314,32 @@ TEST(TensorGpu, StridedCopyOfNonContiguousViews) {
 
 // Transposes take the tiled kernel when src's stride-1 dim is not dst's last and both are at
 // least 8 long; the other cases here check that the choice leaves the generic kernel correct.
+// A non-contiguous view of a tensor of `shape`, copied on the GPU (as it is, and cast) against
+// the same on the CPU, for every dtype.
+struct ViewCase {
+  const char* what;
+  Shape shape;
+  std::function<Tensor(const Tensor&)> view;
+};
+void expect_view_copies_equal_cpu(const std::vector<ViewCase>& cases, uint64_t seed) {
+  Device g = Device::cuda(0);
+  for (const ViewCase& c : cases) {
+    for (DType t : kAllDTypes) {
+      SCOPED_TRACE(std::string(c.what) + ", " + std::string(dtype_name(t)));
+      Tensor host = random_values(shape_numel(c.shape), t, seed).reshape(c.shape);
+      Tensor hv = c.view(host), dv = c.view(host.to(g));
+      ASSERT_FALSE(dv.is_contiguous());
+      EXPECT_TRUE(same_elements(dv.contiguous(), hv.contiguous()));
+      const DType to = t == DType::BF16 ? DType::F32 : DType::BF16;  // a cast on the way
+      EXPECT_TRUE(same_elements(dv.to(to), hv.to(to))) << pair_name(t, to);
+    }
+  }
+}
+
 TEST(TensorGpu, TransposedCopiesEqualCpu) {
   LOOM_REQUIRE_GPU();
   Device g = Device::cuda(0);
-  struct Case {
-    const char* what;
-    Shape shape;
-    std::function<Tensor(const Tensor&)> view;
-  };
-  const std::vector<Case> cases = {
+  expect_view_copies_equal_cpu({
       {"2-D with edge tiles", {37, 45}, [](const Tensor& t) { return transpose(t); }},
       {"conv weight HWIO -> OHWI", {3, 3, 64, 128},
        [](const Tensor& t) { return transpose(t, {3, 0, 1, 2}); }},
@@ -345,18 +362,7 @@ TEST(TensorGpu, TransposedCopiesEqualCpu) {
          return transpose(slice(t, {1, 3, 2}, {5, 38, 47}, {1, 1, 2}), {2, 0, 1});
        }},
       {"a side too short to tile", {100, 5}, [](const Tensor& t) { return transpose(t); }},
-  };
-  for (const Case& c : cases) {
-    for (DType t : kAllDTypes) {
-      SCOPED_TRACE(std::string(c.what) + ", " + std::string(dtype_name(t)));
-      Tensor host = random_values(shape_numel(c.shape), t, 11).reshape(c.shape);
-      Tensor hv = c.view(host), dv = c.view(host.to(g));
-      ASSERT_FALSE(dv.is_contiguous());
-      EXPECT_TRUE(same_elements(dv.contiguous(), hv.contiguous()));
-      const DType to = t == DType::BF16 ? DType::F32 : DType::BF16;  // a cast on the way
-      EXPECT_TRUE(same_elements(dv.to(to), hv.to(to))) << pair_name(t, to);
-    }
-  }
+  }, 11);
   // 70000 batch entries of one edge tile each: more tiles than the grid has blocks (and than a
   // grid's y or z could count).
   Tensor many = arange(70000 * 10 * 9, DType::I32).reshape({70000, 10, 9});
@@ -374,13 +380,7 @@ TEST(TensorGpu, TransposedCopiesEqualCpu) {
 // otherwise: both equal the CPU, for every dtype and with a cast on the way.
 TEST(TensorGpu, RowStridedCopiesEqualCpu) {
   LOOM_REQUIRE_GPU();
-  Device g = Device::cuda(0);
-  struct Case {
-    const char* what;
-    Shape shape;
-    std::function<Tensor(const Tensor&)> view;
-  };
-  const std::vector<Case> cases = {
+  expect_view_copies_equal_cpu({
       {"padded NHWC gradient sliced back (rows of 128)", {3, 9, 9, 16},
        [](const Tensor& t) { return slice(t, {0, 0, 0, 0}, {3, 8, 8, 16}); }},
       {"a middle slice starting one row in (rows of 256)", {4, 10, 32},
@@ -391,18 +391,7 @@ TEST(TensorGpu, RowStridedCopiesEqualCpu) {
        [](const Tensor& t) { return slice(t, {0, 0, 0, 1}, {3, 9, 9, 9}); }},
       {"rows of 5", {6, 7, 5},
        [](const Tensor& t) { return slice(t, {0, 2, 0}, {6, 7, 5}, {1, 2, 1}); }},
-  };
-  for (const Case& c : cases) {
-    for (DType t : kAllDTypes) {
-      SCOPED_TRACE(std::string(c.what) + ", " + std::string(dtype_name(t)));
-      Tensor host = random_values(shape_numel(c.shape), t, 12).reshape(c.shape);
-      Tensor hv = c.view(host), dv = c.view(host.to(g));
-      ASSERT_FALSE(dv.is_contiguous());
-      EXPECT_TRUE(same_elements(dv.contiguous(), hv.contiguous()));
-      const DType to = t == DType::BF16 ? DType::F32 : DType::BF16;
-      EXPECT_TRUE(same_elements(dv.to(to), hv.to(to))) << pair_name(t, to);
-    }
-  }
+  }, 12);
 }
 
 TEST(TensorGpu, DeviceIndexOutOfRange) {
