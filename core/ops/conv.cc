@@ -77,8 +77,8 @@ Tensor device_kernel(const ConvGeometry& g, const Tensor& w_in) {
   return prepared(w_in, compute_dtype(w_in));
 }
 
-/// y = conv(x, w). With `keep_columns` on the CPU, a column matrix small enough to be built in
-/// one piece is kept in *columns for run_backward_kernel (otherwise *columns stays undefined).
+/// y = conv(x, w). Given `columns`, on the CPU a column matrix small enough to be built in one
+/// piece is kept in *columns for run_backward_kernel (otherwise *columns stays undefined).
 Tensor run_forward(const ConvGeometry& g, const Tensor& x_in, const Tensor& w,
                    Tensor* columns = nullptr) {
   autograd::NoGradGuard no_grad;
@@ -133,8 +133,9 @@ Tensor run_backward_kernel(const ConvGeometry& g, const Tensor& x_in, const Tens
   Shape shape = g.kernel_shape();
   if (shape_numel(shape) == 0 || dy_in.numel() == 0 || x_in.numel() == 0)
     return zeros(shape, out_dtype, x_in.device());
-  Tensor x = prepared(x_in, dt), dy = prepared(dy_in, dt);
-  if (x.is_cuda()) {
+  Tensor dy = prepared(dy_in, dt);
+  if (dy.is_cuda()) {
+    Tensor x = prepared(x_in, dt);
     Shape krsc = shape;  // [*k, I, O] -> [O, *k, I]
     krsc.pop_back();
     krsc.insert(krsc.begin(), shape.back());
@@ -143,9 +144,12 @@ Tensor run_backward_kernel(const ConvGeometry& g, const Tensor& x_in, const Tens
                                               x.device().index, stream_of(x)));
     return transpose(dw, krsc_to_hwio(size_t(g.rank()))).contiguous();
   }
-  Tensor dw = Tensor::empty(shape, dt, x.device());
-  cpu::conv_backward_kernel(g, dt, x.raw_data(), dy.raw_data(), dw.raw_data(),
-                            columns.defined() ? columns.raw_data() : nullptr);
+  Tensor dw = Tensor::empty(shape, dt, dy.device());
+  // With the forward's columns the product does not read x (nor upcast a half x again).
+  if (columns.defined())
+    cpu::conv_backward_kernel(g, dt, nullptr, dy.raw_data(), dw.raw_data(), columns.raw_data());
+  else
+    cpu::conv_backward_kernel(g, dt, prepared(x_in, dt).raw_data(), dy.raw_data(), dw.raw_data());
   return dw.to(out_dtype);
 }
 

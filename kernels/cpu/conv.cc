@@ -256,11 +256,12 @@ void backward_kernel(const Canon& c, const T* x, const T* dy, T* dw, const T* co
   Scratch scratch;
   for (int64_t n0 = 0; n0 < c.n; n0 += chunk) {
     int64_t nb = std::min(chunk, c.n - n0), rows = nb * c.out_size;
-    const T* col = x + n0 * c.in_size * c.cin;
-    if (columns && !c.direct) {
-      LOOM_INTERNAL_ASSERT(chunk >= c.n);
-      col = columns;
-    } else if (!c.direct) {
+    const T* col = columns;
+    if (columns) {
+      LOOM_INTERNAL_ASSERT(!c.direct && chunk >= c.n);
+    } else if (c.direct) {
+      col = x + n0 * c.in_size * c.cin;
+    } else {
       T* buf = scratch.get<T>(size_t(rows * kc));
       im2col(c, x, n0, nb, buf);
       col = buf;

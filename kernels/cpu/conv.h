@@ -45,7 +45,8 @@ void conv_forward(const ConvGeometry& g, DType dtype, const void* x, const void*
 void conv_backward_input(const ConvGeometry& g, DType dtype, const void* dy, const void* w,
                          void* dx, bool accumulate);
 /// dw = d(sum(y * dy)) / dw (dw is overwritten). With the `columns` conv_forward kept for this x,
-/// im2col is not done again (the same numbers: the same one product).
+/// im2col is not done again (the same numbers: the same one product) and x is not read (it may
+/// be null).
 void conv_backward_kernel(const ConvGeometry& g, DType dtype, const void* x, const void* dy,
                           void* dw, const void* columns = nullptr);
 

@@ -58,7 +58,7 @@ struct Scan : Module<Scan<Block>> {
     return detail::scan_layers(
         detail::scope_of(this, "nn::Scan"), spec,
         [&](const Tensor& c) {
-          return detail::captured(detail::current_run()->root(), module_name(),
+          return detail::captured(detail::current_run()->root(), Scan::type_name(),
                                   Tensor(block.call(c, extra...)));
         },
         carry);
