@@ -6,6 +6,7 @@
 //   loom_bench --model cnn|resnet50|gpt2|gpt2-medium|transformer-lm [--batch N] [--steps N] [--warmup N]
 //              [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N] [--graph on]
 //              [--kernel-trace on] [--attention composed|fused|cudnn] [--allocation-trace FILE]
+//              [--sync-batch-norm on]
 //
 // transformer-lm (the zoo's 4-layer, d_model 128 language model, vocabulary 256, batch 4 x 32
 // tokens by default) is small enough that on a GPU its step measures the framework's cost per op
@@ -19,6 +20,8 @@
 // --allocation-trace FILE: every tensor allocation and release on the device, from the batch's
 // creation through the last timed step, one per line ("+ id bytes", "- id"), for
 // bench/allocator_replay.cc to replay through the CUDA allocator's policies.
+// --sync-batch-norm on (resnet50): the step as a data-parallel replica runs it, BatchNorm's
+// statistics through the "batch" axis (dist::register_axis), here in a world of one.
 // A model the zoo does not know yet is reported as {"error": "model not available: ..."} with
 // exit code 0: scripts/bench.sh shows the error in its table and goes on.
 #include <sys/resource.h>
@@ -55,6 +58,7 @@
 #include "core/precision.h"
 #include "core/random.h"
 #include "optim/optimizers.h"
+#include "train/dist/dist.h"
 #include "train/model_zoo.h"
 #include "train/train_state.h"
 
@@ -79,6 +83,7 @@ struct Options {
   bool kernel_trace = false;   // device time per kernel through CUPTI (bench/kernel_trace.h)
   std::string attention = "composed";  // dot_product_attention's implementation (gpt2)
   std::string allocation_trace;        // file for the device's allocation events ("": none)
+  bool sync_batch_norm = false;        // resnet50's BatchNorm over the "batch" axis
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -87,7 +92,8 @@ struct Options {
             << "       [--warmup N]\n"
             << "       [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N]\n"
             << "       [--peak-tflops X] [--graph on|off] [--kernel-trace on|off]\n"
-            << "       [--attention composed|fused|cudnn] [--allocation-trace FILE]\n";
+            << "       [--attention composed|fused|cudnn] [--allocation-trace FILE]\n"
+            << "       [--sync-batch-norm on|off]\n";
   std::exit(2);
 }
 
@@ -128,6 +134,7 @@ Options parse(int argc, char** argv) {
   };
   flag("graph", o.graph);
   flag("kernel-trace", o.kernel_trace);
+  flag("sync-batch-norm", o.sync_batch_norm);
   if (!kv.empty()) usage("unknown option --" + kv.begin()->first);
   const bool gpt2 = o.model == "gpt2" || o.model == "gpt2-medium";
   if (o.model != "cnn" && o.model != "resnet50" && !gpt2 && o.model != "transformer-lm")
@@ -136,6 +143,7 @@ Options parse(int argc, char** argv) {
   if (o.attention != "composed" && o.attention != "fused" && o.attention != "cudnn")
     usage("attention is composed, fused or cudnn");
   if (o.steps < 1 || o.warmup < 0) usage("--steps must be >= 1 and --warmup >= 0");
+  if (o.sync_batch_norm && o.model != "resnet50") usage("--sync-batch-norm is for resnet50");
   if (o.batch == 0)
     o.batch = o.model == "cnn" ? 128 : o.model == "resnet50" ? 256 : gpt2 ? 16 : 4;
   if (o.seq == 0) o.seq = gpt2 ? 1024 : 32;
@@ -174,7 +182,12 @@ Workload make_workload(const Options& o, Device device) {
     w.unit = "img/s";
     w.items = double(o.batch);
   } else if (o.model == "resnet50") {
-    w.model = train::make_model("resnet50", {.num_classes = 1000});
+    train::ModelSpec spec{.num_classes = 1000};
+    if (o.sync_batch_norm) {
+      dist::init();  // registers the "batch" axis; a world of one unless launched
+      spec.batch_axis = "batch";
+    }
+    w.model = train::make_model("resnet50", spec);
     w.inputs = random::normal(random::fold_in(key, 1), {o.batch, o.image, o.image, 3});
     w.labels = random_ints(2, {o.batch}, 1000);
     w.tx = optim::sgd(0.1, 0.9);  // Flax's ImageNet example (nesterov off)
@@ -386,6 +399,7 @@ int main(int argc, char** argv) {
   if (o.graph) line["graph"] = true;
   if (o.attention != "composed") line["attention"] = o.attention;
   if (o.model == "resnet50") line["image"] = o.image;
+  if (o.sync_batch_norm) line["sync_batch_norm"] = true;
   int rc = 0;
   try {
     line.update(run(o));

@@ -1,6 +1,7 @@
 #include "core/ops/norm.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include "core/autodiff.h"
 #include "core/ops/dispatch.h"
@@ -213,9 +214,31 @@ Tensor norm_impl(const Tensor& x, const Tensor& scale, const Tensor& bias, doubl
 
 // --- batch norm ------------------------------------------------------------------------------
 
+/// The cross-replica statistics: `pmean` applied to this replica's stacked [a, b] (each of shape
+/// `kept`) averaged over `count` values, returned as the pair in dtype `acc` (shapes of a and b).
+std::pair<Tensor, Tensor> pmean_pair(const PmeanFn& pmean, const Tensor& a, const Tensor& b,
+                                     const Shape& kept, int64_t count, DType acc) {
+  Tensor stacked = stack({a.reshape(kept), b.reshape(kept)}, 0);
+  Tensor reduced = pmean(stacked, count);
+  LOOM_CHECK(reduced.defined() && reduced.shape() == stacked.shape(), ShapeError,
+             "batch_norm_train: pmean must return the shape it was given, ",
+             shape_str(stacked.shape()), ", got ",
+             reduced.defined() ? shape_str(reduced.shape()) : std::string("an undefined tensor"));
+  reduced = reduced.to(acc);
+  return {slice_axis(reduced, 0, 0, 1).reshape(a.shape()), slice_axis(reduced, 0, 1, 2).reshape(b.shape())};
+}
+
+// Batch norm over the channels of x by the fused kernels: the statistics pass, then the
+// normalisation pass (with the epilogue); backward the sums pass, then the input gradient.
+// With a pmean (synchronised batch norm across data-parallel replicas) the replicas' statistics
+// [mean(x), mean(x^2)] are averaged between the two forward passes, as Flax does, and the
+// backward averages the gradient's means [mean(g), mean(g * xhat)] between its two passes in
+// the same way: the input gradient of a norm over the joint batch. That second pmean is the
+// collective that the composed ops' autodiff runs as the transpose of the first, so the replicas
+// exchange as much as before, in the same place; the parameter gradients stay local sums.
 BatchNormResult batch_norm_fused(const Tensor& x, const Tensor& scale, const Tensor& sv,
                                  const Tensor& bias, const Tensor& bv, double eps, Dtypes dt,
-                                 const BatchNormEpilogue& epi) {
+                                 const BatchNormEpilogue& epi, const PmeanFn& pmean) {
   const int64_t c = x.shape().back(), m = c == 0 ? 0 : x.numel() / c;
   DType in_dtype = dt.acc == DType::F64 ? DType::F64 : x.dtype();
   Tensor xc = x.detach().to(in_dtype).contiguous();
@@ -224,17 +247,28 @@ BatchNormResult batch_norm_fused(const Tensor& x, const Tensor& scale, const Ten
   Tensor mu = Tensor::empty({c}, dt.acc, x.device()), var = Tensor::empty({c}, dt.acc, x.device());
   Tensor y = Tensor::empty(x.shape(), dt.out, x.device());
   const bool with_relu = epi.relu;
+  const Shape kept = x.ndim() > 0 ? Shape{x.shape().back()} : Shape{};
   if (x.is_cuda()) {
     LOOM_CUDA_ONLY({
       Tensor work = Tensor::empty({cuda::channel_workspace_size(m, c)}, dt.acc, x.device());
       cuda::channel_stats(xc.raw_data(), in_dtype, m, c, mu.raw_data(), var.raw_data(),
                           work.raw_data(), stream_of(x));
-      cuda::channel_normalize(xc.raw_data(), in_dtype, y.raw_data(), dt.out, mu.raw_data(),
-                              var.raw_data(), ptr(s), ptr(b), ptr(rc), with_relu, m, c, eps,
-                              stream_of(x));
     });
   } else {
     cpu::channel_stats(xc.raw_data(), in_dtype, m, c, mu.raw_data(), var.raw_data());
+  }
+  if (pmean) {
+    // Flax's statistics to average are mean(x) and mean(x^2); var + mean^2 is the latter.
+    Tensor ms;
+    std::tie(mu, ms) = pmean_pair(pmean, mu, var + square(mu), kept, m, dt.acc);
+    var = maximum(ms - square(mu), scalar_like(0, ms)).contiguous();
+    mu = mu.contiguous();
+  }
+  if (x.is_cuda()) {
+    LOOM_CUDA_ONLY(cuda::channel_normalize(xc.raw_data(), in_dtype, y.raw_data(), dt.out,
+                                           mu.raw_data(), var.raw_data(), ptr(s), ptr(b), ptr(rc),
+                                           with_relu, m, c, eps, stream_of(x)));
+  } else {
     cpu::channel_normalize(xc.raw_data(), in_dtype, y.raw_data(), dt.out, mu.raw_data(),
                            var.raw_data(), ptr(s), ptr(b), ptr(rc), with_relu, m, c, eps);
   }
@@ -271,17 +305,29 @@ BatchNormResult batch_norm_fused(const Tensor& x, const Tensor& scale, const Ten
                                     rstd.raw_data(), ptr(relu_out), m, c, sum_g.raw_data(),
                                     sum_gx.raw_data(), g_masked.defined() ? g_masked.raw_data() : nullptr,
                                     work.raw_data(), stream_of(xc));
-        cuda::channel_backward_dx(xc.raw_data(), in_dtype, g_dx.raw_data(), dt.out, mu.raw_data(),
-                                  rstd.raw_data(), ptr(s), mask_dx, sum_g.raw_data(),
-                                  sum_gx.raw_data(), dx.raw_data(), m, c, stream_of(xc));
       });
     } else {
       cpu::channel_backward_sums(xc.raw_data(), in_dtype, g.raw_data(), dt.out, mu.raw_data(),
                                  rstd.raw_data(), ptr(relu_out), m, c, sum_g.raw_data(),
                                  sum_gx.raw_data(), g_masked.defined() ? g_masked.raw_data() : nullptr);
+    }
+    // The dx pass takes the sums over m rows; across replicas, m times the joint batch's means.
+    Tensor dx_sum_g = sum_g, dx_sum_gx = sum_gx;
+    if (pmean) {
+      const double inv_m = m > 0 ? 1.0 / double(m) : 0.0;
+      auto [mean_g, mean_gx] = pmean_pair(pmean, sum_g * inv_m, sum_gx * inv_m, kept, m, dt.acc);
+      dx_sum_g = (mean_g * double(m)).contiguous();
+      dx_sum_gx = (mean_gx * double(m)).contiguous();
+    }
+    if (xc.is_cuda()) {
+      LOOM_CUDA_ONLY(cuda::channel_backward_dx(xc.raw_data(), in_dtype, g_dx.raw_data(), dt.out,
+                                               mu.raw_data(), rstd.raw_data(), ptr(s), mask_dx,
+                                               dx_sum_g.raw_data(), dx_sum_gx.raw_data(),
+                                               dx.raw_data(), m, c, stream_of(xc)));
+    } else {
       cpu::channel_backward_dx(xc.raw_data(), in_dtype, g_dx.raw_data(), dt.out, mu.raw_data(),
-                               rstd.raw_data(), ptr(s), mask_dx, sum_g.raw_data(),
-                               sum_gx.raw_data(), dx.raw_data(), m, c);
+                               rstd.raw_data(), ptr(s), mask_dx, dx_sum_g.raw_data(),
+                               dx_sum_gx.raw_data(), dx.raw_data(), m, c);
     }
     Tensor d_residual;
     if (want_residual) d_residual = (with_relu ? g_masked : g).to(residual_info.dtype);
@@ -295,19 +341,10 @@ BatchNormResult batch_norm_composed(const Tensor& x, const Tensor& sv, const Ten
                                     double eps, const Axes& axes, const PmeanFn& pmean, Dtypes dt) {
   Tensor xa = x.to(dt.acc);
   Tensor mu = mean(xa, axes, true), ms = mean(square(xa), axes, true);
-  Shape kept = reduced_shape(x.shape(), axes, false), kept_dims = mu.shape();
-  if (pmean) {
-    // One collective for both statistics, as Flax: [mean(x), mean(x^2)] of shape [2, features].
-    Tensor stacked = stack({mu.reshape(kept), ms.reshape(kept)}, 0);
-    Tensor reduced = pmean(stacked, x.numel() / std::max<int64_t>(1, shape_numel(kept)));
-    LOOM_CHECK(reduced.defined() && reduced.shape() == stacked.shape(), ShapeError,
-               "batch_norm_train: pmean must return the shape it was given, ",
-               shape_str(stacked.shape()), ", got ",
-               reduced.defined() ? shape_str(reduced.shape()) : std::string("an undefined tensor"));
-    reduced = reduced.to(dt.acc);
-    mu = slice_axis(reduced, 0, 0, 1).reshape(kept_dims);
-    ms = slice_axis(reduced, 0, 1, 2).reshape(kept_dims);
-  }
+  Shape kept = reduced_shape(x.shape(), axes, false);
+  if (pmean)  // one collective for both statistics, as Flax: [mean(x), mean(x^2)]
+    std::tie(mu, ms) = pmean_pair(pmean, mu, ms, kept,
+                                  x.numel() / std::max<int64_t>(1, shape_numel(kept)), dt.acc);
   Tensor var = maximum(ms - square(mu), scalar_like(0, ms));
   Tensor mul = rsqrt(var + eps);
   if (sv.defined()) mul = mul * sv.to(dt.acc);
@@ -393,8 +430,8 @@ BatchNormResult batch_norm_train(const Tensor& x, const Tensor& scale, const Ten
   bool channels_last = features.size() == 1 && features[0] == x.ndim() - 1;
   Shape channel_view(size_t(x.ndim()), 1);
   channel_view.back() = x.shape().back();
-  if (!pmean && channels_last && params_fit({sv, bv}, channel_view))
-    return batch_norm_fused(x, scale, sv, bias, bv, epsilon, dt, epilogue);
+  if (channels_last && params_fit({sv, bv}, channel_view))
+    return batch_norm_fused(x, scale, sv, bias, bv, epsilon, dt, epilogue, pmean);
   BatchNormResult r = batch_norm_composed(x, sv, bv, epsilon, axes, pmean, dt);
   if (res.defined()) r.y = r.y + res;
   if (epilogue.relu) r.y = relu(r.y);

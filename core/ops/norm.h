@@ -43,7 +43,10 @@ struct BatchNormResult {
 /// of the reduced axes' sizes, e.g. N*H*W), and returns the statistics of all replicas' values
 /// together: the mean over replicas weighted by their counts (dist::pmean_weighted), which is the
 /// plain mean when every replica holds the same number of examples. Identity when empty. Must be
-/// differentiable with loom ops (its backward is the transpose of that weighted mean).
+/// differentiable with loom ops (its backward is the transpose of that weighted mean), and a
+/// collective that every replica runs: the fused kernels (channels last) also call it in the
+/// backward pass, on the gradient's [mean(g), mean(g * xhat)], where the composed ops' autodiff
+/// runs its transpose; either way one exchange each way.
 using PmeanFn = std::function<Tensor(const Tensor& stats, int64_t count)>;
 /// What follows the norm in ResNet blocks, y = act(bn(x) + residual): relu(norm(y)) and
 /// relu(residual + norm(y)). The fused kernels apply it in the normalisation pass and its

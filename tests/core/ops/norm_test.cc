@@ -213,7 +213,7 @@ TEST(BatchNorm, TrainMatchesReference) {
 TEST(BatchNorm, PmeanHookAveragesStatistics) {
   Tensor x1 = test_values({3, 4}, 21, -1, 2), x2 = test_values({3, 4}, 22, 0, 3);
   Tensor s = test_values({4}, 23, 0.5, 1.5), b = test_values({4}, 24);
-  // identity hook: same as without one (composed path vs fused kernels)
+  // identity hook: same as without one
   int calls = 0;
   auto same = batch_norm_train(x1, s, b, 1e-5, {}, [&](const Tensor& t, int64_t count) {
     ++calls;
@@ -247,6 +247,37 @@ TEST(BatchNorm, PmeanHookAveragesStatistics) {
   EXPECT_THROW((void)batch_norm_train(x1, s, b, 1e-5, {}, [](const Tensor& t, int64_t) { return t.reshape({-1}); }), ShapeError);
 }
 
+// Across replicas the fused kernels average the statistics [mean(x), mean(x^2)] between the
+// forward passes and the gradient's [mean(g), mean(g * xhat)] between the backward passes: one
+// hook call each way, [2, C] over the local row count. With the identity (a world of one) the
+// values and gradients are those without a hook.
+TEST(BatchNorm, PmeanHookRunsOnceEachWay) {
+  Tensor x = test_values({2, 3, 4}, 70, -1, 3), w = test_values({2, 3, 4}, 71);
+  Tensor s = test_values({4}, 72, 0.5, 1.5), b = test_values({4}, 73), res = test_values({2, 3, 4}, 74);
+  std::vector<Shape> shapes;
+  std::vector<int64_t> counts;
+  PmeanFn hook = [&](const Tensor& t, int64_t count) {
+    shapes.push_back(t.shape());
+    counts.push_back(count);
+    return t;
+  };
+  auto run = [&](const PmeanFn& p) {
+    return vjp([&](const std::vector<Tensor>& in) {
+      return batch_norm_train(in[0], in[1], in[2], 1e-5, {}, p, {.residual = in[3], .relu = true}).y;
+    }, {x, s, b, res}, w);
+  };
+  auto with_hook = run(hook), without = run({});
+  EXPECT_EQ(shapes, (std::vector<Shape>{{2, 4}, {2, 4}}));
+  EXPECT_EQ(counts, (std::vector<int64_t>{6, 6}));
+  ASSERT_EQ(with_hook.size(), without.size());
+  for (size_t i = 0; i < without.size(); ++i) EXPECT_ALLCLOSE(with_hook[i], without[i], 1e-12, 1e-12) << i;
+  // The composed path (features on a middle axis) calls the hook once; its autodiff does the rest.
+  shapes.clear();
+  Tensor s3 = test_values({3}, 75, 0.5, 1.5);
+  (void)vjp([&](const std::vector<Tensor>& in) { return batch_norm_train(in[0], s3, Tensor(), 1e-5, {0, 2}, hook).y; }, {x}, w);
+  EXPECT_EQ(shapes, (std::vector<Shape>{{2, 3}}));
+}
+
 TEST(BatchNorm, InferenceMatchesReference) {
   Tensor x = test_values({6, 4}, 25, -2, 2);
   Tensor mu = test_values({4}, 26), var = test_values({4}, 27, 0.5, 2);
@@ -276,30 +307,41 @@ TEST(Norms, Gradients) {
   EXPECT_TRUE(check_gradients(weighted([](const std::vector<Tensor>& in) { return rms_norm(in[0], in[1]); }), {x, s}));
   EXPECT_TRUE(check_gradients(weighted([](const std::vector<Tensor>& in) { return batch_norm_train(in[0], in[1], in[2]).y; }), {x, s, b}));
   EXPECT_TRUE(check_gradients(weighted([](const std::vector<Tensor>& in) { return batch_norm_train(in[0], Tensor(), in[1]).y; }), {x, b}));
+  // fused kernels with a pmean hook (the hook runs in the backward pass too)
+  PmeanFn hook = [](const Tensor& t, int64_t) { return t * 1.0; };
+  EXPECT_TRUE(check_gradients(weighted([&](const std::vector<Tensor>& in) {
+    return batch_norm_train(in[0], in[1], in[2], 1e-5, {}, hook).y;
+  }), {x, s, b}));
   // composed paths
   Tensor s3 = test_values({3}, 34, 0.5, 1.5);
   EXPECT_TRUE(check_gradients(weighted([&](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], Tensor(), 1e-6, {0}); }), {x, s3.reshape({3, 1})}));
   EXPECT_TRUE(check_gradients(weighted([](const std::vector<Tensor>& in) { return rms_norm(in[0], Tensor(), 1e-6, {0}); }), {x}));
-  EXPECT_TRUE(check_gradients(weighted([](const std::vector<Tensor>& in) {
-    return batch_norm_train(in[0], in[1], in[2], 1e-5, {}, [](const Tensor& t, int64_t) { return t * 1.0; }).y;
-  }), {x, s, b}));
   Tensor xg = test_values({2, 2, 2, 4}, 35, -2, 2), wg = test_values({2, 2, 2, 4}, 36);
   Tensor sg = test_values({4}, 37, 0.5, 1.5), bg = test_values({4}, 38);
   EXPECT_TRUE(check_gradients([&](const std::vector<Tensor>& in) { return sum(group_norm(in[0], 2, in[1], in[2]) * wg); }, {xg, sg, bg}));
-  EXPECT_TRUE(check_gradients([&](const std::vector<Tensor>& in) { return sum(batch_norm_train(in[0], in[1], in[2], 1e-5, {0, 1}).y * wg); },
-                              {xg, test_values({2, 4}, 39, 0.5, 1.5), test_values({2, 4}, 40)}));
+  for (const PmeanFn& p : {PmeanFn(), hook})
+    EXPECT_TRUE(check_gradients([&](const std::vector<Tensor>& in) { return sum(batch_norm_train(in[0], in[1], in[2], 1e-5, {0, 1}, p).y * wg); },
+                                {xg, test_values({2, 4}, 39, 0.5, 1.5), test_values({2, 4}, 40)}));
   Tensor mu = test_values({5}, 41), var = test_values({5}, 42, 0.5, 2);
   EXPECT_TRUE(check_gradients(weighted([](const std::vector<Tensor>& in) { return batch_norm_inference(in[0], in[1], in[2], in[3], in[4]); }),
                               {x, mu, var, s, b}));
 }
 
-/// batch_norm_train with an epilogue through the fused kernels or, with an identity pmean, the
-/// composed ops.
+/// batch_norm_train with an epilogue through the fused kernels, or the same computation composed
+/// from loom ops here (Flax's formula; autodiff from the ops).
 BatchNormResult bn_epilogue(const Tensor& x, const Tensor& s, const Tensor& b, const Tensor& res,
                             bool relu, bool composed) {
-  PmeanFn identity;
-  if (composed) identity = [](const Tensor& t, int64_t) { return t; };
-  return batch_norm_train(x, s, b, 1e-5, {}, identity, {.residual = res, .relu = relu});
+  if (!composed) return batch_norm_train(x, s, b, 1e-5, {}, {}, {.residual = res, .relu = relu});
+  Axes rows;
+  for (int64_t d = 0; d + 1 < x.ndim(); ++d) rows.push_back(d);
+  Tensor xa = x.to(promote_types(x.dtype(), DType::F32));
+  Tensor mu = mean(xa, rows), ms = mean(square(xa), rows);
+  Tensor var = maximum(ms - square(mu), zeros_like(ms));
+  Tensor y = ((xa - mu) * (rsqrt(var + 1e-5) * s.to(xa.dtype())) + b.to(xa.dtype()))
+                 .to(promote_types(x.dtype(), s.dtype()));
+  if (res.defined()) y = y + res;
+  if (relu) y = loom::relu(y);
+  return {y, mu.detach(), var.detach()};
 }
 
 TEST(BatchNorm, EpilogueFusedMatchesComposed) {
