@@ -5,7 +5,7 @@
 # test in its own process (a crash or a poisoned CUDA context fails one test, not the rest),
 # then scripts/bench.sh --gpu against JAX, and prints a short table. Logs go to $OUT.
 #
-# Usage: scripts/gpu_prebuilt.sh [--tests-only|--bench-only|--profile-only] [--extras]
+# Usage: scripts/gpu_prebuilt.sh [--tests-only|--bench-only|--profile-only|--fusion-probe] [--extras]
 #                                [--filter GLOB] [--models LIST] [--jobs N] [--no-eager]
 #   --filter   only the gpu tests whose Suite.Name matches GLOB (bash pattern)
 #   --extras   also run bench.sh's --extras (graph replay, input pipeline, kernel bandwidth)
@@ -16,6 +16,8 @@
 #              and the step as a CUDA graph (--graph on); for gpt2 also with --attention fused
 #              and --attention cudnn; and the allocations of one eager step (after one),
 #              replayed through the allocator's policies (bench/allocator_replay.cc)
+#   --fusion-probe  only bench/cudnn_fusion_probe.cc: whether cuDNN's conv + BatchNorm fusion
+#              graphs build on this GPU and what they cost (ResNet-50 layers, batch 256)
 # Exit status: 0 every test passed and every benchmark printed a result, 1 otherwise, 2 setup.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -23,18 +25,19 @@ REPO=$PWD
 OUT=${OUT:-$REPO/out}
 mkdir -p "$OUT"
 
-tests=1 bench=1 profile=0 extras=0 eager=1 filter='*' models="" jobs=4
+tests=1 bench=1 profile=0 probe=0 extras=0 eager=1 filter='*' models="" jobs=4
 while (($#)); do
   case "$1" in
     --tests-only) bench=0 ;;
     --bench-only) tests=0 ;;
     --profile-only) tests=0 bench=0 profile=1 ;;
+    --fusion-probe) tests=0 bench=0 probe=1 ;;
     --extras) extras=1 ;;
     --no-eager) eager=0 ;;
     --filter) filter=$2; shift ;;
     --models) models=$2; shift ;;
     --jobs) jobs=$2; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "gpu_prebuilt: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -159,6 +162,14 @@ PY
     log "WARNING: loom_kernel_bench failed"
   cut -c1-200 "$P/kernel_bandwidth.jsonl" | head -20
   tar -czf "$OUT/profile.tgz" -C "$OUT" profile && rm -rf "$P"
+fi
+
+# --- cuDNN's convolution + BatchNorm fusion graphs ----------------------------------------------
+if ((probe)); then
+  log "cuDNN conv + BatchNorm fusion probe (ResNet-50 layers, batch 256)"
+  timeout 300 "$B/bin/loom_fusion_probe" > "$OUT/fusion_probe.jsonl" 2> "$OUT/fusion_probe.err" ||
+    { log "WARNING: loom_fusion_probe failed"; status=1; }
+  cut -c1-600 "$OUT/fusion_probe.jsonl"; tail -5 "$OUT/fusion_probe.err"
 fi
 
 # --- loom vs JAX ------------------------------------------------------------------------------------

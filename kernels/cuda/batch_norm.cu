@@ -56,9 +56,17 @@ ChannelTiling column_tiling(int64_t c, int V) {
   return {dim3(unsigned(bx), unsigned(kThreads / bx)), unsigned((groups + bx - 1) / bx)};
 }
 
-// The row blocks of an elementwise pass: about four rows per thread, within the grid's limit.
-unsigned row_blocks(int64_t m, unsigned by) {
-  int64_t b = (m + 4 * int64_t(by) - 1) / (4 * int64_t(by));
+// The row blocks of an elementwise pass. A thread's set-up (its channels' parameters loaded, a
+// division and a square root per channel) costs about as many instructions as four rows of
+// bfloat16 packs, so each thread takes up to 16 rows; fewer where that would leave under ~2048
+// blocks (two waves on an H100) to fill the GPU.
+unsigned row_blocks(int64_t m, unsigned by, unsigned grid_x) {
+  constexpr int64_t kRowsPerThread = 16, kFillBlocks = 2048;
+  const int64_t rows_per_block_pass = int64_t(by);
+  int64_t b = (m + kRowsPerThread * rows_per_block_pass - 1) / (kRowsPerThread * rows_per_block_pass);
+  const int64_t fill = (kFillBlocks + grid_x - 1) / grid_x;
+  const int64_t most = (m + rows_per_block_pass - 1) / rows_per_block_pass;  // one row per thread
+  b = std::max(b, std::min(fill, most));
   return unsigned(b < 1 ? 1 : (b > 65535 ? 65535 : b));
 }
 
@@ -187,6 +195,7 @@ __global__ void normalize_kernel(const T* x, O* y, const acc_t<T>* mean, const a
     mul[v] = (scale ? scale[j0 + v] : A(1)) / sqrt(var[j0 + v] + eps);
     add[v] = bias ? bias[j0 + v] : A(0);
   }
+#pragma unroll 4
   LOOM_ROWS_OF_THIS_THREAD(r, m) {
     const int64_t off = r * c + j0;
     const Pack<T, V> xv = load_pack<V>(x + off);
@@ -220,6 +229,7 @@ __global__ void backward_dx_kernel(const T* x, const O* g, const acc_t<T>* mean,
     mean_gx[v] = sum_gx[j0 + v] / A(m);
     k[v] = (scale ? scale[j0 + v] : A(1)) * inv[v];
   }
+#pragma unroll 4
   LOOM_ROWS_OF_THIS_THREAD(r, m) {
     const int64_t off = r * c + j0;
     const Pack<T, V> xv = load_pack<V>(x + off);
@@ -293,7 +303,7 @@ void channel_normalize(const void* x, DType dtype, void* y, DType out_dtype, con
     auto run = [&](auto wide) {
       constexpr int V = decltype(wide)::value;
       const ChannelTiling t = channel_tiling(c, V);
-      normalize_kernel<T, O, V><<<dim3(t.grid_x, row_blocks(m, t.block.y)), t.block, 0, stream>>>(
+      normalize_kernel<T, O, V><<<dim3(t.grid_x, row_blocks(m, t.block.y, t.grid_x)), t.block, 0, stream>>>(
           static_cast<const T*>(x), static_cast<O*>(y), static_cast<const A*>(mean),
           static_cast<const A*>(var), static_cast<const A*>(scale), static_cast<const A*>(bias),
           static_cast<const T*>(residual), relu, m, c, A(eps));
@@ -337,7 +347,7 @@ void channel_backward_dx(const void* x, DType dtype, const void* g, DType out_dt
     auto run = [&](auto wide) {
       constexpr int V = decltype(wide)::value;
       const ChannelTiling t = channel_tiling(c, V);
-      backward_dx_kernel<T, O, V><<<dim3(t.grid_x, row_blocks(m, t.block.y)), t.block, 0, stream>>>(
+      backward_dx_kernel<T, O, V><<<dim3(t.grid_x, row_blocks(m, t.block.y, t.grid_x)), t.block, 0, stream>>>(
           static_cast<const T*>(x), static_cast<const O*>(g), static_cast<const A*>(mean),
           static_cast<const A*>(rstd), static_cast<const A*>(scale),
           static_cast<const O*>(relu_out), static_cast<const A*>(sum_g),
