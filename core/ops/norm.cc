@@ -430,9 +430,16 @@ BatchNormResult batch_norm_train(const Tensor& x, const Tensor& scale, const Ten
   bool channels_last = features.size() == 1 && features[0] == x.ndim() - 1;
   Shape channel_view(size_t(x.ndim()), 1);
   channel_view.back() = x.shape().back();
-  if (channels_last && params_fit({sv, bv}, channel_view))
-    return batch_norm_fused(x, scale, sv, bias, bv, epsilon, dt, epilogue, pmean);
+  // The kernels write a result in the input's dtype, or float32 from a half input.
+  Dtypes cast = dt;
+  if (epilogue.dtype) cast.out = *epilogue.dtype;
+  const DType in_dtype = dt.acc == DType::F64 ? DType::F64 : x.dtype();
+  const bool kernel_out = cast.out == in_dtype ||
+                          (cast.out == DType::F32 && (in_dtype == DType::BF16 || in_dtype == DType::F16));
+  if (channels_last && kernel_out && params_fit({sv, bv}, channel_view))
+    return batch_norm_fused(x, scale, sv, bias, bv, epsilon, cast, epilogue, pmean);
   BatchNormResult r = batch_norm_composed(x, sv, bv, epsilon, axes, pmean, dt);
+  if (epilogue.dtype) r.y = r.y.to(*epilogue.dtype);
   if (res.defined()) r.y = r.y + res;
   if (epilogue.relu) r.y = relu(r.y);
   return r;

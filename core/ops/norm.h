@@ -16,6 +16,7 @@
 //   Tensor out = batch_norm_train(y, s, b, 1e-5, {}, {}, {.residual = x, .relu = true}).y;
 #pragma once
 #include <functional>
+#include <optional>
 
 #include "core/ops/reduce.h"
 #include "core/tensor.h"
@@ -48,16 +49,19 @@ struct BatchNormResult {
 /// backward pass, on the gradient's [mean(g), mean(g * xhat)], where the composed ops' autodiff
 /// runs its transpose; either way one exchange each way.
 using PmeanFn = std::function<Tensor(const Tensor& stats, int64_t count)>;
-/// What follows the norm in ResNet blocks, y = act(bn(x) + residual): relu(norm(y)) and
-/// relu(residual + norm(y)). The fused kernels apply it in the normalisation pass and its
-/// backward in the norm's backward passes (no separate add / relu kernels); other paths compose
-/// the same ops. The sum rounds bn to its output dtype first, as the separate add would.
+/// What follows the norm in ResNet blocks, y = act(cast(bn(x)) + residual): relu(norm(y)) and
+/// relu(residual + norm(y)), with the norm's output first cast to `dtype` when one is given
+/// (Flax's `dtype`, e.g. bf16 compute with f32 scale and bias). The fused kernels apply it in the
+/// normalisation pass and its backward in the norm's backward passes (no separate cast / add /
+/// relu kernels); other paths compose the same ops. The sum rounds bn to its output dtype first,
+/// as the separate add would.
 struct BatchNormEpilogue {
   Tensor residual;  // optional; the shape, dtype and device of x
   bool relu = false;
+  std::optional<DType> dtype = {};  // default: promoted from x, scale and bias
 };
 /// flax.linen.BatchNorm(use_running_average=False): reduce_axes empty = all but the last axis.
-/// y = act(bn(x) + residual) under an epilogue (mean and var are those of x alone).
+/// y = act(cast(bn(x)) + residual) under an epilogue (mean and var are those of x alone).
 BatchNormResult batch_norm_train(const Tensor& x, const Tensor& scale, const Tensor& bias,
                                  double epsilon = 1e-5, const Axes& reduce_axes = {},
                                  const PmeanFn& pmean = {},

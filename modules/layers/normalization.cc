@@ -73,11 +73,9 @@ Tensor BatchNorm::normalize(const Tensor& x, bool running, const Tensor& residua
     if (!contains(features, d)) reduce.push_back(d);
   Shape broadcast, reduced;
   feature_shapes(x, features, broadcast, reduced);
-  DType stat_dtype = x.dtype() == DType::F64 ? DType::F64 : DType::F32;
   Device device = x.device();
   Variable ra_mean = variable("batch_stats", "mean", [&] { return zeros(reduced, DType::F32, device); });
   Variable ra_var = variable("batch_stats", "var", [&] { return ones(reduced, DType::F32, device); });
-  (void)stat_dtype;
   Tensor scale = use_scale ? param("scale", scale_init, reduced, param_dtype) : Tensor();
   Tensor bias = use_bias ? param("bias", bias_init, reduced, param_dtype) : Tensor();
   bool last_axis_only = features.size() == 1 && features[0] == x.ndim() - 1;
@@ -94,20 +92,18 @@ Tensor BatchNorm::normalize(const Tensor& x, bool running, const Tensor& residua
   }
   PmeanFn pmean;
   if (axis_name && !is_initializing()) pmean = axis_reducer(*axis_name);
-  // The fused sum adds the residual to the norm's output in its own dtype; when `dtype` casts
-  // that output first (bf16 compute with f32 params), Flax adds after the cast, so compose.
-  DType out = x.dtype();
-  for (const Tensor* p : {&scale, &bias})
-    if (p->defined()) out = promote_types(out, p->dtype());
-  bool fuse = (!dtype || *dtype == out) && (!residual.defined() || residual.dtype() == x.dtype());
-  BatchNormEpilogue fused;
-  if (fuse) fused = {residual, relu};
-  BatchNormResult r = batch_norm_train(x, scale, bias, epsilon, reduce, pmean, fused);
+  // Flax casts the norm's output to `dtype`, then adds the residual and applies the activation:
+  // the epilogue's order, so the op takes all three (one pass where the kernels allow) unless the
+  // residual's dtype differs from x's.
+  bool fuse = !residual.defined() || residual.dtype() == x.dtype();
+  BatchNormEpilogue after{.dtype = dtype};
+  if (fuse) after.residual = residual, after.relu = relu;
+  BatchNormResult r = batch_norm_train(x, scale, bias, epsilon, reduce, pmean, after);
   if (!is_initializing()) {
     ra_mean.set_value(running_average(ra_mean.value(), r.mean.reshape(reduced), momentum));
     ra_var.set_value(running_average(ra_var.value(), r.var.reshape(reduced), momentum));
   }
-  return fuse ? r.y : epilogue(cast_if(r.y, dtype), residual, relu);
+  return fuse ? r.y : epilogue(r.y, residual, relu);
 }
 
 Tensor LayerNorm::call(const Tensor& x) const {

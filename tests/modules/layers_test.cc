@@ -165,7 +165,7 @@ TEST(Layers, BatchNormResidualRelu) {
   auto [y_add, updates_add] = bn.apply_mutable(vars, {"batch_stats"}, x, r, false);
   EXPECT_ALLCLOSE(y_add, r + y0, 1e-6, 1e-6);
   EXPECT_TRUE(tree_allclose(updates_add, updates0));
-  // evaluation, and a bf16 compute dtype (the add follows the cast, as Flax), compose the ops
+  // evaluation composes the ops; a bf16 compute dtype casts before the add, as Flax
   nn::BatchNorm eval{.use_running_average = true};
   EXPECT_ALLCLOSE(eval.apply(vars, x, r, true), nn::relu(r + eval.apply(vars, x)), 0, 0);
   nn::BatchNorm half{.dtype = DType::BF16};

@@ -121,6 +121,21 @@ TEST(NormGpu, BatchNormEpilogueMatchesCpu) {
       Tensor y_mixed = f(to_device(mixed, Device::cuda()));
       EXPECT_EQ(y_mixed.dtype(), DType::F32);
       EXPECT_ALLCLOSE(y_mixed, f(mixed), 1e-5, 1e-5) << shape_str(shape) << " bf16 in, f32 out";
+      // ... cast back to bf16 before the sum (Flax's dtype = bf16): one rounding of the float
+      // result on both devices, so equal up to a bf16 step; gradients as the f32 case above
+      auto cast_f = [relu](const std::vector<Tensor>& in) {
+        BatchNormEpilogue epi{.residual = in[3], .relu = relu, .dtype = DType::BF16};
+        return batch_norm_train(in[0], in[1], in[2], 1e-5, {}, {}, epi).y;
+      };
+      std::vector<Tensor> mixed_gpu = to_device(mixed, Device::cuda());
+      Tensor y_cast = cast_f(mixed_gpu);
+      EXPECT_EQ(y_cast.dtype(), DType::BF16);
+      EXPECT_ALLCLOSE(y_cast.to(DType::F32), cast_f(mixed).to(DType::F32), 1e-2, 1e-2) << shape_str(shape) << " bf16 cast";
+      auto cpu_g = testing::vjp(cast_f, mixed, w.to(DType::BF16));
+      auto gpu_g = testing::vjp(cast_f, mixed_gpu, w.to(DType::BF16).to(Device::cuda()));
+      for (size_t i = 0; i < cpu_g.size(); ++i)
+        EXPECT_TRUE(testing::close_in_low_precision(gpu_g[i].to(DType::F32), cpu_g[i].to(DType::F32), DType::BF16))
+            << shape_str(shape) << " bf16 cast grad " << i;
     }
   }
 }

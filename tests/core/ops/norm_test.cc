@@ -391,6 +391,34 @@ TEST(BatchNorm, EpilogueFusedMatchesComposed) {
   EXPECT_ALLCLOSE(g[1].to(DType::F32), greater(fused.y, zeros_like(fused.y)).to(DType::F32), 0, 0);
 }
 
+// Flax's BatchNorm(dtype=bf16) with float32 scale and bias: the float32 result cast to bf16, then
+// the residual added and the ReLU applied (in bf16 for a bf16 residual). The kernels write bf16
+// directly (one rounding of the exact value where the separate cast rounds the float32 one:
+// within a bf16 step); a float32 input, which has no such kernel, composes the same ops.
+TEST(BatchNorm, EpilogueCastsBeforeTheSum) {
+  Tensor x = test_values({6, 2, 7}, 80, -2, 3, DType::F32), res = test_values({6, 2, 7}, 81, -2, 2, DType::F32);
+  Tensor s = test_values({7}, 82, 0.5, 1.5, DType::F32), b = test_values({7}, 83, -1, 1, DType::F32);
+  Tensor w = test_values({6, 2, 7}, 84, -1, 1, DType::F32).to(DType::BF16);
+  for (DType in : {DType::BF16, DType::F32}) {
+    Tensor xi = x.to(in), ri = res.to(in);
+    auto cast_first = [](const std::vector<Tensor>& v) {
+      return batch_norm_train(v[0], v[1], v[2], 1e-5, {}, {}, {.residual = v[3], .relu = true, .dtype = DType::BF16}).y;
+    };
+    auto separate = [](const std::vector<Tensor>& v) {
+      return relu(batch_norm_train(v[0], v[1], v[2]).y.to(DType::BF16) + v[3]);
+    };
+    Tensor y = cast_first({xi, s, b, ri});
+    EXPECT_EQ(y.dtype(), in) << dtype_name(in);  // a float32 residual promotes the sum
+    EXPECT_ALLCLOSE(y.to(DType::F32), separate({xi, s, b, ri}).to(DType::F32), 1e-2, 1e-2) << dtype_name(in);
+    auto g = vjp(cast_first, {xi, s, b, ri}, w), g_ref = vjp(separate, {xi, s, b, ri}, w);
+    ASSERT_EQ(g.size(), g_ref.size());
+    for (size_t i = 0; i < g.size(); ++i) {
+      EXPECT_EQ(g[i].dtype(), g_ref[i].dtype()) << dtype_name(in) << " input " << i;
+      EXPECT_ALLCLOSE(g[i].to(DType::F32), g_ref[i].to(DType::F32), 2e-2, 2e-2) << dtype_name(in) << " input " << i;
+    }
+  }
+}
+
 TEST(BatchNorm, EpilogueGradients) {
   Tensor x = test_values({3, 2, 5}, 60, -2, 2), res = test_values({3, 2, 5}, 61, -1, 1);
   Tensor s = test_values({5}, 62, 0.5, 1.5), b = test_values({5}, 63, -0.5, 0.5);
