@@ -188,8 +188,14 @@ Tensor norm_composed(const Tensor& x, const Tensor& sv, const Tensor& bv, double
   return y.to(dt.out);
 }
 
+/// Whether the kernels write a result of dtype `out` from an input of dtype `in`: the input's own
+/// dtype, or float32 from a half input.
+bool kernel_writes(DType in, DType out) {
+  return out == in || (out == DType::F32 && (in == DType::BF16 || in == DType::F16));
+}
+
 Tensor norm_impl(const Tensor& x, const Tensor& scale, const Tensor& bias, double eps,
-                 const Axes& axes_in, bool rms) {
+                 const Axes& axes_in, bool rms, std::optional<DType> out_dtype) {
   const char* op = rms ? "rms_norm" : "layer_norm";
   check_input(x, op);
   LOOM_CHECK(x.ndim() >= 1, ShapeError, op, ": expected at least one axis, got ", describe(x));
@@ -207,7 +213,9 @@ Tensor norm_impl(const Tensor& x, const Tensor& scale, const Tensor& bias, doubl
     trailing_view[size_t(a)] = x.shape()[size_t(a)];
     n *= x.shape()[size_t(a)];
   }
-  if (trailing && n > 0 && params_fit({sv, bv}, trailing_view))
+  if (out_dtype) dt.out = *out_dtype;  // the composed ops cast to it at the end
+  const DType in_dtype = dt.acc == DType::F64 ? DType::F64 : x.dtype();
+  if (trailing && n > 0 && kernel_writes(in_dtype, dt.out) && params_fit({sv, bv}, trailing_view))
     return norm_fused(x, scale, sv, bias, bv, eps, x.numel() / n, n, dt, rms);
   return norm_composed(x, sv, bv, eps, axes, dt, rms);
 }
@@ -356,12 +364,13 @@ BatchNormResult batch_norm_composed(const Tensor& x, const Tensor& sv, const Ten
 }  // namespace
 
 Tensor layer_norm(const Tensor& x, const Tensor& scale, const Tensor& bias, double epsilon,
-                  const Axes& axes) {
-  return norm_impl(x, scale, bias, epsilon, axes, false);
+                  const Axes& axes, std::optional<DType> dtype) {
+  return norm_impl(x, scale, bias, epsilon, axes, false, dtype);
 }
 
-Tensor rms_norm(const Tensor& x, const Tensor& scale, double epsilon, const Axes& axes) {
-  return norm_impl(x, scale, Tensor(), epsilon, axes, true);
+Tensor rms_norm(const Tensor& x, const Tensor& scale, double epsilon, const Axes& axes,
+                std::optional<DType> dtype) {
+  return norm_impl(x, scale, Tensor(), epsilon, axes, true, dtype);
 }
 
 Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& scale, const Tensor& bias,
@@ -430,13 +439,10 @@ BatchNormResult batch_norm_train(const Tensor& x, const Tensor& scale, const Ten
   bool channels_last = features.size() == 1 && features[0] == x.ndim() - 1;
   Shape channel_view(size_t(x.ndim()), 1);
   channel_view.back() = x.shape().back();
-  // The kernels write a result in the input's dtype, or float32 from a half input.
   Dtypes cast = dt;
   if (epilogue.dtype) cast.out = *epilogue.dtype;
   const DType in_dtype = dt.acc == DType::F64 ? DType::F64 : x.dtype();
-  const bool kernel_out = cast.out == in_dtype ||
-                          (cast.out == DType::F32 && (in_dtype == DType::BF16 || in_dtype == DType::F16));
-  if (channels_last && kernel_out && params_fit({sv, bv}, channel_view))
+  if (channels_last && kernel_writes(in_dtype, cast.out) && params_fit({sv, bv}, channel_view))
     return batch_norm_fused(x, scale, sv, bias, bv, epsilon, cast, epilogue, pmean);
   BatchNormResult r = batch_norm_composed(x, sv, bv, epsilon, axes, pmean, dt);
   if (epilogue.dtype) r.y = r.y.to(*epilogue.dtype);

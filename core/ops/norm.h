@@ -23,12 +23,14 @@
 
 namespace loom {
 
-/// flax.linen.LayerNorm with reduction_axes = feature_axes = axes.
+/// flax.linen.LayerNorm with reduction_axes = feature_axes = axes. `dtype`: the result's dtype
+/// (Flax's `dtype`; default promoted from x, scale and bias), written by the kernels directly
+/// where they can (a bf16 x with float32 parameters gives bf16 without a float32 intermediate).
 Tensor layer_norm(const Tensor& x, const Tensor& scale, const Tensor& bias, double epsilon = 1e-6,
-                  const Axes& axes = {-1});
-/// flax.linen.RMSNorm: y = x * rsqrt(mean(x^2) + eps) * scale.
+                  const Axes& axes = {-1}, std::optional<DType> dtype = {});
+/// flax.linen.RMSNorm: y = x * rsqrt(mean(x^2) + eps) * scale (`dtype` as layer_norm's).
 Tensor rms_norm(const Tensor& x, const Tensor& scale, double epsilon = 1e-6,
-                const Axes& axes = {-1});
+                const Axes& axes = {-1}, std::optional<DType> dtype = {});
 /// flax.linen.GroupNorm on NHWC (any rank >= 2): channels (last axis) split into num_groups
 /// groups; statistics over every non-batch axis within a group; scale/bias of shape [C].
 Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& scale, const Tensor& bias,

@@ -116,7 +116,7 @@ Tensor LayerNorm::call(const Tensor& x) const {
   feature_shapes(x, feat, broadcast, reduced);
   Tensor scale = use_scale ? param("scale", scale_init, reduced, param_dtype) : Tensor();
   Tensor bias = use_bias ? param("bias", bias_init, reduced, param_dtype) : Tensor();
-  if (red == feat) return cast_if(layer_norm(x, scale, bias, epsilon, red), dtype);
+  if (red == feat) return layer_norm(x, scale, bias, epsilon, red, dtype);
   // Different statistics and feature axes: Flax's _compute_stats / _normalize composed.
   Tensor xf = x.dtype() == DType::F64 ? x : x.to(DType::F32);
   Tensor mu = mean(xf, red, true);
@@ -138,7 +138,7 @@ Tensor RMSNorm::call(const Tensor& x) const {
   Shape broadcast, reduced;
   feature_shapes(x, feat, broadcast, reduced);
   Tensor scale = use_scale ? param("scale", scale_init, reduced, param_dtype) : Tensor();
-  if (red == feat) return cast_if(rms_norm(x, scale, epsilon, red), dtype);
+  if (red == feat) return rms_norm(x, scale, epsilon, red, dtype);
   Tensor xf = x.dtype() == DType::F64 ? x : x.to(DType::F32);
   Tensor mul = rsqrt(mean(square(xf), red, true) + epsilon);
   if (scale.defined()) mul = mul * scale.reshape(broadcast);

@@ -44,6 +44,16 @@ TEST(NormGpu, LayerAndRmsNormMatchCpu) {
   Tensor cpu = layer_norm(xb, s, b), gpu = layer_norm(xb.to(Device::cuda()), s.to(Device::cuda()), b.to(Device::cuda()));
   EXPECT_EQ(gpu.dtype(), DType::F32);
   EXPECT_ALLCLOSE(gpu, cpu, 1e-5, 1e-5);
+  // ... and written as bf16 directly (Flax's dtype = bf16), values and gradients
+  auto direct = [](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2], 1e-6, {-1}, DType::BF16); };
+  Tensor wb = test_values({6, 300}, 12, -1, 1, DType::F32).to(DType::BF16);
+  std::vector<Tensor> in_cpu{xb, s, b}, in_gpu{xb.to(Device::cuda()), s.to(Device::cuda()), b.to(Device::cuda())};
+  Tensor y_direct = direct(in_gpu);
+  EXPECT_EQ(y_direct.dtype(), DType::BF16);
+  EXPECT_TRUE(testing::close_in_low_precision(y_direct.to(DType::F32), direct(in_cpu).to(DType::F32), DType::BF16));
+  auto g_cpu = testing::vjp(direct, in_cpu, wb), g_gpu = testing::vjp(direct, in_gpu, wb.to(Device::cuda()));
+  for (size_t i = 0; i < g_cpu.size(); ++i)
+    EXPECT_TRUE(testing::close_in_low_precision(g_gpu[i].to(DType::F32), g_cpu[i].to(DType::F32), DType::BF16)) << "grad " << i;
   // float64 on the GPU
   Tensor x64 = test_values({3, 50}, 8);
   EXPECT_ALLCLOSE(rms_norm(x64.to(Device::cuda()), Tensor()), rms_norm(x64, Tensor()), 1e-12, 1e-12);

@@ -124,6 +124,35 @@ TEST(LayerNorm, InputGradientAddsIntoAnEarlierContribution) {
   }
 }
 
+// Flax's LayerNorm / RMSNorm(dtype=bf16) with float32 parameters: the kernels write bf16 from the
+// exact value (the separate cast rounds the float32 result: within a bf16 step); a float32 x,
+// which has no such kernel, is computed in float32 and cast.
+TEST(LayerNorm, DtypeIsWrittenDirectly) {
+  Tensor x = test_values({5, 24}, 90, -2, 3, DType::F32), w = test_values({5, 24}, 91, -1, 1, DType::F32);
+  Tensor s = test_values({24}, 92, 0.5, 1.5, DType::F32), b = test_values({24}, 93, -1, 1, DType::F32);
+  for (bool rms : {false, true})
+    for (DType in : {DType::BF16, DType::F32}) {
+      std::string what = std::string(rms ? "rms_norm " : "layer_norm ") + std::string(dtype_name(in));
+      auto direct = [rms](const std::vector<Tensor>& v) {
+        return rms ? rms_norm(v[0], v[1], 1e-6, {-1}, DType::BF16)
+                   : layer_norm(v[0], v[1], v[2], 1e-6, {-1}, DType::BF16);
+      };
+      auto cast = [rms](const std::vector<Tensor>& v) {
+        return (rms ? rms_norm(v[0], v[1]) : layer_norm(v[0], v[1], v[2])).to(DType::BF16);
+      };
+      std::vector<Tensor> in_v{x.to(in), s, b};
+      Tensor y = direct(in_v);
+      EXPECT_EQ(y.dtype(), DType::BF16) << what;
+      EXPECT_ALLCLOSE(y.to(DType::F32), cast(in_v).to(DType::F32), 1e-2, 1e-2) << what;
+      auto g = vjp(direct, in_v, w.to(DType::BF16)), g_ref = vjp(cast, in_v, w.to(DType::BF16));
+      for (size_t i = 0; i < g.size(); ++i) {
+        if (!g_ref[i].defined()) continue;  // rms_norm's unused bias
+        EXPECT_EQ(g[i].dtype(), g_ref[i].dtype()) << what << " input " << i;
+        EXPECT_ALLCLOSE(g[i].to(DType::F32), g_ref[i].to(DType::F32), 1e-5, 1e-5) << what << " input " << i;
+      }
+    }
+}
+
 TEST(RmsNorm, MatchesReference) {
   Tensor x = test_values({4, 9}, 11, -3, 3);
   Tensor s = test_values({9}, 12, 0.5, 1.5);
