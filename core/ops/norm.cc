@@ -188,6 +188,24 @@ Tensor norm_composed(const Tensor& x, const Tensor& sv, const Tensor& bv, double
   return y.to(dt.out);
 }
 
+/// An epilogue's residual: x's shape, dtype and device (or undefined).
+void check_residual(const Tensor& res, const Tensor& x, const char* op) {
+  if (!res.defined()) return;
+  LOOM_CHECK(res.shape() == x.shape(), ShapeError, op, ": residual ", describe(res),
+             " must have the shape of the input ", describe(x));
+  LOOM_CHECK(res.dtype() == x.dtype(), DTypeError, op, ": residual ", describe(res),
+             " must have the dtype of the input ", describe(x));
+  LOOM_CHECK(res.device() == x.device(), DeviceError, op, ": residual ", describe(res), " is on ",
+             res.device().str(), " but the input ", describe(x), " is on ", x.device().str());
+}
+
+/// act(cast(y) + residual): an epilogue composed from loom ops.
+Tensor compose_epilogue(Tensor y, const BatchNormEpilogue& epi) {
+  if (epi.dtype) y = y.to(*epi.dtype);
+  if (epi.residual.defined()) y = y + epi.residual;
+  return epi.relu ? relu(y) : y;
+}
+
 /// Whether the kernels write a result of dtype `out` from an input of dtype `in`: the input's own
 /// dtype, or float32 from a half input.
 bool kernel_writes(DType in, DType out) {
@@ -415,14 +433,7 @@ BatchNormResult batch_norm_train(const Tensor& x, const Tensor& scale, const Ten
   const char* op = "batch_norm_train";
   check_input(x, op);
   const Tensor& res = epilogue.residual;
-  if (res.defined()) {
-    LOOM_CHECK(res.shape() == x.shape(), ShapeError, op, ": residual ", describe(res),
-               " must have the shape of the input ", describe(x));
-    LOOM_CHECK(res.dtype() == x.dtype(), DTypeError, op, ": residual ", describe(res),
-               " must have the dtype of the input ", describe(x));
-    LOOM_CHECK(res.device() == x.device(), DeviceError, op, ": residual ", describe(res), " is on ",
-               res.device().str(), " but the input ", describe(x), " is on ", x.device().str());
-  }
+  check_residual(res, x, op);
   Axes axes;
   if (reduce_axes.empty()) {
     LOOM_CHECK(x.ndim() >= 2, ShapeError, op, ": expected [batch..., features], got ", describe(x));
@@ -445,16 +456,17 @@ BatchNormResult batch_norm_train(const Tensor& x, const Tensor& scale, const Ten
   if (channels_last && kernel_writes(in_dtype, cast.out) && params_fit({sv, bv}, channel_view))
     return batch_norm_fused(x, scale, sv, bias, bv, epsilon, cast, epilogue, pmean);
   BatchNormResult r = batch_norm_composed(x, sv, bv, epsilon, axes, pmean, dt);
-  if (epilogue.dtype) r.y = r.y.to(*epilogue.dtype);
-  if (res.defined()) r.y = r.y + res;
-  if (epilogue.relu) r.y = relu(r.y);
+  r.y = compose_epilogue(r.y, epilogue);
   return r;
 }
 
 Tensor batch_norm_inference(const Tensor& x, const Tensor& mean_in, const Tensor& var_in,
-                            const Tensor& scale, const Tensor& bias, double epsilon) {
+                            const Tensor& scale, const Tensor& bias, double epsilon,
+                            const BatchNormEpilogue& epilogue) {
   const char* op = "batch_norm_inference";
   check_input(x, op);
+  const Tensor& res = epilogue.residual;
+  check_residual(res, x, op);
   LOOM_CHECK(mean_in.defined() && var_in.defined(), ValueError, op,
              ": mean and var (the running statistics) are required");
   LOOM_CHECK(x.ndim() >= 1, ShapeError, op, ": expected [..., features], got ", describe(x));
@@ -467,30 +479,33 @@ Tensor batch_norm_inference(const Tensor& x, const Tensor& mean_in, const Tensor
   Shape channel_view(size_t(x.ndim()), 1);
   channel_view.back() = x.shape().back();
   DType in_dtype = dt.acc == DType::F64 ? DType::F64 : x.dtype();
-  bool kernel_dtypes = dt.out == in_dtype || (dt.out == DType::F32 && !(in_dtype == DType::F64));
-  bool fused = kernel_dtypes && params_fit({mv, vv, sv, bv}, channel_view) &&
-               !autograd::needs_grad({&x, &mean_in, &var_in, &scale, &bias});
+  const DType out = epilogue.dtype.value_or(dt.out);
+  // The kernel takes the epilogue's residual in x's dtype (converted with x to in_dtype).
+  bool fused = kernel_writes(in_dtype, out) && (!res.defined() || in_dtype == x.dtype()) &&
+               params_fit({mv, vv, sv, bv}, channel_view) &&
+               !autograd::needs_grad({&x, &mean_in, &var_in, &scale, &bias, &res});
   if (fused) {
     const int64_t c = x.shape().back(), m = c == 0 ? 0 : x.numel() / c;
     Tensor xc = x.to(in_dtype).contiguous();
+    Tensor rc = res.defined() ? res.contiguous() : Tensor();
     Tensor mu = flat_acc(mv, dt.acc), va = flat_acc(vv, dt.acc);
     Tensor s = flat_acc(sv, dt.acc), b = flat_acc(bv, dt.acc);
-    Tensor y = Tensor::empty(x.shape(), dt.out, x.device());
+    Tensor y = Tensor::empty(x.shape(), out, x.device());
     if (x.is_cuda()) {
-      LOOM_CUDA_ONLY(cuda::channel_normalize(xc.raw_data(), in_dtype, y.raw_data(), dt.out,
-                                             mu.raw_data(), va.raw_data(), ptr(s), ptr(b), nullptr,
-                                             false, m, c, epsilon, stream_of(x)));
+      LOOM_CUDA_ONLY(cuda::channel_normalize(xc.raw_data(), in_dtype, y.raw_data(), out,
+                                             mu.raw_data(), va.raw_data(), ptr(s), ptr(b), ptr(rc),
+                                             epilogue.relu, m, c, epsilon, stream_of(x)));
     } else {
-      cpu::channel_normalize(xc.raw_data(), in_dtype, y.raw_data(), dt.out, mu.raw_data(),
-                             va.raw_data(), ptr(s), ptr(b), nullptr, false, m, c, epsilon);
+      cpu::channel_normalize(xc.raw_data(), in_dtype, y.raw_data(), out, mu.raw_data(),
+                             va.raw_data(), ptr(s), ptr(b), ptr(rc), epilogue.relu, m, c, epsilon);
     }
-    return autograd::checked(op, std::move(y), {&x, &mean_in, &var_in, &scale, &bias});
+    return autograd::checked(op, std::move(y), {&x, &mean_in, &var_in, &scale, &bias, &res});
   }
   Tensor mul = rsqrt(vv.to(dt.acc) + epsilon);
   if (sv.defined()) mul = mul * sv.to(dt.acc);
   Tensor y = (x.to(dt.acc) - mv.to(dt.acc)) * mul;
   if (bv.defined()) y = y + bv.to(dt.acc);
-  return y.to(dt.out);
+  return compose_epilogue(y.to(dt.out), epilogue);
 }
 
 Tensor running_average(const Tensor& average, const Tensor& value, double momentum) {

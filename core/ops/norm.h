@@ -69,9 +69,11 @@ BatchNormResult batch_norm_train(const Tensor& x, const Tensor& scale, const Ten
                                  const PmeanFn& pmean = {},
                                  const BatchNormEpilogue& epilogue = {});
 /// flax.linen.BatchNorm(use_running_average=True): mean/var (the running statistics) and
-/// scale/bias broadcast against x (shape [C] for channels-last).
+/// scale/bias broadcast against x (shape [C] for channels-last); y = act(cast(bn(x)) + residual)
+/// under an epilogue, in one pass where nothing needs a gradient.
 Tensor batch_norm_inference(const Tensor& x, const Tensor& mean, const Tensor& var,
-                            const Tensor& scale, const Tensor& bias, double epsilon = 1e-5);
+                            const Tensor& scale, const Tensor& bias, double epsilon = 1e-5,
+                            const BatchNormEpilogue& epilogue = {});
 
 /// Flax BatchNorm's running statistics update, average * momentum + value * (1 - momentum).
 /// Float32 operands of one shape on a GPU, without gradient history, take one kernel (ResNet-50

@@ -87,8 +87,11 @@ Tensor BatchNorm::normalize(const Tensor& x, bool running, const Tensor& residua
       if (scale.defined()) scale = scale.reshape(broadcast);
       if (bias.defined()) bias = bias.reshape(broadcast);
     }
-    return epilogue(cast_if(batch_norm_inference(x, mean, var, scale, bias, epsilon), dtype),
-                    residual, relu);
+    if (residual.defined() && residual.dtype() != x.dtype())
+      return epilogue(cast_if(batch_norm_inference(x, mean, var, scale, bias, epsilon), dtype),
+                      residual, relu);
+    return batch_norm_inference(x, mean, var, scale, bias, epsilon,
+                                {.residual = residual, .relu = relu, .dtype = dtype});
   }
   PmeanFn pmean;
   if (axis_name && !is_initializing()) pmean = axis_reducer(*axis_name);

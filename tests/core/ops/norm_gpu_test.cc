@@ -78,6 +78,13 @@ TEST(NormGpu, BatchNormMatchesCpu) {
     EXPECT_ALLCLOSE(batch_norm_inference(x.to(Device::cuda()), mu.to(Device::cuda()), var.to(Device::cuda()),
                                          s.to(Device::cuda()), b.to(Device::cuda())),
                     batch_norm_inference(x, mu, var, s, b), 1e-5, 1e-5) << shape_str(shape);
+    // with the residual + relu epilogue in the same pass
+    Tensor r = test_values(shape, 15, -2, 2, DType::F32);
+    EXPECT_ALLCLOSE(batch_norm_inference(x.to(Device::cuda()), mu.to(Device::cuda()), var.to(Device::cuda()),
+                                         s.to(Device::cuda()), b.to(Device::cuda()), 1e-5,
+                                         {.residual = r.to(Device::cuda()), .relu = true}),
+                    batch_norm_inference(x, mu, var, s, b, 1e-5, {.residual = r, .relu = true}), 1e-5, 1e-5)
+        << shape_str(shape) << " epilogue";
   }
   // other reduction axes go through the composed path; a pmean hook runs between the fused
   // kernels' passes, forward and backward

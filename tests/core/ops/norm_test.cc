@@ -318,6 +318,24 @@ TEST(BatchNorm, InferenceMatchesReference) {
   Tensor y16 = batch_norm_inference(x.to(DType::BF16), mu.to(DType::F32), var.to(DType::F32), Tensor(), Tensor());
   EXPECT_EQ(y16.dtype(), DType::BF16);
   EXPECT_ALLCLOSE(y16, reference_batch_norm(x.to(DType::BF16).to(DType::F64), mu.to_vector<double>(), var.to_vector<double>(), {}, {}, 1e-5), 1e-2, 1e-2);
+  // an epilogue, in the kernel's pass or (under autodiff) composed: act(cast(bn) + residual)
+  Tensor r = test_values({6, 4}, 30, -2, 2);
+  for (bool relu_on : {false, true}) {
+    Tensor sep = batch_norm_inference(x, mu, var, s, b) + r;
+    if (relu_on) sep = relu(sep);
+    EXPECT_ALLCLOSE(batch_norm_inference(x, mu, var, s, b, 1e-5, {.residual = r, .relu = relu_on}), sep, 0, 0) << relu_on;
+    auto gr = vjp([&](const std::vector<Tensor>& in) {
+      return batch_norm_inference(x, mu, var, s, b, 1e-5, {.residual = in[0], .relu = relu_on});
+    }, {r}, ones({6, 4}, DType::F64));
+    EXPECT_ALLCLOSE(gr[0], relu_on ? greater(sep, zeros_like(sep)).to(DType::F64) : ones({6, 4}, DType::F64), 0, 0) << relu_on;
+  }
+  Tensor xb = x.to(DType::BF16), rb = r.to(DType::BF16);
+  Tensor yb = batch_norm_inference(xb, mu.to(DType::F32), var.to(DType::F32), s.to(DType::F32), b.to(DType::F32),
+                                   1e-5, {.residual = rb, .relu = true, .dtype = DType::BF16});
+  EXPECT_EQ(yb.dtype(), DType::BF16);
+  Tensor yb_sep = relu(batch_norm_inference(xb, mu.to(DType::F32), var.to(DType::F32), s.to(DType::F32), b.to(DType::F32)).to(DType::BF16) + rb);
+  EXPECT_ALLCLOSE(yb.to(DType::F32), yb_sep.to(DType::F32), 1e-2, 1e-2);
+  EXPECT_THROW((void)batch_norm_inference(x, mu, var, s, b, 1e-5, {.residual = rb}), DTypeError);
   // under autodiff (composed) the values agree
   auto g = vjp([&](const std::vector<Tensor>& in) { return batch_norm_inference(in[0], mu, var, in[1], in[2]); },
                {x, s, b}, ones({6, 4}, DType::F64));
