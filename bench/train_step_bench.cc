@@ -6,7 +6,7 @@
 //   loom_bench --model cnn|resnet50|gpt2|gpt2-medium|transformer-lm [--batch N] [--steps N] [--warmup N]
 //              [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N] [--graph on]
 //              [--kernel-trace on] [--attention composed|fused|cudnn] [--allocation-trace FILE]
-//              [--sync-batch-norm on]
+//              [--sync-batch-norm on] [--dropout RATE]
 //
 // transformer-lm (the zoo's 4-layer, d_model 128 language model, vocabulary 256, batch 4 x 32
 // tokens by default) is small enough that on a GPU its step measures the framework's cost per op
@@ -22,6 +22,8 @@
 // bench/allocator_replay.cc to replay through the CUDA allocator's policies.
 // --sync-batch-norm on (resnet50): the step as a data-parallel replica runs it, BatchNorm's
 // statistics through the "batch" axis (dist::register_axis), here in a world of one.
+// --dropout RATE (language models): dropout while training, as `loom train` runs them (its
+// default 0.1); 0 by default, as the JAX script and llm.c's benchmark runs.
 // A model the zoo does not know yet is reported as {"error": "model not available: ..."} with
 // exit code 0: scripts/bench.sh shows the error in its table and goes on.
 #include <sys/resource.h>
@@ -78,6 +80,7 @@ struct Options {
   std::string precision = "f32";
   int64_t seq = 0;        // language models (0: gpt2 1024, transformer-lm 32)
   int64_t image = 224;    // resnet50
+  double dropout = 0.0;   // language models
   double peak_tflops = 989.0;  // H100/H200 SXM dense bf16, llm.c's MFU denominator
   bool graph = false;          // replay the step as a CUDA graph (core/jit.h)
   bool kernel_trace = false;   // device time per kernel through CUPTI (bench/kernel_trace.h)
@@ -93,7 +96,7 @@ struct Options {
             << "       [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N]\n"
             << "       [--peak-tflops X] [--graph on|off] [--kernel-trace on|off]\n"
             << "       [--attention composed|fused|cudnn] [--allocation-trace FILE]\n"
-            << "       [--sync-batch-norm on|off]\n";
+            << "       [--sync-batch-norm on|off] [--dropout RATE]\n";
   std::exit(2);
 }
 
@@ -129,6 +132,7 @@ Options parse(int argc, char** argv) {
   num("seq", o.seq);
   num("image", o.image);
   if (kv.count("peak-tflops")) o.peak_tflops = std::stod(kv["peak-tflops"]), kv.erase("peak-tflops");
+  if (kv.count("dropout")) o.dropout = std::stod(kv["dropout"]), kv.erase("dropout");
   auto flag = [&](const char* k, bool& dst) {
     if (kv.count(k)) dst = kv[k] == "1" || kv[k] == "on", kv.erase(k);
   };
@@ -144,6 +148,9 @@ Options parse(int argc, char** argv) {
     usage("attention is composed, fused or cudnn");
   if (o.steps < 1 || o.warmup < 0) usage("--steps must be >= 1 and --warmup >= 0");
   if (o.sync_batch_norm && o.model != "resnet50") usage("--sync-batch-norm is for resnet50");
+  if (o.dropout != 0.0 && (o.model == "cnn" || o.model == "resnet50"))
+    usage("--dropout is for the language models");
+  if (o.dropout < 0.0 || o.dropout >= 1.0) usage("--dropout must be in [0, 1)");
   if (o.batch == 0)
     o.batch = o.model == "cnn" ? 128 : o.model == "resnet50" ? 256 : gpt2 ? 16 : 4;
   if (o.seq == 0) o.seq = gpt2 ? 1024 : 32;
@@ -196,9 +203,9 @@ Workload make_workload(const Options& o, Device device) {
   } else {
     const bool gpt2 = o.model != "transformer-lm", medium = o.model == "gpt2-medium";
     const int64_t vocab = gpt2 ? 50257 : 256;
-    // No dropout, as the Flax GPT-2 in bench/jax/models.py (and llm.c's benchmark runs).
+    // No dropout by default, as the Flax GPT-2 in bench/jax/models.py (and llm.c's benchmark runs).
     w.model = train::make_model(o.model, {.num_classes = vocab, .sequence_length = o.seq,
-                                          .dropout_rate = 0.0});
+                                          .dropout_rate = o.dropout});
     w.inputs = random_ints(1, {o.batch, o.seq}, vocab);
     w.labels = random_ints(2, {o.batch, o.seq}, vocab);
     w.tx = optim::adamw(3e-4, {.b1 = 0.9, .b2 = 0.95, .eps = 1e-8, .weight_decay = 0.1});
@@ -400,6 +407,7 @@ int main(int argc, char** argv) {
   if (o.attention != "composed") line["attention"] = o.attention;
   if (o.model == "resnet50") line["image"] = o.image;
   if (o.sync_batch_norm) line["sync_batch_norm"] = true;
+  if (o.dropout != 0.0) line["dropout"] = o.dropout;
   int rc = 0;
   try {
     line.update(run(o));

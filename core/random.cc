@@ -268,6 +268,23 @@ Tensor bernoulli(Key key, double p, const Shape& shape, Device device) {
   return out;
 }
 
+Tensor bernoulli_bits(Key key, double p, int64_t n, Device device) {
+  LOOM_CHECK(n >= 0, ValueError, "random.bernoulli_bits: n must be >= 0, got ", n);
+  check_draw_device(key, device, "random.bernoulli_bits");
+  LOOM_CHECK(p >= 0.0 && p <= 1.0, ValueError, "random.bernoulli_bits: p must be in [0, 1], got ", p);
+  Tensor out = Tensor::empty({(n + 31) / 32}, DType::U32, device);
+  uint32_t* words = out.data<uint32_t>();
+  const float pf = float(p);
+  if (device.is_cuda()) {
+    LOOM_CUDA_ONLY(cuda::set_device(device.index);
+                   cuda::random_bernoulli_bits(key_arg(key), words, pf, n,
+                                               cuda::current_stream(device.index)));
+  } else {
+    cpu::random_bernoulli_bits(key.k0, key.k1, words, pf, n);
+  }
+  return out;
+}
+
 Tensor permutation(Key key, int64_t n, Device device) {
   LOOM_CHECK(n >= 0 && n <= std::numeric_limits<int32_t>::max(), ValueError,
              "random.permutation: n must be in [0, 2^31 - 1] (the result is int32), got ", n);

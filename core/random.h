@@ -85,6 +85,9 @@ Tensor truncated_normal(Key key, double lower, double upper, const Shape& shape,
 /// jax.random.bernoulli(key, p, shape) with a Python-float p (float32): a Bool tensor,
 /// uniform_f32 < p. Throws ValueError unless 0 <= p <= 1.
 Tensor bernoulli(Key key, double p, const Shape& shape, Device device = Device::cpu());
+/// bernoulli(key, p, {n}) packed 32 draws per word, bit j % 32 of word j / 32: a uint32 tensor of
+/// ceil(n / 32) words (dropout keeps its mask this way: a bit per element instead of a byte).
+Tensor bernoulli_bits(Key key, double p, int64_t n, Device device = Device::cpu());
 /// jax.random.permutation(key, n): a random ordering of 0..n-1 as int32, computed like JAX's
 /// _shuffle (ceil(3 ln n / ln(2^32 - 1)) rounds of a stable sort by fresh uint32 keys). Runs on
 /// the host from a host key; a CUDA result is copied to the device.

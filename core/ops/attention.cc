@@ -8,6 +8,7 @@
 
 #include "core/autodiff.h"
 #include "core/ops/dispatch.h"
+#include "core/ops/dropout.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/linalg.h"
 #include "core/ops/shape.h"
@@ -104,14 +105,10 @@ Tensor weights_impl(Tensor q, Tensor k, const AttentionOptions& opt, const char*
                opt.dropout_rate);
     LOOM_CHECK(opt.dropout_key.has_value(), ValueError, op, ": dropout_rate ", opt.dropout_rate,
                " needs a dropout_key");
-    double keep = 1.0 - opt.dropout_rate;
     Shape shape = weights.shape();
     if (opt.broadcast_dropout)
       for (size_t d = 0; d + 2 < shape.size(); ++d) shape[d] = 1;
-    Tensor kept = random::bernoulli(*opt.dropout_key, keep, shape, q.device());
-    // Flax: weights * (keep_mask.astype(dtype) / keep), the division rounded in dtype.
-    Tensor multiplier = kept.to(weights.dtype()) / keep;
-    weights = weights * multiplier;
+    weights = attention_dropout(weights, opt.dropout_rate, *opt.dropout_key, shape);
   }
   return weights;
 }

@@ -76,4 +76,16 @@ void random_bernoulli(uint32_t k0, uint32_t k1, bool* out, float p, int64_t n) {
   fill_elements(out, n, [=](uint64_t i) { return rng::bernoulli_at(k0, k1, i, p); });
 }
 
+void random_bernoulli_bits(uint32_t k0, uint32_t k1, uint32_t* words, float p, int64_t n) {
+  fill_elements(words, (n + 31) / 32, [=](uint64_t w) {
+    // The 32 draws in a loop of their own (it vectorises), then packed.
+    const uint64_t first = 32 * w, len = uint64_t(n) - first < 32 ? uint64_t(n) - first : 32;
+    bool draws[32] = {};
+    for (uint64_t b = 0; b < len; ++b) draws[b] = rng::bernoulli_at(k0, k1, first + b, p);
+    uint32_t word = 0;
+    for (uint32_t b = 0; b < 32; ++b) word |= uint32_t(draws[b]) << b;
+    return word;
+  });
+}
+
 }  // namespace loom::cpu

@@ -49,6 +49,8 @@ void random_truncated_normal(uint32_t k0, uint32_t k1, void* out, DType dtype, d
                              double b, double clip_lo, double clip_hi, int64_t n);
 /// jax.random.bernoulli with a float32 p: out[i] = uniform_f32(i) < p.
 void random_bernoulli(uint32_t k0, uint32_t k1, bool* out, float p, int64_t n);
+/// random_bernoulli's n draws packed 32 per word: bit j % 32 of words[j / 32].
+void random_bernoulli_bits(uint32_t k0, uint32_t k1, uint32_t* words, float p, int64_t n);
 
 namespace rng {
 

@@ -84,6 +84,19 @@ struct BernoulliFn {
   __device__ bool operator()(uint64_t i) const { return rng::bernoulli_at(key.a(), key.b(), i, p); }
 };
 
+// Each warp draws 32 consecutive elements per step and its first lane stores their vote.
+__global__ void bernoulli_bits_kernel(DeviceKey key, float p, uint32_t* words, int64_t n) {
+  const int lane = int(threadIdx.x & 31);
+  const int64_t warp = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
+  const int64_t warps = (int64_t(gridDim.x) * blockDim.x) >> 5;
+  const uint32_t k0 = key.a(), k1 = key.b();
+  for (int64_t w = warp; w * 32 < n; w += warps) {  // the same trip count for the whole warp
+    const int64_t j = w * 32 + lane;
+    const uint32_t word = __ballot_sync(0xffffffffu, j < n && rng::bernoulli_at(k0, k1, uint64_t(j), p));
+    if (lane == 0) words[w] = word;
+  }
+}
+
 // Word i of the keys split(key, n) (pair j = i / 2): threefry(key; (hi32(j), lo32(j))).
 struct SplitFn {
   DeviceKey key;
@@ -140,6 +153,12 @@ void random_truncated_normal(KeyArg key, void* out, DType dtype, double a, doubl
 
 void random_bernoulli(KeyArg key, bool* out, float p, int64_t n, Stream stream) {
   launch(out, n, stream, BernoulliFn{DeviceKey(key), p});
+}
+
+void random_bernoulli_bits(KeyArg key, uint32_t* words, float p, int64_t n, Stream stream) {
+  if (n == 0) return;
+  bernoulli_bits_kernel<<<blocks_for(n), 256, 0, stream>>>(DeviceKey(key), p, words, n);
+  LOOM_CUDA_CHECK(cudaGetLastError());
 }
 
 void random_split(KeyArg key, int64_t n, uint32_t* out, Stream stream) {

@@ -90,6 +90,61 @@ TEST(Dropout, BroadcastDimsShareTheMask) {
   EXPECT_ALLCLOSE(y, where(mask, x / 0.5, 0.0), 0, 0);
 }
 
+// The one-pass kernels (masks broadcast over leading dims, or not at all) against the ops they
+// replace, bit for bit in every floating dtype, forward and backward; a mask broadcast in the
+// middle still composes those ops.
+TEST(Dropout, OnePassEqualsTheComposedOps) {
+  for (DType dt : {DType::F32, DType::F64, DType::BF16, DType::F16}) {
+    Tensor x = test_values({3, 5, 37}, 11, -2, 2, DType::F64).to(dt);
+    Tensor ct = test_values({3, 5, 37}, 12, -1, 1, DType::F64).to(dt);
+    for (Axes bdims : {Axes{}, Axes{0}, Axes{0, 1}, Axes{1}, Axes{2}}) {
+      for (double rate : {0.1, 0.75}) {
+        const random::Key key = random::key(int64_t(bdims.size()) * 10 + int64_t(rate * 4));
+        std::string what = std::string(dtype_name(dt)) + " rate " + std::to_string(rate) + " dims " + shape_str(Shape(bdims));
+        Shape mask_shape = x.shape();
+        for (int64_t d : bdims) mask_shape[size_t(d)] = 1;
+        auto composed = [&](const Tensor& t) {
+          return where(random::bernoulli(key, 1 - rate, mask_shape), t / (1 - rate), 0.0);
+        };
+        auto op = [&](const Tensor& t) { return dropout(t, rate, key, bdims); };
+        EXPECT_ALLCLOSE(op(x), composed(x), 0, 0) << what;
+        EXPECT_ALLCLOSE(vjp(op, x, ct)[0], vjp(composed, x, ct)[0], 0, 0) << what;
+      }
+    }
+  }
+}
+
+// Attention weights' dropout (Flax: weights * (mask.astype(dtype) / keep)): the same one pass.
+TEST(Dropout, AttentionWeightsEqualTheComposedOps) {
+  for (DType dt : {DType::F32, DType::BF16}) {
+    Tensor w = test_values({2, 3, 8, 8}, 13, 0, 1, DType::F64).to(dt);
+    Tensor ct = test_values({2, 3, 8, 8}, 14, -1, 1, DType::F64).to(dt);
+    for (Shape mask_shape : {Shape{1, 1, 8, 8}, Shape{2, 3, 8, 8}}) {
+      const random::Key key = random::key(int64_t(mask_shape[0]));
+      auto composed = [&](const Tensor& t) {
+        return t * (random::bernoulli(key, 0.8, mask_shape).to(dt) / 0.8);
+      };
+      auto op = [&](const Tensor& t) { return attention_dropout(t, 0.2, key, mask_shape); };
+      EXPECT_ALLCLOSE(op(w), composed(w), 0, 0) << dtype_name(dt) << " " << shape_str(mask_shape);
+      EXPECT_ALLCLOSE(vjp(op, w, ct)[0], vjp(composed, w, ct)[0], 0, 0) << dtype_name(dt);
+    }
+  }
+}
+
+TEST(Dropout, MaskBitsAreTheBernoulliDraws) {
+  for (int64_t n : {0, 1, 31, 32, 33, 100}) {
+    Tensor bits = random::bernoulli_bits(random::key(4), 0.3, n);
+    EXPECT_EQ(bits.shape(), (Shape{(n + 31) / 32}));
+    auto words = bits.to_vector<uint32_t>();
+    auto draws = random::bernoulli(random::key(4), 0.3, {n}).to_vector<bool>();
+    for (int64_t j = 0; j < n; ++j)
+      EXPECT_EQ(bool((words[size_t(j / 32)] >> (j % 32)) & 1u), draws[size_t(j)]) << n << " " << j;
+    if (n % 32) {
+      EXPECT_EQ(words.back() >> (n % 32), 0u) << n;  // bits past n are clear
+    }
+  }
+}
+
 TEST(Dropout, RateZeroAndOneAndErrors) {
   Tensor x = test_values({3, 4}, 2, -1, 1, DType::F32);
   EXPECT_EQ(dropout(x, 0.0, random::key(0)).storage(), x.storage());  // x itself
