@@ -1,8 +1,10 @@
 #include <cmath>
+#include <cstring>
 
 #include "core/autodiff.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/reduce.h"
+#include "kernels/elementwise_math.h"
 #include "tests/support/testing.h"
 
 namespace loom {
@@ -66,6 +68,35 @@ TEST(Elementwise, UnaryMatchesReference) {
     EXPECT_ALLCLOSE(unary(c.op, x.to(DType::F32), 0.3), from_vector(expect, {3, 5}), 2e-6, 1e-6)
         << unary_op_name(c.op);
   }
+}
+
+// The float tanh behind tanh and GELU on the CPU (kernels/elementwise_math.h) against double
+// tanh rounded to float: within 2 ulp over [-12, 12] on both sides of its branch point (0.625),
+// signed zeros, infinities and NaN as tanh.
+TEST(Elementwise, FloatTanhWithinTwoUlps) {
+  auto ulps = [](float a, float b) {
+    int32_t ia, ib;
+    std::memcpy(&ia, &a, 4);
+    std::memcpy(&ib, &b, 4);
+    return (ia < 0) != (ib < 0) ? (a == b ? 0 : 1 << 30) : std::abs(ia - ib);
+  };
+  int worst = 0;
+  float at = 0;
+  for (int i = -2000000; i <= 2000000; ++i) {
+    const float x = float(i) * 6e-6f;
+    const int u = ulps(tanh_float(x), float(std::tanh(double(x))));
+    if (u > worst) worst = u, at = x;
+  }
+  for (float x = 0.6f; x < 0.65f; x = std::nextafter(x, 1.0f)) {
+    const int u = ulps(tanh_float(x), float(std::tanh(double(x))));
+    if (u > worst) worst = u, at = x;
+  }
+  EXPECT_LE(worst, 2) << "at x = " << at;
+  EXPECT_TRUE(std::signbit(tanh_float(-0.0f)));
+  EXPECT_EQ(tanh_float(INFINITY), 1.0f);
+  EXPECT_EQ(tanh_float(-INFINITY), -1.0f);
+  EXPECT_TRUE(std::isnan(tanh_float(NAN)));
+  EXPECT_EQ(tanh_float(1e-40f), 1e-40f);
 }
 
 TEST(Elementwise, UnaryGradients) {
