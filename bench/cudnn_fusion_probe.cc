@@ -126,6 +126,10 @@ struct Probe {
   }
 };
 
+// The previous norm applied as a prologue (scale-bias-relu), with float32 scale and bias (loom's
+// norm parameters) or in the io type; or none.
+enum class Prologue { None, F32Params, IoParams };
+
 struct GraphBuilder {
   fe::graph::Graph g;
   std::vector<std::pair<TensorPtr, int64_t>> io;  // non-virtual tensors and their bytes
@@ -158,6 +162,10 @@ struct GraphBuilder {
     auto xb = g.pointwise(xs, b, Pointwise_attributes().set_mode(fe::PointwiseMode_t::ADD));
     return g.pointwise(xb, Pointwise_attributes().set_mode(fe::PointwiseMode_t::RELU_FWD));
   }
+  TensorPtr prologue(const TensorPtr& x, int64_t c, Prologue p, fe::DataType_t io_type) {
+    if (p == Prologue::None) return x;
+    return scale_bias_relu(x, c, p == Prologue::F32Params ? fe::DataType_t::FLOAT : io_type);
+  }
   void genstats(const TensorPtr& y, int64_t k) {
     auto [sum, sq_sum] = g.genstats(y, fe::graph::Genstats_attributes());
     output(sum, {1, k, 1, 1}, fe::DataType_t::FLOAT);
@@ -174,18 +182,14 @@ Attributes conv_attributes(const Shape& s) {
   return Attributes().set_padding({s.pad, s.pad}).set_stride({s.stride, s.stride}).set_dilation({1, 1});
 }
 
-// The prologue's scale and bias: float32 (loom's norm parameters), else the io type.
-enum class Prologue { None, F32Params, IoParams };
-
 // fprop with an optional scale-bias-relu prologue and an optional genstats epilogue.
 std::string fprop(const Probe& p, const Shape& s, fe::DataType_t t, Prologue prologue, bool stats,
                   double* ms) {
   GraphBuilder b(t);
   TensorPtr x = b.input("x", {s.n, s.c, s.h, s.h}, t);
   TensorPtr w = b.input("w", {s.k, s.c, s.r, s.r}, t);
-  if (prologue != Prologue::None)
-    x = b.scale_bias_relu(x, s.c, prologue == Prologue::F32Params ? fe::DataType_t::FLOAT : t);
-  TensorPtr y = b.g.conv_fprop(x, w, conv_attributes<fe::graph::Conv_fprop_attributes>(s));
+  TensorPtr y = b.g.conv_fprop(b.prologue(x, s.c, prologue, t), w,
+                               conv_attributes<fe::graph::Conv_fprop_attributes>(s));
   b.output(y, {s.n, s.k, s.ho, s.ho}, t);
   if (stats) b.genstats(y, s.k);
   return p.run_graph(b.g, b.io, ms);
@@ -195,9 +199,8 @@ std::string wgrad(const Probe& p, const Shape& s, fe::DataType_t t, Prologue pro
   GraphBuilder b(t);
   TensorPtr x = b.input("x", {s.n, s.c, s.h, s.h}, t);
   TensorPtr dy = b.input("dy", {s.n, s.k, s.ho, s.ho}, t);
-  if (prologue != Prologue::None)
-    x = b.scale_bias_relu(x, s.c, prologue == Prologue::F32Params ? fe::DataType_t::FLOAT : t);
-  TensorPtr dw = b.g.conv_wgrad(dy, x, conv_attributes<fe::graph::Conv_wgrad_attributes>(s));
+  TensorPtr dw = b.g.conv_wgrad(dy, b.prologue(x, s.c, prologue, t),
+                                conv_attributes<fe::graph::Conv_wgrad_attributes>(s));
   b.output(dw, {s.k, s.c, s.r, s.r}, t);  // in the io type, as loom's convolution computes it
   return p.run_graph(b.g, b.io, ms);
 }
