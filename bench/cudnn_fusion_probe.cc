@@ -105,10 +105,10 @@ struct Probe {
     return rounds[1];
   }
 
-  // Builds `g` (heuristics mode A, as loom's attention graphs) and times it, or returns the error.
+  // Builds `g` (heuristics mode A, then the fallback list) and times it, or returns the error.
   std::string run_graph(fe::graph::Graph& g, const std::vector<std::pair<TensorPtr, int64_t>>& io,
                         double* ms) const {
-    fe::error_t st = g.build(handle, {fe::HeurMode_t::A});
+    fe::error_t st = g.build(handle, {fe::HeurMode_t::A, fe::HeurMode_t::FALLBACK});
     if (!st.is_good()) return st.get_message().empty() ? "build failed" : st.get_message();
     int64_t ws_bytes = 0;
     st = g.get_workspace_size(ws_bytes);
