@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "core/error.h"
 
@@ -23,20 +24,26 @@ void softmax(const void* x, void* out, int64_t outer, int64_t n, int64_t inner, 
     const T* in = static_cast<const T*>(x);
     T* o = static_cast<T*>(out);
     const int64_t columns = outer * inner;
-#pragma omp parallel for schedule(static) if (columns * n > kParallelWork && columns > 1)
-    for (int64_t c = 0; c < columns; ++c) {
-      const int64_t base = (c / inner) * n * inner + c % inner;
-      const T* row = in + base;
-      T* orow = o + base;
-      double m = -std::numeric_limits<double>::infinity();
-      for (int64_t j = 0; j < n; ++j) m = nan_max(m, convert<double>(row[j * inner]));
-      double s = 0;
-      for (int64_t j = 0; j < n; ++j) s += std::exp(convert<double>(row[j * inner]) - m);
-      if (log) {
-        double lse = std::log(s);
-        for (int64_t j = 0; j < n; ++j) orow[j * inner] = convert<T>(convert<double>(row[j * inner]) - m - lse);
-      } else {
-        for (int64_t j = 0; j < n; ++j) orow[j * inner] = convert<T>(std::exp(convert<double>(row[j * inner]) - m) / s);
+#pragma omp parallel if (columns * n > kParallelWork && columns > 1)
+    {
+      // Each row's exponentials, taken once: the sum and the quotients read them back.
+      std::vector<double> e(size_t(log ? 0 : n));
+#pragma omp for schedule(static)
+      for (int64_t c = 0; c < columns; ++c) {
+        const int64_t base = (c / inner) * n * inner + c % inner;
+        const T* row = in + base;
+        T* orow = o + base;
+        double m = -std::numeric_limits<double>::infinity();
+        for (int64_t j = 0; j < n; ++j) m = nan_max(m, convert<double>(row[j * inner]));
+        double s = 0;
+        if (log) {
+          for (int64_t j = 0; j < n; ++j) s += std::exp(convert<double>(row[j * inner]) - m);
+          double lse = std::log(s);
+          for (int64_t j = 0; j < n; ++j) orow[j * inner] = convert<T>(convert<double>(row[j * inner]) - m - lse);
+        } else {
+          for (int64_t j = 0; j < n; ++j) s += e[size_t(j)] = std::exp(convert<double>(row[j * inner]) - m);
+          for (int64_t j = 0; j < n; ++j) orow[j * inner] = convert<T>(e[size_t(j)] / s);
+        }
       }
     }
   });
