@@ -190,12 +190,16 @@ class Scratch {
 };
 
 // Images per im2col chunk: one large GEMM per group while the column matrix stays under
-// kConvColumnsChunkBytes.
-int64_t chunk_images(const Canon& c, size_t elem) {
+// `budget` bytes (kConvColumnsChunkBytes unless said otherwise).
+int64_t chunk_images(const Canon& c, size_t elem, size_t budget = kConvColumnsChunkBytes) {
   int64_t per_img = std::max<int64_t>(1, c.out_size * c.ktot * c.cin * int64_t(elem));
-  return std::clamp<int64_t>(int64_t(kConvColumnsChunkBytes) / per_img, 1,
-                             std::max<int64_t>(c.n, 1));
+  return std::clamp<int64_t>(int64_t(budget) / per_img, 1, std::max<int64_t>(c.n, 1));
 }
+
+// The input gradient's column chunks: small enough to stay in a core's L2 between the GEMM that
+// writes them (after zeroing them: OpenBLAS's beta = 0) and col2im, which reads them back. A
+// column-matrix element is one dot product whatever the chunk, so the values do not change.
+constexpr size_t kInputGradChunkBytes = size_t(1) << 20;
 
 template <typename T>
 void forward(const Canon& c, const T* x, const T* w, T* y, T* columns) {
@@ -229,7 +233,8 @@ void backward_input(const Canon& c, const T* dy, const T* w, T* dx, bool accumul
     if (!accumulate) std::fill(dx, dx + nx, T(0));
     return;
   }
-  int64_t kc = c.ktot * c.cin, chunk = chunk_images(c, sizeof(T));
+  int64_t kc = c.ktot * c.cin;
+  int64_t chunk = c.direct ? chunk_images(c, sizeof(T)) : chunk_images(c, sizeof(T), kInputGradChunkBytes);
   if (!c.direct && !accumulate) std::fill(dx, dx + nx, T(0));
   Scratch scratch;
   for (int64_t n0 = 0; n0 < c.n; n0 += chunk) {

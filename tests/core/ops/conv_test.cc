@@ -480,6 +480,21 @@ TEST(Conv, BatchChunkingMatchesPerImage) {
   EXPECT_ALLCLOSE(dk, dk_sum, 1e-4, 1e-3);
 }
 
+// The input gradient goes in chunks of images whose column matrix fits a core's L2 (1 MiB: here
+// 12 x 12 x 9 x 64 floats = 332 KiB per image, chunks of 3 and 2 images). Every column element
+// is still one dot product, so each image's gradient equals the image alone's to the bit.
+TEST(Conv, InputGradientChunksEqualEachImageAlone) {
+  Tensor x = test_values({5, 12, 12, 64}, 5, -1, 1, DType::F32);
+  Tensor k = test_values({3, 3, 64, 8}, 6, -1, 1, DType::F32);
+  Tensor ct = test_values({5, 12, 12, 8}, 7, -1, 1, DType::F32);
+  auto dx = testing::vjp([&](const std::vector<Tensor>& in) { return conv(in[0], k); }, {x}, ct)[0];
+  for (int64_t n = 0; n < 5; ++n) {
+    auto dxn = testing::vjp([&](const std::vector<Tensor>& in) { return conv(in[0], k); },
+                            {slice_axis(x, 0, n, n + 1)}, slice_axis(ct, 0, n, n + 1))[0];
+    EXPECT_ALLCLOSE(dxn, slice_axis(dx, 0, n, n + 1), 0, 0) << n;
+  }
+}
+
 template <typename E, typename F>
 std::string error_of(F f) {
   try {
