@@ -5,7 +5,8 @@
 # test in its own process (a crash or a poisoned CUDA context fails one test, not the rest),
 # then scripts/bench.sh --gpu against JAX, and prints a short table. Logs go to $OUT.
 #
-# Usage: scripts/gpu_prebuilt.sh [--tests-only|--bench-only|--profile-only|--fusion-probe] [--extras]
+# Usage: scripts/gpu_prebuilt.sh [--tests-only|--bench-only|--profile-only|--fusion-probe]
+#                                [--with-fusion-probe] [--extras]
 #                                [--filter GLOB] [--models LIST] [--jobs N] [--no-eager]
 #   --filter   only the gpu tests whose Suite.Name matches GLOB (bash pattern)
 #   --extras   also run bench.sh's --extras (graph replay, input pipeline, kernel bandwidth)
@@ -17,7 +18,8 @@
 #              and --attention cudnn; and the allocations of one eager step (after one),
 #              replayed through the allocator's policies (bench/allocator_replay.cc)
 #   --fusion-probe  only bench/cudnn_fusion_probe.cc: whether cuDNN's conv + BatchNorm fusion
-#              graphs build on this GPU and what they cost (ResNet-50 layers, batch 256)
+#              graphs build on this GPU and what they cost (ResNet-50 layers, batch 256);
+#              --with-fusion-probe runs it after the tests (one device call for both)
 # Exit status: 0 every test passed and every benchmark printed a result, 1 otherwise, 2 setup.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -32,12 +34,13 @@ while (($#)); do
     --bench-only) tests=0 ;;
     --profile-only) tests=0 bench=0 profile=1 ;;
     --fusion-probe) tests=0 bench=0 probe=1 ;;
+    --with-fusion-probe) probe=1 ;;
     --extras) extras=1 ;;
     --no-eager) eager=0 ;;
     --filter) filter=$2; shift ;;
     --models) models=$2; shift ;;
     --jobs) jobs=$2; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "gpu_prebuilt: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
