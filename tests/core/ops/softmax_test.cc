@@ -127,6 +127,28 @@ TEST(Softmax, MaskedSoftmaxIsSoftmaxOfWhere) {
   }
 }
 
+// The one-pass kernels (forward, and backward with where's zeros) against the ops they replace,
+// bit for bit: masks broadcast over leading dims, over the middle, not at all, a transposed one,
+// and a fully masked row; every floating dtype.
+TEST(Softmax, MaskedKernelsEqualWhereThenSoftmax) {
+  Tensor causal = tril(ones({4, 5}, DType::Bool));
+  Tensor padding = greater(test_values({2, 1, 1, 5}, 8, -1, 3), zeros({2, 1, 1, 5}));
+  Tensor full_mask = greater(test_values({2, 3, 4, 5}, 9, -1, 2), zeros({2, 3, 4, 5}));
+  Tensor transposed = transpose(greater(test_values({5, 4}, 10, -1, 2), zeros({5, 4})), {1, 0});
+  Tensor none_kept = concatenate({zeros({1, 5}, DType::Bool), ones({3, 5}, DType::Bool)}, 0);
+  for (DType dt : {DType::F32, DType::F64, DType::BF16, DType::F16}) {
+    Tensor x = test_values({2, 3, 4, 5}, 11, -3, 3, DType::F64).to(dt);
+    Tensor ct = test_values({2, 3, 4, 5}, 12, -1, 1, DType::F64).to(dt);
+    for (const Tensor& mask : {causal, padding, full_mask, transposed, none_kept}) {
+      std::string what = std::string(dtype_name(dt)) + " mask " + shape_str(mask.shape());
+      auto fused = [&](const std::vector<Tensor>& in) { return masked_softmax(in[0], mask, -1e4); };
+      auto composed = [&](const std::vector<Tensor>& in) { return softmax(where(mask, in[0], -1e4), -1); };
+      EXPECT_ALLCLOSE(fused({x}), composed({x}), 0, 0) << what;
+      EXPECT_ALLCLOSE(testing::vjp(fused, {x}, ct)[0], testing::vjp(composed, {x}, ct)[0], 0, 0) << what;
+    }
+  }
+}
+
 TEST(Softmax, Errors) {
   try {
     (void)softmax(ones({2, 3}, DType::I32));
