@@ -115,4 +115,10 @@ void visit_floating_in_out(DType in, DType out, const char* op, Fn&& fn) {
   });
 }
 
+/// `value` as a floating `dtype` holds it, back in double: what a weakly typed scalar becomes in
+/// an op on a tensor of that dtype (where(mask, x, fill), x / keep).
+inline double rounded_to(double value, DType dtype, const char* op) {
+  return visit_floating(dtype, op, [&](auto z) { return convert<double>(convert<decltype(z)>(value)); });
+}
+
 }  // namespace loom

@@ -1,5 +1,7 @@
 #include "core/ops/dropout.h"
 
+#include <type_traits>
+
 #include "core/autodiff.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
@@ -61,8 +63,15 @@ Tensor fused(const char* op, const Tensor& x, random::Key key, double keep, cons
   });
 }
 
-// `value` rounded to `dtype`, as a weakly typed scalar in an op on a tensor of that dtype is.
-double in_dtype(double value, DType dtype) { return full({}, value, dtype).item<double>(); }
+// 1 / keep as Flax's attention computes it, mask.astype(dtype) / keep: keep rounded to dtype,
+// the division in loom's compute type for dtype (float, or double for f64), rounded again.
+double multiplier_in(DType dtype, double keep) {
+  return visit_floating(dtype, "attention dropout", [&](auto z) {
+    using T = decltype(z);
+    using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
+    return convert<double>(convert<T>(C(1) / convert<C>(convert<T>(keep))));
+  });
+}
 
 void check_floating(const Tensor& x, const char* op) {
   LOOM_CHECK(x.defined(), ValueError, op, ": undefined input");
@@ -82,7 +91,7 @@ Tensor dropout(const Tensor& x, double rate, random::Key key, const Axes& broadc
   if (rate == 1.0) return zeros_like(x);  // no dependence on x: its gradient is zero
   const double keep = 1.0 - rate;
   // Flax: select(mask, x / keep, 0), the division rounded in x's dtype.
-  Tensor y = fused("dropout", x, key, keep, mask_shape, in_dtype(keep, x.dtype()), false);
+  Tensor y = fused("dropout", x, key, keep, mask_shape, rounded_to(keep, x.dtype(), "dropout"), false);
   if (y.defined()) return y;
   // where's backward sends g where the mask is set and 0 elsewhere; the division by keep
   // contributes the 1/keep factor, so dx = mask * g / keep.
@@ -96,8 +105,7 @@ Tensor attention_dropout(const Tensor& weights, double rate, random::Key key,
   const double keep = 1.0 - rate;
   const DType dtype = weights.dtype();
   // Flax: weights * (mask.astype(dtype) / keep), the multiplier rounded in dtype.
-  const double multiplier = (full({}, 1.0, dtype) / full({}, keep, dtype)).item<double>();
-  Tensor y = fused("attention dropout", weights, key, keep, mask_shape, multiplier, true);
+  Tensor y = fused("attention dropout", weights, key, keep, mask_shape, multiplier_in(dtype, keep), true);
   if (y.defined()) return y;
   Tensor kept = random::bernoulli(key, keep, mask_shape, weights.device());
   return weights * (kept.to(dtype) / keep);

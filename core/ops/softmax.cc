@@ -4,21 +4,12 @@
 #include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
 #include "kernels/cpu/softmax.h"
-#include "kernels/cpu/strided_loop.h"
 #if LOOM_CUDA
 #include "kernels/cuda/softmax.h"
 #endif
 
 namespace loom {
 namespace {
-
-/// `mask` (bool, broadcastable to `shape`) over the rows of `shape`'s last dim, through its
-/// broadcast strides, as the CPU kernels read it.
-cpu::MaskRows mask_rows(const Tensor& mask, const Shape& shape) {
-  const Shape st = cpu::broadcast_strides(mask.shape(), mask.strides(), shape);
-  return {mask.data<bool>(), Shape(shape.begin(), shape.end() - 1), Shape(st.begin(), st.end() - 1),
-          st.back()};
-}
 
 struct AxisLayout {
   int64_t outer = 1, n = 1, inner = 1;
@@ -87,9 +78,7 @@ Tensor masked_softmax(const Tensor& x_in, const Tensor& mask_in, double fill) {
              ShapeError, op, ": mask ", shape_str(mask_in.shape()), " does not broadcast to x ",
              shape_str(x_in.shape()));
   // where() would round the fill to x's dtype: so do the kernels.
-  const double rounded_fill = visit_floating(x_in.dtype(), op, [&](auto z) {
-    return convert<double>(convert<decltype(z)>(fill));
-  });
+  const double rounded_fill = rounded_to(fill, x_in.dtype(), op);
   Tensor x = x_in.detach().contiguous();
   Tensor mask = mask_in.detach();
   const int64_t n = x.dim(-1), rows = n == 0 ? 0 : x.numel() / n;
@@ -98,7 +87,7 @@ Tensor masked_softmax(const Tensor& x_in, const Tensor& mask_in, double fill) {
     LOOM_CUDA_ONLY(cuda::masked_softmax(x.raw_data(), row_mask(mask, x.shape()), rounded_fill,
                                         out.raw_data(), rows, n, x.dtype(), stream_of(x)));
   } else {
-    cpu::masked_softmax(x.raw_data(), mask_rows(mask, x.shape()), rounded_fill, out.raw_data(),
+    cpu::masked_softmax(x.raw_data(), row_mask(mask, x.shape()), rounded_fill, out.raw_data(),
                         rows, n, x.dtype());
   }
   if (!autograd::needs_grad({&x_in})) return autograd::checked(op, std::move(out), {&x_in});
@@ -111,7 +100,7 @@ Tensor masked_softmax(const Tensor& x_in, const Tensor& mask_in, double fill) {
                                                    row_mask(mask, sy.shape()), dx.raw_data(),
                                                    rows, n, sy.dtype(), stream_of(sy)));
     } else {
-      cpu::masked_softmax_backward(sy.raw_data(), g.raw_data(), mask_rows(mask, sy.shape()),
+      cpu::masked_softmax_backward(sy.raw_data(), g.raw_data(), row_mask(mask, sy.shape()),
                                    dx.raw_data(), rows, n, sy.dtype());
     }
     return std::vector<Tensor>{dx};

@@ -6,7 +6,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
-#include "core/shape.h"
+#include "kernels/row_mask.h"
 
 namespace loom::cpu {
 
@@ -18,20 +18,12 @@ void softmax(const void* x, void* out, int64_t outer, int64_t n, int64_t inner, 
 void softmax_backward(const void* y, const void* grad, void* dx, int64_t outer, int64_t n,
                       int64_t inner, DType dtype, bool log);
 
-/// A bool mask over rows of n elements read through broadcast strides: element j of row r is
-/// mask[offset(r) + j * col_stride], offset(r) the row's index over row_shape dotted with
-/// row_strides (0 where the mask broadcasts).
-struct MaskRows {
-  const bool* data = nullptr;
-  Shape row_shape, row_strides;
-  int64_t col_stride = 0;
-};
 /// softmax over rows of n contiguous elements with each masked-out element taken as `fill` (a
 /// value of `dtype`): softmax(where(mask, x, fill)), the same bits, in one pass.
-void masked_softmax(const void* x, const MaskRows& mask, double fill, void* out, int64_t rows,
+void masked_softmax(const void* x, const RowMask& mask, double fill, void* out, int64_t rows,
                     int64_t n, DType dtype);
 /// Its backward from the saved output y: softmax's, then 0 where masked (where's backward).
-void masked_softmax_backward(const void* y, const void* grad, const MaskRows& mask, void* dx,
+void masked_softmax_backward(const void* y, const void* grad, const RowMask& mask, void* dx,
                              int64_t rows, int64_t n, DType dtype);
 
 }  // namespace loom::cpu

@@ -11,7 +11,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
-#include "kernels/cuda/row_mask.h"
+#include "kernels/row_mask.h"
 #include "kernels/cuda/runtime.h"
 
 namespace loom::cuda {

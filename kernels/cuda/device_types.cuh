@@ -11,7 +11,7 @@
 
 #include "core/dtype.h"
 #include "core/shape.h"
-#include "kernels/cuda/row_mask.h"
+#include "kernels/row_mask.h"
 #include "core/error.h"
 
 namespace loom::cuda {
@@ -171,7 +171,7 @@ inline StridedIndex make_strided_index(const Shape& shape, const Shape& strides,
   return idx;
 }
 
-/// A RowMask (kernels/cuda/row_mask.h) as kernels read it.
+/// A RowMask (kernels/row_mask.h) as kernels read it.
 struct DeviceRowMask {
   const bool* data = nullptr;
   StridedIndex rows;

@@ -1,11 +1,12 @@
 // A bool mask over rows of n elements, read through its broadcast strides (never materialised
-// per row): masked_softmax's and the fused attention's. Plain C++ (includes no CUDA header).
+// per row): masked_softmax's (CPU and CUDA) and the fused attention's. Plain C++, shared by the
+// CPU and CUDA kernels.
 #pragma once
 #include <cstdint>
 
 #include "core/shape.h"
 
-namespace loom::cuda {
+namespace loom {
 
 /// Element j of row r is kept where data[(offset of r over row_shape / row_strides) +
 /// j * col_stride] is true; data == nullptr keeps everything.
@@ -15,4 +16,4 @@ struct RowMask {
   int64_t col_stride = 0;
 };
 
-}  // namespace loom::cuda
+}  // namespace loom
