@@ -131,6 +131,17 @@ TEST(Dropout, AttentionWeightsEqualTheComposedOps) {
   }
 }
 
+// Finite differences in float64 through the one-pass kernels (a fixed key: a linear map of x).
+TEST(Dropout, OnePassGradientsMatchFiniteDifferences) {
+  Tensor x = test_values({3, 4, 8}, 15, -1, 1, DType::F64), w = test_values({3, 4, 8}, 16, -1, 1, DType::F64);
+  EXPECT_TRUE(testing::check_gradients([&](const std::vector<Tensor>& in) {
+    return sum(dropout(in[0], 0.3, random::key(21), {0}) * w);
+  }, {x}));
+  EXPECT_TRUE(testing::check_gradients([&](const std::vector<Tensor>& in) {
+    return sum(attention_dropout(in[0], 0.3, random::key(22), {1, 4, 8}) * w);
+  }, {x}));
+}
+
 TEST(Dropout, MaskBitsAreTheBernoulliDraws) {
   for (int64_t n : {0, 1, 31, 32, 33, 100}) {
     Tensor bits = random::bernoulli_bits(random::key(4), 0.3, n);
