@@ -170,7 +170,7 @@ fi
 # --- cuDNN's convolution + BatchNorm fusion graphs ----------------------------------------------
 if ((probe)); then
   log "cuDNN conv + BatchNorm fusion probe (ResNet-50 layers, batch 256)"
-  timeout 300 "$B/bin/loom_fusion_probe" > "$OUT/fusion_probe.jsonl" 2> "$OUT/fusion_probe.err" ||
+  timeout 120 "$B/bin/loom_fusion_probe" > "$OUT/fusion_probe.jsonl" 2> "$OUT/fusion_probe.err" ||
     { log "WARNING: loom_fusion_probe failed"; status=1; }
   cut -c1-600 "$OUT/fusion_probe.jsonl"; tail -5 "$OUT/fusion_probe.err"
 fi
