@@ -213,6 +213,8 @@ std::string dgrad(const Probe& p, const Shape& s, fe::DataType_t t, bool fused, 
   TensorPtr dy = b.input("dy", {s.n, s.k, s.ho, s.ho}, t);
   TensorPtr w = b.input("w", {s.k, s.c, s.r, s.r}, t);
   TensorPtr dx = b.g.conv_dgrad(dy, w, conv_attributes<fe::graph::Conv_dgrad_attributes>(s));
+  // cuDNN cannot infer a dgrad output's shape (strides, padding and dilation leave it open).
+  dx->set_dim({s.n, s.c, s.h, s.h}).set_stride(GraphBuilder::nhwc_strides(s.c, s.h, s.h));
   if (!fused) {
     b.output(dx, {s.n, s.c, s.h, s.h}, t);
     return p.run_graph(b.g, b.io, ms);
@@ -268,9 +270,14 @@ LoomPasses loom_passes(const Probe& p, int64_t m, int64_t c, loom::DType dtype) 
 void field(std::string& out, const char* key, const std::string& error, double ms) {
   char buf[64];
   if (error.empty()) std::snprintf(buf, sizeof buf, "%.4f", ms);
-  std::string v = error.empty() ? std::string(buf) : "\"" + error.substr(0, 160) + "\"";
-  for (char& ch : v)
-    if (ch == '\n') ch = ' ';
+  std::string v = error.empty() ? std::string(buf) : "\"";
+  if (!error.empty()) {  // cuDNN's messages hold quotes (JSON of engine configs) and line breaks
+    for (char ch : error.substr(0, 240)) {
+      if (ch == '"' || ch == '\\') v += '\\';
+      v += static_cast<unsigned char>(ch) < 0x20 ? ' ' : ch;
+    }
+    v += '"';
+  }
   out += ",\"" + std::string(key) + "\":" + v;
 }
 

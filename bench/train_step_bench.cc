@@ -273,9 +273,9 @@ nlohmann::json run(const Options& o) {
       Tensor x = bf16 && is_floating(w.inputs.dtype()) ? w.inputs.to(DType::BF16) : w.inputs;
       auto [logits, updates] =
           w.model.apply(vars, x, true, dropout_key);
-      // The loss in float32 as JAX's `logits.astype(f32)`, without the float32 copy of the logits.
-      Tensor l = logits.reshape({-1, logits.dim(-1)});
-      Tensor loss = mean(softmax_cross_entropy_with_integer_labels(l, w.labels.reshape({-1}), DType::F32));
+      // The loss in float32 as JAX's `logits.astype(f32)`, without the float32 copy of the logits,
+      // over the logits as the model returns them (a reshape would copy padded rows).
+      Tensor loss = mean(softmax_cross_entropy_with_integer_labels(logits, w.labels, DType::F32));
       return std::pair{loss, updates};
     };
     // Mixed precision as in the JAX script: f32 master params cast to bf16 for the forward and

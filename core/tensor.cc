@@ -41,6 +41,16 @@ Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
   return Tensor(Storage::allocate(nbytes, device), std::move(shape), std::move(strides), 0, dtype);
 }
 
+Tensor Tensor::empty_padded_rows(Shape shape, int64_t row_pitch, DType dtype, Device device) {
+  LOOM_CHECK(!shape.empty() && row_pitch >= shape.back(), ShapeError, "empty_padded_rows: row pitch ",
+             row_pitch, " is shorter than the rows of ", shape_str(shape));
+  Shape storage_shape = shape;
+  storage_shape.back() = row_pitch;
+  size_t nbytes = checked_nbytes(storage_shape, dtype);
+  Shape strides = contiguous_strides(storage_shape);
+  return Tensor(Storage::allocate(nbytes, device), std::move(shape), std::move(strides), 0, dtype);
+}
+
 Tensor Tensor::empty_pinned(Shape shape, DType dtype) {
   size_t nbytes = checked_nbytes(shape, dtype);
   Shape strides = contiguous_strides(shape);

@@ -33,6 +33,10 @@ class Tensor {
   /// Uninitialised contiguous CPU tensor in page-locked memory (Storage::allocate_pinned): its
   /// .to(cuda) is queued on the compute stream and returns without waiting for the copy.
   static Tensor empty_pinned(Shape shape, DType dtype = DType::F32);
+  /// Uninitialised tensor whose rows (the last axis) start `row_pitch` >= shape.back() elements
+  /// apart, the leading axes contiguous over those rows: a view of [..., row_pitch] storage.
+  /// Products whose rows are padded to 16 bytes run on cuBLASLt's vector kernels in place.
+  static Tensor empty_padded_rows(Shape shape, int64_t row_pitch, DType dtype, Device device);
 
   bool defined() const { return storage_ != nullptr; }
   const Shape& shape() const { return shape_; }

@@ -154,19 +154,27 @@ GemmOperand matrix_operand(Tensor& x, size_t nb, size_t split) {
   int64_t rows, sr, cols, sc;
   GemmOperand op;
   op.batch_strides.assign(x.strides().begin(), x.strides().begin() + int64_t(nb));
+  // Whether the storage holds `stored_rows` full pitches from the view's first element.
+  auto pitch_readable = [&](int64_t stored_rows, int64_t ld) {
+    return nb == 0 && (x.offset() + stored_rows * ld) * int64_t(dtype_size(x.dtype())) <=
+                          int64_t(x.storage()->nbytes());
+  };
   if (merge_dims(x, nb, split, rows, sr) && merge_dims(x, split, size_t(x.ndim()), cols, sc)) {
     op.data = x.raw_data();
     if (cols == 1 || sc == 1) {
       op.trans = false;
       op.ld = rows == 1 ? std::max<int64_t>(cols, 1) : sr;
+      op.pitch_readable = pitch_readable(rows, op.ld);
       if (op.ld >= std::max<int64_t>(cols, 1)) return op;
     }
     if (rows == 1 || sr == 1) {
       op.trans = true;
       op.ld = cols == 1 ? std::max<int64_t>(rows, 1) : sc;
+      op.pitch_readable = pitch_readable(cols, op.ld);
       if (op.ld >= std::max<int64_t>(rows, 1)) return op;
     }
   }
+  op.pitch_readable = false;
   x = x.contiguous();
   op.data = x.raw_data();
   op.trans = false;
@@ -191,8 +199,12 @@ Tensor dot_forward(const Tensor& a, const Tensor& b, const DotPlan& p) {
   for (int64_t ax : p.lb) g.batch_shape.push_back(a.shape()[size_t(ax)]);
   g.a = matrix_operand(av, nb, nb + p.lf.size());
   g.b = matrix_operand(bv, nb, nb + p.rc.size());
-  Tensor out = Tensor::empty(p.out_shape, dt, a.device());
+  // A large product's rows padded to 16 bytes (kernels/cpu/gemm.h) when n is b's one free axis.
+  const int64_t pitch = p.rf.size() == 1 ? output_row_pitch(g) : g.n;
+  Tensor out = pitch == g.n ? Tensor::empty(p.out_shape, dt, a.device())
+                            : Tensor::empty_padded_rows(p.out_shape, pitch, dt, a.device());
   g.c = out.raw_data();
+  g.ldc = pitch;
   if (out.is_cuda()) {
     LOOM_CUDA_ONLY(cuda::gemm(g, out.device().index, allow_tf32(), stream_of(out)));
   } else {

@@ -1,5 +1,7 @@
 #include "core/ops/loss.h"
 
+#include <algorithm>
+
 #include "core/autodiff.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
@@ -57,6 +59,25 @@ Tensor difference(const Tensor& predictions, const Tensor& targets, const char* 
   return predictions - targets;
 }
 
+// The pitch of x's rows (its last axis, elements at unit stride) when its leading axes step
+// over them at one stride of at least the row length, as a contiguous tensor or an
+// empty_padded_rows one; 0 otherwise (x is then copied).
+int64_t row_pitch(const Tensor& x) {
+  const int64_t n = x.shape().back();
+  if (n > 1 && x.strides().back() != 1) return 0;
+  bool one_row = true;
+  int64_t pitch = 0, next = 0;  // next: the stride the axis before the last merged one needs
+  for (int64_t d = x.ndim() - 2; d >= 0; --d) {
+    const int64_t size = x.shape()[size_t(d)], stride = x.strides()[size_t(d)];
+    if (size == 1) continue;
+    if (one_row) pitch = stride, one_row = false;
+    else if (stride != next) return 0;
+    next = stride * size;
+  }
+  if (one_row) return std::max<int64_t>(n, 1);
+  return pitch >= std::max<int64_t>(n, 1) ? pitch : 0;
+}
+
 }  // namespace
 
 Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {
@@ -97,7 +118,14 @@ Tensor softmax_cross_entropy_with_integer_labels(const Tensor& logits_in, const 
   if (out_dtype != in_dtype && !half_to_f32)
     return softmax_cross_entropy_with_integer_labels(logits_in.to(out_dtype), labels_in);
 
-  Tensor logits = logits_in.detach().contiguous(), labels = labels_in.contiguous();
+  // Rows at a pitch (a large product's padded output, kernels/cpu/gemm.h) are read in place,
+  // and the gradient is written at the same pitch for the products that read it back.
+  Tensor logits = logits_in.detach(), labels = labels_in.contiguous();
+  int64_t ld = row_pitch(logits);
+  if (ld == 0) {
+    logits = logits.contiguous();
+    ld = logits.shape().back();
+  }
   const int64_t n = logits.shape().back(), rows = shape_numel(lead);
   DType acc = in_dtype == DType::F64 ? DType::F64 : DType::F32;
   Tensor loss = Tensor::empty(lead, out_dtype, logits.device());
@@ -105,25 +133,26 @@ Tensor softmax_cross_entropy_with_integer_labels(const Tensor& logits_in, const 
   if (logits.is_cuda()) {
     LOOM_CUDA_ONLY(cuda::cross_entropy_int(logits.raw_data(), in_dtype, labels.raw_data(), ldt,
                                            loss.raw_data(), out_dtype, lse.raw_data(), rows, n,
-                                           stream_of(logits)));
+                                           ld, stream_of(logits)));
   } else {
     cpu::cross_entropy_int(logits.raw_data(), in_dtype, labels.raw_data(), ldt, loss.raw_data(),
-                           out_dtype, lse.raw_data(), rows, n);
+                           out_dtype, lse.raw_data(), rows, n, ld);
   }
   if (!autograd::needs_grad({&logits_in}))
     return autograd::checked(op, std::move(loss), {&logits_in, &labels_in});
-  return autograd::record(op, loss, {logits_in}, [logits, labels, lse, rows, n, out_dtype](const Tensor& g_in) {
+  return autograd::record(op, loss, {logits_in}, [logits, labels, lse, rows, n, ld, out_dtype](const Tensor& g_in) {
     Tensor g = g_in.to(out_dtype).contiguous();
-    Tensor dx = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
+    Tensor dx = ld == n ? Tensor::empty(logits.shape(), logits.dtype(), logits.device())
+                        : Tensor::empty_padded_rows(logits.shape(), ld, logits.dtype(), logits.device());
     if (logits.is_cuda()) {
       LOOM_CUDA_ONLY(cuda::cross_entropy_int_backward(logits.raw_data(), logits.dtype(),
                                                       labels.raw_data(), labels.dtype(),
                                                       lse.raw_data(), g.raw_data(), out_dtype,
-                                                      dx.raw_data(), rows, n, stream_of(logits)));
+                                                      dx.raw_data(), rows, n, ld, stream_of(logits)));
     } else {
       cpu::cross_entropy_int_backward(logits.raw_data(), logits.dtype(), labels.raw_data(),
                                       labels.dtype(), lse.raw_data(), g.raw_data(), out_dtype,
-                                      dx.raw_data(), rows, n);
+                                      dx.raw_data(), rows, n, ld);
     }
     return std::vector<Tensor>{dx};
   });

@@ -39,7 +39,8 @@ inline int64_t normalize_label(int64_t label, int64_t n) {
 }  // namespace
 
 void cross_entropy_int(const void* logits, DType dtype, const void* labels, DType label_dtype,
-                       void* loss, DType loss_dtype, void* lse, int64_t rows, int64_t n) {
+                       void* loss, DType loss_dtype, void* lse, int64_t rows, int64_t n,
+                       int64_t ld) {
   visit_floating_in_out(dtype, loss_dtype, kOp, [&](auto tz, auto oz) {
     using T = decltype(tz);
     using O = decltype(oz);
@@ -49,7 +50,7 @@ void cross_entropy_int(const void* logits, DType dtype, const void* labels, DTyp
     A* plse = static_cast<A*>(lse);
 #pragma omp parallel for schedule(static) if (rows * n > kParallelWork && rows > 1)
     for (int64_t r = 0; r < rows; ++r) {
-      const T* row = in + r * n;
+      const T* row = in + r * ld;
       double m = -std::numeric_limits<double>::infinity();
       for (int64_t j = 0; j < n; ++j) m = nan_max(m, convert<double>(row[j]));
       double s = 0;
@@ -65,7 +66,8 @@ void cross_entropy_int(const void* logits, DType dtype, const void* labels, DTyp
 
 void cross_entropy_int_backward(const void* logits, DType dtype, const void* labels,
                                 DType label_dtype, const void* lse, const void* grad,
-                                DType grad_dtype, void* dx, int64_t rows, int64_t n) {
+                                DType grad_dtype, void* dx, int64_t rows, int64_t n,
+                                int64_t ld) {
   visit_floating_in_out(dtype, grad_dtype, kOp, [&](auto tz, auto oz) {
     using T = decltype(tz);
     using O = decltype(oz);
@@ -79,8 +81,8 @@ void cross_entropy_int_backward(const void* logits, DType dtype, const void* lab
       double g = convert<double>(pg[r]), l = double(plse[r]);
       int64_t label = normalize_label(read_label(labels, label_dtype, r), n);
       for (int64_t j = 0; j < n; ++j) {
-        double p = std::exp(convert<double>(in[r * n + j]) - l);
-        o[r * n + j] = convert<T>(convert<O>(g * p - (j == label ? g : 0.0)));
+        double p = std::exp(convert<double>(in[r * ld + j]) - l);
+        o[r * ld + j] = convert<T>(convert<O>(g * p - (j == label ? g : 0.0)));
       }
     }
   });

@@ -21,12 +21,14 @@ void run(const GemmProblem& p, Gemm gemm) {
   int64_t batch = shape_numel(p.batch_shape);
   T* c = static_cast<T*>(p.c);
   if (p.m == 0 || p.n == 0 || batch == 0) return;
+  const int64_t ldc = p.ldc ? p.ldc : p.n;
+  LOOM_INTERNAL_ASSERT(ldc >= p.n && (ldc == p.n || p.batch_shape.empty()));
   if (p.k == 0) {  // an empty sum; BLAS would also give zeros, but not every BLAS for every beta
-    std::memset(c, 0, size_t(batch * p.m * p.n) * sizeof(T));
+    for (int64_t r = 0; r < batch * p.m; ++r) std::memset(c + r * ldc, 0, size_t(p.n) * sizeof(T));
     return;
   }
   int m = blas_int(p.m, "m"), n = blas_int(p.n, "n"), k = blas_int(p.k, "k");
-  int lda = blas_int(p.a.ld, "lda"), ldb = blas_int(p.b.ld, "ldb");
+  int lda = blas_int(p.a.ld, "lda"), ldb = blas_int(p.b.ld, "ldb"), ldc_int = blas_int(ldc, "ldc");
   CBLAS_TRANSPOSE ta = p.a.trans ? CblasTrans : CblasNoTrans;
   CBLAS_TRANSPOSE tb = p.b.trans ? CblasTrans : CblasNoTrans;
   const T* a = static_cast<const T*>(p.a.data);
@@ -36,7 +38,7 @@ void run(const GemmProblem& p, Gemm gemm) {
   int64_t off_a = 0, off_b = 0;
   for (int64_t i = 0; i < batch; ++i) {
     gemm(CblasRowMajor, ta, tb, m, n, k, T(1), a + off_a, lda, b + off_b, ldb, T(0),
-         c + i * p.m * p.n, n);
+         c + i * p.m * p.n, ldc_int);
     // odometer step over the batch dims, keeping the operand offsets incrementally
     for (size_t d = nb; d-- > 0;) {
       off_a += p.a.batch_strides[d];

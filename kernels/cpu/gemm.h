@@ -16,17 +16,41 @@ struct GemmOperand {
   bool trans = false;   // A is stored as [k, m], B as [n, k] (row-major), and read transposed
   int64_t ld = 1;       // elements between consecutive stored rows (>= stored columns)
   Shape batch_strides;  // elements per step of each batch dim; 0 broadcasts
+  // Every stored row may be read up to ld elements (its storage holds them), values unknown:
+  // the GPU may then pad a free extent (A's m, B's n) in place, the extra rows or columns of C
+  // being dropped, rather than copy the operand.
+  bool pitch_readable = false;
 };
 
 /// C[b] = op(A[b]) @ op(B[b]) for every index b of batch_shape; C is contiguous
-/// [batch_shape..., m, n] and A, B and C all have `dtype`.
+/// [batch_shape..., m, n] and A, B and C all have `dtype`. An unbatched C may have rows `ldc`
+/// elements apart instead (ldc > n): columns [n, ldc) are then scratch the product may write.
 struct GemmProblem {
   DType dtype = DType::F32;
   int64_t m = 0, n = 0, k = 0;
   Shape batch_shape;
   GemmOperand a, b;
   void* c = nullptr;
+  int64_t ldc = 0;  // 0: n (contiguous)
 };
+
+/// Whether the GPU runs a product padded to 16-byte extents (kernels/cuda/gemm.cc): cuBLASLt's
+/// vector kernels need them, and for a product this large a pass over its operands costs less
+/// than the element-aligned kernels.
+inline bool pads_extents(const GemmProblem& p) {
+  return 16 % dtype_size(p.dtype) == 0 &&
+         2.0 * double(p.m) * double(p.n) * double(p.k) >= double(int64_t(1) << 30);
+}
+
+/// The pitch at which a product's output rows are stored: n, or for an unbatched product that
+/// pads_extents, the next 16-byte multiple (GPT-2's vocabulary of 50257: 50264 in bfloat16).
+/// The GPU then writes C in place and reads it, and a gradient stored at its pitch, as operands
+/// of the backward products without padded copies.
+inline int64_t output_row_pitch(const GemmProblem& p) {
+  if (!p.batch_shape.empty() || !pads_extents(p)) return p.n;
+  const int64_t unit = 16 / int64_t(dtype_size(p.dtype));
+  return (p.n + unit - 1) / unit * unit;
+}
 
 /// What follows the product in a fused GEMM (bias has length n and is added to every row).
 enum class Epilogue { None, Bias, BiasRelu, BiasGelu };

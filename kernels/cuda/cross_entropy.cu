@@ -86,10 +86,10 @@ __device__ __forceinline__ void for_edges(int64_t head, int64_t packed_end, int6
 // T: logits; O: loss and its gradient (T, or float for half logits); V: elements per pack.
 template <typename T, typename O, typename L, int G, int V>
 __global__ void cross_entropy_kernel(const T* logits, const L* labels, O* loss, acc_t<T>* lse,
-                                     int64_t rows, int64_t n) {
+                                     int64_t rows, int64_t n, int64_t ld) {
   using A = acc_t<T>;
   LOOM_ROW_LOOP(r, rows) {
-    const T* row = logits + r * n;
+    const T* row = logits + r * ld;
     const int64_t head = unaligned_head<V>(row, n), packs = (n - head) / V;
     A m = neg_inf<A>(), s = 0;
     for (int64_t p = threadIdx.x; p < packs; p += G) {
@@ -108,15 +108,15 @@ __global__ void cross_entropy_kernel(const T* logits, const L* labels, O* loss, 
   }
 }
 
-// dx's rows have the logits' alignment (the host checks), so one head serves both.
+// dx's rows have the logits' pitch and alignment (the host checks), so one head serves both.
 template <typename T, typename O, typename L, int G, int V>
 __global__ void cross_entropy_backward_kernel(const T* logits, const L* labels,
                                               const acc_t<T>* lse, const O* g, T* dx,
-                                              int64_t rows, int64_t n) {
+                                              int64_t rows, int64_t n, int64_t ld) {
   using A = acc_t<T>;
   LOOM_ROW_LOOP(r, rows) {
-    const T* row = logits + r * n;
-    T* out = dx + r * n;
+    const T* row = logits + r * ld;
+    T* out = dx + r * ld;
     const A gr = cvt<A>(g[r]), l = lse[r];
     const int64_t c = column_of(labels[r], n);
     auto grad = [&](int64_t j, T x) { return cvt<T>(gr * exp(cvt<A>(x) - l) - (j == c ? gr : A(0))); };
@@ -163,7 +163,7 @@ void launch_typed_rows(DType dtype, DType loss_dtype, DType label_dtype, int64_t
 
 void cross_entropy_int(const void* logits, DType dtype, const void* labels, DType label_dtype,
                        void* loss, DType loss_dtype, void* lse, int64_t rows, int64_t n,
-                       Stream stream) {
+                       int64_t ld, Stream stream) {
   if (rows == 0) return;
   launch_typed_rows(dtype, loss_dtype, label_dtype, rows, n, [&](auto t, auto o, auto l, auto g,
                                                                  dim3 grid, dim3 block) {
@@ -172,14 +172,14 @@ void cross_entropy_int(const void* logits, DType dtype, const void* labels, DTyp
     using L = decltype(l);
     cross_entropy_kernel<T, O, L, decltype(g)::value, kPack16<T>><<<grid, block, 0, stream>>>(
         static_cast<const T*>(logits), static_cast<const L*>(labels), static_cast<O*>(loss),
-        static_cast<acc_t<T>*>(lse), rows, n);
+        static_cast<acc_t<T>*>(lse), rows, n, ld);
   });
 }
 
 void cross_entropy_int_backward(const void* logits, DType dtype, const void* labels,
                                 DType label_dtype, const void* lse, const void* grad,
                                 DType grad_dtype, void* dx, int64_t rows, int64_t n,
-                                Stream stream) {
+                                int64_t ld, Stream stream) {
   if (rows * n == 0) return;
   launch_typed_rows(dtype, grad_dtype, label_dtype, rows, n, [&](auto t, auto o, auto l, auto g,
                                                                  dim3 grid, dim3 block) {
@@ -190,7 +190,7 @@ void cross_entropy_int_backward(const void* logits, DType dtype, const void* lab
       cross_entropy_backward_kernel<T, O, L, decltype(g)::value, decltype(v)::value>
           <<<grid, block, 0, stream>>>(static_cast<const T*>(logits), static_cast<const L*>(labels),
                                        static_cast<const acc_t<T>*>(lse),
-                                       static_cast<const O*>(grad), static_cast<T*>(dx), rows, n);
+                                       static_cast<const O*>(grad), static_cast<T*>(dx), rows, n, ld);
     };
     const bool same_alignment = (reinterpret_cast<uintptr_t>(logits) - reinterpret_cast<uintptr_t>(dx)) % 16 == 0;
     if (same_alignment) run(std::integral_constant<int, kPack16<T>>{});

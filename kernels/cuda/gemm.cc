@@ -291,15 +291,15 @@ class Scratch {
 // so they need every such extent and every row pitch to be a multiple of 16 bytes; otherwise it falls
 // back to element-aligned kernels (GPT-2's vocabulary of 50257: 8.6 to 12.9 ms per product of
 // its output layer on an H100, docs/PERF.md). A large unbatched product with such a dimension
-// runs on copies padded with zeros to the next multiple (the zeros add nothing to the sums; the
-// extra rows and columns of C are dropped): a pass over memory, a fraction of the difference.
-// False when nothing needed padding (or cuBLASLt had no algorithm for the padded problem).
+// (pads_extents) runs padded to the next multiple: operands are copied with zeros around (the
+// zeros add nothing to the sums; the extra rows and columns of C are dropped), a pass over
+// memory and a fraction of the difference, except where the storage is padded already: a C
+// stored at such a pitch (output_row_pitch), an operand whose free extent may be read up to its
+// pitch. False when nothing needed padding (or cuBLASLt had no algorithm for the padded problem).
 bool run_padded(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
                 cublasLtEpilogue_t epilogue, const void* bias) {
-  constexpr double kMinFlops = double(int64_t(1) << 30);  // smaller products: not worth copies
-  const int64_t esize = int64_t(dtype_size(p.dtype));
-  if (16 % esize != 0 || 2.0 * double(p.m) * double(p.n) * double(p.k) < kMinFlops) return false;
-  const int64_t unit = 16 / esize;
+  if (!pads_extents(p)) return false;
+  const int64_t esize = int64_t(dtype_size(p.dtype)), unit = 16 / esize;
   auto up = [&](int64_t v) { return (v + unit - 1) / unit * unit; };
   // Only contiguous extents need padding: n is C's (and B's unless transposed), m is A's when
   // transposed, k is A's unless transposed and B's when transposed.
@@ -310,10 +310,22 @@ bool run_padded(const GemmProblem& p, int device, bool allow_tf32, Stream stream
   const int64_t b_rows = p.b.trans ? p.n : p.k, b_cols = p.b.trans ? p.k : p.n;
   const int64_t a_rows_p = p.a.trans ? kp : mp, a_cols_p = p.a.trans ? mp : kp;
   const int64_t b_rows_p = p.b.trans ? np : kp, b_cols_p = p.b.trans ? kp : np;
-  const bool pad_a = a_cols_p != a_cols || a_rows_p != a_rows || p.a.ld % unit != 0;
-  const bool pad_b = b_cols_p != b_cols || b_rows_p != b_rows || p.b.ld % unit != 0;
-  const bool pad_c = mp != p.m || np != p.n;
-  if (!pad_a && !pad_b && !pad_c) return false;
+  // An operand is read as it is when its pitch and address are 16-byte aligned and only its
+  // free extent (A's m, B's n: the columns when stored transposed, resp. not) needs padding and
+  // may be read up to the pitch: the extra values reach only the dropped rows/columns of C.
+  auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  auto in_place = [&](const GemmOperand& x, int64_t rows, int64_t rows_p, int64_t cols,
+                      int64_t cols_p, bool cols_free) {
+    if (rows_p != rows || x.ld % unit != 0) return false;
+    return cols_p == cols || (cols_free && x.pitch_readable && x.ld >= cols_p && aligned(x.data));
+  };
+  const bool pad_a = !in_place(p.a, a_rows, a_rows_p, a_cols, a_cols_p, p.a.trans);
+  const bool pad_b = !in_place(p.b, b_rows, b_rows_p, b_cols, b_cols_p, !p.b.trans);
+  // C is written in place when its rows are padded to the 16-byte multiple already (a pitched
+  // output, whose columns past n are scratch).
+  const int64_t ldc = p.ldc ? p.ldc : p.n;
+  const bool pad_c = mp != p.m || (np != p.n && (ldc < np || ldc % unit != 0 || !aligned(p.c)));
+  if (!pad_a && !pad_b && !pad_c && np == p.n) return false;
   if (epilogue == CUBLASLT_EPILOGUE_BGRADA && np != p.n) return false;  // an output, not padded
 
   Scratch scratch(device);
@@ -343,13 +355,17 @@ bool run_padded(const GemmProblem& p, int device, bool allow_tf32, Stream stream
     q.b.data = padded_copy(p.b.data, p.b.ld, b_rows, b_cols, b_rows_p, b_cols_p);
     q.b.ld = b_cols_p;
   }
-  if (pad_c) q.c = scratch.get(size_t(mp * np * esize));
+  if (pad_c) {
+    q.c = scratch.get(size_t(mp * np * esize));
+    q.ldc = np;
+  }
   const void* q_bias = bias;
   if (bias && np != p.n) q_bias = padded_copy(bias, p.n, 1, p.n, 1, np);
-  if (!run(q, BatchDims{}, /*lt_batch=*/true, device, allow_tf32, stream, epilogue, q_bias, np))
+  if (!run(q, BatchDims{}, /*lt_batch=*/true, device, allow_tf32, stream, epilogue, q_bias,
+           q.ldc ? q.ldc : np))
     return false;
   if (pad_c)
-    LOOM_CUDA_CHECK(cudaMemcpy2DAsync(p.c, size_t(p.n * esize), q.c, size_t(np * esize),
+    LOOM_CUDA_CHECK(cudaMemcpy2DAsync(p.c, size_t(ldc * esize), q.c, size_t(np * esize),
                                       size_t(p.n * esize), size_t(p.m), cudaMemcpyDeviceToDevice,
                                       stream));
   return true;
@@ -366,16 +382,20 @@ bool gemm_with(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
   bool fused = epilogue != CUBLASLT_EPILOGUE_DEFAULT;
   LOOM_CHECK(!fused || bias, ValueError, "matmul_bias_act: bias epilogue without a bias");
   ensure_device(device);
+  const int64_t ldc = p.ldc ? p.ldc : p.n;
+  LOOM_INTERNAL_ASSERT(ldc >= p.n && (ldc == p.n || p.batch_shape.empty()));
+  const size_t esize = dtype_size(p.dtype);
   if (p.k == 0) {  // an empty sum; cuBLASLt rejects k = 0
     if (fused) return false;
-    LOOM_CUDA_CHECK(cudaMemsetAsync(p.c, 0, size_t(batch * p.m * p.n) * dtype_size(p.dtype), stream));
+    LOOM_CUDA_CHECK(cudaMemset2DAsync(p.c, size_t(ldc) * esize, 0, size_t(p.n) * esize,
+                                      size_t(batch * p.m), stream));
     return true;
   }
   BatchDims bd = collapse_batch(p);
   if (batch == 1 && run_padded(p, device, allow_tf32, stream, epilogue, bias)) return true;
-  if (run(p, bd, /*lt_batch=*/true, device, allow_tf32, stream, epilogue, bias, p.n)) return true;
+  if (run(p, bd, /*lt_batch=*/true, device, allow_tf32, stream, epilogue, bias, ldc)) return true;
   // A strided batch cuBLASLt declines (a broadcast, zero-stride operand, say): loop instead.
-  if (!bd.shape.empty() && run(p, bd, false, device, allow_tf32, stream, epilogue, bias, p.n))
+  if (!bd.shape.empty() && run(p, bd, false, device, allow_tf32, stream, epilogue, bias, ldc))
     return true;
   if (fused) return false;
   LOOM_THROW(CudaError, "matmul: cuBLASLt has no algorithm for ", dtype_name(p.dtype), " m=", p.m,

@@ -6,7 +6,9 @@
 #include "core/autodiff.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/linalg.h"
+#include "core/ops/loss.h"
 #include "core/ops/reduce.h"
+#include "core/ops/shape.h"
 #include "core/precision.h"
 #include "tests/support/gpu_compare.h"
 #include "tests/support/testing.h"
@@ -84,7 +86,8 @@ TEST(LinalgGpu, MatmulMatchesCpu) {
 }
 
 // Dimensions that are not a multiple of 16 bytes (1001, 1003, 1100 are not) in products of over
-// 2^30 flops go through zero-padded copies (kernels/cuda/gemm.cc), forward and backward.
+// 2^30 flops run padded (kernels/cuda/gemm.cc), forward and backward: on zero-padded copies, or
+// in place where the storage is padded (a pitched output, kernels/cpu/gemm.h).
 TEST(LinalgGpu, MisalignedPitchesMatchCpu) {
   LOOM_REQUIRE_GPU();
   Fn mm = [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); };
@@ -95,6 +98,19 @@ TEST(LinalgGpu, MisalignedPitchesMatchCpu) {
     return matmul_bias_act(in[0], in[1], in[2], Epilogue::BiasGelu);
   };
   expect_matches_cpu(bias, {{1100, 1001}, {1001, 1003}, {1003}}, DType::BF16, 1e-2, "padded epilogue");
+  // A tied output layer and its loss (GPT-2's head): the logits' rows stored at a 16-byte pitch
+  // and written in place, cross-entropy's gradient at the same pitch, read in place by the
+  // embedding's gradient product (and copied, padded, by the hidden state's).
+  std::vector<int32_t> label_values(512);
+  for (size_t i = 0; i < label_values.size(); ++i) label_values[i] = int32_t((i * 7919) % 4101);
+  const Tensor labels = from_vector(label_values, {2, 256});
+  Fn head = [labels](const std::vector<Tensor>& in) {
+    Tensor logits = matmul(in[0], transpose(in[1]));
+    EXPECT_FALSE(logits.is_contiguous());
+    return softmax_cross_entropy_with_integer_labels(logits, labels.to(in[0].device()));
+  };
+  expect_matches_cpu(head, {{2, 256, 256}, {4101, 256}}, DType::F32, 1e-4, "pitched head f32");
+  expect_matches_cpu(head, {{2, 256, 256}, {4101, 256}}, DType::BF16, 1e-2, "pitched head bf16");
 }
 
 TEST(LinalgGpu, StridedViewsAndEmpty) {

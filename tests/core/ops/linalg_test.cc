@@ -7,6 +7,8 @@
 #include "core/ops/elementwise.h"
 #include "core/ops/linalg.h"
 #include "core/ops/reduce.h"
+#include "core/ops/shape.h"
+#include "core/ops/loss.h"
 #include "core/precision.h"
 #include "tests/support/testing.h"
 
@@ -115,6 +117,43 @@ TEST(Linalg, MatmulStridedViews) {
   Tensor row = test_values({1, 5}, 8);
   Tensor rows(row.storage(), {4, 5}, {0, 1}, 0, DType::F64);
   EXPECT_ALLCLOSE(matmul(rows, c), ref_einsum("ik,kj->ij", rows, c), 1e-12, 1e-12);
+}
+
+// A large product whose rows are not a multiple of 16 bytes (GPT-2's vocabulary of 50257) is
+// stored with rows padded to one (kernels/cpu/gemm.h): the values are the product's, and the
+// cross-entropy over it reads the padded rows in place and writes its gradient at their pitch,
+// which the backward products read in place; every gradient equals the contiguous path's.
+TEST(Linalg, LargeMisalignedProductsStoreRowsAtA16BytePitch) {
+  const int64_t batch = 2, seq = 256, dim = 256, vocab = 4101;  // 2 * 512 * 256 * 4101 >= 2^30
+  Tensor h = test_values({batch, seq, dim}, 11, -1, 1, DType::F32);
+  Tensor emb = test_values({vocab, dim}, 12, -1, 1, DType::F32);
+  std::vector<int32_t> label_values(size_t(batch * seq));
+  for (size_t i = 0; i < label_values.size(); ++i) label_values[i] = int32_t((i * 7919) % vocab);
+  Tensor labels = from_vector(label_values, {batch, seq});
+
+  Tensor logits = matmul(h, transpose(emb));  // a tied output layer, as nn::Embed::attend
+  EXPECT_EQ(logits.shape(), (Shape{batch, seq, vocab}));
+  EXPECT_EQ(logits.strides(), (Shape{seq * 4104, 4104, 1}));  // 4101 floats padded to 16 bytes
+  EXPECT_ALLCLOSE(logits, matmul(h.to(DType::F64), transpose(emb.to(DType::F64))).to(DType::F32),
+                  1e-5, 1e-5);
+  // Below 2^30 flops, or with n a multiple of 16 bytes, the output stays contiguous.
+  EXPECT_TRUE(matmul(test_values({8, dim}, 13, -1, 1, DType::F32), transpose(emb)).is_contiguous());
+  EXPECT_TRUE(matmul(h, test_values({dim, 4104}, 14, -1, 1, DType::F32)).is_contiguous());
+
+  auto loss_grads = [&](bool contiguous) {
+    Tensor hl = autograd::make_leaf(h, 0), el = autograd::make_leaf(emb, 1);
+    autograd::RecordingGuard rec(true);
+    Tensor out = matmul(hl, transpose(el));
+    if (contiguous) out = out.contiguous();
+    Tensor loss = mean(softmax_cross_entropy_with_integer_labels(out, labels));
+    std::vector<Tensor> grads = autograd::backward(loss, {hl, el});
+    grads.insert(grads.begin(), loss.detach());
+    return grads;
+  };
+  std::vector<Tensor> padded = loss_grads(false), contiguous = loss_grads(true);
+  EXPECT_TRUE(padded[0].to_vector<float>() == contiguous[0].to_vector<float>());
+  for (size_t i = 1; i < padded.size(); ++i)
+    EXPECT_ALLCLOSE(padded[i], contiguous[i], 1e-6, 1e-7) << "gradient " << i;
 }
 
 TEST(Linalg, MatmulBatchAndVectorCases) {
