@@ -155,24 +155,45 @@ Tensor run_backward_kernel(const ConvGeometry& g, const Tensor& x_in, const Tens
 
 // --- differentiable pieces ---------------------------------------------------------------
 
-/// The convolution proper, every option resolved into `g`.
-Tensor conv_core(const Tensor& x, const Tensor& w, const ConvGeometry& g) {
+/// The convolution proper, every option resolved into `g`, over x zero-padded by `extra`
+/// (spatial (lo, hi) pairs cuDNN cannot take: the asymmetric part of SAME padding; empty:
+/// none). The padded copy is made again for the kernel gradient rather than kept: x is
+/// usually kept anyway (a ReLU's output, for its own gradient), and ResNet-50's three stride-2
+/// SAME convolutions held 364 MiB of padded copies at its step's peak (batch 256).
+Tensor conv_core(const Tensor& x, const Tensor& w, const ConvGeometry& g,
+                 const PadPairs& extra = {}) {
   Tensor wd = device_kernel(g, w);
   const bool record = autograd::needs_grad({&x, &w});
   // keep only what the requested gradients read
   bool want_x = x.grad_node() != nullptr, want_w = record && w.grad_node() != nullptr;
+  auto padded = [extra](const Tensor& t) {
+    if (extra.empty()) return t;
+    autograd::NoGradGuard no_grad;
+    return pad(t, extra);
+  };
   // On the CPU the kernel gradient reuses the forward's im2col columns (a tenth of the seed
   // CNN's step went to building them twice); run_forward keeps them only when small.
   Tensor columns;
-  Tensor out = run_forward(g, x, wd, want_w && !x.is_cuda() ? &columns : nullptr);
+  Tensor out = run_forward(g, padded(x.detach()), wd, want_w && !x.is_cuda() ? &columns : nullptr);
   if (!record) return autograd::checked("conv", std::move(out), {&x, &w});
   Tensor sx = want_w ? autograd::saved(x) : Tensor();
   Tensor sw = want_x ? wd : Tensor();
   DType x_dtype = x.dtype();
+  Shape x_shape = x.shape();
   return autograd::record("conv", out, {x, w}, [=](const Tensor& grad) {
     Grads r(2);
-    if (want_x) r[0] = run_backward_input(g, grad, sw, x_dtype, autograd::accumulation_target(0));
-    if (want_w) r[1] = run_backward_kernel(g, sx, grad, columns);
+    if (want_x && extra.empty()) {
+      r[0] = run_backward_input(g, grad, sw, x_dtype, autograd::accumulation_target(0));
+    } else if (want_x) {  // the padded input's gradient, cropped back to x
+      Shape start(x_shape.size(), 0), limit = x_shape;
+      for (size_t d = 0; d < extra.size(); ++d) {
+        start[d] = extra[d].first;
+        limit[d] += extra[d].first;
+      }
+      autograd::NoGradGuard no_grad;
+      r[0] = slice(run_backward_input(g, grad, sw, x_dtype, Tensor()), start, limit).contiguous();
+    }
+    if (want_w) r[1] = run_backward_kernel(g, columns.defined() ? sx : padded(sx), grad, columns);
     return r;
   });
 }
@@ -185,11 +206,18 @@ bool symmetric_form(const ConvGeometry& g) {
   return true;
 }
 
+/// A convolution that cuDNN's legacy API can express, on x zero-padded by `extra` first.
+struct SymmetricForm {
+  Tensor x;
+  ConvGeometry g;
+  PadPairs extra;  // conv_core's: empty, or one (lo, hi) pair per axis of x
+};
+
 /// Rewrites a convolution that cuDNN's legacy API cannot express (input dilation; asymmetric or
 /// negative padding) as one it can, with differentiable loom ops on x: zeros are interleaved
-/// for the dilation and the asymmetric part of the padding is applied (or cropped) explicitly,
-/// leaving the symmetric part p = max(0, min(lo, hi)) to the convolution.
-std::pair<Tensor, ConvGeometry> to_symmetric_form(Tensor x, ConvGeometry g) {
+/// for the dilation and negative padding crops; the asymmetric part of positive padding is left
+/// to conv_core (`extra`), and the symmetric part p = max(0, min(lo, hi)) to the convolution.
+SymmetricForm to_symmetric_form(Tensor x, ConvGeometry g) {
   for (size_t d = 0; d < size_t(g.rank()); ++d) {
     int64_t axis = int64_t(d) + 1, s = g.lhs_dilation[d], n = g.in_spatial[d];
     if (s == 1) continue;
@@ -216,13 +244,12 @@ std::pair<Tensor, ConvGeometry> to_symmetric_form(Tensor x, ConvGeometry g) {
     g.in_spatial[d] = std::max<int64_t>(0, n + a_lo + a_hi);
     g.pad_lo[d] = g.pad_hi[d] = p;
   }
-  if (empty) {
-    x = zeros(g.x_shape(), x.dtype(), x.device());  // every input element is cropped away
-  } else {
-    if (start != Shape(start.size(), 0) || limit != x.shape()) x = slice(x, start, limit);
-    if (extra != PadPairs(extra.size(), {0, 0})) x = pad(x, extra);
+  if (empty) {  // every input element is cropped away
+    return {zeros(g.x_shape(), x.dtype(), x.device()), g, {}};
   }
-  return {x, g};
+  if (start != Shape(start.size(), 0) || limit != x.shape()) x = slice(x, start, limit);
+  if (extra == PadPairs(extra.size(), {0, 0})) extra.clear();
+  return {x, g, extra};
 }
 
 /// Kernel [*k, a, b] -> [*reversed k, b, a] (lax.conv_transpose's transpose_kernel).
@@ -295,8 +322,10 @@ Tensor conv_impl(const Tensor& x, const Tensor& kernel, const ConvOptions& opt, 
   // cuDNN takes only symmetric, non-negative padding and no input dilation; the CPU kernel
   // takes everything directly (force_symmetric lets the tests check the rewrite on the CPU).
   bool nonempty = shape_numel(g.y_shape()) > 0 && xin.numel() > 0 && kernel.numel() > 0;
-  if ((xin.is_cuda() || force_symmetric) && nonempty && !symmetric_form(g))
-    std::tie(xin, g) = to_symmetric_form(xin, g);
+  if ((xin.is_cuda() || force_symmetric) && nonempty && !symmetric_form(g)) {
+    SymmetricForm f = to_symmetric_form(xin, g);
+    return conv_core(f.x, kernel, f.g, f.extra);
+  }
   return conv_core(xin, kernel, g);
 }
 

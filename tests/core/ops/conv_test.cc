@@ -330,6 +330,25 @@ TEST(Conv, SymmetricPaddingRewriteMatches) {
   }
 }
 
+// The rewrite keeps x, not its padded copy, for the kernel gradient and pads it again there (as
+// on the GPU, where ResNet-50's stride-2 SAME convolutions pad (0, 1)): with im2col columns
+// over kConvColumnsChunkBytes the CPU kernel gradient reads x too (37.7 MB of columns here).
+TEST(Conv, SymmetricPaddingRewriteRepadsForTheKernelGradient) {
+  Tensor x = test_values({8, 128, 128, 16}, 300), w = test_values({3, 3, 16, 8}, 301);
+  const ConvOptions opt{.strides = {2, 2}};  // SAME: pads (0, 1) per spatial dim
+  ASSERT_GT(size_t(8 * 64 * 64) * (9 * 16) * sizeof(double), cpu::kConvColumnsChunkBytes);
+  Tensor r = loss_weights({8, 64, 64, 8});
+  std::vector<Tensor> direct, rewritten;
+  for (int pass = 0; pass < 2; ++pass) {
+    Tensor lx = autograd::make_leaf(x, 0), lw = autograd::make_leaf(w, 1);
+    autograd::RecordingGuard rec(true);
+    Tensor y = pass == 0 ? conv(lx, lw, opt) : detail::conv_symmetric_padding_form(lx, lw, opt);
+    (pass == 0 ? direct : rewritten) = autograd::backward(sum(y * r), {lx, lw});
+  }
+  EXPECT_ALLCLOSE(rewritten[0], direct[0], 1e-12, 1e-12);
+  EXPECT_ALLCLOSE(rewritten[1], direct[1], 1e-12, 1e-12);
+}
+
 // --- goldens from Flax ----------------------------------------------------------------------
 
 Padding golden_padding(const nlohmann::json& p) {
