@@ -154,27 +154,30 @@ GemmOperand matrix_operand(Tensor& x, size_t nb, size_t split) {
   int64_t rows, sr, cols, sc;
   GemmOperand op;
   op.batch_strides.assign(x.strides().begin(), x.strides().begin() + int64_t(nb));
-  // Whether the storage holds `stored_rows` full pitches from the view's first element.
-  auto pitch_readable = [&](int64_t stored_rows, int64_t ld) {
-    return nb == 0 && (x.offset() + stored_rows * ld) * int64_t(dtype_size(x.dtype())) <=
-                          int64_t(x.storage()->nbytes());
+  // Whether the storage holds the stored rows' full pitches from the view's first element, and
+  // whether those rows are whole rows of zero-padded storage (Storage::has_zero_row_padding).
+  auto set_padding = [&](int64_t stored_rows, int64_t stored_cols) {
+    op.pitch_readable = nb == 0 && (x.offset() + stored_rows * op.ld) * int64_t(dtype_size(x.dtype())) <=
+                                       int64_t(x.storage()->nbytes());
+    op.zero_padded = op.pitch_readable && x.offset() % op.ld == 0 &&
+                     x.storage()->has_zero_row_padding(op.ld, stored_cols);
   };
   if (merge_dims(x, nb, split, rows, sr) && merge_dims(x, split, size_t(x.ndim()), cols, sc)) {
     op.data = x.raw_data();
     if (cols == 1 || sc == 1) {
       op.trans = false;
       op.ld = rows == 1 ? std::max<int64_t>(cols, 1) : sr;
-      op.pitch_readable = pitch_readable(rows, op.ld);
+      set_padding(rows, cols);
       if (op.ld >= std::max<int64_t>(cols, 1)) return op;
     }
     if (rows == 1 || sr == 1) {
       op.trans = true;
       op.ld = cols == 1 ? std::max<int64_t>(rows, 1) : sc;
-      op.pitch_readable = pitch_readable(cols, op.ld);
+      set_padding(cols, rows);
       if (op.ld >= std::max<int64_t>(rows, 1)) return op;
     }
   }
-  op.pitch_readable = false;
+  op.pitch_readable = op.zero_padded = false;
   x = x.contiguous();
   op.data = x.raw_data();
   op.trans = false;

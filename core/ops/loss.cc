@@ -119,7 +119,8 @@ Tensor softmax_cross_entropy_with_integer_labels(const Tensor& logits_in, const 
     return softmax_cross_entropy_with_integer_labels(logits_in.to(out_dtype), labels_in);
 
   // Rows at a pitch (a large product's padded output, kernels/cpu/gemm.h) are read in place,
-  // and the gradient is written at the same pitch for the products that read it back.
+  // and the gradient is written at the same pitch, its padding zeroed, for the products that
+  // read it back.
   Tensor logits = logits_in.detach(), labels = labels_in.contiguous();
   int64_t ld = row_pitch(logits);
   if (ld == 0) {
@@ -154,6 +155,7 @@ Tensor softmax_cross_entropy_with_integer_labels(const Tensor& logits_in, const 
                                       labels.dtype(), lse.raw_data(), g.raw_data(), out_dtype,
                                       dx.raw_data(), rows, n, ld);
     }
+    if (ld != n) dx.storage()->mark_zero_row_padding(ld, n);  // the kernels zero the padding
     return std::vector<Tensor>{dx};
   });
 }

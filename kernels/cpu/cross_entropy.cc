@@ -84,6 +84,7 @@ void cross_entropy_int_backward(const void* logits, DType dtype, const void* lab
         double p = std::exp(convert<double>(in[r * ld + j]) - l);
         o[r * ld + j] = convert<T>(convert<O>(g * p - (j == label ? g : 0.0)));
       }
+      for (int64_t j = n; j < ld; ++j) o[r * ld + j] = convert<T>(0.0);
     }
   });
 }

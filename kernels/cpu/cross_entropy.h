@@ -1,5 +1,5 @@
 // CPU softmax cross-entropy with integer labels (rows x n logits, rows `ld` >= n elements apart;
-// dx is written at the same pitch). Statistics in
+// dx is written at the same pitch, with zeros in each row's padding [n, ld)). Statistics in
 // double; the loss and its gradient have `loss_dtype`: the logits' dtype, or F32 for half
 // logits, which gives bit for bit what the float32 kernel gives on logits cast to F32.
 #pragma once

@@ -20,6 +20,9 @@ struct GemmOperand {
   // the GPU may then pad a free extent (A's m, B's n) in place, the extra rows or columns of C
   // being dropped, rather than copy the operand.
   bool pitch_readable = false;
+  // Also the values past the stored columns up to ld are zeros (Storage::has_zero_row_padding):
+  // the GPU may pad the contracted extent in place.
+  bool zero_padded = false;
 };
 
 /// C[b] = op(A[b]) @ op(B[b]) for every index b of batch_shape; C is contiguous

@@ -108,7 +108,8 @@ __global__ void cross_entropy_kernel(const T* logits, const L* labels, O* loss, 
   }
 }
 
-// dx's rows have the logits' pitch and alignment (the host checks), so one head serves both.
+// dx's rows have the logits' pitch and alignment (the host checks), so one head serves both;
+// the padding past n is zeroed for the products that read it (Storage::has_zero_row_padding).
 template <typename T, typename O, typename L, int G, int V>
 __global__ void cross_entropy_backward_kernel(const T* logits, const L* labels,
                                               const acc_t<T>* lse, const O* g, T* dx,
@@ -130,6 +131,7 @@ __global__ void cross_entropy_backward_kernel(const T* logits, const L* labels,
       store_pack<V>(out + j0, y);
     }
     for_edges<G>(head, head + packs * V, n, [&](int64_t j) { out[j] = grad(j, row[j]); });
+    for (int64_t j = n + threadIdx.x; j < ld; j += G) out[j] = cvt<T>(A(0));  // the row's padding
   }
 }
 

@@ -311,13 +311,15 @@ bool run_padded(const GemmProblem& p, int device, bool allow_tf32, Stream stream
   const int64_t a_rows_p = p.a.trans ? kp : mp, a_cols_p = p.a.trans ? mp : kp;
   const int64_t b_rows_p = p.b.trans ? np : kp, b_cols_p = p.b.trans ? kp : np;
   // An operand is read as it is when its pitch and address are 16-byte aligned and only its
-  // free extent (A's m, B's n: the columns when stored transposed, resp. not) needs padding and
-  // may be read up to the pitch: the extra values reach only the dropped rows/columns of C.
+  // stored columns need padding, up to a pitch that may be read: for a free extent (A's m, B's n:
+  // the columns when stored transposed, resp. not) whatever is there, since the extra values
+  // reach only the dropped rows/columns of C; for the contracted extent k, zeros.
   auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
   auto in_place = [&](const GemmOperand& x, int64_t rows, int64_t rows_p, int64_t cols,
                       int64_t cols_p, bool cols_free) {
     if (rows_p != rows || x.ld % unit != 0) return false;
-    return cols_p == cols || (cols_free && x.pitch_readable && x.ld >= cols_p && aligned(x.data));
+    const bool readable = cols_free ? x.pitch_readable : x.zero_padded;
+    return cols_p == cols || (readable && x.ld >= cols_p && aligned(x.data));
   };
   const bool pad_a = !in_place(p.a, a_rows, a_rows_p, a_cols, a_cols_p, p.a.trans);
   const bool pad_b = !in_place(p.b, b_rows, b_rows_p, b_cols, b_cols_p, !p.b.trans);

@@ -150,6 +150,18 @@ TEST(Linalg, LargeMisalignedProductsStoreRowsAtA16BytePitch) {
     grads.insert(grads.begin(), loss.detach());
     return grads;
   };
+  // Cross-entropy's gradient comes at the logits' pitch with its padding zeroed and promised
+  // so (Storage::has_zero_row_padding): the GPU's products read it in place.
+  {
+    Tensor ll = autograd::make_leaf(logits, 0);
+    autograd::RecordingGuard rec(true);
+    Tensor dl = autograd::backward(sum(softmax_cross_entropy_with_integer_labels(ll, labels)), {ll})[0];
+    EXPECT_EQ(dl.strides(), logits.strides());
+    EXPECT_TRUE(dl.storage()->has_zero_row_padding(4104, vocab));
+    Tensor rows(dl.storage(), {batch * seq, 4104}, {4104, 1}, 0, DType::F32);
+    EXPECT_EQ(sum(abs(slice_axis(rows, 1, vocab, 4104))).item<float>(), 0.f);
+    EXPECT_GT(sum(abs(slice_axis(rows, 1, 0, vocab))).item<float>(), 0.f);
+  }
   std::vector<Tensor> padded = loss_grads(false), contiguous = loss_grads(true);
   EXPECT_TRUE(padded[0].to_vector<float>() == contiguous[0].to_vector<float>());
   for (size_t i = 1; i < padded.size(); ++i)

@@ -8,6 +8,7 @@
 #include "core/ops/reduce.h"
 #include "core/ops/shape.h"
 #include "core/ops/softmax.h"
+#include "kernels/cpu/cross_entropy.h"
 #include "tests/support/testing.h"
 
 namespace loom {
@@ -100,6 +101,34 @@ TEST(Loss, IntegerLabelsInFloat32FromHalfLogits) {
   EXPECT_ALLCLOSE(wide, softmax_cross_entropy_with_integer_labels(l32.to(DType::F64), lab), 0, 0);
   EXPECT_THROW_WITH(softmax_cross_entropy_with_integer_labels(l32, lab, DType::I32), DTypeError,
                     "softmax_cross_entropy_with_integer_labels:", "dtype must be floating");
+}
+
+// The kernels read rows at a pitch and write the gradient at the same pitch, zeroing each row's
+// padding (a GPU product reads it as the zero padding of its contracted extent).
+TEST(Loss, IntegerLabelKernelsAtAPitch) {
+  const int64_t rows = 3, n = 5, ld = 8;
+  Tensor wide = test_values({rows, ld}, 40, -2, 2, DType::F32);
+  Tensor logits(wide.storage(), {rows, n}, {ld, 1}, 0, DType::F32);
+  std::vector<int32_t> label_values = {4, 0, 2};
+  Tensor labels = from_vector(label_values, {rows});
+  Tensor loss = Tensor::empty({rows}), lse = Tensor::empty({rows});
+  cpu::cross_entropy_int(logits.raw_data(), DType::F32, labels.raw_data(), DType::I32,
+                         loss.raw_data(), DType::F32, lse.raw_data(), rows, n, ld);
+  Tensor g = full({rows}, 0.5, DType::F32);
+  Tensor dx = full({rows, ld}, std::nan(""), DType::F32);
+  cpu::cross_entropy_int_backward(logits.raw_data(), DType::F32, labels.raw_data(), DType::I32,
+                                  lse.raw_data(), g.raw_data(), DType::F32, dx.raw_data(), rows, n, ld);
+  // Against the same rows stored contiguously.
+  Tensor packed = logits.contiguous(), packed_loss = Tensor::empty({rows}), packed_lse = Tensor::empty({rows});
+  cpu::cross_entropy_int(packed.raw_data(), DType::F32, labels.raw_data(), DType::I32,
+                         packed_loss.raw_data(), DType::F32, packed_lse.raw_data(), rows, n, n);
+  Tensor packed_dx = Tensor::empty({rows, n});
+  cpu::cross_entropy_int_backward(packed.raw_data(), DType::F32, labels.raw_data(), DType::I32,
+                                  packed_lse.raw_data(), g.raw_data(), DType::F32,
+                                  packed_dx.raw_data(), rows, n, n);
+  EXPECT_ALLCLOSE(loss, packed_loss, 0, 0);
+  EXPECT_ALLCLOSE(slice_axis(dx, 1, 0, n), packed_dx, 0, 0);
+  EXPECT_ALLCLOSE(slice_axis(dx, 1, n, ld), zeros({rows, ld - n}), 0, 0);
 }
 
 TEST(Loss, Gradients) {
