@@ -60,9 +60,10 @@ Tensor difference(const Tensor& predictions, const Tensor& targets, const char* 
 }
 
 // The pitch of x's rows (its last axis, elements at unit stride) when its leading axes step
-// over them at one stride of at least the row length, as a contiguous tensor or an
-// empty_padded_rows one; 0 otherwise (x is then copied).
-int64_t row_pitch(const Tensor& x) {
+// over them at one stride, the row length or up to 16 bytes more: a contiguous tensor or a large
+// product's padded output (kernels/cpu/gemm.h); 0 otherwise (x is then copied, so that a
+// gradient at x's pitch cannot be a narrow slice's share of a much wider storage).
+int64_t padded_row_pitch(const Tensor& x) {
   const int64_t n = x.shape().back();
   if (n > 1 && x.strides().back() != 1) return 0;
   bool one_row = true;
@@ -75,7 +76,8 @@ int64_t row_pitch(const Tensor& x) {
     next = stride * size;
   }
   if (one_row) return std::max<int64_t>(n, 1);
-  return pitch >= std::max<int64_t>(n, 1) ? pitch : 0;
+  const int64_t padding_bytes = (pitch - n) * int64_t(dtype_size(x.dtype()));
+  return pitch >= std::max<int64_t>(n, 1) && padding_bytes < 16 ? pitch : 0;
 }
 
 }  // namespace
@@ -122,7 +124,7 @@ Tensor softmax_cross_entropy_with_integer_labels(const Tensor& logits_in, const 
   // and the gradient is written at the same pitch, its padding zeroed, for the products that
   // read it back.
   Tensor logits = logits_in.detach(), labels = labels_in.contiguous();
-  int64_t ld = row_pitch(logits);
+  int64_t ld = padded_row_pitch(logits);
   if (ld == 0) {
     logits = logits.contiguous();
     ld = logits.shape().back();

@@ -129,6 +129,18 @@ TEST(Loss, IntegerLabelKernelsAtAPitch) {
   EXPECT_ALLCLOSE(loss, packed_loss, 0, 0);
   EXPECT_ALLCLOSE(slice_axis(dx, 1, 0, n), packed_dx, 0, 0);
   EXPECT_ALLCLOSE(slice_axis(dx, 1, n, ld), zeros({rows, ld - n}), 0, 0);
+
+  // Through the op: rows padded by under 16 bytes are read in place and the gradient comes at
+  // their pitch; a narrow slice of wider rows is copied, its gradient as narrow as the slice.
+  for (int64_t pitch : {int64_t(8), int64_t(64)}) {
+    Tensor storage_rows = test_values({rows, pitch}, 41, -2, 2, DType::F32);
+    Tensor view = autograd::make_leaf(Tensor(storage_rows.storage(), {rows, n}, {pitch, 1}, 0, DType::F32), 0);
+    autograd::RecordingGuard rec(true);
+    Tensor l = softmax_cross_entropy_with_integer_labels(view, labels);
+    Tensor d = autograd::backward(sum(l), {view})[0];
+    EXPECT_ALLCLOSE(l, softmax_cross_entropy_with_integer_labels(view.contiguous(), labels), 0, 0);
+    EXPECT_EQ(d.strides(), pitch == 8 ? (Shape{8, 1}) : (Shape{n, 1})) << pitch;
+  }
 }
 
 TEST(Loss, Gradients) {
