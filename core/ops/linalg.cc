@@ -157,8 +157,9 @@ GemmOperand matrix_operand(Tensor& x, size_t nb, size_t split) {
   // Whether the storage holds the stored rows' full pitches from the view's first element, and
   // whether those rows are whole rows of zero-padded storage (Storage::has_zero_row_padding).
   auto set_padding = [&](int64_t stored_rows, int64_t stored_cols) {
-    op.pitch_readable = nb == 0 && (x.offset() + stored_rows * op.ld) * int64_t(dtype_size(x.dtype())) <=
-                                       int64_t(x.storage()->nbytes());
+    op.pitch_readable = nb == 0 && op.ld > 0 &&
+                        (x.offset() + stored_rows * op.ld) * int64_t(dtype_size(x.dtype())) <=
+                            int64_t(x.storage()->nbytes());
     op.zero_padded = op.pitch_readable && x.offset() % op.ld == 0 &&
                      x.storage()->has_zero_row_padding(op.ld, stored_cols);
   };
