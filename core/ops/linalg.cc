@@ -218,36 +218,76 @@ Tensor dot_forward(const Tensor& a, const Tensor& b, const DotPlan& p) {
 }
 
 // Gradients of dot_general: each is a dot_general of the output gradient g with the other
-// operand, then a transpose back to the operand's axis order. The operand order in each product
-// is chosen so that for the usual layouts (x [batch, free, contracting] and kernel
-// [contracting, free]) the transpose is the identity and the gradient comes out contiguous.
-Tensor lhs_grad(const Tensor& g, const Tensor& b, const DotPlan& p) {
+// operand, then a transpose back to the operand's axis order. Of the two operand orders of that
+// product, the one is taken whose result is laid out as the operand is stored: for the usual
+// layouts (x [batch, free, contracting], kernel [contracting, free]) the transpose is the identity
+// and the gradient comes out contiguous; for an operand that is a transposed view (a tied output
+// layer's transpose(embedding)) the gradient is contiguous in the storage's order, so that the
+// view's own gradient (the transpose back) is contiguous too and adds to the parameter's other
+// gradients without a strided pass.
+
+// Whether `outer`'s axes all have larger strides than `inner`'s (size-1 axes aside): x is stored
+// with the `outer` axes outside. False when either set has no axis of size > 1.
+bool stored_outside(const Tensor& x, const Axes& outer, const Axes& inner) {
+  int64_t min_outer = -1, max_inner = -1;
+  for (int64_t ax : outer)
+    if (x.shape()[size_t(ax)] > 1) {
+      const int64_t s = x.strides()[size_t(ax)];
+      min_outer = min_outer < 0 ? s : std::min(min_outer, s);
+    }
+  for (int64_t ax : inner)
+    if (x.shape()[size_t(ax)] > 1) max_inner = std::max(max_inner, x.strides()[size_t(ax)]);
+  return min_outer >= 0 && max_inner >= 0 && min_outer > max_inner;
+}
+
+// The positions of `axes` sorted by the axis numbers in `by` (the order in which a product
+// returns another operand's contracting dims).
+std::vector<size_t> order_by(const Axes& by) {
+  std::vector<size_t> order(by.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  std::sort(order.begin(), order.end(), [&](size_t i, size_t j) { return by[i] < by[j]; });
+  return order;
+}
+
+// a's gradient. contracting_outside: a is stored with its contracting axes outside its free ones.
+Tensor lhs_grad(const Tensor& g, const Tensor& b, const DotPlan& p, bool contracting_outside) {
   size_t nb = p.lb.size(), nfa = p.lf.size(), nfb = p.rf.size();
-  Tensor r = dot_general(g, b, {iota_axes(nb + nfa, nb + nfa + nfb), p.rf, iota_axes(0, nb), p.rb});
-  // r: [batch, a's free dims, b's contracting dims in ascending b-axis order]
   Axes perm(nb + nfa + p.lc.size());
   int64_t rd = 0;
   for (int64_t ax : p.lb) perm[size_t(ax)] = rd++;
-  for (int64_t ax : p.lf) perm[size_t(ax)] = rd++;
-  std::vector<size_t> order(p.rc.size());
-  std::iota(order.begin(), order.end(), size_t(0));
-  std::sort(order.begin(), order.end(), [&](size_t i, size_t j) { return p.rc[i] < p.rc[j]; });
-  for (size_t j : order) perm[size_t(p.lc[j])] = rd++;
+  Tensor r;
+  if (contracting_outside) {
+    // r: [batch, b's contracting dims in ascending b-axis order, a's free dims]
+    r = dot_general(b, g, {p.rf, iota_axes(nb + nfa, nb + nfa + nfb), p.rb, iota_axes(0, nb)});
+    for (size_t j : order_by(p.rc)) perm[size_t(p.lc[j])] = rd++;
+    for (int64_t ax : p.lf) perm[size_t(ax)] = rd++;
+  } else {
+    // r: [batch, a's free dims, b's contracting dims in ascending b-axis order]
+    r = dot_general(g, b, {iota_axes(nb + nfa, nb + nfa + nfb), p.rf, iota_axes(0, nb), p.rb});
+    for (int64_t ax : p.lf) perm[size_t(ax)] = rd++;
+    for (size_t j : order_by(p.rc)) perm[size_t(p.lc[j])] = rd++;
+  }
   return permute_axes(r, perm);
 }
 
-Tensor rhs_grad(const Tensor& a, const Tensor& g, const DotPlan& p) {
+// b's gradient. free_outside: b is stored with its free axes outside its contracting ones.
+Tensor rhs_grad(const Tensor& a, const Tensor& g, const DotPlan& p, bool free_outside) {
   size_t nb = p.lb.size(), nfa = p.lf.size(), nfb = p.rf.size();
-  Tensor r = dot_general(a, g, {p.lf, iota_axes(nb, nb + nfa), p.lb, iota_axes(0, nb)});
-  // r: [batch, a's contracting dims in ascending a-axis order, b's free dims]
   Axes perm(nb + nfb + p.rc.size());
   int64_t rd = 0;
   for (int64_t ax : p.rb) perm[size_t(ax)] = rd++;
-  std::vector<size_t> order(p.lc.size());
-  std::iota(order.begin(), order.end(), size_t(0));
-  std::sort(order.begin(), order.end(), [&](size_t i, size_t j) { return p.lc[i] < p.lc[j]; });
-  for (size_t j : order) perm[size_t(p.rc[j])] = rd++;
-  for (int64_t ax : p.rf) perm[size_t(ax)] = rd++;
+  Tensor r;
+  if (free_outside) {
+    // r: [batch, b's free dims, a's contracting dims in ascending a-axis order]
+    r = dot_general(g, a, {iota_axes(nb, nb + nfa), p.lf, iota_axes(0, nb), p.lb});
+    for (int64_t ax : p.rf) perm[size_t(ax)] = rd++;
+    for (size_t j : order_by(p.lc)) perm[size_t(p.rc[j])] = rd++;
+  } else {
+    // r: [batch, a's contracting dims in ascending a-axis order, b's free dims]
+    r = dot_general(a, g, {p.lf, iota_axes(nb, nb + nfa), p.lb, iota_axes(0, nb)});
+    for (size_t j : order_by(p.lc)) perm[size_t(p.rc[j])] = rd++;
+    for (int64_t ax : p.rf) perm[size_t(ax)] = rd++;
+  }
   return permute_axes(r, perm);
 }
 
@@ -262,10 +302,12 @@ Tensor dot_general(const Tensor& a_in, const Tensor& b_in, const DotDims& dims) 
   if (!autograd::needs_grad({&a, &b})) return autograd::checked("dot_general", std::move(out), {&a, &b});
   bool need_a = a.grad_node() != nullptr, need_b = b.grad_node() != nullptr;
   Tensor sa = autograd::saved(a), sb = autograd::saved(b);
+  const bool a_contracting_outside = stored_outside(a, p.lc, p.lf);
+  const bool b_free_outside = stored_outside(b, p.rf, p.rc);
   return autograd::record("dot_general", out, {a, b}, [=](const Tensor& g) {
     Grads grads(2);
-    if (need_a) grads[0] = lhs_grad(g, sb, p);
-    if (need_b) grads[1] = rhs_grad(sa, g, p);
+    if (need_a) grads[0] = lhs_grad(g, sb, p, a_contracting_outside);
+    if (need_b) grads[1] = rhs_grad(sa, g, p, b_free_outside);
     return grads;
   });
 }
@@ -295,7 +337,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   Tensor out;
   if (shape_numel(bb) == 1 && batch == ab) {
     // x [..., M, K] @ w [K, N] (Dense): x's batch dims fold into M, one GEMM with no broadcast.
-    out = dot_general(a2, b2.reshape({b2.dim(-2), b2.dim(-1)}), {{a2.ndim() - 1}, {0}, {}, {}});
+    // A 2-D w is taken as it is: a transposed view (a tied output layer's) stays a view.
+    Tensor w = b2.ndim() == 2 ? b2 : b2.reshape({b2.dim(-2), b2.dim(-1)});
+    out = dot_general(a2, w, {{a2.ndim() - 1}, {0}, {}, {}});
   } else {
     Shape as = batch, bs = batch;
     as.insert(as.end(), a2.shape().end() - 2, a2.shape().end());

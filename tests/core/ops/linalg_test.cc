@@ -168,6 +168,35 @@ TEST(Linalg, LargeMisalignedProductsStoreRowsAtA16BytePitch) {
     EXPECT_ALLCLOSE(padded[i], contiguous[i], 1e-6, 1e-7) << "gradient " << i;
 }
 
+// A product's gradient is laid out as its operand is stored: through a transposed view of a
+// parameter (a tied output layer, x @ transpose(embedding)) the parameter's gradient comes out
+// contiguous, as it does for a kernel stored [in, out] and for x, and the view costs no copy.
+TEST(Linalg, GradientsFollowTheOperandsStorageOrder) {
+  Tensor h = test_values({2, 4, 6}, 21), emb = test_values({10, 6}, 22), kernel = test_values({6, 10}, 23);
+  Tensor r = test_values({2, 4, 10}, 24);
+  for (bool tied : {true, false}) {
+    Tensor hl = autograd::make_leaf(h, 0), wl = autograd::make_leaf(tied ? emb : kernel, 1);
+    autograd::RecordingGuard rec(true);
+    Tensor y = matmul(hl, tied ? transpose(wl) : wl);
+    std::vector<Tensor> grads = autograd::backward(sum(y * r), {hl, wl});
+    EXPECT_TRUE(grads[0].is_contiguous()) << tied;
+    EXPECT_TRUE(grads[1].is_contiguous()) << tied;
+    Tensor h2 = h.reshape({8, 6}), r2 = r.reshape({8, 10});
+    Tensor expected_w = tied ? ref_einsum("mn,mk->nk", r2, h2) : ref_einsum("mk,mn->kn", h2, r2);
+    EXPECT_ALLCLOSE(grads[1], expected_w, 1e-12, 1e-12) << tied;
+    Tensor w = tied ? transpose(emb).contiguous() : kernel;
+    EXPECT_ALLCLOSE(grads[0], ref_einsum("mn,kn->mk", r2, w).reshape({2, 4, 6}), 1e-12, 1e-12) << tied;
+  }
+  // A transposed lhs: transpose(xt) @ kernel with xt stored [K, M].
+  Tensor xt = test_values({6, 8}, 25), r2 = r.reshape({8, 10});
+  Tensor xl = autograd::make_leaf(xt, 0), wl = autograd::make_leaf(kernel, 1);
+  autograd::RecordingGuard rec(true);
+  std::vector<Tensor> grads = autograd::backward(sum(matmul(transpose(xl), wl) * r2), {xl, wl});
+  EXPECT_TRUE(grads[0].is_contiguous());
+  EXPECT_ALLCLOSE(grads[0], ref_einsum("kn,mn->km", kernel, r2), 1e-12, 1e-12);
+  EXPECT_ALLCLOSE(grads[1], ref_einsum("km,mn->kn", xt, r2), 1e-12, 1e-12);
+}
+
 TEST(Linalg, MatmulBatchAndVectorCases) {
   Tensor a = test_values({2, 1, 3, 4}, 9), b = test_values({5, 4, 2}, 10);
   Tensor out = matmul(a, b);
