@@ -4,7 +4,10 @@
 - ResNet50: Flax's examples/imagenet/models.py (ResNet v1.5, BatchNorm momentum 0.9, eps 1e-5,
   zero-initialised last BN scale per block), without the pmap axis_name (one device here).
 - GPT2: GPT-2 small (12 layers, 768 channels, 12 heads, tied embeddings, tanh GELU, no dropout,
-  as llm.c trains it); attention through jax.nn.dot_product_attention (cuDNN on the GPU).
+  as llm.c trains it); attention through jax.nn.dot_product_attention (cuDNN on the GPU). Flax's
+  default initialisers and LayerNorm epsilon, as loom's TransformerLM (until 2026-11-27 the
+  embeddings were normal(0.02) and epsilon 1e-5: the same work per step, a different loss curve);
+  one fused q/k/v projection where loom has three.
 
 `dtype` is the computation dtype (bf16 for mixed precision); params stay float32 (param_dtype),
 which is Flax's way of keeping f32 master weights.
@@ -107,8 +110,8 @@ class Block(nn.Module):
   def __call__(self, x):
     c = x.shape[-1]
     x = x + CausalSelfAttention(self.num_heads, self.dtype, self.implementation, name='attn')(
-        nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name='ln_1')(x))
-    h = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name='ln_2')(x)
+        nn.LayerNorm(dtype=self.dtype, name='ln_1')(x))
+    h = nn.LayerNorm(dtype=self.dtype, name='ln_2')(x)
     h = nn.Dense(4 * c, dtype=self.dtype, name='c_fc')(h)
     h = nn.Dense(c, dtype=self.dtype, name='c_proj')(nn.gelu(h, approximate=True))
     return x + h
@@ -126,12 +129,10 @@ class GPT2(nn.Module):
   @nn.compact
   def __call__(self, tokens, train: bool = True):
     del train
-    wte = nn.Embed(self.vocab_size, self.channels, dtype=self.dtype,
-                   embedding_init=nn.initializers.normal(0.02), name='wte')
-    wpe = nn.Embed(self.block_size, self.channels, dtype=self.dtype,
-                   embedding_init=nn.initializers.normal(0.02), name='wpe')
+    wte = nn.Embed(self.vocab_size, self.channels, dtype=self.dtype, name='wte')
+    wpe = nn.Embed(self.block_size, self.channels, dtype=self.dtype, name='wpe')
     x = wte(tokens) + wpe(jnp.arange(tokens.shape[1])[None])
     for i in range(self.num_layers):
       x = Block(self.num_heads, self.dtype, self.implementation, name=f'h_{i}')(x)
-    x = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name='ln_f')(x)
+    x = nn.LayerNorm(dtype=self.dtype, name='ln_f')(x)
     return wte.attend(x)  # tied output projection
