@@ -59,4 +59,26 @@ int64_t normalize_axis(int64_t axis, int64_t ndim, const char* op) {
   return a;
 }
 
+bool merge_dims(const Shape& shape, const Shape& strides, size_t begin, size_t end,
+                int64_t& size, int64_t& stride) {
+  size = 1;
+  stride = 0;
+  bool first = true;
+  for (size_t d = begin; d < end; ++d) {
+    int64_t n = shape[d], s = strides[d];
+    if (n == 1) continue;
+    if (first) {
+      size = n;
+      stride = s;
+      first = false;
+    } else if (stride == s * n) {
+      size *= n;
+      stride = s;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace loom

@@ -1,14 +1,13 @@
 #include "core/ops/linalg.h"
 
 #include <algorithm>
-#include <cctype>
-#include <map>
 #include <numeric>
 #include <tuple>
 
 #include "core/autodiff.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/product_operands.h"
 #include "core/ops/shape.h"
 #include "core/precision.h"
 #if LOOM_CUDA
@@ -38,35 +37,6 @@ int64_t prod_of(const Shape& shape, const Axes& axes) {
   return n;
 }
 
-// numpy.transpose as a strided view (no copy), differentiable. Private to this file: the shape
-// ops' public transpose lives in core/ops/shape.h.
-Tensor permute_axes(const Tensor& x, const Axes& perm) {
-  bool identity = true;
-  for (size_t i = 0; i < perm.size(); ++i) identity = identity && perm[i] == int64_t(i);
-  if (identity) return x;
-  Shape shape(perm.size()), strides(perm.size());
-  Axes inverse(perm.size());
-  for (size_t i = 0; i < perm.size(); ++i) {
-    shape[i] = x.shape()[size_t(perm[i])];
-    strides[i] = x.strides()[size_t(perm[i])];
-    inverse[size_t(perm[i])] = int64_t(i);
-  }
-  Tensor out(x.storage(), shape, strides, x.offset(), x.dtype());
-  return autograd::record("transpose", out, {x}, [inverse](const Tensor& g) {
-    return Grads{permute_axes(g, inverse)};
-  });
-}
-
-void check_operands(const Tensor& a, const Tensor& b, const char* op) {
-  LOOM_CHECK(a.defined() && b.defined(), ValueError, op, ": undefined operand");
-  LOOM_CHECK(a.device() == b.device(), DeviceError, op, ": operands are on different devices (",
-             a.device().str(), " with shape ", shape_str(a.shape()), " and ", b.device().str(),
-             " with shape ", shape_str(b.shape()), "); move one with .to(device)");
-  DType dt = promote_types(a.dtype(), b.dtype());
-  LOOM_CHECK(is_floating(dt), DTypeError, op, ": operands must be floating, got ",
-             dtype_name(a.dtype()), " (shape ", shape_str(a.shape()), ") and ",
-             dtype_name(b.dtype()), " (shape ", shape_str(b.shape()), "); cast with .to(DType::F32)");
-}
 
 // ---------------------------------------------------------------------------------------------
 // dot_general
@@ -125,28 +95,6 @@ DotPlan plan_dot(const Tensor& a, const Tensor& b, const DotDims& dims, const ch
   return p;
 }
 
-// Dims [begin, end) of x as one (size, stride) dim, if they are uniformly strided.
-bool merge_dims(const Tensor& x, size_t begin, size_t end, int64_t& size, int64_t& stride) {
-  size = 1;
-  stride = 0;
-  bool first = true;
-  for (size_t d = begin; d < end; ++d) {
-    int64_t n = x.shape()[d], s = x.strides()[d];
-    if (n == 1) continue;
-    if (first) {
-      size = n;
-      stride = s;
-      first = false;
-    } else if (stride == s * n) {
-      size *= n;
-      stride = s;
-    } else {
-      return false;
-    }
-  }
-  return true;
-}
-
 // x viewed as [batch (nb dims)..., rows (dims nb..split)..., cols (split..)...] as a GEMM
 // operand. Transposed and sliced views become a transpose flag and a leading dimension; only
 // views that no leading dimension describes are copied (x then holds the copy).
@@ -163,7 +111,8 @@ GemmOperand matrix_operand(Tensor& x, size_t nb, size_t split) {
     op.zero_padded = op.pitch_readable && x.offset() % op.ld == 0 &&
                      x.storage()->has_zero_row_padding(op.ld, stored_cols);
   };
-  if (merge_dims(x, nb, split, rows, sr) && merge_dims(x, split, size_t(x.ndim()), cols, sc)) {
+  if (merge_dims(x.shape(), x.strides(), nb, split, rows, sr) &&
+      merge_dims(x.shape(), x.strides(), split, size_t(x.ndim()), cols, sc)) {
     op.data = x.raw_data();
     if (cols == 1 || sc == 1) {
       op.trans = false;
@@ -193,8 +142,8 @@ Tensor dot_forward(const Tensor& a, const Tensor& b, const DotPlan& p) {
   if (!a.is_cuda() && (dt == DType::BF16 || dt == DType::F16))  // OpenBLAS has no half GEMM
     return dot_forward(a.to(DType::F32), b.to(DType::F32), p).to(dt);
   size_t nb = p.lb.size();
-  Tensor av = permute_axes(a, concat({&p.lb, &p.lf, &p.lc}));
-  Tensor bv = permute_axes(b, concat({&p.rb, &p.rc, &p.rf}));
+  Tensor av = transpose(a, concat({&p.lb, &p.lf, &p.lc}));
+  Tensor bv = transpose(b, concat({&p.rb, &p.rc, &p.rf}));
   GemmProblem g;
   g.dtype = dt;
   g.m = prod_of(a.shape(), p.lf);
@@ -267,7 +216,7 @@ Tensor lhs_grad(const Tensor& g, const Tensor& b, const DotPlan& p, bool contrac
     for (int64_t ax : p.lf) perm[size_t(ax)] = rd++;
     for (size_t j : order_by(p.rc)) perm[size_t(p.lc[j])] = rd++;
   }
-  return permute_axes(r, perm);
+  return transpose(r, perm);
 }
 
 // b's gradient. free_outside: b is stored with its free axes outside its contracting ones.
@@ -288,13 +237,13 @@ Tensor rhs_grad(const Tensor& a, const Tensor& g, const DotPlan& p, bool free_ou
     for (size_t j : order_by(p.lc)) perm[size_t(p.rc[j])] = rd++;
     for (int64_t ax : p.rf) perm[size_t(ax)] = rd++;
   }
-  return permute_axes(r, perm);
+  return transpose(r, perm);
 }
 
 }  // namespace
 
 Tensor dot_general(const Tensor& a_in, const Tensor& b_in, const DotDims& dims) {
-  check_operands(a_in, b_in, "dot_general");
+  check_product_operands(a_in, b_in, "dot_general");
   DotPlan p = plan_dot(a_in, b_in, dims, "dot_general");
   DType dt = promote_types(a_in.dtype(), b_in.dtype());
   Tensor a = a_in.to(dt), b = b_in.to(dt);  // differentiable casts carry mixed-dtype gradients
@@ -313,7 +262,7 @@ Tensor dot_general(const Tensor& a_in, const Tensor& b_in, const DotDims& dims) 
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
-  check_operands(a, b, "matmul");
+  check_product_operands(a, b, "matmul");
   auto shapes = [&] {
     return detail::cat("matmul: a has shape ", shape_str(a.shape()), " and b has shape ",
                        shape_str(b.shape()));
@@ -355,162 +304,6 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     out = out.reshape(s);
   }
   return out;
-}
-
-// ---------------------------------------------------------------------------------------------
-// einsum
-
-namespace {
-
-constexpr int kEllipsisLabel = 1000;  // labels >= this are "..." dims; letters are char codes
-
-struct EinsumTerm {
-  std::vector<int> labels;  // -1 marks the ellipsis
-  bool ellipsis = false;
-};
-
-EinsumTerm parse_term(const std::string& s, const std::string& spec) {
-  EinsumTerm t;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s.compare(i, 3, "...") == 0) {
-      LOOM_CHECK(!t.ellipsis, ValueError, "einsum: '", spec, "' has two '...' in one term");
-      t.ellipsis = true;
-      t.labels.push_back(-1);
-      i += 2;
-    } else {
-      LOOM_CHECK(std::isalpha(static_cast<unsigned char>(s[i])), ValueError, "einsum: '", spec,
-                 "' contains '", s[i], "'; use letters, '...', one ',' and '->'");
-      t.labels.push_back(s[i]);
-    }
-  }
-  return t;
-}
-
-std::vector<int> expand(const EinsumTerm& t, int64_t ell_rank, int64_t max_rank) {
-  std::vector<int> out;
-  for (int l : t.labels) {
-    if (l != -1) {
-      out.push_back(l);
-      continue;
-    }
-    for (int64_t j = 0; j < ell_rank; ++j) out.push_back(kEllipsisLabel + int(max_rank - ell_rank + j));
-  }
-  return out;
-}
-
-std::string label_str(int l) {
-  return l >= kEllipsisLabel ? detail::cat("...[", l - kEllipsisLabel, "]") : std::string(1, char(l));
-}
-
-int64_t position(const std::vector<int>& labels, int l) {
-  auto it = std::find(labels.begin(), labels.end(), l);
-  return it == labels.end() ? -1 : int64_t(it - labels.begin());
-}
-
-}  // namespace
-
-Tensor einsum(const std::string& spec_in, const Tensor& a_in, const Tensor& b_in) {
-  check_operands(a_in, b_in, "einsum");
-  std::string spec;
-  for (char c : spec_in)
-    if (!std::isspace(static_cast<unsigned char>(c))) spec += c;
-  auto shapes = [&] {
-    return detail::cat(" (spec '", spec_in, "', shapes ", shape_str(a_in.shape()), " and ",
-                       shape_str(b_in.shape()), ")");
-  };
-  size_t arrow = spec.find("->");
-  std::string lhs = spec.substr(0, arrow);
-  size_t comma = lhs.find(',');
-  LOOM_CHECK(comma != std::string::npos && lhs.find(',', comma + 1) == std::string::npos,
-             ValueError, "einsum: this einsum takes exactly two operands", shapes());
-  EinsumTerm ta = parse_term(lhs.substr(0, comma), spec), tb = parse_term(lhs.substr(comma + 1), spec);
-  auto ell_rank = [&](const EinsumTerm& t, const Tensor& x) {
-    int64_t letters = int64_t(t.labels.size()) - (t.ellipsis ? 1 : 0);
-    LOOM_CHECK(t.ellipsis ? x.ndim() >= letters : x.ndim() == letters, ShapeError,
-               "einsum: a term has ", letters, " indices for an operand of rank ", x.ndim(), shapes());
-    return x.ndim() - letters;
-  };
-  int64_t ra = ell_rank(ta, a_in), rb = ell_rank(tb, b_in), rmax = std::max(ra, rb);
-  std::vector<int> la = expand(ta, ra, rmax), lb = expand(tb, rb, rmax), lo;
-  if (arrow != std::string::npos) {
-    EinsumTerm to = parse_term(spec.substr(arrow + 2), spec);
-    lo = expand(to, rmax, rmax);
-  } else {  // numpy's implicit output: broadcast dims, then letters used once, sorted
-    for (int64_t j = 0; j < rmax; ++j) lo.push_back(kEllipsisLabel + int(j));
-    std::map<int, int> count;
-    for (int l : la) count[l]++;
-    for (int l : lb) count[l]++;
-    for (auto [l, n] : count)
-      if (n == 1 && l < kEllipsisLabel) lo.push_back(l);
-  }
-  for (const auto* labels : {&la, &lb}) {
-    for (size_t i = 0; i < labels->size(); ++i)
-      if (position(*labels, (*labels)[i]) != int64_t(i))
-        LOOM_THROW(NotImplementedError, "einsum: index '", label_str((*labels)[i]),
-                   "' repeats within one operand (diagonals are not supported)", shapes());
-  }
-  for (size_t i = 0; i < lo.size(); ++i) {
-    LOOM_CHECK(position(lo, lo[i]) == int64_t(i), ValueError, "einsum: output index '",
-               label_str(lo[i]), "' repeats", shapes());
-    LOOM_CHECK(position(la, lo[i]) >= 0 || position(lb, lo[i]) >= 0, ValueError,
-               "einsum: output index '", label_str(lo[i]), "' is in neither operand", shapes());
-  }
-
-  // Shared indices of size 1 on one side broadcast to the other side's size.
-  Tensor a = a_in, b = b_in;
-  Shape sa = a.shape(), sb = b.shape();
-  for (size_t i = 0; i < la.size(); ++i) {
-    int64_t j = position(lb, la[i]);
-    if (j < 0 || sa[i] == sb[size_t(j)]) continue;
-    LOOM_CHECK(sa[i] == 1 || sb[size_t(j)] == 1, ShapeError, "einsum: index '", label_str(la[i]),
-               "' has size ", sa[i], " in the first operand and ", sb[size_t(j)],
-               " in the second", shapes());
-    if (sa[i] == 1) sa[i] = sb[size_t(j)];
-    else sb[size_t(j)] = sa[i];
-  }
-  if (sa != a.shape()) a = broadcast_to(a, sa);
-  if (sb != b.shape()) b = broadcast_to(b, sb);
-
-  // Indices in one operand only and not in the output are summed away first.
-  auto sum_private = [&](Tensor& x, std::vector<int>& labels, const std::vector<int>& other) {
-    Axes axes;
-    std::vector<int> kept;
-    for (size_t i = 0; i < labels.size(); ++i) {
-      if (position(other, labels[i]) < 0 && position(lo, labels[i]) < 0) axes.push_back(int64_t(i));
-      else kept.push_back(labels[i]);
-    }
-    if (!axes.empty()) {
-      x = sum(x, axes);
-      labels = kept;
-    }
-  };
-  sum_private(a, la, lb);
-  sum_private(b, lb, la);
-
-  DotDims dims;
-  std::vector<int> result;  // labels of dot_general's output
-  for (int l : lo) {
-    if (position(la, l) >= 0 && position(lb, l) >= 0) {
-      dims.lhs_batch.push_back(position(la, l));
-      dims.rhs_batch.push_back(position(lb, l));
-      result.push_back(l);
-    }
-  }
-  for (size_t i = 0; i < la.size(); ++i) {
-    int64_t j = position(lb, la[i]);
-    if (j >= 0 && position(lo, la[i]) < 0) {
-      dims.lhs_contracting.push_back(int64_t(i));
-      dims.rhs_contracting.push_back(j);
-    }
-  }
-  for (int l : la)
-    if (position(lb, l) < 0) result.push_back(l);
-  for (int l : lb)
-    if (position(la, l) < 0) result.push_back(l);
-  Tensor r = dot_general(a, b, dims);
-  Axes perm;
-  for (int l : lo) perm.push_back(position(result, l));
-  return permute_axes(r, perm);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -576,8 +369,8 @@ Tensor activate(const Tensor& z, Epilogue ep) {
 
 Tensor matmul_bias_act(const Tensor& a, const Tensor& b, const Tensor& bias, Epilogue ep) {
   if (ep == Epilogue::None) return matmul(a, b);
-  check_operands(a, b, "matmul_bias_act");
-  check_operands(a, bias, "matmul_bias_act");
+  check_product_operands(a, b, "matmul_bias_act");
+  check_product_operands(a, bias, "matmul_bias_act");
   LOOM_CHECK(a.ndim() >= 1 && b.ndim() == 2 && bias.ndim() == 1 && a.dim(-1) == b.dim(0) &&
                  bias.dim(0) == b.dim(1),
              ShapeError, "matmul_bias_act: expected a [..., K], b [K, N] and bias [N], got a ",

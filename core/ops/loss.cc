@@ -65,17 +65,11 @@ Tensor difference(const Tensor& predictions, const Tensor& targets, const char* 
 // gradient at x's pitch cannot be a narrow slice's share of a much wider storage).
 int64_t padded_row_pitch(const Tensor& x) {
   const int64_t n = x.shape().back();
-  if (n > 1 && x.strides().back() != 1) return 0;
-  bool one_row = true;
-  int64_t pitch = 0, next = 0;  // next: the stride the axis before the last merged one needs
-  for (int64_t d = x.ndim() - 2; d >= 0; --d) {
-    const int64_t size = x.shape()[size_t(d)], stride = x.strides()[size_t(d)];
-    if (size == 1) continue;
-    if (one_row) pitch = stride, one_row = false;
-    else if (stride != next) return 0;
-    next = stride * size;
-  }
-  if (one_row) return std::max<int64_t>(n, 1);
+  int64_t rows = 0, pitch = 0;
+  if ((n > 1 && x.strides().back() != 1) ||
+      !merge_dims(x.shape(), x.strides(), 0, size_t(x.ndim() - 1), rows, pitch))
+    return 0;
+  if (rows <= 1) return std::max<int64_t>(n, 1);
   const int64_t padding_bytes = (pitch - n) * int64_t(dtype_size(x.dtype()));
   return pitch >= std::max<int64_t>(n, 1) && padding_bytes < 16 ? pitch : 0;
 }

@@ -21,7 +21,7 @@ void run(const GemmProblem& p, Gemm gemm) {
   int64_t batch = shape_numel(p.batch_shape);
   T* c = static_cast<T*>(p.c);
   if (p.m == 0 || p.n == 0 || batch == 0) return;
-  const int64_t ldc = p.ldc ? p.ldc : p.n;
+  const int64_t ldc = p.c_ld();
   LOOM_INTERNAL_ASSERT(ldc >= p.n && (ldc == p.n || p.batch_shape.empty()));
   if (p.k == 0) {  // an empty sum; BLAS would also give zeros, but not every BLAS for every beta
     for (int64_t r = 0; r < batch * p.m; ++r) std::memset(c + r * ldc, 0, size_t(p.n) * sizeof(T));

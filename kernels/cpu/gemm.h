@@ -35,6 +35,8 @@ struct GemmProblem {
   GemmOperand a, b;
   void* c = nullptr;
   int64_t ldc = 0;  // 0: n (contiguous)
+
+  int64_t c_ld() const { return ldc ? ldc : n; }
 };
 
 /// Whether the GPU runs a product padded to 16-byte extents (kernels/cuda/gemm.cc): cuBLASLt's

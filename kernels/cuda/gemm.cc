@@ -150,7 +150,8 @@ void set_layout_batch(Layout& l, int32_t count, int64_t stride) {
 // One strategy for the whole problem: the innermost batch dim as cuBLASLt's strided batch when
 // `lt_batch`, otherwise every batch dim looped on the host. False when cuBLASLt has no algorithm.
 bool run(const GemmProblem& p, const BatchDims& bd, bool lt_batch, int device, bool allow_tf32,
-         Stream stream, cublasLtEpilogue_t epilogue, const void* bias, int64_t ldc) {
+         Stream stream, cublasLtEpilogue_t epilogue, const void* bias) {
+  const int64_t ldc = p.c_ld();
   bool fused = epilogue != CUBLASLT_EPILOGUE_DEFAULT;
   size_t esize = dtype_size(p.dtype);
   cudaDataType_t dt = data_type(p.dtype);
@@ -325,7 +326,7 @@ bool run_padded(const GemmProblem& p, int device, bool allow_tf32, Stream stream
   const bool pad_b = !in_place(p.b, b_rows, b_rows_p, b_cols, b_cols_p, !p.b.trans);
   // C is written in place when its rows are padded to the 16-byte multiple already (a pitched
   // output, whose columns past n are scratch).
-  const int64_t ldc = p.ldc ? p.ldc : p.n;
+  const int64_t ldc = p.c_ld();
   const bool pad_c = mp != p.m || (np != p.n && (ldc < np || ldc % unit != 0 || !aligned(p.c)));
   if (!pad_a && !pad_b && !pad_c && np == p.n) return false;
   if (epilogue == CUBLASLT_EPILOGUE_BGRADA && np != p.n) return false;  // an output, not padded
@@ -363,8 +364,7 @@ bool run_padded(const GemmProblem& p, int device, bool allow_tf32, Stream stream
   }
   const void* q_bias = bias;
   if (bias && np != p.n) q_bias = padded_copy(bias, p.n, 1, p.n, 1, np);
-  if (!run(q, BatchDims{}, /*lt_batch=*/true, device, allow_tf32, stream, epilogue, q_bias,
-           q.ldc ? q.ldc : np))
+  if (!run(q, BatchDims{}, /*lt_batch=*/true, device, allow_tf32, stream, epilogue, q_bias))
     return false;
   if (pad_c)
     LOOM_CUDA_CHECK(cudaMemcpy2DAsync(p.c, size_t(ldc * esize), q.c, size_t(np * esize),
@@ -384,7 +384,7 @@ bool gemm_with(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
   bool fused = epilogue != CUBLASLT_EPILOGUE_DEFAULT;
   LOOM_CHECK(!fused || bias, ValueError, "matmul_bias_act: bias epilogue without a bias");
   ensure_device(device);
-  const int64_t ldc = p.ldc ? p.ldc : p.n;
+  const int64_t ldc = p.c_ld();
   LOOM_INTERNAL_ASSERT(ldc >= p.n && (ldc == p.n || p.batch_shape.empty()));
   const size_t esize = dtype_size(p.dtype);
   if (p.k == 0) {  // an empty sum; cuBLASLt rejects k = 0
@@ -395,9 +395,9 @@ bool gemm_with(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
   }
   BatchDims bd = collapse_batch(p);
   if (batch == 1 && run_padded(p, device, allow_tf32, stream, epilogue, bias)) return true;
-  if (run(p, bd, /*lt_batch=*/true, device, allow_tf32, stream, epilogue, bias, ldc)) return true;
+  if (run(p, bd, /*lt_batch=*/true, device, allow_tf32, stream, epilogue, bias)) return true;
   // A strided batch cuBLASLt declines (a broadcast, zero-stride operand, say): loop instead.
-  if (!bd.shape.empty() && run(p, bd, false, device, allow_tf32, stream, epilogue, bias, ldc))
+  if (!bd.shape.empty() && run(p, bd, false, device, allow_tf32, stream, epilogue, bias))
     return true;
   if (fused) return false;
   LOOM_THROW(CudaError, "matmul: cuBLASLt has no algorithm for ", dtype_name(p.dtype), " m=", p.m,
