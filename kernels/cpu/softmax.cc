@@ -101,6 +101,7 @@ void masked_softmax(const void* x, const RowMask& mask, double fill, void* out, 
     using T = decltype(z);
     const T* in = static_cast<const T*>(x);
     T* o = static_cast<T*>(out);
+    const double f = convert<double>(convert<T>(fill));  // as where() rounds it
 #pragma omp parallel if (rows * n > kParallelWork && rows > 1)
     {
       std::vector<double> e(static_cast<size_t>(n));  // exp_normalize's scratch
@@ -109,7 +110,7 @@ void masked_softmax(const void* x, const RowMask& mask, double fill, void* out, 
         const T* row = in + r * n;
         const bool* keep = mask_row(mask, r);
         auto value = [&](int64_t j) {
-          return !keep || keep[j * mask.col_stride] ? convert<double>(row[j]) : fill;
+          return !keep || keep[j * mask.col_stride] ? convert<double>(row[j]) : f;
         };
         exp_normalize(n, value, e.data(), [&](int64_t j, double p) { o[r * n + j] = convert<T>(p); });
       }
