@@ -39,6 +39,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <string>
 #include <tuple>
@@ -302,6 +303,7 @@ nlohmann::json run(const Options& o) {
   auto dropout_key = [](int64_t i) { return random::fold_in(random::key(7), uint32_t(i)); };
 
   double enqueue_ms = 0;  // host time to queue the step, up to the loss read of the last step
+  double jit_call_ms = 0;  // the part of it inside the Jit: loading the inputs and the launch
   auto step = [&](int64_t i) {
     auto queued_from = Clock::now();
     Tensor loss;
@@ -309,7 +311,9 @@ nlohmann::json run(const Options& o) {
       Tree in;
       in.insert("state", state.state_dict());
       in.insert("rng", random::key_data(dropout_key(i)).to(device));
+      auto called_at = Clock::now();
       Tree out = graph_step(in);
+      jit_call_ms = std::chrono::duration<double, std::milli>(Clock::now() - called_at).count();
       loss = out["loss"].tensor();
       state = state.load_state_dict(out["state"]);
     } else {
@@ -330,12 +334,16 @@ nlohmann::json run(const Options& o) {
   if (o.kernel_trace && device.is_cuda() && !bench::kernel_trace_start(&why))
     r["kernel_trace_error"] = why;
 #endif
-  std::vector<double> ms, host_ms;
+  std::vector<double> ms, host_ms, jit_ms, launch_ms;
   for (int64_t i = 0; i < o.steps; ++i) {
     auto t0 = Clock::now();
     loss = step(o.warmup + i);
     ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
     host_ms.push_back(enqueue_ms);
+    if (std::optional<JitGraphInfo> info = graph_step.graph_info()) {
+      jit_ms.push_back(jit_call_ms);
+      launch_ms.push_back(info->last_launch_ms);
+    }
   }
 #if LOOM_CUDA
   if (device.is_cuda()) {
@@ -369,6 +377,15 @@ nlohmann::json run(const Options& o) {
   // On a GPU: when host_enqueue_ms approaches median_ms the step is bound by the host's launches
   // (what CUDA graph capture removes); on the CPU the two are the same work.
   r["host_enqueue_ms"] = median(host_ms);
+  // Where a replayed step's host time goes: the tree bookkeeping around the Jit (the rest of
+  // host_enqueue_ms), loading the inputs (jit_call_ms less the launch), and the graph launch,
+  // whose cost grows with the graph's nodes.
+  if (std::optional<JitGraphInfo> info = graph_step.graph_info(); info && !jit_ms.empty()) {
+    r["jit_call_ms"] = median(jit_ms);
+    r["graph_launch_ms"] = median(launch_ms);
+    r["graph_nodes"] = {{"kernels", info->kernel_nodes}, {"copies", info->copy_nodes},
+                        {"memsets", info->memset_nodes}, {"other", info->other_nodes}};
+  }
   r["mean_ms"] = std::accumulate(ms.begin(), ms.end(), 0.0) / double(ms.size());
   r["min_ms"] = *std::min_element(ms.begin(), ms.end());
   r["max_ms"] = *std::max_element(ms.begin(), ms.end());

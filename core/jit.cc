@@ -194,6 +194,17 @@ bool Jit::captured() const {
 #endif
 }
 
+std::optional<JitGraphInfo> Jit::graph_info() const {
+#if LOOM_CUDA
+  if (!captured()) return std::nullopt;
+  const cuda::GraphNodeCounts& n = s_->graph->node_counts();
+  return JitGraphInfo{.kernel_nodes = n.kernels, .copy_nodes = n.copies, .memset_nodes = n.memsets,
+                      .other_nodes = n.other, .last_launch_ms = s_->graph->last_launch_ms()};
+#else
+  return std::nullopt;
+#endif
+}
+
 Tree Jit::operator()(const Tree& inputs) {
 #if LOOM_CUDA
   State& s = *s_;

@@ -31,8 +31,10 @@
 //   read after the call (later calls write into them).
 // Without CUDA tensors (or before the capture) the function simply runs.
 #pragma once
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include "core/tree.h"
 
@@ -59,6 +61,13 @@ bool donated(const Tensor& t);
 /// into the graph (random draws from a host key) refuse to run.
 bool jit_capturing();
 
+/// A captured step's graph, for finding the host's share of a step: the graph's nodes by kind
+/// (a launch costs the host time per node) and how long the last replay's launch call took.
+struct JitGraphInfo {
+  int64_t kernel_nodes = 0, copy_nodes = 0, memset_nodes = 0, other_nodes = 0;
+  double last_launch_ms = 0;
+};
+
 class Jit {
  public:
   using Fn = std::function<Tree(const Tree&)>;
@@ -70,6 +79,8 @@ class Jit {
   Tree operator()(const Tree& inputs);
   /// Whether later calls replay a captured graph.
   bool captured() const;
+  /// The captured graph's profile; empty before the capture (and without CUDA).
+  std::optional<JitGraphInfo> graph_info() const;
 
  private:
   struct State;

@@ -202,7 +202,8 @@ def agg(fw, k):
        'throughput': ok[0]['throughput'] * ok[0]['median_ms'] / med,
        'unit': ok[0]['throughput_unit'], 'peak_mem_mb': ok[-1].get('peak_mem_mb'),
        'host_max_rss_mb': ok[-1].get('host_max_rss_mb'), 'mfu': None, 'batch': ok[0]['batch'],
-       'host_enqueue_ms': ok[-1].get('host_enqueue_ms')}
+       'host_enqueue_ms': ok[-1].get('host_enqueue_ms'), 'jit_call_ms': ok[-1].get('jit_call_ms'),
+       'graph_launch_ms': ok[-1].get('graph_launch_ms'), 'graph_nodes': ok[-1].get('graph_nodes')}
   if ok[0].get('mfu') is not None:
     a['mfu'] = ok[0]['mfu'] * ok[0]['median_ms'] / med
   if len(ok) < len(rs): a['failed_rounds'] = len(rs) - len(ok)
@@ -249,6 +250,11 @@ for k in keys:
       print(f"    {fw} round medians (ms): " + ', '.join(f'{m:.1f}' for m in a['round_medians_ms']))
     elif a.get('host_enqueue_ms') is not None:
       print(f"    {fw} host enqueue {a['host_enqueue_ms']:.2f} ms of a {a['median_ms']:.2f} ms step")
+      if a.get('graph_launch_ms') is not None:
+        n = a['graph_nodes']
+        print(f"      in the jit {a['jit_call_ms']:.3f} ms, of which the graph launch "
+              f"{a['graph_launch_ms']:.3f} ms for {n['kernels']} kernel, {n['copies']} copy, "
+              f"{n['memsets']} memset and {n['other']} other nodes")
   if E is not None:
     if 'median_ms' in E:
       print(f"    loom eager (no loom::jit) {E['median_ms']:.2f} ms, host enqueue "

@@ -137,6 +137,8 @@ print(f"    step {d.get('median_ms', 0):.2f} ms, kernels {d.get('kernel_ms_per_s
       f" ({d.get('kernels_per_step', 0):.0f} launches),"
       f" host enqueue {d.get('host_enqueue_ms', 0):.2f} ms, host waits/step {d.get('host_waits_per_step')},"
       f" {d.get('kernel_trace_error', '')}{d.get('error', '')}")
+if 'graph_launch_ms' in d:
+  print(f"    in the jit {d['jit_call_ms']:.3f} ms, graph launch {d['graph_launch_ms']:.3f} ms, nodes {d['graph_nodes']}")
 for k in d.get('kernels', [])[:12]:
   print(f"    {k['ms_per_step']:8.3f} ms {k['calls_per_step']:6.1f}x  {k['name'][:90]}")
 PY

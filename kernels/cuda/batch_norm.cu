@@ -4,8 +4,9 @@
 // statistics and the normalisation, and every dtype pair (bf16 input with f32 output) must work.
 //
 // Column sums: blocks of channel groups x row lanes each reduce one fixed chunk of rows into
-// partials [chunks, 2, c]; a second kernel adds the chunks in a fixed order. No atomics, so the
-// result is deterministic. Every pass moves 16 bytes per access where c allows it.
+// partials [chunks, 2, c]; the last block of each channel group to finish adds the chunks in a
+// fixed order (kernels/cuda/last_block.cuh), so the result is deterministic. Every pass moves 16
+// bytes per access where c allows it.
 #include "kernels/cuda/batch_norm.h"
 
 #include <algorithm>
@@ -15,16 +16,16 @@
 #include <utility>
 
 #include "kernels/cuda/device_types.cuh"
+#include "kernels/cuda/last_block.cuh"
 
 namespace loom::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kFinishCols = 32, kFinishLanes = 8;
 
 // Row chunks of the column sums: enough blocks to fill an H100 (~1024 of 256 threads; late
 // ResNet stages, c = 2048 over m = 12544 rows, had 98 with one chunk per 128 rows), at least 32
-// rows per chunk, and at most 512 chunks for the finishing kernel to add. A function of the
+// rows per chunk, and at most 512 chunks for the last block to add. A function of the
 // shape alone, so sums do not depend on the GPU model.
 int64_t row_chunks(int64_t m, int64_t c) {
   constexpr int64_t kTargetBlocks = 1024, kMinChunkRows = 32, kMaxChunks = 512;
@@ -74,19 +75,22 @@ unsigned row_blocks(int64_t m, unsigned by, unsigned grid_x) {
   for (int64_t r = int64_t(blockIdx.y) * blockDim.y + threadIdx.y; r < (m);           \
        r += int64_t(gridDim.y) * blockDim.y)
 
-// Partial column sums over one chunk of rows: (x - k, (x - k)^2) for the statistics, where the
+// Column sums over one chunk of rows per block: (x - k, (x - k)^2) for the statistics, where the
 // shift k is the column's first value (float32 E[x^2] - E[x]^2 loses the variance to cancellation
-// when |mean| >> std; around k it does not), and (g, g * xhat) for the backward pass.
+// when |mean| >> std; around k it does not), and (g, g * xhat) for the backward pass. The last
+// block of a channel group adds the chunks' partials: the statistics become mean and biased var.
 // The backward masks g by relu_out > 0 (the relu epilogue; nullptr = none) and, when g_masked is
-// given, stores the masked g (the residual's gradient).
+// given, stores the masked g (the residual's gradient). Channels from col_begin (a slice of a
+// launch too wide for one grid).
 template <typename T, typename O, bool kBackward, int V>
-__global__ void column_partials_kernel(const T* x, const O* g, const acc_t<T>* mean,
-                                       const acc_t<T>* rstd, const O* relu_out, O* g_masked,
-                                       int64_t m, int64_t c, int64_t chunk_rows, acc_t<T>* part) {
+__global__ void column_sums_kernel(const T* x, const O* g, const acc_t<T>* mean,
+                                   const acc_t<T>* rstd, const O* relu_out, O* g_masked,
+                                   int64_t m, int64_t c, int64_t col_begin, int64_t chunk_rows,
+                                   acc_t<T>* part, acc_t<T>* out_a, acc_t<T>* out_b) {
   using A = acc_t<T>;
   __shared__ A sa[kThreads * V];
   __shared__ A sb[kThreads * V];
-  const int64_t j0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * V;
+  const int64_t j0 = col_begin + (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * V;
   const bool active = j0 < c;
   const int64_t begin = int64_t(blockIdx.y) * chunk_rows;
   const int64_t end = begin + chunk_rows < m ? begin + chunk_rows : m;
@@ -126,56 +130,52 @@ __global__ void column_partials_kernel(const T* x, const O* g, const acc_t<T>* m
   }
   // The row lanes of the block, added in lane order (deterministic).
   const int cols = int(blockDim.x) * V;
+  auto add_lanes = [&] {
 #pragma unroll
-  for (int v = 0; v < V; ++v) {
-    sa[threadIdx.y * cols + threadIdx.x * V + v] = a[v];
-    sb[threadIdx.y * cols + threadIdx.x * V + v] = b[v];
-  }
-  __syncthreads();
-  if (threadIdx.y == 0 && active) {
-    for (unsigned k = 1; k < blockDim.y; ++k)
+    for (int v = 0; v < V; ++v) {
+      sa[threadIdx.y * cols + threadIdx.x * V + v] = a[v];
+      sb[threadIdx.y * cols + threadIdx.x * V + v] = b[v];
+    }
+    __syncthreads();
+    if (threadIdx.y == 0 && active)
+      for (unsigned k = 1; k < blockDim.y; ++k)
 #pragma unroll
-      for (int v = 0; v < V; ++v) {
-        a[v] += sa[k * cols + threadIdx.x * V + v];
-        b[v] += sb[k * cols + threadIdx.x * V + v];
-      }
+        for (int v = 0; v < V; ++v) {
+          a[v] += sa[k * cols + threadIdx.x * V + v];
+          b[v] += sb[k * cols + threadIdx.x * V + v];
+        }
+  };
+  add_lanes();
+  if (threadIdx.y == 0 && active)
 #pragma unroll
     for (int v = 0; v < V; ++v) {
       part[int64_t(blockIdx.y) * 2 * c + j0 + v] = a[v];
       part[int64_t(blockIdx.y) * 2 * c + c + j0 + v] = b[v];
     }
-  }
-}
+  if (!arrived_last_in_grid_column()) return;
 
-/// Adds the chunk partials (lanes of chunks, then the lanes in order); for the statistics turns
-/// them into mean and biased var (the partials are around the shift x[0, j]).
-template <typename T, typename A, bool kStats>
-__global__ void column_finish_kernel(const A* part, const T* x, int64_t chunks, int64_t m,
-                                     int64_t c, A* out_a, A* out_b) {
-  __shared__ A sa[kFinishLanes][kFinishCols + 1];
-  __shared__ A sb[kFinishLanes][kFinishCols + 1];
-  const int64_t j = int64_t(blockIdx.x) * kFinishCols + threadIdx.x;
-  A a = 0, b = 0;
-  if (j < c)
-    for (int64_t k = threadIdx.y; k < chunks; k += kFinishLanes) {
-      a += part[k * 2 * c + j];
-      b += part[k * 2 * c + c + j];
+  // The last block: lane y adds chunks y, y + blockDim.y, ..., then the lanes in order.
+#pragma unroll
+  for (int v = 0; v < V; ++v) a[v] = b[v] = A(0);
+  if (active)
+    for (int64_t k = threadIdx.y; k < int64_t(gridDim.y); k += blockDim.y)
+#pragma unroll
+      for (int v = 0; v < V; ++v) {
+        a[v] += __ldcg(part + k * 2 * c + j0 + v);
+        b[v] += __ldcg(part + k * 2 * c + c + j0 + v);
+      }
+  add_lanes();
+  if (threadIdx.y != 0 || !active) return;
+#pragma unroll
+  for (int v = 0; v < V; ++v) {
+    if constexpr (kBackward) {
+      out_a[j0 + v] = a[v];
+      out_b[j0 + v] = b[v];
+    } else {  // the partials are around the shift mu
+      const A d = a[v] / A(m), var = b[v] / A(m) - d * d;
+      out_a[j0 + v] = mu[v] + d;
+      out_b[j0 + v] = var > A(0) ? var : A(0);
     }
-  sa[threadIdx.y][threadIdx.x] = a;
-  sb[threadIdx.y][threadIdx.x] = b;
-  __syncthreads();
-  if (threadIdx.y != 0 || j >= c) return;
-  for (int k = 1; k < kFinishLanes; ++k) {
-    a += sa[k][threadIdx.x];
-    b += sb[k][threadIdx.x];
-  }
-  if constexpr (kStats) {
-    A d = a / A(m), var = b / A(m) - d * d;
-    out_a[j] = (m > 0 ? cvt<A>(x[j]) : A(0)) + d;
-    out_b[j] = var > A(0) ? var : A(0);
-  } else {
-    out_a[j] = a;
-    out_b[j] = b;
   }
 }
 
@@ -251,16 +251,15 @@ template <typename T, typename O, bool kBackward, int V>
 void column_sums(const T* x, const O* g, const acc_t<T>* mean, const acc_t<T>* rstd,
                  const O* relu_out, O* g_masked, int64_t m, int64_t c, acc_t<T>* out_a,
                  acc_t<T>* out_b, acc_t<T>* part, Stream stream) {
-  using A = acc_t<T>;
   const int64_t chunks = row_chunks(m, c), chunk_rows = (m + chunks - 1) / chunks;
   const ChannelTiling t = column_tiling(c, V);
-  column_partials_kernel<T, O, kBackward, V><<<dim3(t.grid_x, unsigned(chunks)), t.block, 0, stream>>>(
-      x, g, mean, rstd, relu_out, g_masked, m, c, chunk_rows, part);
-  LOOM_CUDA_CHECK(cudaGetLastError());
-  column_finish_kernel<T, A, !kBackward>
-      <<<unsigned((c + kFinishCols - 1) / kFinishCols), dim3(kFinishCols, kFinishLanes), 0, stream>>>(
-          part, x, chunks, m, c, out_a, out_b);
-  LOOM_CUDA_CHECK(cudaGetLastError());
+  for (unsigned first = 0; first < t.grid_x; first += kMaxGridColumns) {
+    const unsigned columns = std::min(t.grid_x - first, kMaxGridColumns);
+    column_sums_kernel<T, O, kBackward, V><<<dim3(columns, unsigned(chunks)), t.block, 0, stream>>>(
+        x, g, mean, rstd, relu_out, g_masked, m, c, int64_t(first) * t.block.x * V, chunk_rows,
+        part, out_a, out_b);
+    LOOM_CUDA_CHECK(cudaGetLastError());
+  }
 }
 
 __global__ void running_average_kernel(const float* average, const float* value, float* out,

@@ -1,6 +1,6 @@
 // CUDA batch-norm kernels over the columns (channels) of x [m, c]; same contract as the
 // channel_* kernels in kernels/cpu/norm.h, launched on `stream`. Column sums go through
-// fixed per-block partials, so results are deterministic (no atomics).
+// fixed per-block partials added in a fixed order, so results are deterministic.
 #pragma once
 #include <cstdint>
 

@@ -2,6 +2,9 @@
 
 #include <cuda_runtime_api.h>
 
+#include <chrono>
+#include <vector>
+
 #include "core/error.h"
 
 namespace loom::cuda {
@@ -15,9 +18,36 @@ void Graph::begin_capture() {
   LOOM_CUDA_CHECK(cudaStreamBeginCapture(current_stream(device_), cudaStreamCaptureModeRelaxed));
 }
 
+namespace {
+
+GraphNodeCounts count_nodes(cudaGraph_t graph) {
+  size_t n = 0;
+  LOOM_CUDA_CHECK(cudaGraphGetNodes(graph, nullptr, &n));
+  std::vector<cudaGraphNode_t> nodes(n);
+  LOOM_CUDA_CHECK(cudaGraphGetNodes(graph, nodes.data(), &n));
+  GraphNodeCounts counts;
+  for (cudaGraphNode_t node : nodes) {
+    cudaGraphNodeType type;
+    LOOM_CUDA_CHECK(cudaGraphNodeGetType(node, &type));
+    if (type == cudaGraphNodeTypeKernel) ++counts.kernels;
+    else if (type == cudaGraphNodeTypeMemcpy) ++counts.copies;
+    else if (type == cudaGraphNodeTypeMemset) ++counts.memsets;
+    else ++counts.other;
+  }
+  return counts;
+}
+
+}  // namespace
+
 void Graph::end_capture() {
   cudaGraph_t graph = nullptr;
   LOOM_CUDA_CHECK(cudaStreamEndCapture(current_stream(device_), &graph));
+  try {
+    nodes_ = count_nodes(graph);
+  } catch (...) {
+    cudaGraphDestroy(graph);
+    throw;
+  }
   cudaGraphExec_t exec = nullptr;
   cudaError_t s = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);  // the executable graph keeps what it needs
@@ -38,7 +68,9 @@ void Graph::abandon_capture() noexcept {
 void Graph::replay() {
   LOOM_CHECK(exec_ != nullptr, ValueError, "cuda::Graph::replay: nothing was captured");
   set_device(device_);
+  const auto start = std::chrono::steady_clock::now();
   LOOM_CUDA_CHECK(cudaGraphLaunch(exec_, current_stream(device_)));
+  last_launch_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 
 }  // namespace loom::cuda

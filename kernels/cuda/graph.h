@@ -1,11 +1,18 @@
 // CUDA graph capture and replay on loom's compute stream (the mechanism behind core/jit.h).
 // Includes no CUDA header.
 #pragma once
+#include <cstdint>
+
 #include "kernels/cuda/runtime.h"
 
 struct CUgraphExec_st;
 
 namespace loom::cuda {
+
+/// A captured graph's nodes by kind: the host's cost of a launch grows with them.
+struct GraphNodeCounts {
+  int64_t kernels = 0, copies = 0, memsets = 0, other = 0;
+};
 
 class Graph {
  public:
@@ -17,17 +24,22 @@ class Graph {
   /// Starts recording the work queued on the device's compute stream (relaxed mode: allocating
   /// is allowed, synchronising with the host is an error).
   void begin_capture();
-  /// Stops recording and instantiates the graph.
+  /// Stops recording, counts the nodes and instantiates the graph.
   void end_capture();
   /// After a failed capture: ends it and drops what was recorded, leaving the stream usable.
   void abandon_capture() noexcept;
   /// Queues one replay on the compute stream.
   void replay();
   bool ready() const { return exec_ != nullptr; }
+  const GraphNodeCounts& node_counts() const { return nodes_; }
+  /// Host time the last replay's launch call took.
+  double last_launch_ms() const { return last_launch_ms_; }
 
  private:
   int device_;
   CUgraphExec_st* exec_ = nullptr;
+  GraphNodeCounts nodes_;
+  double last_launch_ms_ = 0;
 };
 
 }  // namespace loom::cuda

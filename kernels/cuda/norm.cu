@@ -1,11 +1,11 @@
 // Fused layer norm / RMS norm over the last axis: one kernel forward (statistics + affine), one
-// backward for dx, and one column reduction (plus a small finish) for the scale and bias
-// gradients. Rows are reduced by a warp or a block (kernels/cuda/row_reduce.cuh). Statistics use
+// backward for dx, and one column reduction for the scale and bias gradients. Rows are reduced by a warp or a block (kernels/cuda/row_reduce.cuh). Statistics use
 // Flax's fast variance in float (or double for f64): var = max(0, mean(x^2) - mean(x)^2).
 #include <algorithm>
 #include <type_traits>
 
 #include "kernels/cuda/device_types.cuh"
+#include "kernels/cuda/last_block.cuh"
 #include "kernels/cuda/norm.h"
 #include "kernels/cuda/row_reduce.cuh"
 
@@ -102,8 +102,8 @@ __global__ void norm_rows_backward_kernel(const T* x, const O* g, const acc_t<T>
 }
 
 // Parameter gradients: a block sums a tile of kParamCols columns over a chunk of rows, its
-// kParamRowThreads thread rows striding the chunk; each chunk's partials are then summed in
-// chunk order (deterministic, no atomics).
+// kParamRowThreads thread rows striding the chunk; the last block of each tile adds the chunks'
+// partials in a fixed order (deterministic, no atomics on the sums; kernels/cuda/last_block.cuh).
 constexpr int kParamCols = 32, kParamRowThreads = 8;
 constexpr int64_t kParamMaxChunks = 64, kParamMinChunkRows = 256;
 
@@ -111,15 +111,18 @@ int64_t param_chunks(int64_t rows) {
   return std::clamp<int64_t>((rows + kParamMinChunkRows - 1) / kParamMinChunkRows, 1, kParamMaxChunks);
 }
 
-/// part[0][chunk][j] = sum over the chunk's rows of g * xhat, part[1][chunk][j] = sum of g.
-template <typename T, typename O>
-__global__ void norm_param_partials_kernel(const T* x, const O* g, const acc_t<T>* mean,
-                                           const acc_t<T>* rstd, int64_t rows, int64_t n,
-                                           int64_t chunk_rows, acc_t<T>* part) {
+/// dscale[j] = sum over rows of g * xhat, dbias[j] = sum of g, through the partials
+/// part[0][chunk][j] and part[1][chunk][j]. Columns from col_begin (a slice of a launch too wide
+/// for one grid).
+template <typename T, typename O, typename P>
+__global__ void norm_param_grads_kernel(const T* x, const O* g, const acc_t<T>* mean,
+                                        const acc_t<T>* rstd, int64_t rows, int64_t n,
+                                        int64_t col_begin, int64_t chunk_rows, acc_t<T>* part,
+                                        P* dscale, P* dbias) {
   using A = acc_t<T>;
   __shared__ A shared_s[kParamRowThreads][kParamCols], shared_b[kParamRowThreads][kParamCols];
-  const int64_t j = int64_t(blockIdx.x) * kParamCols + threadIdx.x;
-  const int64_t chunk = blockIdx.y, r0 = chunk * chunk_rows;
+  const int64_t j = col_begin + int64_t(blockIdx.x) * kParamCols + threadIdx.x;
+  const int64_t chunk = blockIdx.y, chunks = gridDim.y, r0 = chunk * chunk_rows;
   const int64_t r1 = r0 + chunk_rows < rows ? r0 + chunk_rows : rows;
   A s = 0, b = 0;
   if (j < n) {
@@ -130,25 +133,30 @@ __global__ void norm_param_partials_kernel(const T* x, const O* g, const acc_t<T
       b += gv;
     }
   }
-  shared_s[threadIdx.y][threadIdx.x] = s;
-  shared_b[threadIdx.y][threadIdx.x] = b;
-  __syncthreads();
+  // The thread rows, added in order (deterministic).
+  auto add_thread_rows = [&] {
+    shared_s[threadIdx.y][threadIdx.x] = s;
+    shared_b[threadIdx.y][threadIdx.x] = b;
+    __syncthreads();
+    if (threadIdx.y == 0 && j < n)
+      for (int k = 1; k < kParamRowThreads; ++k) s += shared_s[k][threadIdx.x], b += shared_b[k][threadIdx.x];
+  };
+  add_thread_rows();
   if (threadIdx.y == 0 && j < n) {
-    for (int k = 1; k < kParamRowThreads; ++k) s += shared_s[k][threadIdx.x], b += shared_b[k][threadIdx.x];
     part[chunk * n + j] = s;
-    part[(int64_t(gridDim.y) + chunk) * n + j] = b;
+    part[(chunks + chunk) * n + j] = b;
   }
-}
+  if (!arrived_last_in_grid_column()) return;
 
-template <typename A, typename P>
-__global__ void norm_param_finish_kernel(const A* part, int64_t chunks, int64_t n, P* dscale,
-                                         P* dbias) {
-  LOOM_GRID_STRIDE_LOOP(j, n) {
-    A s = 0, b = 0;
-    for (int64_t c = 0; c < chunks; ++c) s += part[c * n + j], b += part[(chunks + c) * n + j];
-    if (dscale) dscale[j] = cvt<P>(s);
-    if (dbias) dbias[j] = cvt<P>(b);
-  }
+  // The last block: thread row y adds chunks y, y + kParamRowThreads, ..., then the rows in order.
+  s = b = A(0);
+  if (j < n)
+    for (int64_t k = threadIdx.y; k < chunks; k += kParamRowThreads)
+      s += __ldcg(part + k * n + j), b += __ldcg(part + (chunks + k) * n + j);
+  add_thread_rows();
+  if (threadIdx.y != 0 || j >= n) return;
+  if (dscale) dscale[j] = cvt<P>(s);
+  if (dbias) dbias[j] = cvt<P>(b);
 }
 
 /// run(P{}) with the parameters' type: x's own for half parameters, else the statistics type.
@@ -229,19 +237,19 @@ void norm_param_grads(const void* x, DType dtype, const void* g, DType out_dtype
     using O = decltype(oz);
     using A = acc_t<T>;
     const int64_t chunks = param_chunks(rows), chunk_rows = (rows + chunks - 1) / chunks;
-    A* part = static_cast<A*>(work);
-    const dim3 grid(unsigned((n + kParamCols - 1) / kParamCols), unsigned(chunks));
-    norm_param_partials_kernel<T, O><<<grid, dim3(kParamCols, kParamRowThreads), 0, stream>>>(
-        static_cast<const T*>(x), static_cast<const O*>(g), static_cast<const A*>(mean),
-        static_cast<const A*>(rstd), rows, n, chunk_rows, part);
-    LOOM_CUDA_CHECK(cudaGetLastError());
+    const unsigned tiles = unsigned((n + kParamCols - 1) / kParamCols);
     with_param_type<T>(half_params, [&](auto pz) {
       using P = decltype(pz);
-      norm_param_finish_kernel<A, P><<<blocks_for(n), 256, 0, stream>>>(
-          part, chunks, n, static_cast<P*>(dscale), static_cast<P*>(dbias));
+      for (unsigned first = 0; first < tiles; first += kMaxGridColumns) {
+        const dim3 grid(std::min(tiles - first, kMaxGridColumns), unsigned(chunks));
+        norm_param_grads_kernel<T, O, P><<<grid, dim3(kParamCols, kParamRowThreads), 0, stream>>>(
+            static_cast<const T*>(x), static_cast<const O*>(g), static_cast<const A*>(mean),
+            static_cast<const A*>(rstd), rows, n, int64_t(first) * kParamCols, chunk_rows,
+            static_cast<A*>(work), static_cast<P*>(dscale), static_cast<P*>(dbias));
+        LOOM_CUDA_CHECK(cudaGetLastError());
+      }
     });
   });
-  LOOM_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace loom::cuda

@@ -5,6 +5,7 @@
 
 #include <iterator>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "core/grad.h"
@@ -62,6 +63,7 @@ TEST(JitGpu, CapturedStepEqualsEagerStep) {
   Tree q = pb.params();
   int64_t mallocs_after_capture = 0;
   for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(step.graph_info().has_value(), i > 2) << "call " << i;
     Tree out = step(q);
     replayed.push_back(out["loss"].tensor().item<float>());
     if (i == 2) {
@@ -75,6 +77,12 @@ TEST(JitGpu, CapturedStepEqualsEagerStep) {
     EXPECT_NEAR(replayed[i], eager[i], 1e-6 * std::abs(eager[i])) << "step " << i;
   EXPECT_LT(replayed.back(), replayed.front());
   EXPECT_EQ(memory_stats(pb.gpu).num_device_mallocs, mallocs_after_capture);  // replays allocate nothing
+  // The profile of the graph: the forward and backward products and elementwise ops are kernels,
+  // and the last replay's launch took host time.
+  const std::optional<JitGraphInfo> info = step.graph_info();
+  ASSERT_TRUE(info.has_value());
+  EXPECT_GE(info->kernel_nodes, 6);
+  EXPECT_GT(info->last_launch_ms, 0.0);
   EXPECT_ALLCLOSE(q["w1"].tensor().to(Device::cpu()), p["w1"].tensor().to(Device::cpu()), 1e-5, 1e-6);
 }
 

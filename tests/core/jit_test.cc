@@ -24,6 +24,7 @@ TEST(Jit, CpuInputsRunTheFunctionEveryTime) {
   }
   EXPECT_EQ(runs, 5);
   EXPECT_FALSE(step.captured());
+  EXPECT_FALSE(step.graph_info().has_value());
 }
 
 }  // namespace

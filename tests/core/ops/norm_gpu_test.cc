@@ -1,6 +1,7 @@
 // CUDA against the CPU for the normalisations: fused layer/RMS norm (warp and block rows),
-// batch norm (multi-chunk column sums) with and without its residual / relu epilogue, inference,
-// and the composed group norm; forward and backward, float32 and half precision.
+// batch norm (multi-chunk column sums finished by their last block) with and without its
+// residual / relu epilogue, inference, and the composed group norm; forward and backward,
+// float32 and half precision.
 #include "core/autodiff.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/norm.h"
@@ -16,7 +17,10 @@ using testing::test_values;
 
 TEST(NormGpu, LayerAndRmsNormMatchCpu) {
   LOOM_REQUIRE_GPU();
-  for (Shape shape : {Shape{5, 37}, Shape{2, 3, 256}, Shape{3, 1500}, Shape{70, 8}, Shape{1000, 40}}) {
+  // {1000, 40}: the parameter gradients' sums in several row chunks; {3, 131077}: more column
+  // tiles than one launch's grid has columns (kernels/cuda/last_block.cuh), so two launches.
+  for (Shape shape : {Shape{5, 37}, Shape{2, 3, 256}, Shape{3, 1500}, Shape{70, 8}, Shape{1000, 40},
+                      Shape{3, 131077}}) {
     int64_t n = shape.back();
     Tensor x = test_values(shape, 1, -2, 3, DType::F32);
     Tensor s = test_values({n}, 2, 0.5, 1.5, DType::F32), b = test_values({n}, 3, -1, 1, DType::F32);
@@ -62,9 +66,10 @@ TEST(NormGpu, LayerAndRmsNormMatchCpu) {
 TEST(NormGpu, BatchNormMatchesCpu) {
   LOOM_REQUIRE_GPU();
   // Odd channel counts take the one-channel kernels; 64 and 2304 the 16-byte ones (2304 with more
-  // channel groups than a block has threads), 4096 rows many row chunks.
+  // channel groups than a block has threads), 4096 rows many row chunks, 524292 channels more
+  // channel groups than one launch's grid has columns (kernels/cuda/last_block.cuh).
   for (Shape shape : {Shape{4, 3, 3, 5}, Shape{40, 10, 10, 37}, Shape{3, 70}, Shape{33, 7, 64},
-                      Shape{5, 2304}, Shape{4096, 16}}) {
+                      Shape{5, 2304}, Shape{4096, 16}, Shape{2, 524292}}) {
     int64_t c = shape.back();
     Tensor x = test_values(shape, 9, -1, 3, DType::F32);
     Tensor s = test_values({c}, 10, 0.5, 1.5, DType::F32), b = test_values({c}, 11, -1, 1, DType::F32);
@@ -74,6 +79,10 @@ TEST(NormGpu, BatchNormMatchesCpu) {
     auto gpu = batch_norm_train(x.to(Device::cuda()), s.to(Device::cuda()), b.to(Device::cuda()));
     EXPECT_ALLCLOSE(gpu.mean, cpu.mean, 1e-5, 1e-6) << shape_str(shape);
     EXPECT_ALLCLOSE(gpu.var, cpu.var, 1e-5, 1e-6) << shape_str(shape);
+    // The sums' order is fixed whichever block finishes last: the same call, the same bits.
+    auto again = batch_norm_train(x.to(Device::cuda()), s.to(Device::cuda()), b.to(Device::cuda()));
+    EXPECT_EQ(again.mean.to(Device::cpu()).to_vector<float>(), gpu.mean.to(Device::cpu()).to_vector<float>()) << shape_str(shape);
+    EXPECT_EQ(again.var.to(Device::cpu()).to_vector<float>(), gpu.var.to(Device::cpu()).to_vector<float>()) << shape_str(shape);
     Tensor mu = test_values({c}, 12, -1, 1, DType::F32), var = test_values({c}, 13, 0.5, 2, DType::F32);
     EXPECT_ALLCLOSE(batch_norm_inference(x.to(Device::cuda()), mu.to(Device::cuda()), var.to(Device::cuda()),
                                          s.to(Device::cuda()), b.to(Device::cuda())),
