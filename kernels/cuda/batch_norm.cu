@@ -3,10 +3,8 @@
 // for float32 accuracy; cuDNN computes its own), a data-parallel pmean must sit between the
 // statistics and the normalisation, and every dtype pair (bf16 input with f32 output) must work.
 //
-// Column sums: blocks of channel groups x row lanes each reduce one fixed chunk of rows into
-// partials [chunks, 2, c]; the last block of each channel group to finish adds the chunks in a
-// fixed order (kernels/cuda/last_block.cuh), so the result is deterministic. Every pass moves 16
-// bytes per access where c allows it.
+// Column sums in one kernel each (kernels/cuda/column_sums.cuh), deterministic. Every pass moves
+// 16 bytes per access where c allows it.
 #include "kernels/cuda/batch_norm.h"
 
 #include <algorithm>
@@ -15,27 +13,15 @@
 #include <type_traits>
 #include <utility>
 
+#include "kernels/cuda/column_sums.cuh"
 #include "kernels/cuda/device_types.cuh"
-#include "kernels/cuda/last_block.cuh"
 
 namespace loom::cuda {
 namespace {
 
 constexpr int kThreads = 256;
 
-// Row chunks of the column sums: enough blocks to fill an H100 (~1024 of 256 threads; late
-// ResNet stages, c = 2048 over m = 12544 rows, had 98 with one chunk per 128 rows), at least 32
-// rows per chunk, and at most 512 chunks for the last block to add. A function of the
-// shape alone, so sums do not depend on the GPU model.
-int64_t row_chunks(int64_t m, int64_t c) {
-  constexpr int64_t kTargetBlocks = 1024, kMinChunkRows = 32, kMaxChunks = 512;
-  const int64_t column_blocks = (c + 255) / 256;  // of 32 lanes x 8 channels
-  int64_t chunks = (kTargetBlocks + column_blocks - 1) / column_blocks;
-  chunks = std::min({chunks, kMaxChunks, (m + kMinChunkRows - 1) / kMinChunkRows});
-  return chunks < 1 ? 1 : chunks;
-}
-
-// Every kernel below tiles [m, c] the same way: threadIdx.x (and blockIdx.x) pick a group of V
+// The elementwise passes tile [m, c] alike: threadIdx.x (and blockIdx.x) pick a group of V
 // channels, threadIdx.y (and blockIdx.y) rows. A thread keeps its channels' parameters in
 // registers for all its rows: no per-element index division, and 16-byte accesses.
 struct ChannelTiling {
@@ -47,14 +33,6 @@ ChannelTiling channel_tiling(int64_t c, int V) {
   const int bx = int(groups < kThreads ? groups : kThreads);
   const int by = kThreads / bx;
   return {dim3(unsigned(bx), unsigned(by)), unsigned((groups + bx - 1) / bx)};
-}
-
-// The column sums take one warp of channel groups (512 contiguous bytes per row) and more row
-// lanes, so that narrow-row, wide-channel layers still spread over many blocks.
-ChannelTiling column_tiling(int64_t c, int V) {
-  const int64_t groups = c / V;
-  const int bx = int(groups < 32 ? groups : 32);
-  return {dim3(unsigned(bx), unsigned(kThreads / bx)), unsigned((groups + bx - 1) / bx)};
 }
 
 // The row blocks of an elementwise pass. A thread's set-up (its channels' parameters loaded, a
@@ -75,108 +53,63 @@ unsigned row_blocks(int64_t m, unsigned by, unsigned grid_x) {
   for (int64_t r = int64_t(blockIdx.y) * blockDim.y + threadIdx.y; r < (m);           \
        r += int64_t(gridDim.y) * blockDim.y)
 
-// Column sums over one chunk of rows per block: (x - k, (x - k)^2) for the statistics, where the
-// shift k is the column's first value (float32 E[x^2] - E[x]^2 loses the variance to cancellation
-// when |mean| >> std; around k it does not), and (g, g * xhat) for the backward pass. The last
-// block of a channel group adds the chunks' partials: the statistics become mean and biased var.
-// The backward masks g by relu_out > 0 (the relu epilogue; nullptr = none) and, when g_masked is
-// given, stores the masked g (the residual's gradient). Channels from col_begin (a slice of a
-// launch too wide for one grid).
+// The column sums: (x - k, (x - k)^2) for the statistics, where the shift k is the column's first
+// value (float32 E[x^2] - E[x]^2 loses the variance to cancellation when |mean| >> std; around k it
+// does not), then mean and biased var; (g, g * xhat) for the backward pass. The backward masks g
+// by relu_out > 0 (the relu epilogue; nullptr = none) and, when g_masked is given, stores the
+// masked g (the residual's gradient).
 template <typename T, typename O, bool kBackward, int V>
 __global__ void column_sums_kernel(const T* x, const O* g, const acc_t<T>* mean,
                                    const acc_t<T>* rstd, const O* relu_out, O* g_masked,
                                    int64_t m, int64_t c, int64_t col_begin, int64_t chunk_rows,
                                    acc_t<T>* part, acc_t<T>* out_a, acc_t<T>* out_b) {
   using A = acc_t<T>;
-  __shared__ A sa[kThreads * V];
-  __shared__ A sb[kThreads * V];
-  const int64_t j0 = col_begin + (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * V;
+  const int64_t j0 = first_column_of_thread<V>(col_begin);
   const bool active = j0 < c;
-  const int64_t begin = int64_t(blockIdx.y) * chunk_rows;
-  const int64_t end = begin + chunk_rows < m ? begin + chunk_rows : m;
-  A a[V], b[V], mu[V], inv[V];
+  A mu[V], inv[V];
 #pragma unroll
   for (int v = 0; v < V; ++v) {
-    a[v] = b[v] = A(0);
     mu[v] = !active ? A(0) : kBackward ? mean[j0 + v] : (m > 0 ? cvt<A>(x[j0 + v]) : A(0));
     inv[v] = kBackward && active ? rstd[j0 + v] : A(0);
   }
-  if (active) {
-#pragma unroll 4
-    for (int64_t i = begin + threadIdx.y; i < end; i += blockDim.y) {
-      const int64_t off = i * c + j0;
-      const Pack<T, V> xv = load_pack<V>(x + off);
-      if constexpr (kBackward) {
-        const Pack<O, V> gv = load_pack<V>(g + off);
-        Pack<O, V> rv{}, gm;
-        if (relu_out) rv = load_pack<V>(relu_out + off);
-#pragma unroll
-        for (int v = 0; v < V; ++v) {
-          const A gval = relu_out && !(cvt<A>(rv.v[v]) > A(0)) ? A(0) : cvt<A>(gv.v[v]);
-          gm.v[v] = cvt<O>(gval);
-          a[v] += gval;
-          b[v] += gval * (cvt<A>(xv.v[v]) - mu[v]) * inv[v];
-        }
-        if (g_masked) store_pack<V>(g_masked + off, gm);
-      } else {
-#pragma unroll
-        for (int v = 0; v < V; ++v) {
-          const A d = cvt<A>(xv.v[v]) - mu[v];
-          a[v] += d;
-          b[v] += d * d;
-        }
-      }
-    }
-  }
-  // The row lanes of the block, added in lane order (deterministic).
-  const int cols = int(blockDim.x) * V;
-  auto add_lanes = [&] {
-#pragma unroll
-    for (int v = 0; v < V; ++v) {
-      sa[threadIdx.y * cols + threadIdx.x * V + v] = a[v];
-      sb[threadIdx.y * cols + threadIdx.x * V + v] = b[v];
-    }
-    __syncthreads();
-    if (threadIdx.y == 0 && active)
-      for (unsigned k = 1; k < blockDim.y; ++k)
-#pragma unroll
-        for (int v = 0; v < V; ++v) {
-          a[v] += sa[k * cols + threadIdx.x * V + v];
-          b[v] += sb[k * cols + threadIdx.x * V + v];
-        }
-  };
-  add_lanes();
-  if (threadIdx.y == 0 && active)
-#pragma unroll
-    for (int v = 0; v < V; ++v) {
-      part[int64_t(blockIdx.y) * 2 * c + j0 + v] = a[v];
-      part[int64_t(blockIdx.y) * 2 * c + c + j0 + v] = b[v];
-    }
-  if (!arrived_last_in_grid_column()) return;
-
-  // The last block: lane y adds chunks y, y + blockDim.y, ..., then the lanes in order.
-#pragma unroll
-  for (int v = 0; v < V; ++v) a[v] = b[v] = A(0);
-  if (active)
-    for (int64_t k = threadIdx.y; k < int64_t(gridDim.y); k += blockDim.y)
+  auto add_row = [&](int64_t i, A* a, A* b) {
+    const int64_t off = i * c + j0;
+    const Pack<T, V> xv = load_pack<V>(x + off);
+    if constexpr (kBackward) {
+      const Pack<O, V> gv = load_pack<V>(g + off);
+      Pack<O, V> rv{}, gm;
+      if (relu_out) rv = load_pack<V>(relu_out + off);
 #pragma unroll
       for (int v = 0; v < V; ++v) {
-        a[v] += __ldcg(part + k * 2 * c + j0 + v);
-        b[v] += __ldcg(part + k * 2 * c + c + j0 + v);
+        const A gval = relu_out && !(cvt<A>(rv.v[v]) > A(0)) ? A(0) : cvt<A>(gv.v[v]);
+        gm.v[v] = cvt<O>(gval);
+        a[v] += gval;
+        b[v] += gval * (cvt<A>(xv.v[v]) - mu[v]) * inv[v];
       }
-  add_lanes();
-  if (threadIdx.y != 0 || !active) return;
+      if (g_masked) store_pack<V>(g_masked + off, gm);
+    } else {
 #pragma unroll
-  for (int v = 0; v < V; ++v) {
-    if constexpr (kBackward) {
-      out_a[j0 + v] = a[v];
-      out_b[j0 + v] = b[v];
-    } else {  // the partials are around the shift mu
-      const A d = a[v] / A(m), var = b[v] / A(m) - d * d;
-      out_a[j0 + v] = mu[v] + d;
-      out_b[j0 + v] = var > A(0) ? var : A(0);
+      for (int v = 0; v < V; ++v) {
+        const A d = cvt<A>(xv.v[v]) - mu[v];
+        a[v] += d;
+        b[v] += d * d;
+      }
     }
-  }
+  };
+  auto finish = [&](const A* a, const A* b) {
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+      if constexpr (kBackward) {
+        out_a[j0 + v] = a[v];
+        out_b[j0 + v] = b[v];
+      } else {  // the sums are around the shift mu
+        const A d = a[v] / A(m), var = b[v] / A(m) - d * d;
+        out_a[j0 + v] = mu[v] + d;
+        out_b[j0 + v] = var > A(0) ? var : A(0);
+      }
+    }
+  };
+  sum_columns<A, V>(m, c, j0, chunk_rows, part, add_row, finish);
 }
 
 // y = act(bn + residual): bn is rounded to O before the add, as the unfused add of the norm's
@@ -251,15 +184,12 @@ template <typename T, typename O, bool kBackward, int V>
 void column_sums(const T* x, const O* g, const acc_t<T>* mean, const acc_t<T>* rstd,
                  const O* relu_out, O* g_masked, int64_t m, int64_t c, acc_t<T>* out_a,
                  acc_t<T>* out_b, acc_t<T>* part, Stream stream) {
-  const int64_t chunks = row_chunks(m, c), chunk_rows = (m + chunks - 1) / chunks;
-  const ChannelTiling t = column_tiling(c, V);
-  for (unsigned first = 0; first < t.grid_x; first += kMaxGridColumns) {
-    const unsigned columns = std::min(t.grid_x - first, kMaxGridColumns);
-    column_sums_kernel<T, O, kBackward, V><<<dim3(columns, unsigned(chunks)), t.block, 0, stream>>>(
-        x, g, mean, rstd, relu_out, g_masked, m, c, int64_t(first) * t.block.x * V, chunk_rows,
-        part, out_a, out_b);
+  const ColumnSumsGrid sums = column_sums_grid(m, c, V);
+  for_each_column_launch(sums, V, [&](dim3 grid, int64_t col_begin) {
+    column_sums_kernel<T, O, kBackward, V><<<grid, sums.block, 0, stream>>>(
+        x, g, mean, rstd, relu_out, g_masked, m, c, col_begin, sums.chunk_rows, part, out_a, out_b);
     LOOM_CUDA_CHECK(cudaGetLastError());
-  }
+  });
 }
 
 __global__ void running_average_kernel(const float* average, const float* value, float* out,
@@ -272,7 +202,7 @@ __global__ void running_average_kernel(const float* average, const float* value,
 
 }  // namespace
 
-int64_t channel_workspace_size(int64_t m, int64_t c) { return row_chunks(m, c) * 2 * c; }
+int64_t channel_workspace_size(int64_t m, int64_t c) { return column_sums_workspace(m, c); }
 
 void channel_stats(const void* x, DType dtype, int64_t m, int64_t c, void* mean, void* var,
                    void* workspace, Stream stream) {

@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "kernels/cuda/column_sums.cuh"
 #include "kernels/cuda/device_types.cuh"
-#include "kernels/cuda/last_block.cuh"
 #include "kernels/cuda/norm.h"
 #include "kernels/cuda/row_reduce.cuh"
 
@@ -101,62 +101,34 @@ __global__ void norm_rows_backward_kernel(const T* x, const O* g, const acc_t<T>
   }
 }
 
-// Parameter gradients: a block sums a tile of kParamCols columns over a chunk of rows, its
-// kParamRowThreads thread rows striding the chunk; the last block of each tile adds the chunks'
-// partials in a fixed order (deterministic, no atomics on the sums; kernels/cuda/last_block.cuh).
-constexpr int kParamCols = 32, kParamRowThreads = 8;
-constexpr int64_t kParamMaxChunks = 64, kParamMinChunkRows = 256;
-
-int64_t param_chunks(int64_t rows) {
-  return std::clamp<int64_t>((rows + kParamMinChunkRows - 1) / kParamMinChunkRows, 1, kParamMaxChunks);
-}
-
-/// dscale[j] = sum over rows of g * xhat, dbias[j] = sum of g, through the partials
-/// part[0][chunk][j] and part[1][chunk][j]. Columns from col_begin (a slice of a launch too wide
-/// for one grid).
-template <typename T, typename O, typename P>
+/// Parameter gradients: dscale[j] = sum over rows of g * xhat, dbias[j] = sum of g, as column
+/// sums (kernels/cuda/column_sums.cuh) with each row's own statistics.
+template <typename T, typename O, typename P, int V>
 __global__ void norm_param_grads_kernel(const T* x, const O* g, const acc_t<T>* mean,
                                         const acc_t<T>* rstd, int64_t rows, int64_t n,
                                         int64_t col_begin, int64_t chunk_rows, acc_t<T>* part,
                                         P* dscale, P* dbias) {
   using A = acc_t<T>;
-  __shared__ A shared_s[kParamRowThreads][kParamCols], shared_b[kParamRowThreads][kParamCols];
-  const int64_t j = col_begin + int64_t(blockIdx.x) * kParamCols + threadIdx.x;
-  const int64_t chunk = blockIdx.y, chunks = gridDim.y, r0 = chunk * chunk_rows;
-  const int64_t r1 = r0 + chunk_rows < rows ? r0 + chunk_rows : rows;
-  A s = 0, b = 0;
-  if (j < n) {
-    for (int64_t r = r0 + threadIdx.y; r < r1; r += kParamRowThreads) {
-      const A gv = cvt<A>(g[r * n + j]);
-      const A mu = mean ? mean[r] : A(0);
-      s += gv * ((cvt<A>(x[r * n + j]) - mu) * rstd[r]);
-      b += gv;
+  const int64_t j0 = first_column_of_thread<V>(col_begin);
+  auto add_row = [&](int64_t r, A* s, A* b) {
+    const Pack<T, V> xp = load_pack<V>(x + r * n + j0);
+    const Pack<O, V> gp = load_pack<V>(g + r * n + j0);
+    const A mu = mean ? mean[r] : A(0), inv = rstd[r];
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+      const A gv = cvt<A>(gp.v[v]);
+      s[v] += gv * ((cvt<A>(xp.v[v]) - mu) * inv);
+      b[v] += gv;
     }
-  }
-  // The thread rows, added in order (deterministic).
-  auto add_thread_rows = [&] {
-    shared_s[threadIdx.y][threadIdx.x] = s;
-    shared_b[threadIdx.y][threadIdx.x] = b;
-    __syncthreads();
-    if (threadIdx.y == 0 && j < n)
-      for (int k = 1; k < kParamRowThreads; ++k) s += shared_s[k][threadIdx.x], b += shared_b[k][threadIdx.x];
   };
-  add_thread_rows();
-  if (threadIdx.y == 0 && j < n) {
-    part[chunk * n + j] = s;
-    part[(chunks + chunk) * n + j] = b;
-  }
-  if (!arrived_last_in_grid_column()) return;
-
-  // The last block: thread row y adds chunks y, y + kParamRowThreads, ..., then the rows in order.
-  s = b = A(0);
-  if (j < n)
-    for (int64_t k = threadIdx.y; k < chunks; k += kParamRowThreads)
-      s += __ldcg(part + k * n + j), b += __ldcg(part + (chunks + k) * n + j);
-  add_thread_rows();
-  if (threadIdx.y != 0 || j >= n) return;
-  if (dscale) dscale[j] = cvt<P>(s);
-  if (dbias) dbias[j] = cvt<P>(b);
+  auto finish = [&](const A* s, const A* b) {
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+      if (dscale) dscale[j0 + v] = cvt<P>(s[v]);
+      if (dbias) dbias[j0 + v] = cvt<P>(b[v]);
+    }
+  };
+  sum_columns<A, V>(rows, n, j0, chunk_rows, part, add_row, finish);
 }
 
 /// run(P{}) with the parameters' type: x's own for half parameters, else the statistics type.
@@ -226,7 +198,7 @@ void norm_rows_backward(const void* x, DType dtype, const void* g, DType out_dty
   LOOM_CUDA_CHECK(cudaGetLastError());
 }
 
-int64_t norm_param_workspace_size(int64_t rows, int64_t n) { return 2 * param_chunks(rows) * n; }
+int64_t norm_param_workspace_size(int64_t rows, int64_t n) { return column_sums_workspace(rows, n); }
 
 void norm_param_grads(const void* x, DType dtype, const void* g, DType out_dtype,
                       const void* mean, const void* rstd, void* dscale, void* dbias,
@@ -236,18 +208,19 @@ void norm_param_grads(const void* x, DType dtype, const void* g, DType out_dtype
     using T = decltype(tz);
     using O = decltype(oz);
     using A = acc_t<T>;
-    const int64_t chunks = param_chunks(rows), chunk_rows = (rows + chunks - 1) / chunks;
-    const unsigned tiles = unsigned((n + kParamCols - 1) / kParamCols);
     with_param_type<T>(half_params, [&](auto pz) {
       using P = decltype(pz);
-      for (unsigned first = 0; first < tiles; first += kMaxGridColumns) {
-        const dim3 grid(std::min(tiles - first, kMaxGridColumns), unsigned(chunks));
-        norm_param_grads_kernel<T, O, P><<<grid, dim3(kParamCols, kParamRowThreads), 0, stream>>>(
-            static_cast<const T*>(x), static_cast<const O*>(g), static_cast<const A*>(mean),
-            static_cast<const A*>(rstd), rows, n, int64_t(first) * kParamCols, chunk_rows,
-            static_cast<A*>(work), static_cast<P*>(dscale), static_cast<P*>(dbias));
-        LOOM_CUDA_CHECK(cudaGetLastError());
-      }
+      launch_packed<T>(n, {{x, sizeof(T)}, {g, sizeof(O)}}, [&](auto v) {
+        constexpr int V = decltype(v)::value;
+        const ColumnSumsGrid sums = column_sums_grid(rows, n, V);
+        for_each_column_launch(sums, V, [&](dim3 grid, int64_t col_begin) {
+          norm_param_grads_kernel<T, O, P, V><<<grid, sums.block, 0, stream>>>(
+              static_cast<const T*>(x), static_cast<const O*>(g), static_cast<const A*>(mean),
+              static_cast<const A*>(rstd), rows, n, col_begin, sums.chunk_rows,
+              static_cast<A*>(work), static_cast<P*>(dscale), static_cast<P*>(dbias));
+          LOOM_CUDA_CHECK(cudaGetLastError());
+        });
+      });
     });
   });
 }

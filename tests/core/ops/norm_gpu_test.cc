@@ -17,9 +17,10 @@ using testing::test_values;
 
 TEST(NormGpu, LayerAndRmsNormMatchCpu) {
   LOOM_REQUIRE_GPU();
-  // {1000, 40}: the parameter gradients' sums in several row chunks; {3, 131077}: more column
-  // tiles than one launch's grid has columns (kernels/cuda/last_block.cuh), so two launches.
-  for (Shape shape : {Shape{5, 37}, Shape{2, 3, 256}, Shape{3, 1500}, Shape{70, 8}, Shape{1000, 40},
+  // {4000, 40}: the parameter gradients' sums in 125 row chunks, 8 groups of them, the last one
+  // short; {3, 131077}: more column groups than one launch's grid has columns
+  // (kernels/cuda/column_sums.cuh), so several launches.
+  for (Shape shape : {Shape{5, 37}, Shape{2, 3, 256}, Shape{3, 1500}, Shape{70, 8}, Shape{4000, 40},
                       Shape{3, 131077}}) {
     int64_t n = shape.back();
     Tensor x = test_values(shape, 1, -2, 3, DType::F32);
@@ -66,8 +67,9 @@ TEST(NormGpu, LayerAndRmsNormMatchCpu) {
 TEST(NormGpu, BatchNormMatchesCpu) {
   LOOM_REQUIRE_GPU();
   // Odd channel counts take the one-channel kernels; 64 and 2304 the 16-byte ones (2304 with more
-  // channel groups than a block has threads), 4096 rows many row chunks, 524292 channels more
-  // channel groups than one launch's grid has columns (kernels/cuda/last_block.cuh).
+  // channel groups than a block has threads), 4000 and 4096 rows many row chunks (125 and 128, so
+  // two levels of chunk sums), 524292 channels more channel groups than one launch's grid has
+  // columns (kernels/cuda/column_sums.cuh).
   for (Shape shape : {Shape{4, 3, 3, 5}, Shape{40, 10, 10, 37}, Shape{3, 70}, Shape{33, 7, 64},
                       Shape{5, 2304}, Shape{4096, 16}, Shape{2, 524292}}) {
     int64_t c = shape.back();
