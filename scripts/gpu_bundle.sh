@@ -21,7 +21,7 @@ grep -q '^CMAKE_CUDA_FLAGS:' "$build/CMakeCache.txt" 2>/dev/null ||
   { echo "gpu_bundle: $build is not configured with CUDA (bash scripts/run.sh configures build)" >&2; exit 2; }
 
 PROGRAMS=(tests/loom_gpu_tests bench/loom_bench bench/loom_kernel_bench bench/loom_input_bench
-          bench/loom_allocator_replay bench/loom_fusion_probe)
+          bench/loom_allocator_replay bench/loom_fusion_probe bench/loom_graph_launch_bench)
 targets=()
 for p in "${PROGRAMS[@]}"; do targets+=("$(basename "$p")"); done
 cmake --build "$build" --target "${targets[@]}" -j "$(nproc)"

@@ -15,8 +15,9 @@
 #              the host waits for the GPU (LOOM_SYNC_DEBUG backtraces, symbolise them with
 #              addr2line -C -f -e build/bench/loom_bench), device time per kernel (--kernel-trace)
 #              and the step as a CUDA graph (--graph on); for gpt2 also with --attention fused
-#              and --attention cudnn; and the allocations of one eager step (after one),
-#              replayed through the allocator's policies (bench/allocator_replay.cc)
+#              and --attention cudnn; the allocations of one eager step (after one),
+#              replayed through the allocator's policies (bench/allocator_replay.cc); the
+#              memory-bound kernels' bandwidth; a graph launch's host time against its nodes
 #   --fusion-probe  only bench/cudnn_fusion_probe.cc: whether cuDNN's conv + BatchNorm fusion
 #              graphs build on this GPU and what they cost (ResNet-50 layers, batch 256);
 #              --with-fusion-probe runs it after the tests (one device call for both)
@@ -40,7 +41,7 @@ while (($#)); do
     --filter) filter=$2; shift ;;
     --models) models=$2; shift ;;
     --jobs) jobs=$2; shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "gpu_prebuilt: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -166,6 +167,10 @@ PY
   timeout 120 "$B/bin/loom_kernel_bench" --device cuda > "$P/kernel_bandwidth.jsonl" 2>&1 ||
     log "WARNING: loom_kernel_bench failed"
   cut -c1-200 "$P/kernel_bandwidth.jsonl" | head -20
+  log "host time of a graph launch against its nodes"
+  timeout 60 "$B/bin/loom_graph_launch_bench" > "$P/graph_launch.jsonl" 2>&1 ||
+    log "WARNING: loom_graph_launch_bench failed"
+  cut -c1-200 "$P/graph_launch.jsonl"
   tar -czf "$OUT/profile.tgz" -C "$OUT" profile && rm -rf "$P"
 fi
 
