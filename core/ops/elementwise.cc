@@ -126,15 +126,18 @@ Tensor binary_op(BinaryOp op, const Tensor& a, const Tensor& b) {
 }
 
 Tensor unary_op(UnaryOp op, const Tensor& x, double alpha = 0.0) {
-  Tensor out = unary_forward(op, x, alpha);
+  return unary_with_value(op, x, unary_forward(op, x, alpha), alpha);
+}
+
+}  // namespace
+
+Tensor unary_with_value(UnaryOp op, const Tensor& x, Tensor out, double alpha) {
   if (!autograd::needs_grad({&x})) return autograd::checked(unary_op_name(op), std::move(out), {&x});
   Tensor sx = autograd::saved(x);
   return autograd::record(unary_op_name(op), out, {x}, [=](const Tensor& g) {
     return Grads{unary_backward(op, sx, g, alpha)};
   });
 }
-
-}  // namespace
 
 Tensor scalar_like(double value, const Tensor& like) {
   return scalar(value, like.dtype(), like.device());

@@ -62,6 +62,9 @@ Tensor clip(const Tensor& x, double lo, double hi);
 Tensor cast(const Tensor& x, DType dtype);
 /// The unary op by enum (used by tests and fused paths).
 Tensor unary(UnaryOp op, const Tensor& x, double alpha = 0.0);
+/// op(x) whose value `out` was computed elsewhere (a product's fused epilogue): under autodiff
+/// records op's gradient with respect to x, as unary(op, x) would.
+Tensor unary_with_value(UnaryOp op, const Tensor& x, Tensor out, double alpha = 0.0);
 
 /// Sums `g` down to `shape` (the reverse of broadcasting); used by backward rules.
 Tensor sum_to(const Tensor& g, const Shape& shape);

@@ -311,9 +311,11 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 
 namespace {
 
-// One cuBLASLt call; undefined when cuBLASLt offers no fused algorithm for this problem.
+// One cuBLASLt call; undefined when cuBLASLt offers no fused algorithm for this problem. Given
+// `gelu_input` (with Epilogue::BiasGelu), the call also stores a @ b + bias there.
 Tensor fused_forward([[maybe_unused]] const Tensor& a, [[maybe_unused]] const Tensor& b,
-                     [[maybe_unused]] const Tensor& bias, [[maybe_unused]] Epilogue ep) {
+                     [[maybe_unused]] const Tensor& bias, [[maybe_unused]] Epilogue ep,
+                     [[maybe_unused]] Tensor* gelu_input = nullptr) {
 #if LOOM_CUDA
   Tensor av = a, bv = b, biasc = bias.contiguous();
   GemmProblem g;
@@ -327,7 +329,9 @@ Tensor fused_forward([[maybe_unused]] const Tensor& a, [[maybe_unused]] const Te
   out_shape.push_back(g.n);
   Tensor out = Tensor::empty(out_shape, g.dtype, a.device());
   g.c = out.raw_data();
-  if (!cuda::gemm(g, a.device().index, allow_tf32(), stream_of(a), ep, biasc.raw_data()))
+  if (gelu_input) *gelu_input = Tensor::empty(out_shape, g.dtype, a.device());
+  if (!cuda::gemm(g, a.device().index, allow_tf32(), stream_of(a), ep, biasc.raw_data(),
+                  gelu_input ? gelu_input->raw_data() : nullptr))
     return Tensor();
   return out;
 #else
@@ -379,14 +383,24 @@ Tensor matmul_bias_act(const Tensor& a, const Tensor& b, const Tensor& bias, Epi
   DType dt = promote_types(promote_types(a.dtype(), b.dtype()), bias.dtype());
   Tensor a2 = a.to(dt), b2 = b.to(dt), bias2 = bias.to(dt);
   bool grad = autograd::needs_grad({&a2, &b2, &bias2});
-  // Under autodiff only the bias is fused: the activation's backward needs its own input.
-  Tensor z = fused_forward(a2.detach(), b2.detach(), bias2.detach(), grad ? Epilogue::Bias : ep);
-  if (!z.defined()) return activate(matmul(a2, b2) + bias2, ep);
-  if (!grad) return autograd::checked("matmul_bias_act", std::move(z), {&a2, &b2, &bias2});
+  // Under autodiff the activation's backward needs its input: GELU's epilogue stores it beside
+  // the output (one pass less over memory than a separate GELU); for ReLU only the bias is fused.
+  const bool keep_gelu_input = grad && ep == Epilogue::BiasGelu;
+  Tensor pre;  // the product + bias that the epilogue's GELU took, when kept
+  Tensor out = fused_forward(a2.detach(), b2.detach(), bias2.detach(),
+                             grad && !keep_gelu_input ? Epilogue::Bias : ep,
+                             keep_gelu_input ? &pre : nullptr);
+  if (!out.defined() && keep_gelu_input) {  // no algorithm keeps it: the bias alone
+    pre = Tensor();
+    out = fused_forward(a2.detach(), b2.detach(), bias2.detach(), Epilogue::Bias);
+  }
+  if (!out.defined()) return activate(matmul(a2, b2) + bias2, ep);
+  if (!grad) return autograd::checked("matmul_bias_act", std::move(out), {&a2, &b2, &bias2});
   bool need_a = a2.grad_node() != nullptr, need_b = b2.grad_node() != nullptr;
   bool need_bias = bias2.grad_node() != nullptr;
   Tensor sa = autograd::saved(a2), sb = autograd::saved(b2);
-  z = autograd::record("matmul_bias", z, {a2, b2, bias2}, [=](const Tensor& g) {
+  const Tensor& z_value = pre.defined() ? pre : out;
+  Tensor z = autograd::record("matmul_bias", z_value, {a2, b2, bias2}, [=](const Tensor& g) {
     Grads grads(3);
     Axes lead = iota_axes(0, size_t(g.ndim()) - 1);
     if (need_a) grads[0] = dot_general(g, sb, {{g.ndim() - 1}, {1}, {}, {}});
@@ -396,6 +410,7 @@ Tensor matmul_bias_act(const Tensor& a, const Tensor& b, const Tensor& bias, Epi
     if (need_bias && !grads[2].defined()) grads[2] = lead.empty() ? g : sum(g, lead);
     return grads;
   });
+  if (pre.defined()) return unary_with_value(UnaryOp::Gelu, z, out);
   return activate(z, ep);
 }
 

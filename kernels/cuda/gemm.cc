@@ -150,7 +150,7 @@ void set_layout_batch(Layout& l, int32_t count, int64_t stride) {
 // One strategy for the whole problem: the innermost batch dim as cuBLASLt's strided batch when
 // `lt_batch`, otherwise every batch dim looped on the host. False when cuBLASLt has no algorithm.
 bool run(const GemmProblem& p, const BatchDims& bd, bool lt_batch, int device, bool allow_tf32,
-         Stream stream, cublasLtEpilogue_t epilogue, const void* bias) {
+         Stream stream, cublasLtEpilogue_t epilogue, const void* bias, void* gelu_input = nullptr) {
   const int64_t ldc = p.c_ld();
   bool fused = epilogue != CUBLASLT_EPILOGUE_DEFAULT;
   size_t esize = dtype_size(p.dtype);
@@ -198,6 +198,16 @@ bool run(const GemmProblem& p, const BatchDims& bd, bool lt_batch, int device, b
     LOOM_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(
         desc.d, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &dt, sizeof(dt)));
   }
+  if (gelu_input) {
+    // A dense [m, n] matrix of C's type: column-major, n rows with leading dimension n, which
+    // cuBLASLt wants a multiple of 8. Unbatched only (gemm_with).
+    const int64_t aux_ld = p.n;
+    if (aux_ld % 8 != 0 || !bd.shape.empty()) return false;
+    LOOM_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(
+        desc.d, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &gelu_input, sizeof(gelu_input)));
+    LOOM_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD,
+                                                       &aux_ld, sizeof(aux_ld)));
+  }
 
   // Alignment over every matrix the call touches (host-looped outer batches included).
   auto bytes = [esize](int64_t elements) { return uint64_t(elements) * esize; };
@@ -211,11 +221,12 @@ bool run(const GemmProblem& p, const BatchDims& bd, bool lt_batch, int device, b
   int64_t align_b = alignment_of({uint64_t(p.a.data), bytes(inner_a), outer_a});
   int64_t align_c = alignment_of({uint64_t(p.c), bytes(inner_c), outer_c, bytes(ldc)});
   int64_t align_bias = fused ? alignment_of({uint64_t(bias)}) : 0;
+  int64_t align_aux = gelu_input ? alignment_of({uint64_t(gelu_input)}) : 0;
 
   DeviceContext& ctx = context(device);
   PlanKey key = {int64_t(p.dtype), p.m, p.n, p.k, p.a.trans, p.b.trans, p.a.ld, p.b.ld,
                  inner, inner_a, inner_b, inner_c, int64_t(epilogue), allow_tf32,
-                 align_a, align_b, align_c, align_bias, ldc, 0};
+                 align_a, align_b, align_c, align_bias, ldc, align_aux};
   std::optional<cublasLtMatmulAlgo_t> algo;
   {
     std::lock_guard<std::mutex> lock(ctx.mu);
@@ -378,11 +389,17 @@ bool run_padded(const GemmProblem& p, int device, bool allow_tf32, Stream stream
 namespace {
 
 bool gemm_with(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
-               cublasLtEpilogue_t epilogue, const void* bias) {
+               cublasLtEpilogue_t epilogue, const void* bias, void* gelu_input = nullptr) {
   int64_t batch = shape_numel(p.batch_shape);
   if (p.m == 0 || p.n == 0 || batch == 0) return true;
   bool fused = epilogue != CUBLASLT_EPILOGUE_DEFAULT;
   LOOM_CHECK(!fused || bias, ValueError, "matmul_bias_act: bias epilogue without a bias");
+  if (gelu_input) {  // one dense matrix beside C: not padded, not batched
+    if (batch != 1 || p.k == 0) return false;
+    ensure_device(device);
+    return run(p, collapse_batch(p), /*lt_batch=*/true, device, allow_tf32, stream, epilogue, bias,
+               gelu_input);
+  }
   ensure_device(device);
   const int64_t ldc = p.c_ld();
   LOOM_INTERNAL_ASSERT(ldc >= p.n && (ldc == p.n || p.batch_shape.empty()));
@@ -408,8 +425,12 @@ bool gemm_with(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
 }  // namespace
 
 bool gemm(const GemmProblem& p, int device, bool allow_tf32, Stream stream, Epilogue epilogue,
-          const void* bias) {
-  return gemm_with(p, device, allow_tf32, stream, lt_epilogue(epilogue), bias);
+          const void* bias, void* gelu_input) {
+  LOOM_CHECK(!gelu_input || epilogue == Epilogue::BiasGelu, ValueError,
+             "matmul_bias_act: only the GELU epilogue keeps its input");
+  return gemm_with(p, device, allow_tf32, stream,
+                   gelu_input ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : lt_epilogue(epilogue), bias,
+                   gelu_input);
 }
 
 bool gemm_bias_grad(const GemmProblem& p, int device, bool allow_tf32, Stream stream,

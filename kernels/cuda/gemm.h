@@ -12,11 +12,14 @@
 namespace loom::cuda {
 
 /// C = op(A) @ op(B) (+ bias, then ReLU/GELU per `epilogue`) on `device`. `bias` (length n, of
-/// p.dtype) is read by the bias epilogues. Returns false, having launched nothing, when
-/// cuBLASLt offers no algorithm for a fused epilogue (the caller then composes the unfused
-/// ops); a plain product without an algorithm throws CudaError.
+/// p.dtype) is read by the bias epilogues. With Epilogue::BiasGelu, `gelu_input` (a dense
+/// [m, n] buffer of p.dtype; unbatched problems with n a multiple of 8) also receives
+/// op(A) @ op(B) + bias, the GELU's input, which its gradient needs. Returns false, having
+/// launched nothing, when cuBLASLt offers no algorithm for a fused epilogue (the caller then
+/// composes the unfused ops); a plain product without an algorithm throws CudaError.
 bool gemm(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
-          Epilogue epilogue = Epilogue::None, const void* bias = nullptr);
+          Epilogue epilogue = Epilogue::None, const void* bias = nullptr,
+          void* gelu_input = nullptr);
 
 /// C = op(A) @ op(B) with the sums of op(B) over k (length n, p.dtype) written to `bias_grad`
 /// in the same call: a weight gradient x^T @ g and its bias gradient, the column sums of g.

@@ -26,8 +26,18 @@ Tensor Dense::call(const Tensor& x) const {
   Tensor kernel = param("kernel", kernel_init, {x.dim(-1), features}, param_dtype);
   Tensor bias = use_bias ? param("bias", bias_init, {features}, param_dtype) : Tensor();
   auto p = detail::promote_dtype({x, kernel, bias}, dtype);
-  // The bias in the GEMM's epilogue on CUDA (one pass less over the output); the CPU adds it.
-  return use_bias ? matmul_bias_act(p[0], p[1], p[2], Epilogue::Bias) : matmul(p[0], p[1]);
+  // The bias and activation in the GEMM's epilogue on CUDA (a pass less over the output for
+  // each); the CPU adds and activates after the product.
+  if (use_bias) {
+    const Epilogue ep = activation == DenseActivation::Relu   ? Epilogue::BiasRelu
+                        : activation == DenseActivation::Gelu ? Epilogue::BiasGelu
+                                                              : Epilogue::Bias;
+    return matmul_bias_act(p[0], p[1], p[2], ep);
+  }
+  Tensor y = matmul(p[0], p[1]);
+  if (activation == DenseActivation::Relu) return relu(y);
+  if (activation == DenseActivation::Gelu) return gelu(y);
+  return y;
 }
 
 Tensor DenseGeneral::call(const Tensor& x) const {

@@ -4,6 +4,7 @@
 //
 // Example:
 //   Tensor y = nn::Dense{.features = 10}(x);                                   // [..., 10]
+//   Tensor h = nn::Dense{.features = 256, .activation = nn::DenseActivation::Gelu}(x);
 //   Tensor q = nn::DenseGeneral{.features = {8, 64}}(x);                       // [..., 8, 64]
 //   Tensor o = nn::DenseGeneral{.features = {512}, .axis = {-2, -1}}(heads);   // [..., 512]
 #pragma once
@@ -15,6 +16,9 @@
 
 namespace loom::nn {
 
+/// An activation Dense applies to its output in the same call (Dense::activation).
+enum class DenseActivation { None, Relu, Gelu };
+
 struct Dense : Module<Dense> {
   int64_t features = 0;
   bool use_bias = true;
@@ -23,6 +27,11 @@ struct Dense : Module<Dense> {
   DType param_dtype = DType::F32;
   Initializer kernel_init = initializers::lecun_normal();
   Initializer bias_init = initializers::zeros();
+  /// relu, or gelu (the tanh form, nn::gelu's default) of the output: what Flax writes as
+  /// nn.gelu(nn.Dense(...)(x)), with the same parameters and values. On CUDA the product's
+  /// epilogue applies it; under autodiff GELU's epilogue also keeps its input for the gradient,
+  /// so the activation costs no pass over memory of its own (ReLU's gradient runs as its own op).
+  DenseActivation activation = DenseActivation::None;
 
   /// x [..., in] -> [..., features]; kernel [in, features], bias [features].
   Tensor call(const Tensor& x) const;

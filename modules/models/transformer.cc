@@ -23,8 +23,9 @@ Tensor TransformerBlock::call(const Tensor& x, const Tensor& mask) const {
   y = Dropout{.rate = dropout_rate}(y, deterministic);
   Tensor h = x + y;
   y = LayerNorm{.dtype = dtype}.named("ln_2")(h);
-  y = Dense{.features = mlp_dim, .dtype = dtype}.named("c_fc")(y);
-  y = nn::gelu(y);
+  // nn.gelu(nn.Dense(...)(y)) in Flax; here the product's epilogue applies it (Dense::activation).
+  y = Dense{.features = mlp_dim, .dtype = dtype, .activation = DenseActivation::Gelu}
+          .named("c_fc")(y);
   y = Dense{.features = d, .dtype = dtype}.named("c_proj")(y);
   y = Dropout{.rate = dropout_rate}(y, deterministic);
   return h + y;

@@ -234,6 +234,40 @@ TEST(Layers, GradientsThroughLayers) {
       params.leaves()));
 }
 
+// Dense's activation is the activation of Dense's output, values and gradients (on CUDA the
+// product's epilogue computes it: tests/core/ops/linalg_gpu_test.cc).
+TEST(Layers, DenseActivationIsTheActivationOfTheOutput) {
+  Tensor x = test_values({3, 4}, 21, -2, 2);
+  Tensor w = test_values({3, 5}, 22);
+  for (bool use_bias : {true, false})
+    for (auto [act, f] : {std::pair{nn::DenseActivation::Relu, &nn::relu},
+                          std::pair{nn::DenseActivation::Gelu, +[](const Tensor& t) { return nn::gelu(t); }}}) {
+      nn::Dense fused{.features = 5, .use_bias = use_bias, .activation = act};
+      nn::Dense plain{.features = 5, .use_bias = use_bias};
+      Tree params = plain.init(random::key(0), x)["params"];
+      // float64 for the finite differences; a bias away from 0
+      params = tree_map([](const Tensor& p) { return p.to(DType::F64) + 0.1; }, params);
+      auto loss = [&](const nn::Dense& d, const auto& act_of) {
+        return [&](const Tree& p) {
+          return sum(act_of(d.apply(nn::variables({{"params", p}}), x)) * w);
+        };
+      };
+      auto identity = [](const Tensor& t) { return t; };
+      auto [fused_value, fused_grads] = value_and_grad(loss(fused, identity))(params);
+      auto [plain_value, plain_grads] = value_and_grad(loss(plain, f))(params);
+      const std::string what = std::string(use_bias ? "bias " : "") + (act == nn::DenseActivation::Relu ? "relu" : "gelu");
+      EXPECT_ALLCLOSE(fused_value, plain_value, 1e-12, 1e-12) << what;
+      ASSERT_TRUE(fused_grads.same_structure(plain_grads)) << what;
+      const std::vector<Tensor> fused_leaves = fused_grads.leaves(), plain_leaves = plain_grads.leaves();
+      for (size_t i = 0; i < fused_leaves.size(); ++i)
+        EXPECT_ALLCLOSE(fused_leaves[i], plain_leaves[i], 1e-12, 1e-12) << what;
+      EXPECT_TRUE(testing::check_gradients(
+          [&](const std::vector<Tensor>& in) { return loss(fused, identity)(params.unflatten(in)); },
+          params.leaves()))
+          << what;
+    }
+}
+
 TEST(Layers, TabulateShowsCallsVariablesAndTotals) {
   struct Block : nn::Module<Block> {
     Tensor call(const Tensor& x) const {

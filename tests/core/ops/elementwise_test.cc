@@ -113,6 +113,17 @@ TEST(Elementwise, UnaryGradients) {
   }
 }
 
+// A value computed elsewhere (a product's fused GELU epilogue) carries the op's gradient, and is
+// returned as given.
+TEST(Elementwise, ValueComputedElsewhereCarriesTheOpsGradient) {
+  Tensor x = test_values({7}, 13, -3, 3);
+  EXPECT_TRUE(check_gradients([](const std::vector<Tensor>& in) {
+    return sum(unary_with_value(UnaryOp::Gelu, in[0], gelu(in[0].detach())));
+  }, {x}));
+  Tensor given = full({7}, 5.0, DType::F64);
+  EXPECT_EQ(unary_with_value(UnaryOp::Gelu, x, given).to_vector<double>(), given.to_vector<double>());
+}
+
 TEST(Elementwise, BinaryBroadcastingAndValues) {
   Tensor a = from_vector<double>({1, 2, 3, 4, 5, 6}, {2, 3});
   Tensor b = from_vector<double>({10, 20, 30}, {3});

@@ -182,11 +182,15 @@ TEST(LinalgGpu, MatmulBiasActMatchesCpu) {
   for (Epilogue ep : {Epilogue::Bias, Epilogue::BiasRelu, Epilogue::BiasGelu}) {
     Fn f = [ep](const std::vector<Tensor>& in) { return matmul_bias_act(in[0], in[1], in[2], ep); };
     std::string what = "epilogue " + std::to_string(int(ep));
-    // grads_on records, so this covers the fused-bias + separate activation path and the
-    // backward's weight gradient with the bias gradient in its epilogue ...
+    // grads_on records, so this covers the fused bias with a separate ReLU, GELU's epilogue
+    // keeping its input, and the backward's weight gradient with the bias gradient in its
+    // epilogue ...
     expect_matches_cpu(f, {{4, 6, 32}, {32, 24}, {24}}, DType::F32, 1e-5, what + " f32");
     expect_matches_cpu(f, {{4, 6, 32}, {32, 24}, {24}}, DType::BF16, 1e-2, what + " bf16");
     expect_matches_cpu(f, {{32}, {32, 8}, {8}}, DType::F32, 1e-5, what + " 1-D f32");
+    // under autodiff GELU's epilogue keeps its input for the gradient (widths a multiple of 8);
+    // at 10 columns cuBLASLt cannot keep it and the bias alone is fused
+    expect_matches_cpu(f, {{5, 16}, {16, 10}, {10}}, DType::F32, 1e-5, what + " 10 columns f32");
     // the weight and bias gradients from one cuBLASLt call (BGRADA), at 16-byte-aligned widths
     expect_matches_cpu(f, {{3, 40, 64}, {64, 96}, {96}}, DType::BF16, 1e-2, what + " bf16 wide");
     expect_matches_cpu(f, {{3, 40, 64}, {64, 96}, {96}}, DType::F32, 1e-5, what + " f32 wide");
