@@ -1,7 +1,7 @@
 // Fused layer norm / RMS norm over the last axis: one kernel forward (statistics + affine), one
-// backward for dx, and one column reduction for the scale and bias gradients. Rows are reduced by a warp or a block (kernels/cuda/row_reduce.cuh). Statistics use
-// Flax's fast variance in float (or double for f64): var = max(0, mean(x^2) - mean(x)^2).
-#include <algorithm>
+// backward for dx, and one column reduction for the scale and bias gradients. Rows are reduced
+// by a warp or a block (kernels/cuda/row_reduce.cuh). Statistics use Flax's fast variance in
+// float (or double for f64): var = max(0, mean(x^2) - mean(x)^2).
 #include <type_traits>
 
 #include "kernels/cuda/column_sums.cuh"
@@ -101,6 +101,139 @@ __global__ void norm_rows_backward_kernel(const T* x, const O* g, const acc_t<T>
   }
 }
 
+// Rows of at most 8 packs a lane (a warp a row) are held in registers: every load of the row is
+// issued before the first sum, the row is read from memory once, and the parameters are read in
+// packs too. The same sums in the same order as the kernels above with the same V. kPacks is
+// the packs a lane holds, rounded up (unused ones skipped).
+template <typename T, typename O, int V, int kPacks, typename P>
+__global__ void norm_rows_cached_kernel(const T* x, O* y, const P* scale, const P* bias,
+                                        acc_t<T>* mean, acc_t<T>* rstd, int64_t rows, int64_t n,
+                                        acc_t<T> eps, bool rms) {
+  using A = acc_t<T>;
+  auto column = [](int p) { return (int64_t(p) * 32 + threadIdx.x) * V; };
+  LOOM_ROW_LOOP(r, rows) {
+    const T* row = x + r * n;
+    A v[kPacks][V];
+#pragma unroll
+    for (int p = 0; p < kPacks; ++p)
+      if (column(p) < n) {
+        const Pack<T, V> xp = load_pack<V>(row + column(p));
+#pragma unroll
+        for (int k = 0; k < V; ++k) v[p][k] = cvt<A>(xp.v[k]);
+      }
+    A s = 0, s2 = 0;
+#pragma unroll
+    for (int p = 0; p < kPacks; ++p)
+      if (column(p) < n)
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+          s += v[p][k];
+          s2 += v[p][k] * v[p][k];
+        }
+    s = group_sum<32>(s);
+    s2 = group_sum<32>(s2);
+    const A mu = rms ? A(0) : s / A(n);
+    const A m2 = s2 / A(n) - mu * mu;
+    const A var = rms ? s2 / A(n) : (m2 > A(0) ? m2 : A(0));
+    const A inv = A(1) / sqrt(var + eps);
+    if (threadIdx.x == 0) {
+      if (!rms) mean[r] = mu;
+      rstd[r] = inv;
+    }
+#pragma unroll
+    for (int p = 0; p < kPacks; ++p) {
+      const int64_t j = column(p);
+      if (j >= n) continue;
+      Pack<P, V> sp, bp;
+      if (scale) sp = load_pack<V>(scale + j);
+      if (bias && !rms) bp = load_pack<V>(bias + j);
+      Pack<O, V> out;
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        A val = (v[p][k] - mu) * (inv * (scale ? cvt<A>(sp.v[k]) : A(1)));
+        if (!rms) val += bias ? cvt<A>(bp.v[k]) : A(0);
+        out.v[k] = cvt<O>(val);
+      }
+      store_pack<V>(y + r * n + j, out);
+    }
+  }
+}
+
+template <typename T, typename O, int V, int kPacks, typename P>
+__global__ void norm_rows_backward_cached_kernel(const T* x, const O* g, const acc_t<T>* mean,
+                                                 const acc_t<T>* rstd, const P* scale, T* dx,
+                                                 int64_t rows, int64_t n, bool rms,
+                                                 bool accumulate) {
+  using A = acc_t<T>;
+  auto column = [](int p) { return (int64_t(p) * 32 + threadIdx.x) * V; };
+  LOOM_ROW_LOOP(r, rows) {
+    const A mu = rms ? A(0) : mean[r], inv = rstd[r];
+    A gs[kPacks][V], xc[kPacks][V];  // g * scale and x - mu
+#pragma unroll
+    for (int p = 0; p < kPacks; ++p) {
+      const int64_t j = column(p);
+      if (j >= n) continue;
+      const Pack<O, V> gp = load_pack<V>(g + r * n + j);
+      const Pack<T, V> xp = load_pack<V>(x + r * n + j);
+      Pack<P, V> sp;
+      if (scale) sp = load_pack<V>(scale + j);
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        gs[p][k] = cvt<A>(gp.v[k]) * (scale ? cvt<A>(sp.v[k]) : A(1));
+        xc[p][k] = cvt<A>(xp.v[k]) - mu;
+      }
+    }
+    A sum_gs = 0, sum_gsx = 0;
+#pragma unroll
+    for (int p = 0; p < kPacks; ++p)
+      if (column(p) < n)
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+          sum_gs += gs[p][k];
+          sum_gsx += gs[p][k] * xc[p][k] * inv;
+        }
+    sum_gs = group_sum<32>(sum_gs);
+    sum_gsx = group_sum<32>(sum_gsx);
+    const A mean_gs = rms ? A(0) : sum_gs / A(n), mean_gsx = sum_gsx / A(n);
+#pragma unroll
+    for (int p = 0; p < kPacks; ++p) {
+      const int64_t j = column(p);
+      if (j >= n) continue;
+      Pack<T, V> out;
+      if (accumulate) out = load_pack<V>(dx + r * n + j);
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        const A d = inv * (gs[p][k] - mean_gs - xc[p][k] * inv * mean_gsx);
+        out.v[k] = cvt<T>(accumulate ? cvt<A>(out.v[k]) + d : d);
+      }
+      store_pack<V>(dx + r * n + j, out);
+    }
+  }
+}
+
+/// launch(kPacks) for the register-cached kernels when a lane's share of an n-wide row is at
+/// most 8 packs of V; false otherwise. Only the counts a warp row (kWarpRowLimit) can need are
+/// compiled.
+template <int V, typename Launch>
+bool launch_cached(int64_t n, Launch&& launch) {
+  const int64_t packs = (n + 32 * V - 1) / (32 * V);
+  if (packs <= 2) {
+    launch(std::integral_constant<int, 2>{});
+    return true;
+  }
+  if (packs <= 4) {
+    launch(std::integral_constant<int, 4>{});
+    return true;
+  }
+  if constexpr (32 * 4 * V < kWarpRowLimit) {
+    if (packs <= 8) {
+      launch(std::integral_constant<int, 8>{});
+      return true;
+    }
+  }
+  return false;
+}
+
 /// Parameter gradients: dscale[j] = sum over rows of g * xhat, dbias[j] = sum of g, as column
 /// sums (kernels/cuda/column_sums.cuh) with each row's own statistics.
 template <typename T, typename O, typename P, int V>
@@ -155,6 +288,21 @@ void norm_rows(const void* x, DType dtype, void* y, DType out_dtype, const void*
     launch_rows(rows, n, [&](auto g, dim3 grid, dim3 block) {
       with_param_type<T>(half_params, [&](auto pz) {
         using P = decltype(pz);
+        bool cached = false;
+        if constexpr (decltype(g)::value == 32)
+          launch_packed<T>(n, {{x, sizeof(T)}, {y, sizeof(O)}, {scale, sizeof(P)}, {bias, sizeof(P)}},
+                           [&](auto v) {
+            constexpr int V = decltype(v)::value;
+            if constexpr (V > 1)
+              cached = launch_cached<V>(n, [&](auto packs) {
+                norm_rows_cached_kernel<T, O, V, decltype(packs)::value, P>
+                    <<<grid, block, 0, stream>>>(static_cast<const T*>(x), static_cast<O*>(y),
+                                                 static_cast<const P*>(scale),
+                                                 static_cast<const P*>(bias), static_cast<A*>(mean),
+                                                 static_cast<A*>(rstd), rows, n, A(eps), rms);
+              });
+          });
+        if (cached) return;
         auto run = [&](auto v) {
           norm_rows_kernel<T, O, decltype(g)::value, decltype(v)::value, P>
               <<<grid, block, 0, stream>>>(static_cast<const T*>(x), static_cast<O*>(y),
@@ -162,8 +310,9 @@ void norm_rows(const void* x, DType dtype, void* y, DType out_dtype, const void*
                                            static_cast<A*>(mean), static_cast<A*>(rstd), rows, n,
                                            A(eps), rms);
         };
-        // Measured on an H100 (loom_kernel_bench, 768-wide rows): packs help float32 (75% of
-        // copy bandwidth against 69%) and hurt bfloat16 (52% against 78%, not yet understood).
+        // Measured on an H100 (loom_kernel_bench, 768-wide rows, before the cached kernel): packs
+        // help float32 (75% of copy bandwidth against 69%) and hurt bfloat16 (52% against 78%,
+        // not yet understood).
         if constexpr (sizeof(T) == 4) launch_packed<T>(n, {{x, sizeof(T)}, {y, sizeof(O)}}, run);
         else run(std::integral_constant<int, 1>{});
       });
@@ -184,6 +333,22 @@ void norm_rows_backward(const void* x, DType dtype, const void* g, DType out_dty
     launch_rows(rows, n, [&](auto gs, dim3 grid, dim3 block) {
       with_param_type<T>(half_params, [&](auto pz) {
         using P = decltype(pz);
+        bool cached = false;
+        if constexpr (decltype(gs)::value == 32)
+          launch_packed<T>(n, {{x, sizeof(T)}, {g, sizeof(O)}, {dx, sizeof(T)}, {scale, sizeof(P)}},
+                           [&](auto v) {
+            constexpr int V = decltype(v)::value;
+            if constexpr (V > 1)
+              cached = launch_cached<V>(n, [&](auto packs) {
+                norm_rows_backward_cached_kernel<T, O, V, decltype(packs)::value, P>
+                    <<<grid, block, 0, stream>>>(static_cast<const T*>(x), static_cast<const O*>(g),
+                                                 static_cast<const A*>(mean),
+                                                 static_cast<const A*>(rstd),
+                                                 static_cast<const P*>(scale), static_cast<T*>(dx),
+                                                 rows, n, rms, accumulate);
+              });
+          });
+        if (cached) return;
         launch_packed<T>(n, {{x, sizeof(T)}, {g, sizeof(O)}, {dx, sizeof(T)}}, [&](auto v) {
           norm_rows_backward_kernel<T, O, decltype(gs)::value, decltype(v)::value, P>
               <<<grid, block, 0, stream>>>(static_cast<const T*>(x), static_cast<const O*>(g),

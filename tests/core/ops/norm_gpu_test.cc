@@ -17,11 +17,13 @@ using testing::test_values;
 
 TEST(NormGpu, LayerAndRmsNormMatchCpu) {
   LOOM_REQUIRE_GPU();
-  // {4000, 40}: the parameter gradients' sums in 125 row chunks, 8 groups of them, the last one
-  // short; {3, 131077}: more column groups than one launch's grid has columns
+  // Rows a warp each up to 1024 wide held in registers where packs fit (kernels/cuda/norm.cu;
+  // 768 and 1024: 6 and 8 float32 packs a lane, 3 and 4 of bfloat16; 37 and 1500 take the
+  // streaming kernels); {4000, 40}: the parameter gradients' sums in 125 row chunks, 8 groups of
+  // them, the last one short; {3, 131077}: more column groups than one launch's grid has columns
   // (kernels/cuda/column_sums.cuh), so several launches.
   for (Shape shape : {Shape{5, 37}, Shape{2, 3, 256}, Shape{3, 1500}, Shape{70, 8}, Shape{4000, 40},
-                      Shape{3, 131077}}) {
+                      Shape{3, 131077}, Shape{64, 768}, Shape{9, 1024}}) {
     int64_t n = shape.back();
     Tensor x = test_values(shape, 1, -2, 3, DType::F32);
     Tensor s = test_values({n}, 2, 0.5, 1.5, DType::F32), b = test_values({n}, 3, -1, 1, DType::F32);
@@ -49,16 +51,22 @@ TEST(NormGpu, LayerAndRmsNormMatchCpu) {
   Tensor cpu = layer_norm(xb, s, b), gpu = layer_norm(xb.to(Device::cuda()), s.to(Device::cuda()), b.to(Device::cuda()));
   EXPECT_EQ(gpu.dtype(), DType::F32);
   EXPECT_ALLCLOSE(gpu, cpu, 1e-5, 1e-5);
-  // ... and written as bf16 directly (Flax's dtype = bf16), values and gradients
+  // ... and written as bf16 directly (Flax's dtype = bf16), values and gradients; 300 wide
+  // streams, 768 (GPT-2's width) is held in registers
   auto direct = [](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2], 1e-6, {-1}, DType::BF16); };
-  Tensor wb = test_values({6, 300}, 12, -1, 1, DType::F32).to(DType::BF16);
-  std::vector<Tensor> in_cpu{xb, s, b}, in_gpu{xb.to(Device::cuda()), s.to(Device::cuda()), b.to(Device::cuda())};
-  Tensor y_direct = direct(in_gpu);
-  EXPECT_EQ(y_direct.dtype(), DType::BF16);
-  EXPECT_TRUE(testing::close_in_low_precision(y_direct.to(DType::F32), direct(in_cpu).to(DType::F32), DType::BF16));
-  auto g_cpu = testing::vjp(direct, in_cpu, wb), g_gpu = testing::vjp(direct, in_gpu, wb.to(Device::cuda()));
-  for (size_t i = 0; i < g_cpu.size(); ++i)
-    EXPECT_TRUE(testing::close_in_low_precision(g_gpu[i].to(DType::F32), g_cpu[i].to(DType::F32), DType::BF16)) << "grad " << i;
+  for (int64_t n : {300, 768}) {
+    Tensor xn = test_values({6, n}, 5, -2, 2, DType::F32).to(DType::BF16);
+    Tensor sn = test_values({n}, 6, 0.5, 1.5, DType::F32), bn = test_values({n}, 7, -1, 1, DType::F32);
+    Tensor wb = test_values({6, n}, 12, -1, 1, DType::F32).to(DType::BF16);
+    std::vector<Tensor> in_cpu{xn, sn, bn}, in_gpu{xn.to(Device::cuda()), sn.to(Device::cuda()), bn.to(Device::cuda())};
+    Tensor y_direct = direct(in_gpu);
+    EXPECT_EQ(y_direct.dtype(), DType::BF16);
+    EXPECT_TRUE(testing::close_in_low_precision(y_direct.to(DType::F32), direct(in_cpu).to(DType::F32), DType::BF16)) << n;
+    auto g_cpu = testing::vjp(direct, in_cpu, wb), g_gpu = testing::vjp(direct, in_gpu, wb.to(Device::cuda()));
+    for (size_t i = 0; i < g_cpu.size(); ++i)
+      EXPECT_TRUE(testing::close_in_low_precision(g_gpu[i].to(DType::F32), g_cpu[i].to(DType::F32), DType::BF16))
+          << n << " grad " << i;
+  }
   // float64 on the GPU
   Tensor x64 = test_values({3, 50}, 8);
   EXPECT_ALLCLOSE(rms_norm(x64.to(Device::cuda()), Tensor()), rms_norm(x64, Tensor()), 1e-12, 1e-12);
