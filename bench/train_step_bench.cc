@@ -6,7 +6,7 @@
 //   loom_bench --model cnn|resnet50|gpt2|gpt2-medium|transformer-lm [--batch N] [--steps N] [--warmup N]
 //              [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N] [--graph on]
 //              [--kernel-trace on] [--attention composed|fused|cudnn] [--allocation-trace FILE]
-//              [--sync-batch-norm on] [--dropout RATE]
+//              [--sync-batch-norm on] [--dropout RATE] [--conv-autotune on]
 //
 // transformer-lm (the zoo's 4-layer, d_model 128 language model, vocabulary 256, batch 4 x 32
 // tokens by default) is small enough that on a GPU its step measures the framework's cost per op
@@ -24,6 +24,9 @@
 // statistics through the "batch" axis (dist::register_axis), here in a world of one.
 // --dropout RATE (language models): dropout while training, as `loom train` runs them (its
 // default 0.1); 0 by default, as the JAX script and llm.c's benchmark runs.
+// --conv-autotune on: cuDNN's convolution algorithms timed per shape in the first step
+// (core/autotune.h) instead of taken from its heuristics; the timing's workspaces count in
+// peak_mem_mb.
 // A model the zoo does not know yet is reported as {"error": "model not available: ..."} with
 // exit code 0: scripts/bench.sh shows the error in its table and goes on.
 #include <sys/resource.h>
@@ -50,6 +53,7 @@
 #include "bench/kernel_trace.h"
 #include "kernels/cuda/runtime.h"
 #endif
+#include "core/autotune.h"
 #include "core/grad.h"
 #include "core/jit.h"
 #include "core/memory.h"
@@ -88,6 +92,7 @@ struct Options {
   std::string attention = "composed";  // dot_product_attention's implementation (gpt2)
   std::string allocation_trace;        // file for the device's allocation events ("": none)
   bool sync_batch_norm = false;        // resnet50's BatchNorm over the "batch" axis
+  bool conv_autotune = false;          // time cuDNN's convolution algorithms (core/autotune.h)
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -97,7 +102,7 @@ struct Options {
             << "       [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N]\n"
             << "       [--peak-tflops X] [--graph on|off] [--kernel-trace on|off]\n"
             << "       [--attention composed|fused|cudnn] [--allocation-trace FILE]\n"
-            << "       [--sync-batch-norm on|off] [--dropout RATE]\n";
+            << "       [--sync-batch-norm on|off] [--dropout RATE] [--conv-autotune on|off]\n";
   std::exit(2);
 }
 
@@ -140,6 +145,7 @@ Options parse(int argc, char** argv) {
   flag("graph", o.graph);
   flag("kernel-trace", o.kernel_trace);
   flag("sync-batch-norm", o.sync_batch_norm);
+  flag("conv-autotune", o.conv_autotune);
   if (!kv.empty()) usage("unknown option --" + kv.begin()->first);
   const bool gpt2 = o.model == "gpt2" || o.model == "gpt2-medium";
   if (o.model != "cnn" && o.model != "resnet50" && !gpt2 && o.model != "transformer-lm")
@@ -254,6 +260,7 @@ nlohmann::json run(const Options& o) {
   // JAX's default GPU matmul precision for f32 allows TF32; match it so f32 compares like for like.
   set_allow_tf32(true);
   set_attention_implementation(parse_attention_implementation(o.attention, "--attention"));
+  set_conv_autotune(o.conv_autotune);
   std::unique_ptr<AllocationTrace> allocations;
   if (!o.allocation_trace.empty()) allocations = std::make_unique<AllocationTrace>();
   Workload w = make_workload(o, device);
@@ -424,6 +431,7 @@ int main(int argc, char** argv) {
   if (o.attention != "composed") line["attention"] = o.attention;
   if (o.model == "resnet50") line["image"] = o.image;
   if (o.sync_batch_norm) line["sync_batch_norm"] = true;
+  if (o.conv_autotune) line["conv_autotune"] = true;
   if (o.dropout != 0.0) line["dropout"] = o.dropout;
   int rc = 0;
   try {

@@ -16,8 +16,9 @@
 #              addr2line -C -f -e build/bench/loom_bench), device time per kernel (--kernel-trace)
 #              and the step as a CUDA graph (--graph on); for gpt2 also with --attention fused
 #              and --attention cudnn; the allocations of one eager step (after one),
-#              replayed through the allocator's policies (bench/allocator_replay.cc); the
-#              memory-bound kernels' bandwidth; a graph launch's host time against its nodes
+#              replayed through the allocator's policies (bench/allocator_replay.cc); for
+#              resnet50 the graph step again with --conv-autotune on; the memory-bound
+#              kernels' bandwidth; a graph launch's host time against its nodes
 #   --fusion-probe  only bench/cudnn_fusion_probe.cc: whether cuDNN's conv + BatchNorm fusion
 #              graphs build on this GPU and what they cost (ResNet-50 layers, batch 256);
 #              --with-fusion-probe runs it after the tests (one device call for both)
@@ -41,7 +42,7 @@ while (($#)); do
     --filter) filter=$2; shift ;;
     --models) models=$2; shift ;;
     --jobs) jobs=$2; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "gpu_prebuilt: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -138,8 +139,6 @@ print(f"    step {d.get('median_ms', 0):.2f} ms, kernels {d.get('kernel_ms_per_s
       f" ({d.get('kernels_per_step', 0):.0f} launches),"
       f" host enqueue {d.get('host_enqueue_ms', 0):.2f} ms, host waits/step {d.get('host_waits_per_step')},"
       f" {d.get('kernel_trace_error', '')}{d.get('error', '')}")
-if 'graph_launch_ms' in d:
-  print(f"    in the jit {d['jit_call_ms']:.3f} ms, graph launch {d['graph_launch_ms']:.3f} ms, nodes {d['graph_nodes']}")
 for k in d.get('kernels', [])[:12]:
   print(f"    {k['ms_per_step']:8.3f} ms {k['calls_per_step']:6.1f}x  {k['name'][:90]}")
 PY
@@ -152,6 +151,25 @@ PY
     timeout 120 "${run[@]}" --warmup 3 --steps 20 --graph on > "$P/$spec.graph.json" \
       2> "$P/$spec.graph.err" || log "WARNING: $spec graph run failed"
     tail -c 600 "$P/$spec.graph.json" "$P/$spec.graph.err"; echo
+    graph_runs=("$P/$spec.graph.json")
+    if [[ $model == resnet50 ]]; then
+      log "$spec: the same with cuDNN's convolution algorithms timed (--conv-autotune on)"
+      timeout 120 "${run[@]}" --warmup 3 --steps 20 --graph on --conv-autotune on \
+        > "$P/$spec.graph-autotune.json" 2> "$P/$spec.graph-autotune.err" ||
+        log "WARNING: $spec autotuned graph run failed"
+      tail -3 "$P/$spec.graph-autotune.err"
+      graph_runs+=("$P/$spec.graph-autotune.json")
+    fi
+    python3 - "${graph_runs[@]}" <<'PY' || true
+import json, sys
+for f in sys.argv[1:]:
+  d = json.loads([l for l in open(f) if l.startswith('{')][-1])
+  v = lambda k: d.get(k) or 0
+  print(f"    {f.split('/')[-1]}: step {v('median_ms'):.2f} ms, host enqueue"
+        f" {v('host_enqueue_ms'):.3f} ms, in the jit {v('jit_call_ms'):.3f} ms,"
+        f" graph launch {v('graph_launch_ms'):.3f} ms, nodes {d.get('graph_nodes')},"
+        f" peak {v('peak_mem_mb'):.0f} MiB {d.get('error', '')}")
+PY
     if [[ $model == gpt2* ]]; then
       for impl in fused cudnn; do
         log "$spec: --attention $impl, kernels then graph"

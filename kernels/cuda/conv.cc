@@ -3,11 +3,14 @@
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
 
+#include <algorithm>
 #include <climits>
+#include <iostream>
 #include <map>
 #include <mutex>
 #include <vector>
 
+#include "core/autotune.h"
 #include "core/determinism.h"
 #include "core/error.h"
 #include "core/precision.h"
@@ -166,14 +169,64 @@ Choice pick(const std::vector<Perf>& perf, int n, cudnnMathType_t wanted, const 
              describe(g, dtype));
 }
 
+// A pass's operands, for timing the algorithms on them (autotuning): the two inputs and the
+// output in the order of the pass's cuDNN call. An output that is also an input (an input
+// gradient added into an earlier one) is not written: the timing writes a scratch copy.
+struct PassOperands {
+  const void* a;
+  const void* b;
+  void* out;
+  size_t out_bytes;
+  bool out_is_input;
+};
+
+// The workspace the candidates need, at most kMaxWorkspace: what the timing runs may use.
+template <typename Perf>
+size_t candidates_workspace(const std::vector<Perf>& perf, int n) {
+  size_t most = 0;
+  for (int i = 0; i < n; ++i) {
+    const Perf& p = perf[size_t(i)];
+    if (p.status == CUDNN_STATUS_SUCCESS && p.memory <= kMaxWorkspace) most = std::max(most, p.memory);
+  }
+  return most;
+}
+
+// Replaces the heuristics' ranking in `perf` with cuDNN's timings of the candidates on the
+// operands (fastest first); keeps the heuristics' when timing cannot run (inside a graph capture)
+// or fails (a warning says why). `find` is the pass's cudnnFind*AlgorithmEx with the buffers
+// bound: find(output, workspace, workspace_bytes, count, &n, perf).
+template <typename Perf, typename Find>
+void time_candidates(std::vector<Perf>& perf, int& n, const PassOperands& ops, Stream stream,
+                     int device, const ConvGeometry& g, DType dtype, const char* pass, Find&& find) {
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  LOOM_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+  if (capture != cudaStreamCaptureStatusNone) return;
+  try {
+    CudnnWorkspace ws(candidates_workspace(perf, n), device);
+    CudnnWorkspace scratch(ops.out_is_input ? ops.out_bytes : 0, device);
+    note_host_wait("conv autotuning (cudnnFind*AlgorithmEx)");
+    std::vector<Perf> timed(perf.size());
+    int found = 0;
+    LOOM_CUDNN_CHECK(find(ops.out_is_input ? scratch.ptr : ops.out, ws.ptr, ws.bytes,
+                          int(timed.size()), &found, timed.data()));
+    perf = std::move(timed);
+    n = found;
+  } catch (const std::exception& e) {
+    std::cerr << "loom: conv autotuning of the " << pass << " pass failed for "
+              << describe(g, dtype) << " (" << e.what() << "); using cuDNN's heuristics\n";
+  }
+}
+
 Choice choose(Pass pass, cudnnHandle_t h, Descriptors& d, const ConvGeometry& g, DType dtype,
-              int device) {
+              int device, Stream stream, const PassOperands& ops) {
   static std::mutex mu;
   static std::map<std::vector<int64_t>, Choice> cache;
   cudnnMathType_t wanted = math_type(dtype);
+  const bool autotune = conv_autotune();
   std::vector<int64_t> key{int64_t(pass), device,         int64_t(dtype), int64_t(wanted), g.batch,
                            g.in_channels, g.out_channels, g.groups,       g.rank(),
-                           int64_t(deterministic())};  // the choice depends on the mode
+                           int64_t(deterministic()),  // the choice depends on the mode
+                           int64_t(autotune)};
   for (const Shape* s : {&g.in_spatial, &g.kernel_spatial, &g.strides, &g.pad_lo, &g.rhs_dilation})
     key.insert(key.end(), s->begin(), s->end());
   {
@@ -189,6 +242,12 @@ Choice choose(Pass pass, cudnnHandle_t h, Descriptors& d, const ConvGeometry& g,
       std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
       LOOM_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, d.x, d.w, d.conv, d.y, max_count,
                                                               &n, perf.data()));
+      if (autotune)
+        time_candidates(perf, n, ops, stream, device, g, dtype, "forward",
+                        [&](void* y, void* ws, size_t bytes, int count, int* found, auto* out) {
+                          return cudnnFindConvolutionForwardAlgorithmEx(
+                              h, d.x, ops.a, d.w, ops.b, d.conv, d.y, y, count, found, out, ws, bytes);
+                        });
       c = pick(perf, n, wanted, g, dtype, "forward");
       LOOM_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math));
       LOOM_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(
@@ -200,6 +259,12 @@ Choice choose(Pass pass, cudnnHandle_t h, Descriptors& d, const ConvGeometry& g,
       std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
       LOOM_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w, d.y, d.conv, d.x,
                                                                    max_count, &n, perf.data()));
+      if (autotune)
+        time_candidates(perf, n, ops, stream, device, g, dtype, "backward-data",
+                        [&](void* dx, void* ws, size_t bytes, int count, int* found, auto* out) {
+                          return cudnnFindConvolutionBackwardDataAlgorithmEx(
+                              h, d.w, ops.a, d.y, ops.b, d.conv, d.x, dx, count, found, out, ws, bytes);
+                        });
       c = pick(perf, n, wanted, g, dtype, "backward-data");
       LOOM_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math));
       LOOM_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(
@@ -211,6 +276,12 @@ Choice choose(Pass pass, cudnnHandle_t h, Descriptors& d, const ConvGeometry& g,
       std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
       LOOM_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.conv, d.w,
                                                                      max_count, &n, perf.data()));
+      if (autotune)
+        time_candidates(perf, n, ops, stream, device, g, dtype, "backward-filter",
+                        [&](void* dw, void* ws, size_t bytes, int count, int* found, auto* out) {
+                          return cudnnFindConvolutionBackwardFilterAlgorithmEx(
+                              h, d.x, ops.a, d.y, ops.b, d.conv, d.w, dw, count, found, out, ws, bytes);
+                        });
       c = pick(perf, n, wanted, g, dtype, "backward-filter");
       LOOM_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math));
       LOOM_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(
@@ -241,7 +312,8 @@ void conv_forward(const ConvGeometry& g, DType dtype, const void* x, const void*
   cudnnHandle_t h = cudnn_handle(device, stream);
   Descriptors d;
   make_descriptors(d, g, dtype);
-  Choice c = choose(Pass::Forward, h, d, g, dtype, device);
+  Choice c = choose(Pass::Forward, h, d, g, dtype, device, stream,
+                    {x, w_krsc, y, 0, /*out_is_input=*/false});
   LOOM_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math));
   CudnnWorkspace ws(c.workspace, device);
   Scalars s(dtype);
@@ -256,7 +328,8 @@ void conv_backward_input(const ConvGeometry& g, DType dtype, const void* dy, con
   cudnnHandle_t h = cudnn_handle(device, stream);
   Descriptors d;
   make_descriptors(d, g, dtype);
-  Choice c = choose(Pass::BackwardData, h, d, g, dtype, device);
+  Choice c = choose(Pass::BackwardData, h, d, g, dtype, device, stream,
+                    {w_krsc, dy, dx, size_t(shape_numel(g.x_shape())) * dtype_size(dtype), accumulate});
   LOOM_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math));
   CudnnWorkspace ws(c.workspace, device);
   Scalars s(dtype);
@@ -272,7 +345,8 @@ void conv_backward_kernel(const ConvGeometry& g, DType dtype, const void* x, con
   cudnnHandle_t h = cudnn_handle(device, stream);
   Descriptors d;
   make_descriptors(d, g, dtype);
-  Choice c = choose(Pass::BackwardFilter, h, d, g, dtype, device);
+  Choice c = choose(Pass::BackwardFilter, h, d, g, dtype, device, stream,
+                    {x, dy, dw_krsc, 0, /*out_is_input=*/false});
   LOOM_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math));
   CudnnWorkspace ws(c.workspace, device);
   Scalars s(dtype);

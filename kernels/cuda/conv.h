@@ -6,8 +6,9 @@
 // Kernels are in cuDNN's KRSC layout, [C_out, *k, C_in / groups] (the op layer transposes
 // loom's HWIO). float32 (FMA math: no TF32 unless loom::allow_tf32()), bfloat16 and float16
 // (tensor cores, float32 accumulation), float64 where cuDNN has an NHWC algorithm for it.
-// Algorithms come from cuDNN's heuristics, once per (shapes, dtype, options, math mode);
-// workspaces from the caching allocator. Everything is enqueued on `stream` of GPU `device`.
+// Algorithms come from cuDNN's heuristics, or with set_conv_autotune (core/autotune.h) from
+// timing the candidates on the first call's buffers, once per (shapes, dtype, options, math
+// mode); workspaces from the caching allocator. Everything is enqueued on `stream` of GPU `device`.
 #pragma once
 #include "core/dtype.h"
 #include "kernels/cpu/conv.h"  // ConvGeometry

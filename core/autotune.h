@@ -1,0 +1,35 @@
+// Timed autotuning of cuDNN's convolution algorithms.
+//
+// By default a convolution takes the algorithm cuDNN's heuristics rank first for its shape: no
+// device time and no memory beyond the chosen algorithm's workspace. With autotuning on, the
+// first call of each shape (and pass: forward, input and kernel gradients) times the candidate
+// algorithms on that call's own buffers (cudnnFind*AlgorithmEx) and every later call takes the
+// fastest, as XLA's autotuner (on by default in JAX) and PyTorch's cudnn.benchmark do. The cost
+// is paid once per shape, in the first steps; a shape first seen inside a loom::jit capture keeps
+// the heuristics' choice, since timing waits for the device. Off by default: the choice then
+// depends on timings, so two runs may pick different algorithms and round differently (in
+// deterministic mode only deterministic algorithms are candidates either way).
+//
+// Example:
+//   loom::set_conv_autotune(true);   // before the first training steps
+#pragma once
+
+namespace loom {
+
+/// Process-wide switch (thread-safe); returns the previous value.
+bool set_conv_autotune(bool enabled);
+bool conv_autotune();
+
+/// RAII: autotuning on (or off) for a scope, restoring the previous setting.
+class ConvAutotuneScope {
+ public:
+  explicit ConvAutotuneScope(bool enabled = true) : previous_(set_conv_autotune(enabled)) {}
+  ~ConvAutotuneScope() { set_conv_autotune(previous_); }
+  ConvAutotuneScope(const ConvAutotuneScope&) = delete;
+  ConvAutotuneScope& operator=(const ConvAutotuneScope&) = delete;
+
+ private:
+  bool previous_;
+};
+
+}  // namespace loom

@@ -1,0 +1,37 @@
+// The convolution autotuning switch (core/autotune.h): set and restored by scope; the CPU's
+// convolutions do not depend on it (only cuDNN's algorithm choice does: conv_gpu_test.cc).
+#include <gtest/gtest.h>
+
+#include "core/autotune.h"
+#include "core/ops/conv.h"
+#include "tests/support/testing.h"
+
+namespace loom {
+namespace {
+
+TEST(Autotune, ConvSwitchSetAndRestored) {
+  EXPECT_FALSE(conv_autotune());
+  {
+    ConvAutotuneScope on;
+    EXPECT_TRUE(conv_autotune());
+    {
+      ConvAutotuneScope off(false);
+      EXPECT_FALSE(conv_autotune());
+    }
+    EXPECT_TRUE(conv_autotune());
+  }
+  EXPECT_FALSE(conv_autotune());
+  EXPECT_FALSE(set_conv_autotune(true));
+  EXPECT_TRUE(set_conv_autotune(false));
+}
+
+TEST(Autotune, CpuConvolutionsAreTheSame) {
+  Tensor x = testing::test_values({2, 6, 6, 3}, 1, -1, 1, DType::F32);
+  Tensor w = testing::test_values({3, 3, 3, 4}, 2, -1, 1, DType::F32);
+  Tensor plain = conv(x, w);
+  ConvAutotuneScope on;
+  EXPECT_EQ(conv(x, w).to_vector<float>(), plain.to_vector<float>());
+}
+
+}  // namespace
+}  // namespace loom
