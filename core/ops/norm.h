@@ -76,8 +76,12 @@ Tensor batch_norm_inference(const Tensor& x, const Tensor& mean, const Tensor& v
                             const BatchNormEpilogue& epilogue = {});
 
 /// Flax BatchNorm's running statistics update, average * momentum + value * (1 - momentum).
-/// Float32 operands of one shape on a GPU, without gradient history, take one kernel (ResNet-50
-/// updates 106 statistics per step) with the separate ops' roundings; anything else is those ops.
+/// Float32 operands of one shape on a GPU, without gradient history, take one kernel with the
+/// separate ops' roundings; anything else is those ops.
 Tensor running_average(const Tensor& average, const Tensor& value, double momentum);
+/// The same for several statistics at once (a BatchNorm's mean and var): those on a GPU share
+/// one kernel (ResNet-50 updates 106 statistics per step, in 53 kernels).
+std::vector<Tensor> running_average(const std::vector<Tensor>& averages,
+                                    const std::vector<Tensor>& values, double momentum);
 
 }  // namespace loom

@@ -192,11 +192,18 @@ void column_sums(const T* x, const O* g, const acc_t<T>* mean, const acc_t<T>* r
   });
 }
 
-__global__ void running_average_kernel(const float* average, const float* value, float* out,
-                                       int64_t n, float momentum, float one_minus_momentum) {
+constexpr int kRunningAverageJobs = 4;  // per launch
+struct RunningAverageJobs {
+  RunningAverageJob job[kRunningAverageJobs];
+};
+
+// blockIdx.y picks the job.
+__global__ void running_average_kernel(RunningAverageJobs jobs, float momentum,
+                                       float one_minus_momentum) {
+  const RunningAverageJob& j = jobs.job[blockIdx.y];
   // Explicitly rounded operations: nvcc would otherwise contract them into an FMA.
-  LOOM_GRID_STRIDE_LOOP(i, n) {
-    out[i] = __fadd_rn(__fmul_rn(average[i], momentum), __fmul_rn(value[i], one_minus_momentum));
+  LOOM_GRID_STRIDE_LOOP(i, j.n) {
+    j.out[i] = __fadd_rn(__fmul_rn(j.average[i], momentum), __fmul_rn(j.value[i], one_minus_momentum));
   }
 }
 
@@ -288,12 +295,21 @@ void channel_backward_dx(const void* x, DType dtype, const void* g, DType out_dt
   LOOM_CUDA_CHECK(cudaGetLastError());
 }
 
-void running_average(const float* average, const float* value, float* out, int64_t n,
-                     float momentum, float one_minus_momentum, Stream stream) {
-  if (n == 0) return;
-  running_average_kernel<<<blocks_for(n), 256, 0, stream>>>(average, value, out, n, momentum,
-                                                            one_minus_momentum);
-  LOOM_CUDA_CHECK(cudaGetLastError());
+void running_average(const std::vector<RunningAverageJob>& jobs, float momentum,
+                     float one_minus_momentum, Stream stream) {
+  for (size_t first = 0; first < jobs.size(); first += kRunningAverageJobs) {
+    RunningAverageJobs batch{};
+    int64_t most = 0;
+    const size_t count = std::min(jobs.size() - first, size_t(kRunningAverageJobs));
+    for (size_t k = 0; k < count; ++k) {
+      batch.job[k] = jobs[first + k];
+      most = std::max(most, batch.job[k].n);
+    }
+    if (most == 0) continue;
+    running_average_kernel<<<dim3(unsigned(blocks_for(most)), unsigned(count)), 256, 0, stream>>>(
+        batch, momentum, one_minus_momentum);
+    LOOM_CUDA_CHECK(cudaGetLastError());
+  }
 }
 
 }  // namespace loom::cuda

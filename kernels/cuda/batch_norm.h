@@ -3,6 +3,7 @@
 // fixed per-block partials added in a fixed order, so results are deterministic.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "core/dtype.h"
 #include "kernels/cuda/runtime.h"
@@ -27,9 +28,16 @@ void channel_backward_dx(const void* x, DType dtype, const void* g, DType out_dt
                          const void* mean, const void* rstd, const void* scale,
                          const void* relu_out, const void* sum_g, const void* sum_gx, void* dx,
                          int64_t m, int64_t c, Stream stream);
-/// out = average * momentum + value * one_minus_momentum, rounded after each of the three
-/// float32 operations as the separate elementwise ops would (one kernel instead of three).
-void running_average(const float* average, const float* value, float* out, int64_t n,
-                     float momentum, float one_minus_momentum, Stream stream);
+/// One statistic's running average: out = average * momentum + value * one_minus_momentum.
+struct RunningAverageJob {
+  const float* average;
+  const float* value;
+  float* out;
+  int64_t n;
+};
+/// Every job's update, rounded after each of the three float32 operations as the separate
+/// elementwise ops would, in one kernel (a BatchNorm's mean and var together).
+void running_average(const std::vector<RunningAverageJob>& jobs, float momentum,
+                     float one_minus_momentum, Stream stream);
 
 }  // namespace loom::cuda

@@ -103,8 +103,11 @@ Tensor BatchNorm::normalize(const Tensor& x, bool running, const Tensor& residua
   if (fuse) after.residual = residual, after.relu = relu;
   BatchNormResult r = batch_norm_train(x, scale, bias, epsilon, reduce, pmean, after);
   if (!is_initializing()) {
-    ra_mean.set_value(running_average(ra_mean.value(), r.mean.reshape(reduced), momentum));
-    ra_var.set_value(running_average(ra_var.value(), r.var.reshape(reduced), momentum));
+    std::vector<Tensor> updated = running_average({ra_mean.value(), ra_var.value()},
+                                                  {r.mean.reshape(reduced), r.var.reshape(reduced)},
+                                                  momentum);
+    ra_mean.set_value(updated[0]);
+    ra_var.set_value(updated[1]);
   }
   return fuse ? r.y : epilogue(r.y, residual, relu);
 }

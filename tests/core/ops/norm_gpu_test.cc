@@ -188,6 +188,20 @@ TEST(NormGpu, RunningAverageEqualsTheSeparateOps) {
           << n << " " << momentum;
       EXPECT_EQ(cpu.to_vector<float>(), gpu.to(Device::cpu()).to_vector<float>()) << n;
     }
+  // Several statistics in one call (a BatchNorm's mean and var; five of different lengths take
+  // two launches of at most four jobs): each as its own call.
+  std::vector<Tensor> averages, values, averages_gpu, values_gpu;
+  for (int64_t n : {1, 64, 1000, 2048, 7}) {
+    averages.push_back(test_values({n}, uint64_t(n), -3, 3, DType::F32));
+    values.push_back(test_values({n}, uint64_t(n) + 1, 0, 5, DType::F32));
+    averages_gpu.push_back(averages.back().to(Device::cuda()));
+    values_gpu.push_back(values.back().to(Device::cuda()));
+  }
+  std::vector<Tensor> together = running_average(averages_gpu, values_gpu, 0.9);
+  ASSERT_EQ(together.size(), averages.size());
+  for (size_t i = 0; i < averages.size(); ++i)
+    EXPECT_EQ(together[i].to(Device::cpu()).to_vector<float>(),
+              running_average(averages[i], values[i], 0.9).to_vector<float>()) << i;
 }
 
 TEST(NormGpu, GroupNormMatchesCpu) {

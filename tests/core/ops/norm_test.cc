@@ -501,6 +501,18 @@ void check_golden(const std::string& name, const std::vector<std::string>& input
     EXPECT_ALLCLOSE(g[i], golden_tensor(c["grads"][inputs[i]]), 1e-4, 1e-5) << name << " d" << inputs[i];
 }
 
+// Several running statistics in one call are each the separate ops' update (CUDA: one kernel
+// for all, tests/core/ops/norm_gpu_test.cc).
+TEST(BatchNorm, RunningAveragesAreTheSeparateUpdates) {
+  Tensor m = test_values({5}, 1, -1, 1, DType::F32), v = test_values({5}, 2, 0, 2, DType::F32);
+  Tensor am = test_values({5}, 3, -1, 1, DType::F32), av = test_values({5}, 4, 0, 2, DType::F32);
+  std::vector<Tensor> both = running_average({am, av}, {m, v}, 0.9);
+  ASSERT_EQ(both.size(), 2u);
+  EXPECT_EQ(both[0].to_vector<float>(), (am * 0.9 + m * (1.0 - 0.9)).to_vector<float>());
+  EXPECT_EQ(both[1].to_vector<float>(), running_average(av, v, 0.9).to_vector<float>());
+  EXPECT_THROW((void)running_average({am, av}, {m}, 0.9), ValueError);
+}
+
 TEST(Norms, MatchFlax) {
   check_golden("layer_norm", {"x", "scale", "bias"}, [](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2]); });
   check_golden("layer_norm_2axes", {"x", "scale", "bias"},
