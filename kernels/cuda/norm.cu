@@ -2,7 +2,9 @@
 // backward for dx, and one column reduction for the scale and bias gradients. Rows are reduced
 // by a warp or a block (kernels/cuda/row_reduce.cuh). Statistics use Flax's fast variance in
 // float (or double for f64): var = max(0, mean(x^2) - mean(x)^2).
+#include <initializer_list>
 #include <type_traits>
+#include <utility>
 
 #include "kernels/cuda/column_sums.cuh"
 #include "kernels/cuda/device_types.cuh"
@@ -211,27 +213,30 @@ __global__ void norm_rows_backward_cached_kernel(const T* x, const O* g, const a
   }
 }
 
-/// launch(kPacks) for the register-cached kernels when a lane's share of an n-wide row is at
-/// most 8 packs of V; false otherwise. Only the counts a warp row (kWarpRowLimit) can need are
-/// compiled.
-template <int V, typename Launch>
-bool launch_cached(int64_t n, Launch&& launch) {
-  const int64_t packs = (n + 32 * V - 1) / (32 * V);
-  if (packs <= 2) {
-    launch(std::integral_constant<int, 2>{});
-    return true;
-  }
-  if (packs <= 4) {
-    launch(std::integral_constant<int, 4>{});
-    return true;
-  }
-  if constexpr (32 * 4 * V < kWarpRowLimit) {
-    if (packs <= 8) {
-      launch(std::integral_constant<int, 8>{});
-      return true;
-    }
-  }
-  return false;
+/// Rows a warp each (G == 32) whose pointers all take 16-byte packs of T, at most 8 packs a
+/// lane: launch(V, kPacks) for the register-cached kernels, and true. False otherwise: the
+/// streaming kernels run. Only the pack counts a warp row (kWarpRowLimit) can need are compiled.
+template <typename T, int G, typename Launch>
+bool launch_cached(int64_t n, std::initializer_list<std::pair<const void*, size_t>> pointers,
+                   Launch&& launch) {
+  bool cached = false;
+  if constexpr (G == 32)
+    launch_packed<T>(n, pointers, [&](auto v) {
+      constexpr int V = decltype(v)::value;
+      if constexpr (V > 1) {
+        const int64_t packs = (n + 32 * V - 1) / (32 * V);
+        cached = true;
+        if (packs <= 2) launch(v, std::integral_constant<int, 2>{});
+        else if (packs <= 4) launch(v, std::integral_constant<int, 4>{});
+        else if constexpr (32 * 4 * V < kWarpRowLimit) {
+          if (packs <= 8) launch(v, std::integral_constant<int, 8>{});
+          else cached = false;
+        } else {
+          cached = false;
+        }
+      }
+    });
+  return cached;
 }
 
 /// Parameter gradients: dscale[j] = sum over rows of g * xhat, dbias[j] = sum of g, as column
@@ -288,21 +293,17 @@ void norm_rows(const void* x, DType dtype, void* y, DType out_dtype, const void*
     launch_rows(rows, n, [&](auto g, dim3 grid, dim3 block) {
       with_param_type<T>(half_params, [&](auto pz) {
         using P = decltype(pz);
-        bool cached = false;
-        if constexpr (decltype(g)::value == 32)
-          launch_packed<T>(n, {{x, sizeof(T)}, {y, sizeof(O)}, {scale, sizeof(P)}, {bias, sizeof(P)}},
-                           [&](auto v) {
-            constexpr int V = decltype(v)::value;
-            if constexpr (V > 1)
-              cached = launch_cached<V>(n, [&](auto packs) {
-                norm_rows_cached_kernel<T, O, V, decltype(packs)::value, P>
-                    <<<grid, block, 0, stream>>>(static_cast<const T*>(x), static_cast<O*>(y),
-                                                 static_cast<const P*>(scale),
-                                                 static_cast<const P*>(bias), static_cast<A*>(mean),
-                                                 static_cast<A*>(rstd), rows, n, A(eps), rms);
-              });
-          });
-        if (cached) return;
+        if (launch_cached<T, decltype(g)::value>(
+                n, {{x, sizeof(T)}, {y, sizeof(O)}, {scale, sizeof(P)}, {bias, sizeof(P)}},
+                [&](auto v, auto packs) {
+                  norm_rows_cached_kernel<T, O, decltype(v)::value, decltype(packs)::value, P>
+                      <<<grid, block, 0, stream>>>(static_cast<const T*>(x), static_cast<O*>(y),
+                                                   static_cast<const P*>(scale),
+                                                   static_cast<const P*>(bias),
+                                                   static_cast<A*>(mean), static_cast<A*>(rstd),
+                                                   rows, n, A(eps), rms);
+                }))
+          return;
         auto run = [&](auto v) {
           norm_rows_kernel<T, O, decltype(g)::value, decltype(v)::value, P>
               <<<grid, block, 0, stream>>>(static_cast<const T*>(x), static_cast<O*>(y),
@@ -333,22 +334,18 @@ void norm_rows_backward(const void* x, DType dtype, const void* g, DType out_dty
     launch_rows(rows, n, [&](auto gs, dim3 grid, dim3 block) {
       with_param_type<T>(half_params, [&](auto pz) {
         using P = decltype(pz);
-        bool cached = false;
-        if constexpr (decltype(gs)::value == 32)
-          launch_packed<T>(n, {{x, sizeof(T)}, {g, sizeof(O)}, {dx, sizeof(T)}, {scale, sizeof(P)}},
-                           [&](auto v) {
-            constexpr int V = decltype(v)::value;
-            if constexpr (V > 1)
-              cached = launch_cached<V>(n, [&](auto packs) {
-                norm_rows_backward_cached_kernel<T, O, V, decltype(packs)::value, P>
-                    <<<grid, block, 0, stream>>>(static_cast<const T*>(x), static_cast<const O*>(g),
-                                                 static_cast<const A*>(mean),
-                                                 static_cast<const A*>(rstd),
-                                                 static_cast<const P*>(scale), static_cast<T*>(dx),
-                                                 rows, n, rms, accumulate);
-              });
-          });
-        if (cached) return;
+        if (launch_cached<T, decltype(gs)::value>(
+                n, {{x, sizeof(T)}, {g, sizeof(O)}, {dx, sizeof(T)}, {scale, sizeof(P)}},
+                [&](auto v, auto packs) {
+                  norm_rows_backward_cached_kernel<T, O, decltype(v)::value, decltype(packs)::value, P>
+                      <<<grid, block, 0, stream>>>(static_cast<const T*>(x),
+                                                   static_cast<const O*>(g),
+                                                   static_cast<const A*>(mean),
+                                                   static_cast<const A*>(rstd),
+                                                   static_cast<const P*>(scale),
+                                                   static_cast<T*>(dx), rows, n, rms, accumulate);
+                }))
+          return;
         launch_packed<T>(n, {{x, sizeof(T)}, {g, sizeof(O)}, {dx, sizeof(T)}}, [&](auto v) {
           norm_rows_backward_kernel<T, O, decltype(gs)::value, decltype(v)::value, P>
               <<<grid, block, 0, stream>>>(static_cast<const T*>(x), static_cast<const O*>(g),
