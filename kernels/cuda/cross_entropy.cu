@@ -1,6 +1,7 @@
 // Softmax cross-entropy with integer labels, one row per warp or block (row_reduce.cuh). The
 // forward reads each row once: every thread keeps a running max and the sum of exp(x - max),
-// rescaled when the max grows (the online softmax), and the threads' pairs are merged. The
+// rescaled when the max grows (the online softmax, a pack of logits at a time), and the threads'
+// pairs are merged. The
 // backward recomputes the softmax from the saved log-sum-exp. Rows are read in 16-byte packs
 // from their first aligned element (a vocabulary of 50257 leaves most rows misaligned): one
 // half element per access kept too few bytes in flight (GPT-2's forward ran at 37% of the copy
@@ -28,6 +29,29 @@ __device__ __forceinline__ void add_logit(A& m, A& s, A v) {
     m = v;
   } else if (v > neg_inf<A>()) {
     s += exp(v - m);
+  }
+}
+
+/// Adds a pack of V logits at once, the same update as V calls of add_logit: the pack's max first
+/// (one rescale of s at most), then V independent exps, where one logit at a time made a chain
+/// of compare, branch and exp per element.
+template <typename A, int V>
+__device__ __forceinline__ void add_pack(A& m, A& s, const A (&v)[V]) {
+  A pm = v[0];
+#pragma unroll
+  for (int k = 1; k < V; ++k) pm = nan_max(pm, v[k]);
+  if (!(pm < ::cuda::std::numeric_limits<A>::infinity())) {  // a NaN or +inf logit
+    m = nan_max(m, pm);
+    s = ::cuda::std::numeric_limits<A>::quiet_NaN();
+    return;
+  }
+  if (pm > m) {  // (s == 0 while m is -inf: 0 * exp(-inf) stays 0)
+    s *= exp(m - pm);
+    m = pm;
+  }
+  if (m > neg_inf<A>()) {  // else every logit so far is -inf: they add nothing
+#pragma unroll
+    for (int k = 0; k < V; ++k) s += exp(v[k] - m);
   }
 }
 
@@ -94,8 +118,10 @@ __global__ void cross_entropy_kernel(const T* logits, const L* labels, O* loss, 
     A m = neg_inf<A>(), s = 0;
     for (int64_t p = threadIdx.x; p < packs; p += G) {
       const Pack<T, V> x = load_pack<V>(row + head + p * V);
+      A v[V];
 #pragma unroll
-      for (int k = 0; k < V; ++k) add_logit(m, s, cvt<A>(x.v[k]));
+      for (int k = 0; k < V; ++k) v[k] = cvt<A>(x.v[k]);
+      add_pack(m, s, v);
     }
     for_edges<G>(head, head + packs * V, n, [&](int64_t j) { add_logit(m, s, cvt<A>(row[j])); });
     group_merge<G>(m, s);

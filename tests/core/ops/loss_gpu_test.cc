@@ -79,6 +79,24 @@ TEST(LossGpu, IntegerLabelCrossEntropyInFloat32FromHalfLogits) {
   Tensor gpu = softmax_cross_entropy_with_integer_labels(odd.to(Device::cuda()), lab.to(Device::cuda()), DType::F32);
   EXPECT_TRUE(std::isfinite(cpu.to_vector<float>()[0]));
   EXPECT_ALLCLOSE(gpu.to(Device::cpu()), cpu, 1e-6, 1e-6);  // NaN positions must agree
+  // The same inside 16-byte packs (64-wide rows, a pack of logits added at a time): a NaN, a
+  // +inf, a whole pack of -inf first, a row of -inf, scattered -inf.
+  std::vector<float> wide = test_values({6, 64}, 8, -3, 3, DType::F32).to_vector<float>();
+  wide[64 + 10] = nan;
+  wide[2 * 64 + 33] = inf;
+  for (int j = 0; j < 8; ++j) wide[3 * 64 + j] = -inf;
+  for (int j = 0; j < 64; ++j) wide[4 * 64 + j] = -inf;
+  wide[5 * 64 + 5] = wide[5 * 64 + 40] = -inf;
+  Tensor wide_labels = from_vector<int32_t>({1, 2, 3, 9, 4, 6}, {6});
+  for (DType dt : {DType::F32, DType::BF16}) {
+    Tensor w = from_vector<float>(wide, {6, 64}).to(dt);
+    Tensor wc = softmax_cross_entropy_with_integer_labels(w, wide_labels, DType::F32);
+    Tensor wg = softmax_cross_entropy_with_integer_labels(w.to(Device::cuda()), wide_labels.to(Device::cuda()), DType::F32);
+    const std::vector<float> c = wc.to_vector<float>();
+    EXPECT_TRUE(std::isfinite(c[0]) && std::isnan(c[1]) && std::isnan(c[2]) && std::isfinite(c[3]) &&
+                std::isnan(c[4]) && std::isfinite(c[5])) << dtype_name(dt);
+    EXPECT_ALLCLOSE(wg.to(Device::cpu()), wc, 1e-5, 1e-5) << dtype_name(dt) << " packed rows";
+  }
 }
 
 TEST(LossGpu, ComposedLossesMatchCpu) {
