@@ -517,45 +517,39 @@ std::vector<Tensor> running_average(const std::vector<Tensor>& averages,
   LOOM_CHECK(averages.size() == values.size(), ValueError, "running_average: ", averages.size(),
              " averages for ", values.size(), " values");
   std::vector<Tensor> out(averages.size());
-  std::vector<size_t> by_kernel;  // the outputs the kernel writes
+  std::vector<Tensor> keep;  // the kernel's contiguous operands, alive until it is queued
 #if LOOM_CUDA
   std::vector<cuda::RunningAverageJob> jobs;
-  std::vector<Tensor> keep;  // the contiguous operands, alive until the kernel is queued
-  Device device;
+  std::vector<size_t> by_kernel;  // the outputs the kernel writes
 #endif
   for (size_t i = 0; i < averages.size(); ++i) {
     const Tensor &average = averages[i], &value = values[i];
+    // The kernel takes float32 statistics on the GPU of the first such pair; anything else is
+    // the separate ops.
     const bool one_kernel = average.is_cuda() && average.dtype() == DType::F32 &&
                             value.dtype() == DType::F32 && average.shape() == value.shape() &&
                             average.device() == value.device() &&
+                            (keep.empty() || average.device() == keep.front().device()) &&
                             !autograd::needs_grad({&average, &value});
     if (!one_kernel) {
       out[i] = average * momentum + value * (1.0 - momentum);
       continue;
     }
 #if LOOM_CUDA
-    // Jobs on several GPUs (not one BatchNorm's) each take their own kernel.
-    if (!jobs.empty() && average.device() != device) {
-      cuda::running_average(jobs, float(momentum), float(1.0 - momentum), stream_of(keep.back()));
-      jobs.clear();
-      keep.clear();
-    }
-    device = average.device();
     Tensor a = average.contiguous(), v = value.contiguous();
     out[i] = Tensor::empty(a.shape(), DType::F32, a.device());
     jobs.push_back({a.data<float>(), v.data<float>(), out[i].data<float>(), out[i].numel()});
-    keep.push_back(a);
-    keep.push_back(v);
+    keep.insert(keep.end(), {a, v});
     by_kernel.push_back(i);
 #endif
   }
 #if LOOM_CUDA
+  if (jobs.empty()) return out;
   // The scalars as the separate ops see them: the double rounded once to float32.
-  if (!jobs.empty())
-    cuda::running_average(jobs, float(momentum), float(1.0 - momentum), stream_of(keep.back()));
-#endif
+  cuda::running_average(jobs, float(momentum), float(1.0 - momentum), stream_of(keep.front()));
   for (size_t i : by_kernel)
     out[i] = autograd::checked("running_average", std::move(out[i]), {&averages[i], &values[i]});
+#endif
   return out;
 }
 

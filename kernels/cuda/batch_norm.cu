@@ -15,6 +15,7 @@
 
 #include "kernels/cuda/column_sums.cuh"
 #include "kernels/cuda/device_types.cuh"
+#include "kernels/cuda/multi_tensor.cuh"
 
 namespace loom::cuda {
 namespace {
@@ -192,19 +193,24 @@ void column_sums(const T* x, const O* g, const acc_t<T>* mean, const acc_t<T>* r
   });
 }
 
-constexpr int kRunningAverageJobs = 4;  // per launch
-struct RunningAverageJobs {
-  RunningAverageJob job[kRunningAverageJobs];
+constexpr int kRunningAverageJobs = 16;  // per launch: a few BatchNorms' statistics
+
+// The jobs of one launch, in the multi-tensor layout (kernels/cuda/multi_tensor.cuh).
+struct RunningAverageTable {
+  int count = 0;
+  int64_t start[kRunningAverageJobs + 1] = {};  // prefix sums of the jobs' sizes
+  const float* average[kRunningAverageJobs] = {};
+  const float* value[kRunningAverageJobs] = {};
+  float* out[kRunningAverageJobs] = {};
 };
 
-// blockIdx.y picks the job.
-__global__ void running_average_kernel(RunningAverageJobs jobs, float momentum,
-                                       float one_minus_momentum) {
-  const RunningAverageJob& j = jobs.job[blockIdx.y];
+__global__ void running_average_kernel(const __grid_constant__ RunningAverageTable t,
+                                       float momentum, float one_minus_momentum) {
   // Explicitly rounded operations: nvcc would otherwise contract them into an FMA.
-  LOOM_GRID_STRIDE_LOOP(i, j.n) {
-    j.out[i] = __fadd_rn(__fmul_rn(j.average[i], momentum), __fmul_rn(j.value[i], one_minus_momentum));
-  }
+  for_each_element(t, [&](int l, int64_t i) {
+    t.out[l][i] = __fadd_rn(__fmul_rn(t.average[l][i], momentum),
+                            __fmul_rn(t.value[l][i], one_minus_momentum));
+  });
 }
 
 }  // namespace
@@ -298,16 +304,18 @@ void channel_backward_dx(const void* x, DType dtype, const void* g, DType out_dt
 void running_average(const std::vector<RunningAverageJob>& jobs, float momentum,
                      float one_minus_momentum, Stream stream) {
   for (size_t first = 0; first < jobs.size(); first += kRunningAverageJobs) {
-    RunningAverageJobs batch{};
-    int64_t most = 0;
-    const size_t count = std::min(jobs.size() - first, size_t(kRunningAverageJobs));
-    for (size_t k = 0; k < count; ++k) {
-      batch.job[k] = jobs[first + k];
-      most = std::max(most, batch.job[k].n);
+    RunningAverageTable t;
+    t.count = int(std::min(jobs.size() - first, size_t(kRunningAverageJobs)));
+    for (int k = 0; k < t.count; ++k) {
+      const RunningAverageJob& job = jobs[first + size_t(k)];
+      t.start[k + 1] = t.start[k] + job.n;
+      t.average[k] = job.average;
+      t.value[k] = job.value;
+      t.out[k] = job.out;
     }
-    if (most == 0) continue;
-    running_average_kernel<<<dim3(unsigned(blocks_for(most)), unsigned(count)), 256, 0, stream>>>(
-        batch, momentum, one_minus_momentum);
+    if (t.start[t.count] == 0) continue;
+    running_average_kernel<<<multi_tensor_blocks(t.start[t.count]), kMultiTensorThreads, 0, stream>>>(
+        t, momentum, one_minus_momentum);
     LOOM_CUDA_CHECK(cudaGetLastError());
   }
 }

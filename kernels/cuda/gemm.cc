@@ -394,12 +394,6 @@ bool gemm_with(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
   if (p.m == 0 || p.n == 0 || batch == 0) return true;
   bool fused = epilogue != CUBLASLT_EPILOGUE_DEFAULT;
   LOOM_CHECK(!fused || bias, ValueError, "matmul_bias_act: bias epilogue without a bias");
-  if (gelu_input) {  // one dense matrix beside C: not padded, not batched
-    if (batch != 1 || p.k == 0) return false;
-    ensure_device(device);
-    return run(p, collapse_batch(p), /*lt_batch=*/true, device, allow_tf32, stream, epilogue, bias,
-               gelu_input);
-  }
   ensure_device(device);
   const int64_t ldc = p.c_ld();
   LOOM_INTERNAL_ASSERT(ldc >= p.n && (ldc == p.n || p.batch_shape.empty()));
@@ -411,10 +405,14 @@ bool gemm_with(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
     return true;
   }
   BatchDims bd = collapse_batch(p);
-  if (batch == 1 && run_padded(p, device, allow_tf32, stream, epilogue, bias)) return true;
-  if (run(p, bd, /*lt_batch=*/true, device, allow_tf32, stream, epilogue, bias)) return true;
+  // The GELU's input is one dense matrix beside C: never padded (nor batched: run()).
+  if (batch == 1 && !gelu_input && run_padded(p, device, allow_tf32, stream, epilogue, bias))
+    return true;
+  if (run(p, bd, /*lt_batch=*/true, device, allow_tf32, stream, epilogue, bias, gelu_input))
+    return true;
   // A strided batch cuBLASLt declines (a broadcast, zero-stride operand, say): loop instead.
-  if (!bd.shape.empty() && run(p, bd, false, device, allow_tf32, stream, epilogue, bias))
+  if (!bd.shape.empty() &&
+      run(p, bd, false, device, allow_tf32, stream, epilogue, bias, gelu_input))
     return true;
   if (fused) return false;
   LOOM_THROW(CudaError, "matmul: cuBLASLt has no algorithm for ", dtype_name(p.dtype), " m=", p.m,

@@ -70,7 +70,8 @@ void Graph::replay() {
   set_device(device_);
   const auto start = std::chrono::steady_clock::now();
   LOOM_CUDA_CHECK(cudaGraphLaunch(exec_, current_stream(device_)));
-  last_launch_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  last_launch_ms_ =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 
 }  // namespace loom::cuda

@@ -28,9 +28,11 @@ struct Dense : Module<Dense> {
   Initializer kernel_init = initializers::lecun_normal();
   Initializer bias_init = initializers::zeros();
   /// relu, or gelu (the tanh form, nn::gelu's default) of the output: what Flax writes as
-  /// nn.gelu(nn.Dense(...)(x)), with the same parameters and values. On CUDA the product's
-  /// epilogue applies it; under autodiff GELU's epilogue also keeps its input for the gradient,
-  /// so the activation costs no pass over memory of its own (ReLU's gradient runs as its own op).
+  /// nn.gelu(nn.Dense(...)(x)), with the same parameters. The CPU composes the same ops. On CUDA
+  /// the product's epilogue applies it to the float32 sums before rounding to the output dtype
+  /// (for half types, one rounding fewer than the separate ops); under autodiff GELU's epilogue
+  /// also keeps its input for the gradient, so the activation costs no pass over memory of its
+  /// own (ReLU's gradient runs as its own op).
   DenseActivation activation = DenseActivation::None;
 
   /// x [..., in] -> [..., features]; kernel [in, features], bias [features].

@@ -188,8 +188,8 @@ TEST(NormGpu, RunningAverageEqualsTheSeparateOps) {
           << n << " " << momentum;
       EXPECT_EQ(cpu.to_vector<float>(), gpu.to(Device::cpu()).to_vector<float>()) << n;
     }
-  // Several statistics in one call (a BatchNorm's mean and var; five of different lengths take
-  // two launches of at most four jobs): each as its own call.
+  // Several statistics in one call (a BatchNorm's mean and var; here five of different lengths,
+  // one launch): each as its own call.
   std::vector<Tensor> averages, values, averages_gpu, values_gpu;
   for (int64_t n : {1, 64, 1000, 2048, 7}) {
     averages.push_back(test_values({n}, uint64_t(n), -3, 3, DType::F32));
