@@ -146,6 +146,64 @@ int main(int argc, char** argv) {
                (void)batch_norm_inference(x, mean, var, scale, bias);
              }));
     }
+#if LOOM_CUDA
+    if (d.is_cuda()) {
+      // BatchNorm's passes in the order a ResNet-50 step runs them, at three of its bf16 shapes
+      // (batch 256): the statistics then the apply (ReLU), the backward sums then dx. The sums
+      // sweep from the last rows to the first and the elementwise pass from the first, so the
+      // second pass starts on rows still in L2; "_alone" is the same two kernels each repeated
+      // on its own, where a call starts on the rows its predecessor read first. Bytes counted
+      // are the minimum of the two kernels together, so reuse shows as a higher fraction.
+      struct Shape {
+        const char* name;
+        int64_t m, c;
+      };
+      const DType dt = DType::BF16;
+      const double e = double(dtype_size(dt));
+      const cuda::Stream stream = cuda::current_stream(d.index);
+      for (const Shape& s : {Shape{"56x56x256", 256 * 56 * 56, 256}, Shape{"14x14x1024", 256 * 14 * 14, 1024},
+                             Shape{"7x7x512", 256 * 7 * 7, 512}}) {
+        Tensor bx = ones({s.m, s.c}, dt, d), bg = ones({s.m, s.c}, dt, d), by = ones({s.m, s.c}, dt, d);
+        Tensor bdx = Tensor::empty({s.m, s.c}, dt, d);
+        Tensor mean = zeros({s.c}, DType::F32, d), var = ones({s.c}, DType::F32, d);
+        Tensor sum_g = zeros({s.c}, DType::F32, d), sum_gx = zeros({s.c}, DType::F32, d);
+        Tensor work = Tensor::empty({cuda::channel_workspace_size(s.m, s.c)}, DType::F32, d);
+        auto stats = [&] {
+          cuda::channel_stats(bx.raw_data(), dt, s.m, s.c, mean.raw_data(), var.raw_data(),
+                              work.raw_data(), stream);
+        };
+        auto apply = [&] {
+          cuda::channel_normalize(bx.raw_data(), dt, by.raw_data(), dt, mean.raw_data(),
+                                  var.raw_data(), nullptr, nullptr, nullptr, true, s.m, s.c, 1e-5,
+                                  stream);
+        };
+        auto sums = [&] {
+          cuda::channel_backward_sums(bx.raw_data(), dt, bg.raw_data(), dt, mean.raw_data(),
+                                      var.raw_data(), by.raw_data(), s.m, s.c, sum_g.raw_data(),
+                                      sum_gx.raw_data(), nullptr, work.raw_data(), stream);
+        };
+        auto dx = [&] {
+          cuda::channel_backward_dx(bx.raw_data(), dt, bg.raw_data(), dt, mean.raw_data(),
+                                    var.raw_data(), nullptr, by.raw_data(), sum_g.raw_data(),
+                                    sum_gx.raw_data(), bdx.raw_data(), s.m, s.c, stream);
+        };
+        const double m = double(s.m * s.c);
+        const std::string at = std::string("_") + s.name;
+        report("batch_norm_forward_pair" + at, dt, 3 * m * e, seconds_per_call(d, iters, [&] {
+                 stats();
+                 apply();
+               }));
+        report("batch_norm_forward_pair_alone" + at, dt, 3 * m * e,
+               seconds_per_call(d, iters, stats) + seconds_per_call(d, iters, apply));
+        report("batch_norm_backward_pair" + at, dt, 7 * m * e, seconds_per_call(d, iters, [&] {
+                 sums();
+                 dx();
+               }));
+        report("batch_norm_backward_pair_alone" + at, dt, 7 * m * e,
+               seconds_per_call(d, iters, sums) + seconds_per_call(d, iters, dx));
+      }
+    }
+#endif
     // Fused AdamW over one float32 leaf: reads param, grad, mu, nu; writes param, mu, nu.
     {
       Tree params;

@@ -50,9 +50,19 @@ unsigned row_blocks(int64_t m, unsigned by, unsigned grid_x) {
   return unsigned(b < 1 ? 1 : (b > 65535 ? 65535 : b));
 }
 
-#define LOOM_ROWS_OF_THIS_THREAD(r, m)                                                  \
-  for (int64_t r = int64_t(blockIdx.y) * blockDim.y + threadIdx.y; r < (m);           \
-       r += int64_t(gridDim.y) * blockDim.y)
+// A block's rows in an elementwise pass: one contiguous range, the blocks in order. The pass then
+// sweeps x from the first row to the last, starting where the column sums before it ended (they
+// sweep from the last chunk to the first, kernels/cuda/column_sums.cuh), on rows still in L2.
+// Before, each block's rows were strided over all of x, so every wave of blocks swept all of it.
+struct RowRange {
+  int64_t begin, end;
+};
+__device__ __forceinline__ RowRange rows_of_block(int64_t m) {
+  const int64_t per_block =
+      ((m + gridDim.y - 1) / gridDim.y + blockDim.y - 1) / blockDim.y * blockDim.y;
+  const int64_t begin = int64_t(blockIdx.y) * per_block;
+  return {begin, begin + per_block < m ? begin + per_block : m};
+}
 
 // The column sums: (x - k, (x - k)^2) for the statistics, where the shift k is the column's first
 // value (float32 E[x^2] - E[x]^2 loses the variance to cancellation when |mean| >> std; around k it
@@ -129,8 +139,9 @@ __global__ void normalize_kernel(const T* x, O* y, const acc_t<T>* mean, const a
     mul[v] = (scale ? scale[j0 + v] : A(1)) / sqrt(var[j0 + v] + eps);
     add[v] = bias ? bias[j0 + v] : A(0);
   }
+  const RowRange rows = rows_of_block(m);
 #pragma unroll 4
-  LOOM_ROWS_OF_THIS_THREAD(r, m) {
+  for (int64_t r = rows.begin + threadIdx.y; r < rows.end; r += blockDim.y) {
     const int64_t off = r * c + j0;
     const Pack<T, V> xv = load_pack<V>(x + off);
     Pack<T, V> rv{};
@@ -163,8 +174,9 @@ __global__ void backward_dx_kernel(const T* x, const O* g, const acc_t<T>* mean,
     mean_gx[v] = sum_gx[j0 + v] / A(m);
     k[v] = (scale ? scale[j0 + v] : A(1)) * inv[v];
   }
+  const RowRange rows = rows_of_block(m);
 #pragma unroll 4
-  LOOM_ROWS_OF_THIS_THREAD(r, m) {
+  for (int64_t r = rows.begin + threadIdx.y; r < rows.end; r += blockDim.y) {
     const int64_t off = r * c + j0;
     const Pack<T, V> xv = load_pack<V>(x + off);
     const Pack<O, V> gv = load_pack<V>(g + off);

@@ -7,6 +7,13 @@
 // those adds the groups'. Two levels, so that no single block reads more than 32 partials per
 // column. Every order is fixed, so the sums are deterministic whichever block comes last, and the
 // shape alone decides them (not the GPU model).
+//
+// The chunks are taken from the last to the first (block row 0 sums the last chunk), so that the
+// sweep starts on the rows that the kernel before it wrote or read last, which are still in L2:
+// a convolution's output for BatchNorm's statistics, the input gradient's rows for LayerNorm's
+// parameter gradients. The elementwise pass after the sums sweeps from the first row
+// (kernels/cuda/batch_norm.cu), where the sums ended. Which block sums which rows, and in what
+// order, is unchanged by this: only when.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -146,8 +153,9 @@ __device__ __forceinline__ void sum_columns(int64_t m, int64_t c, int64_t j0, in
     add_lanes();
   };
 
-  // This block's chunk of rows.
-  const int64_t begin = int64_t(blockIdx.y) * chunk_rows;
+  // This block's chunk of rows: the chunks run from the last (see the top of the file).
+  const int64_t chunks = gridDim.y, chunk = chunks - 1 - blockIdx.y;
+  const int64_t begin = chunk * chunk_rows;
   const int64_t end = begin + chunk_rows < m ? begin + chunk_rows : m;
 #pragma unroll
   for (int v = 0; v < V; ++v) a[v] = b[v] = A(0);
@@ -156,10 +164,10 @@ __device__ __forceinline__ void sum_columns(int64_t m, int64_t c, int64_t j0, in
     for (int64_t i = begin + threadIdx.y; i < end; i += blockDim.y) add_row(i, a, b);
   }
   add_lanes();
-  store(part + int64_t(blockIdx.y) * 2 * c);
+  store(part + chunk * 2 * c);
 
   // The last block of the chunk's group adds the group's partials.
-  const int64_t chunks = gridDim.y, group = blockIdx.y / kChunksPerGroup;
+  const int64_t group = chunk / kChunksPerGroup;
   const int64_t group_first = group * kChunksPerGroup;
   const int64_t group_size = chunks - group_first < kChunksPerGroup ? chunks - group_first : kChunksPerGroup;
   if (!arrived_last(&chunk_group_arrivals[blockIdx.x * kMaxChunkGroups + group], unsigned(group_size)))
