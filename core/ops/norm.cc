@@ -262,9 +262,34 @@ std::pair<Tensor, Tensor> pmean_pair(const PmeanFn& pmean, const Tensor& a, cons
 // the same way: the input gradient of a norm over the joint batch. That second pmean is the
 // collective that the composed ops' autodiff runs as the transpose of the first, so the replicas
 // exchange as much as before, in the same place; the parameter gradients stay local sums.
+// The running statistics' update that the CUDA statistics kernel can write itself: float32
+// averages of c elements on x's device, without gradient history, and no pmean between the
+// kernel's statistics and the ones to average. `keep` holds the contiguous averages.
+#if LOOM_CUDA
+std::optional<cuda::RunningStatsUpdate> running_update_in_kernel(
+    const RunningStats& running, const Tensor& x, int64_t c, DType acc, bool pmean,
+    BatchNormResult& result, std::vector<Tensor>& keep) {
+  auto fits = [&](const Tensor& t) {
+    return t.defined() && t.dtype() == DType::F32 && t.numel() == c && t.device() == x.device() &&
+           !autograd::needs_grad({&t});
+  };
+  if (!x.is_cuda() || pmean || acc != DType::F32 || !fits(running.mean) || !fits(running.var))
+    return std::nullopt;
+  Tensor mean = running.mean.contiguous(), var = running.var.contiguous();
+  result.running_mean = Tensor::empty(mean.shape(), DType::F32, x.device());
+  result.running_var = Tensor::empty(var.shape(), DType::F32, x.device());
+  keep = {mean, var};
+  // The scalars as the separate ops see them: the double rounded once to float32.
+  return cuda::RunningStatsUpdate{mean.data<float>(), var.data<float>(),
+                                  result.running_mean.data<float>(), result.running_var.data<float>(),
+                                  float(running.momentum), float(1.0 - running.momentum)};
+}
+#endif
+
 BatchNormResult batch_norm_fused(const Tensor& x, const Tensor& scale, const Tensor& sv,
                                  const Tensor& bias, const Tensor& bv, double eps, Dtypes dt,
-                                 const BatchNormEpilogue& epi, const PmeanFn& pmean) {
+                                 const BatchNormEpilogue& epi, const PmeanFn& pmean,
+                                 const RunningStats& running) {
   const int64_t c = x.shape().back(), m = c == 0 ? 0 : x.numel() / c;
   DType in_dtype = dt.acc == DType::F64 ? DType::F64 : x.dtype();
   Tensor xc = x.detach().to(in_dtype).contiguous();
@@ -274,11 +299,14 @@ BatchNormResult batch_norm_fused(const Tensor& x, const Tensor& scale, const Ten
   Tensor y = Tensor::empty(x.shape(), dt.out, x.device());
   const bool with_relu = epi.relu;
   const Shape kept = x.ndim() > 0 ? Shape{x.shape().back()} : Shape{};
+  BatchNormResult result;
   if (x.is_cuda()) {
     LOOM_CUDA_ONLY({
       Tensor work = Tensor::empty({cuda::channel_workspace_size(m, c)}, dt.acc, x.device());
+      std::vector<Tensor> averages;
+      const auto update = running_update_in_kernel(running, x, c, dt.acc, bool(pmean), result, averages);
       cuda::channel_stats(xc.raw_data(), in_dtype, m, c, mu.raw_data(), var.raw_data(),
-                          work.raw_data(), stream_of(x));
+                          work.raw_data(), stream_of(x), update ? &*update : nullptr);
     });
   } else {
     cpu::channel_stats(xc.raw_data(), in_dtype, m, c, mu.raw_data(), var.raw_data());
@@ -299,7 +327,7 @@ BatchNormResult batch_norm_fused(const Tensor& x, const Tensor& scale, const Ten
                            var.raw_data(), ptr(s), ptr(b), ptr(rc), with_relu, m, c, eps);
   }
   const Tensor& residual = epi.residual;
-  BatchNormResult result{y, mu, var};
+  result.y = y, result.mean = mu, result.var = var;
   if (!autograd::needs_grad({&x, &scale, &bias, &residual})) {
     result.y = autograd::checked("batch_norm", std::move(result.y), {&x, &scale, &bias, &residual});
     return result;
@@ -376,7 +404,9 @@ BatchNormResult batch_norm_composed(const Tensor& x, const Tensor& sv, const Ten
   if (sv.defined()) mul = mul * sv.to(dt.acc);
   Tensor y = (xa - mu) * mul;
   if (bv.defined()) y = y + bv.to(dt.acc);
-  return {y.to(dt.out), mu.detach().reshape(kept), var.detach().reshape(kept)};
+  BatchNormResult r;
+  r.y = y.to(dt.out), r.mean = mu.detach().reshape(kept), r.var = var.detach().reshape(kept);
+  return r;
 }
 
 }  // namespace
@@ -429,7 +459,7 @@ Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& scale, cons
 
 BatchNormResult batch_norm_train(const Tensor& x, const Tensor& scale, const Tensor& bias,
                                  double epsilon, const Axes& reduce_axes, const PmeanFn& pmean,
-                                 const BatchNormEpilogue& epilogue) {
+                                 const BatchNormEpilogue& epilogue, const RunningStats& running) {
   const char* op = "batch_norm_train";
   check_input(x, op);
   const Tensor& res = epilogue.residual;
@@ -453,10 +483,27 @@ BatchNormResult batch_norm_train(const Tensor& x, const Tensor& scale, const Ten
   Dtypes cast = dt;
   if (epilogue.dtype) cast.out = *epilogue.dtype;
   const DType in_dtype = dt.acc == DType::F64 ? DType::F64 : x.dtype();
-  if (channels_last && kernel_writes(in_dtype, cast.out) && params_fit({sv, bv}, channel_view))
-    return batch_norm_fused(x, scale, sv, bias, bv, epsilon, cast, epilogue, pmean);
-  BatchNormResult r = batch_norm_composed(x, sv, bv, epsilon, axes, pmean, dt);
-  r.y = compose_epilogue(r.y, epilogue);
+  LOOM_CHECK(running.mean.defined() == running.var.defined(), ValueError, op,
+             ": the running statistics need both a mean and a var");
+  const int64_t kept = shape_numel(reduced_shape(x.shape(), axes, false));
+  for (const Tensor* t : {&running.mean, &running.var})
+    LOOM_CHECK(!t->defined() || t->numel() == kept, ShapeError, op, ": running statistics of ",
+               describe(*t), " for ", kept, " features of x ", describe(x));
+  BatchNormResult r;
+  if (channels_last && kernel_writes(in_dtype, cast.out) && params_fit({sv, bv}, channel_view)) {
+    r = batch_norm_fused(x, scale, sv, bias, bv, epsilon, cast, epilogue, pmean, running);
+  } else {
+    r = batch_norm_composed(x, sv, bv, epsilon, axes, pmean, dt);
+    r.y = compose_epilogue(r.y, epilogue);
+  }
+  if (running.mean.defined() && !r.running_mean.defined()) {
+    std::vector<Tensor> updated =
+        running_average({running.mean, running.var},
+                        {r.mean.reshape(running.mean.shape()), r.var.reshape(running.var.shape())},
+                        running.momentum);
+    r.running_mean = updated[0];
+    r.running_var = updated[1];
+  }
   return r;
 }
 

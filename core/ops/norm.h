@@ -11,8 +11,10 @@
 //
 // Example:
 //   Tensor y = layer_norm(x, params["scale"], params["bias"]);           // over the last axis
-//   auto [y, mean, var] = batch_norm_train(x, scale, bias);              // NHWC, stats over NHW
-//   ra_mean = 0.99 * ra_mean + 0.01 * mean;                              // the running update
+//   BatchNormResult r = batch_norm_train(x, scale, bias);                // NHWC, stats over NHW
+//   ra_mean = running_average(ra_mean, r.mean, 0.99);                    // the running update
+//   r = batch_norm_train(x, scale, bias, 1e-5, {}, {}, {}, {ra_mean, ra_var, 0.99});
+//   ra_mean = r.running_mean;                                            // the same, in one call
 //   Tensor out = batch_norm_train(y, s, b, 1e-5, {}, {}, {.residual = x, .relu = true}).y;
 #pragma once
 #include <functional>
@@ -40,6 +42,15 @@ struct BatchNormResult {
   Tensor y;     // normalised with the batch statistics; differentiable through mean and var
   Tensor mean;  // batch mean over reduce_axes (shape of the kept axes, f32 or f64), detached
   Tensor var;   // biased batch variance, for the running average update, detached
+  Tensor running_mean, running_var;  // with RunningStats: their updates (running_average's values)
+};
+/// Flax BatchNorm's running statistics (its batch_stats), which a training call may update as
+/// running_average(average, batch statistic, momentum) does, bit for bit. On a GPU, float32
+/// statistics without a pmean are updated by the statistics kernel itself; otherwise by
+/// running_average after it.
+struct RunningStats {
+  Tensor mean, var;  // the averages so far, with as many elements as the kept axes
+  double momentum = 0.99;
 };
 /// Cross-replica hook: receives this replica's stacked [mean(x), mean(x^2)] (shape
 /// [2, features...]) and `count`, the number of values each statistic averages here (the product
@@ -67,7 +78,8 @@ struct BatchNormEpilogue {
 BatchNormResult batch_norm_train(const Tensor& x, const Tensor& scale, const Tensor& bias,
                                  double epsilon = 1e-5, const Axes& reduce_axes = {},
                                  const PmeanFn& pmean = {},
-                                 const BatchNormEpilogue& epilogue = {});
+                                 const BatchNormEpilogue& epilogue = {},
+                                 const RunningStats& running = {});
 /// flax.linen.BatchNorm(use_running_average=True): mean/var (the running statistics) and
 /// scale/bias broadcast against x (shape [C] for channels-last); y = act(cast(bn(x)) + residual)
 /// under an epilogue, in one pass where nothing needs a gradient.

@@ -73,7 +73,8 @@ template <typename T, typename O, bool kBackward, int V>
 __global__ void column_sums_kernel(const T* x, const O* g, const acc_t<T>* mean,
                                    const acc_t<T>* rstd, const O* relu_out, O* g_masked,
                                    int64_t m, int64_t c, int64_t col_begin, int64_t chunk_rows,
-                                   acc_t<T>* part, acc_t<T>* out_a, acc_t<T>* out_b) {
+                                   acc_t<T>* part, acc_t<T>* out_a, acc_t<T>* out_b,
+                                   RunningStatsUpdate running) {
   using A = acc_t<T>;
   const int64_t j0 = first_column_of_thread<V>(col_begin);
   const bool active = j0 < c;
@@ -115,8 +116,17 @@ __global__ void column_sums_kernel(const T* x, const O* g, const acc_t<T>* mean,
         out_b[j0 + v] = b[v];
       } else {  // the sums are around the shift mu
         const A d = a[v] / A(m), var = b[v] / A(m) - d * d;
-        out_a[j0 + v] = mu[v] + d;
-        out_b[j0 + v] = var > A(0) ? var : A(0);
+        const A mean_v = mu[v] + d, var_v = var > A(0) ? var : A(0);
+        out_a[j0 + v] = mean_v;
+        out_b[j0 + v] = var_v;
+        if constexpr (std::is_same_v<A, float>)
+          if (running.new_mean) {  // rounded as running_average_kernel's separate operations
+            const int64_t j = j0 + v;
+            running.new_mean[j] = __fadd_rn(__fmul_rn(running.mean[j], running.momentum),
+                                            __fmul_rn(mean_v, running.one_minus_momentum));
+            running.new_var[j] = __fadd_rn(__fmul_rn(running.var[j], running.momentum),
+                                           __fmul_rn(var_v, running.one_minus_momentum));
+          }
       }
     }
   };
@@ -196,11 +206,13 @@ __global__ void backward_dx_kernel(const T* x, const O* g, const acc_t<T>* mean,
 template <typename T, typename O, bool kBackward, int V>
 void column_sums(const T* x, const O* g, const acc_t<T>* mean, const acc_t<T>* rstd,
                  const O* relu_out, O* g_masked, int64_t m, int64_t c, acc_t<T>* out_a,
-                 acc_t<T>* out_b, acc_t<T>* part, Stream stream) {
+                 acc_t<T>* out_b, acc_t<T>* part, Stream stream,
+                 const RunningStatsUpdate& running = {}) {
   const ColumnSumsGrid sums = column_sums_grid(m, c, V);
   for_each_column_launch(sums, V, [&](dim3 grid, int64_t col_begin) {
     column_sums_kernel<T, O, kBackward, V><<<grid, sums.block, 0, stream>>>(
-        x, g, mean, rstd, relu_out, g_masked, m, c, col_begin, sums.chunk_rows, part, out_a, out_b);
+        x, g, mean, rstd, relu_out, g_masked, m, c, col_begin, sums.chunk_rows, part, out_a, out_b,
+        running);
     LOOM_CUDA_CHECK(cudaGetLastError());
   });
 }
@@ -230,16 +242,21 @@ __global__ void running_average_kernel(const __grid_constant__ RunningAverageTab
 int64_t channel_workspace_size(int64_t m, int64_t c) { return column_sums_workspace(m, c); }
 
 void channel_stats(const void* x, DType dtype, int64_t m, int64_t c, void* mean, void* var,
-                   void* workspace, Stream stream) {
+                   void* workspace, Stream stream, const RunningStatsUpdate* running) {
   if (c == 0) return;
   visit_in_out(dtype, dtype, "batch_norm", [&](auto tz, auto) {
     using T = decltype(tz);
     using A = acc_t<T>;
+    constexpr bool float_statistics = std::is_same_v<A, float>;
+    LOOM_CHECK(!running || float_statistics, DTypeError,
+               "batch_norm: the running statistics' update in the statistics kernel takes float32 "
+               "statistics, got ", dtype_name(dtype), " x");
     auto run = [&](auto wide) {
       constexpr int V = decltype(wide)::value;
       column_sums<T, T, false, V>(static_cast<const T*>(x), nullptr, nullptr, nullptr, nullptr,
                                   nullptr, m, c, static_cast<A*>(mean), static_cast<A*>(var),
-                                  static_cast<A*>(workspace), stream);
+                                  static_cast<A*>(workspace), stream,
+                                  running ? *running : RunningStatsUpdate{});
     };
     launch_packed<T>(c, {{x, sizeof(T)}}, run);
   });

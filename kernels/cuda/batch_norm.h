@@ -14,8 +14,19 @@ namespace loom::cuda {
 /// channel_backward_sums need as `workspace` for x [m, c].
 int64_t channel_workspace_size(int64_t m, int64_t c);
 
+/// A BatchNorm's running statistics, updated by channel_stats from the mean and var it computes
+/// as running_average would (out = average * momentum + value * one_minus_momentum, each float32
+/// operation rounded): the update's own kernel and graph node are gone (53 a ResNet-50 step).
+struct RunningStatsUpdate {
+  const float* mean;
+  const float* var;
+  float* new_mean;
+  float* new_var;
+  float momentum, one_minus_momentum;
+};
+/// `running` (optional) takes float32 statistics only: x of float32 or a half type.
 void channel_stats(const void* x, DType dtype, int64_t m, int64_t c, void* mean, void* var,
-                   void* workspace, Stream stream);
+                   void* workspace, Stream stream, const RunningStatsUpdate* running = nullptr);
 void channel_normalize(const void* x, DType dtype, void* y, DType out_dtype, const void* mean,
                        const void* var, const void* scale, const void* bias,
                        const void* residual, bool relu, int64_t m, int64_t c, double eps,

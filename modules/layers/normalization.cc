@@ -101,13 +101,13 @@ Tensor BatchNorm::normalize(const Tensor& x, bool running, const Tensor& residua
   bool fuse = !residual.defined() || residual.dtype() == x.dtype();
   BatchNormEpilogue after{.dtype = dtype};
   if (fuse) after.residual = residual, after.relu = relu;
-  BatchNormResult r = batch_norm_train(x, scale, bias, epsilon, reduce, pmean, after);
+  // The running statistics' update rides in the statistics pass where the kernels allow it.
+  RunningStats averages;
+  if (!is_initializing()) averages = {ra_mean.value(), ra_var.value(), momentum};
+  BatchNormResult r = batch_norm_train(x, scale, bias, epsilon, reduce, pmean, after, averages);
   if (!is_initializing()) {
-    std::vector<Tensor> updated = running_average({ra_mean.value(), ra_var.value()},
-                                                  {r.mean.reshape(reduced), r.var.reshape(reduced)},
-                                                  momentum);
-    ra_mean.set_value(updated[0]);
-    ra_var.set_value(updated[1]);
+    ra_mean.set_value(r.running_mean.reshape(reduced));
+    ra_var.set_value(r.running_var.reshape(reduced));
   }
   return fuse ? r.y : epilogue(r.y, residual, relu);
 }

@@ -204,6 +204,30 @@ TEST(NormGpu, RunningAverageEqualsTheSeparateOps) {
               running_average(averages[i], values[i], 0.9).to_vector<float>()) << i;
 }
 
+// The statistics kernel's update of the running statistics (float32 statistics, no pmean) is
+// bit for bit running_average's of the same statistics, and the CPU's; shapes that slice the
+// launch (more than 1024 grid columns) and a short last chunk group included.
+TEST(NormGpu, StatisticsKernelUpdatesTheRunningStatistics) {
+  LOOM_REQUIRE_GPU();
+  for (DType dt : {DType::F32, DType::BF16})
+    for (Shape shape : {Shape{4, 3, 3, 6}, Shape{4000, 64}, Shape{3, 524292}}) {
+      const int64_t c = shape.back();
+      Tensor x = test_values(shape, 21, -2, 3, dt);
+      Tensor am = test_values({c}, 22, -1, 1, DType::F32), av = test_values({c}, 23, 0.5, 2, DType::F32);
+      BatchNormResult gpu = batch_norm_train(x.to(Device::cuda()), Tensor(), Tensor(), 1e-5, {}, {}, {},
+                                             {am.to(Device::cuda()), av.to(Device::cuda()), 0.99});
+      const std::string what = std::string(dtype_name(dt)) + " " + shape_str(shape);
+      ASSERT_TRUE(gpu.running_mean.defined()) << what;
+      EXPECT_EQ(gpu.running_mean.to(Device::cpu()).to_vector<float>(),
+                running_average(am, gpu.mean.to(Device::cpu()), 0.99).to_vector<float>()) << what;
+      EXPECT_EQ(gpu.running_var.to(Device::cpu()).to_vector<float>(),
+                running_average(av, gpu.var.to(Device::cpu()), 0.99).to_vector<float>()) << what;
+      BatchNormResult cpu = batch_norm_train(x, Tensor(), Tensor(), 1e-5, {}, {}, {}, {am, av, 0.99});
+      EXPECT_ALLCLOSE(gpu.running_mean, cpu.running_mean, 1e-5, 1e-5) << what;
+      EXPECT_ALLCLOSE(gpu.running_var, cpu.running_var, 1e-5, 1e-5) << what;
+    }
+}
+
 TEST(NormGpu, GroupNormMatchesCpu) {
   LOOM_REQUIRE_GPU();
   Tensor x = test_values({2, 4, 4, 8}, 15, -2, 2, DType::F32);

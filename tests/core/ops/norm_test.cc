@@ -388,7 +388,9 @@ BatchNormResult bn_epilogue(const Tensor& x, const Tensor& s, const Tensor& b, c
                  .to(promote_types(x.dtype(), s.dtype()));
   if (res.defined()) y = y + res;
   if (relu) y = loom::relu(y);
-  return {y, mu.detach(), var.detach()};
+  BatchNormResult r;
+  r.y = y, r.mean = mu.detach(), r.var = var.detach();
+  return r;
 }
 
 TEST(BatchNorm, EpilogueFusedMatchesComposed) {
@@ -511,6 +513,32 @@ TEST(BatchNorm, RunningAveragesAreTheSeparateUpdates) {
   EXPECT_EQ(both[0].to_vector<float>(), (am * 0.9 + m * (1.0 - 0.9)).to_vector<float>());
   EXPECT_EQ(both[1].to_vector<float>(), running_average(av, v, 0.9).to_vector<float>());
   EXPECT_THROW((void)running_average({am, av}, {m}, 0.9), ValueError);
+}
+
+// A training call given the running statistics returns running_average's update of them, bit
+// for bit, on the fused kernels (channels last) and the composed ops (other axes), for float64
+// statistics too; and names what is wrong with them.
+TEST(BatchNorm, TrainingCallUpdatesTheRunningStatistics) {
+  for (DType dt : {DType::F32, DType::BF16, DType::F64})
+    for (bool channels_last : {true, false}) {
+      Tensor x = test_values({4, 3, 5}, 7, -2, 3, dt);
+      const Axes axes = channels_last ? Axes{} : Axes{0, 2};
+      const int64_t c = channels_last ? 5 : 3;
+      Tensor am = test_values({c}, 8, -1, 1, DType::F32), av = test_values({c}, 9, 0.5, 2, DType::F32);
+      BatchNormResult r = batch_norm_train(x, Tensor(), Tensor(), 1e-5, axes, {}, {}, {am, av, 0.9});
+      const std::string what = std::string(dtype_name(dt)) + (channels_last ? " channels last" : " axes 0, 2");
+      ASSERT_TRUE(r.running_mean.defined() && r.running_var.defined()) << what;
+      EXPECT_EQ(r.running_mean.to_vector<float>(),
+                running_average(am, r.mean.reshape({c}), 0.9).to_vector<float>()) << what;
+      EXPECT_EQ(r.running_var.to_vector<float>(),
+                running_average(av, r.var.reshape({c}), 0.9).to_vector<float>()) << what;
+      EXPECT_FALSE(batch_norm_train(x, Tensor(), Tensor(), 1e-5, axes).running_mean.defined());
+    }
+  Tensor x = test_values({4, 5}, 7, -2, 3, DType::F32), am = zeros({5}, DType::F32);
+  EXPECT_THROW((void)batch_norm_train(x, Tensor(), Tensor(), 1e-5, {}, {}, {}, {am, Tensor(), 0.9}),
+               ValueError);
+  EXPECT_THROW((void)batch_norm_train(x, Tensor(), Tensor(), 1e-5, {}, {}, {}, {zeros({4}, DType::F32), am, 0.9}),
+               ShapeError);
 }
 
 TEST(Norms, MatchFlax) {
