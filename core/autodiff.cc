@@ -140,7 +140,9 @@ std::vector<Tensor> backward(const Tensor& output, const std::vector<Tensor>& le
     for (auto it = order.rbegin(); it != order.rend(); ++it) {
       Node* node = *it;
       auto found = grads.find(node);
-      if (found == grads.end()) {  // nothing flows into this node
+      if (found == grads.end()) {  // nothing flows into this node, nor will: free what it saved
+        node->backward = nullptr;
+        node->epilogue_gelu_input = Tensor();
         if (node->leaf_index >= 0 && size_t(node->leaf_index) < leaves.size() &&
             --nodes_left[size_t(node->leaf_index)] == 0)
           finish(size_t(node->leaf_index));
@@ -171,6 +173,7 @@ std::vector<Tensor> backward(const Tensor& output, const std::vector<Tensor>& le
         input_grads = node->backward(g);
       }
       node->backward = nullptr;  // free saved activations now
+      node->epilogue_gelu_input = Tensor();
       LOOM_INTERNAL_ASSERT(input_grads.size() == node->inputs.size());
       if (in_backward)
         for (size_t i = 0; i < input_grads.size(); ++i)

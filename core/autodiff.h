@@ -29,6 +29,11 @@ struct Node {
   DType dtype = DType::F32;
   Device device;
   int64_t leaf_index = -1;                    // >= 0: the differentiated argument's leaf number
+  // Set on the node of a tanh GELU that a product's epilogue applied: the GELU's input, detached
+  // (inputs[0] is its history). A later product that takes this node's output may then apply
+  // the GELU's derivative in its own epilogue and send the gradient to inputs[0] directly
+  // (core/ops/linalg.cc). Released with `backward`.
+  Tensor epilogue_gelu_input;
 };
 
 /// True while some value_and_grad is tracing.

@@ -59,19 +59,6 @@ Tensor unary_forward(UnaryOp op, const Tensor& x, double alpha) {
   return out;
 }
 
-/// grad * f'(x) in one kernel.
-Tensor unary_backward(UnaryOp op, const Tensor& x, const Tensor& grad, double alpha) {
-  Tensor xc = x.contiguous(), gc = grad.to(x.dtype()).contiguous();
-  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  if (x.is_cuda()) {
-    LOOM_CUDA_ONLY(cuda::unary_backward(op, xc.raw_data(), gc.raw_data(), out.raw_data(),
-                                        x.numel(), x.dtype(), alpha, stream_of(x)));
-  } else {
-    cpu::unary_backward(op, xc.raw_data(), gc.raw_data(), out.raw_data(), x.numel(), x.dtype(),
-                        alpha);
-  }
-  return out;
-}
 
 Tensor binary_op(BinaryOp op, const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward(op, a, b);
@@ -130,6 +117,19 @@ Tensor unary_op(UnaryOp op, const Tensor& x, double alpha = 0.0) {
 }
 
 }  // namespace
+
+Tensor unary_backward(UnaryOp op, const Tensor& x, const Tensor& grad, double alpha) {
+  Tensor xc = x.contiguous(), gc = grad.to(x.dtype()).contiguous();
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (x.is_cuda()) {
+    LOOM_CUDA_ONLY(cuda::unary_backward(op, xc.raw_data(), gc.raw_data(), out.raw_data(),
+                                        x.numel(), x.dtype(), alpha, stream_of(x)));
+  } else {
+    cpu::unary_backward(op, xc.raw_data(), gc.raw_data(), out.raw_data(), x.numel(), x.dtype(),
+                        alpha);
+  }
+  return out;
+}
 
 Tensor unary_with_value(UnaryOp op, const Tensor& x, Tensor out, double alpha) {
   if (!autograd::needs_grad({&x})) return autograd::checked(unary_op_name(op), std::move(out), {&x});

@@ -65,6 +65,9 @@ Tensor unary(UnaryOp op, const Tensor& x, double alpha = 0.0);
 /// op(x) whose value `out` was computed elsewhere (a product's fused epilogue): under autodiff
 /// records op's gradient with respect to x, as unary(op, x) would.
 Tensor unary_with_value(UnaryOp op, const Tensor& x, Tensor out, double alpha = 0.0);
+/// grad * op'(x) in one kernel, recording nothing: unary(op, x)'s backward, for fused paths
+/// whose own rules apply an op's derivative.
+Tensor unary_backward(UnaryOp op, const Tensor& x, const Tensor& grad, double alpha = 0.0);
 
 /// Sums `g` down to `shape` (the reverse of broadcasting); used by backward rules.
 Tensor sum_to(const Tensor& g, const Shape& shape);

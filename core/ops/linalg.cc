@@ -361,6 +361,29 @@ std::pair<Tensor, Tensor> weight_and_bias_grads([[maybe_unused]] const Tensor& a
   return {};
 }
 
+// The gradient of a product's left operand GELU(pre) taken through the GELU, for w [K, N] and
+// g [..., N]: gelu'(pre) * (g @ w^T) in one cuBLASLt call (the DGELU epilogue reads pre as the
+// forward's GELU_AUX_BIAS epilogue wrote it); undefined when cuBLASLt offers no algorithm.
+Tensor gelu_input_grad([[maybe_unused]] const Tensor& g, [[maybe_unused]] const Tensor& w,
+                       [[maybe_unused]] const Tensor& pre) {
+#if LOOM_CUDA
+  const int64_t k = w.dim(0), n = w.dim(1);
+  Tensor g2 = g.to(pre.dtype()).reshape({-1, n}), wt = transpose(w);
+  GemmProblem p;
+  p.dtype = pre.dtype();
+  p.m = g2.dim(0);
+  p.n = k;
+  p.k = n;
+  p.a = matrix_operand(g2, 0, 1);
+  p.b = matrix_operand(wt, 0, 1);
+  Tensor out = Tensor::empty(pre.shape(), p.dtype, g.device());
+  p.c = out.raw_data();
+  if (cuda::gemm_gelu_grad(p, g.device().index, allow_tf32(), stream_of(g), pre.raw_data()))
+    return out;
+#endif
+  return Tensor();
+}
+
 Tensor activate(const Tensor& z, Epilogue ep) {
   switch (ep) {
     case Epilogue::BiasRelu: return relu(z);
@@ -400,17 +423,43 @@ Tensor matmul_bias_act(const Tensor& a, const Tensor& b, const Tensor& bias, Epi
   bool need_bias = bias2.grad_node() != nullptr;
   Tensor sa = autograd::saved(a2), sb = autograd::saved(b2);
   const Tensor& z_value = pre.defined() ? pre : out;
-  Tensor z = autograd::record("matmul_bias", z_value, {a2, b2, bias2}, [=](const Tensor& g) {
-    Grads grads(3);
+  // a's node is a GELU that an earlier product applied in its epilogue (Dense{.activation =
+  // Gelu} before this one: GPT-2's MLP). a's gradient then goes through the GELU in this
+  // product's own epilogue, straight to the GELU's input, where the separate GELU backward
+  // would read and write the gradient once more. The GELU's node stays an input (with no
+  // gradient from here) so that the backward walk releases it in its turn, or runs it if
+  // anything else takes a.
+  std::vector<Tensor> inputs = {a2, b2, bias2};
+  Tensor a_gelu_input;  // the GELU's input, when a's gradient goes through it here
+  if (const auto& node = a2.grad_node();
+      node && node->epilogue_gelu_input.defined() && node->inputs.size() == 1 && node->inputs[0] &&
+      node->epilogue_gelu_input.shape() == a2.shape() && node->epilogue_gelu_input.dtype() == dt) {
+    a_gelu_input = node->epilogue_gelu_input;
+    Tensor rooted = a_gelu_input.detach();
+    rooted.set_grad_node(node->inputs[0]);
+    inputs = {rooted, b2, bias2, a2};
+  }
+  Tensor z = autograd::record("matmul_bias", z_value, inputs, [=](const Tensor& g) {
+    Grads grads(inputs.size());
     Axes lead = iota_axes(0, size_t(g.ndim()) - 1);
-    if (need_a) grads[0] = dot_general(g, sb, {{g.ndim() - 1}, {1}, {}, {}});
+    if (need_a && a_gelu_input.defined()) {
+      grads[0] = gelu_input_grad(g, sb, a_gelu_input);
+      if (!grads[0].defined())  // no such algorithm: the product, then the GELU's derivative
+        grads[0] = unary_backward(UnaryOp::Gelu, a_gelu_input, dot_general(g, sb, {{g.ndim() - 1}, {1}, {}, {}}));
+    } else if (need_a) {
+      grads[0] = dot_general(g, sb, {{g.ndim() - 1}, {1}, {}, {}});
+    }
     // The bias gradient in the weight gradient's epilogue: no separate pass over g.
     if (need_b && need_bias && !lead.empty()) std::tie(grads[1], grads[2]) = weight_and_bias_grads(sa, g);
     if (need_b && !grads[1].defined()) grads[1] = dot_general(sa, g, {lead, lead, {}, {}});
     if (need_bias && !grads[2].defined()) grads[2] = lead.empty() ? g : sum(g, lead);
     return grads;
   });
-  if (pre.defined()) return unary_with_value(UnaryOp::Gelu, z, out);
+  if (pre.defined()) {
+    Tensor y = unary_with_value(UnaryOp::Gelu, z, out);
+    if (y.grad_node()) y.grad_node()->epilogue_gelu_input = autograd::saved(pre);
+    return y;
+  }
   return activate(z, ep);
 }
 

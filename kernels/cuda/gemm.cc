@@ -90,6 +90,11 @@ cudaDataType_t data_type(DType t) {
   }
 }
 
+// Whether cuBLASLt reads (or, for the bias gradients, writes) the bias pointer under `e`.
+bool uses_bias(cublasLtEpilogue_t e) {
+  return e != CUBLASLT_EPILOGUE_DEFAULT && e != CUBLASLT_EPILOGUE_DGELU;
+}
+
 cublasLtEpilogue_t lt_epilogue(Epilogue e) {
   switch (e) {
     case Epilogue::None: return CUBLASLT_EPILOGUE_DEFAULT;
@@ -152,7 +157,7 @@ void set_layout_batch(Layout& l, int32_t count, int64_t stride) {
 bool run(const GemmProblem& p, const BatchDims& bd, bool lt_batch, int device, bool allow_tf32,
          Stream stream, cublasLtEpilogue_t epilogue, const void* bias, void* gelu_input = nullptr) {
   const int64_t ldc = p.c_ld();
-  bool fused = epilogue != CUBLASLT_EPILOGUE_DEFAULT;
+  const bool with_bias = uses_bias(epilogue);
   size_t esize = dtype_size(p.dtype);
   cudaDataType_t dt = data_type(p.dtype);
   bool f64 = p.dtype == DType::F64;
@@ -190,17 +195,19 @@ bool run(const GemmProblem& p, const BatchDims& bd, bool lt_batch, int device, b
                                                      sizeof(op_a)));
   LOOM_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_TRANSB, &op_b,
                                                      sizeof(op_b)));
-  if (fused) {
+  if (epilogue != CUBLASLT_EPILOGUE_DEFAULT)
     LOOM_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_EPILOGUE,
                                                        &epilogue, sizeof(epilogue)));
+  if (with_bias) {
     LOOM_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                        &bias, sizeof(bias)));
     LOOM_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(
         desc.d, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &dt, sizeof(dt)));
   }
   if (gelu_input) {
-    // A dense [m, n] matrix of C's type: column-major, n rows with leading dimension n, which
-    // cuBLASLt wants a multiple of 8. Unbatched only (gemm_with).
+    // A dense [m, n] matrix of C's type, written by GELU_AUX_BIAS and read by DGELU:
+    // column-major, n rows with leading dimension n, which cuBLASLt wants a multiple of 8.
+    // Unbatched only (gemm_with).
     const int64_t aux_ld = p.n;
     if (aux_ld % 8 != 0 || !bd.shape.empty()) return false;
     LOOM_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(
@@ -220,7 +227,7 @@ bool run(const GemmProblem& p, const BatchDims& bd, bool lt_batch, int device, b
   int64_t align_a = alignment_of({uint64_t(p.b.data), bytes(inner_b), outer_b});
   int64_t align_b = alignment_of({uint64_t(p.a.data), bytes(inner_a), outer_a});
   int64_t align_c = alignment_of({uint64_t(p.c), bytes(inner_c), outer_c, bytes(ldc)});
-  int64_t align_bias = fused ? alignment_of({uint64_t(bias)}) : 0;
+  int64_t align_bias = with_bias ? alignment_of({uint64_t(bias)}) : 0;
   int64_t align_aux = gelu_input ? alignment_of({uint64_t(gelu_input)}) : 0;
 
   DeviceContext& ctx = context(device);
@@ -393,7 +400,7 @@ bool gemm_with(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
   int64_t batch = shape_numel(p.batch_shape);
   if (p.m == 0 || p.n == 0 || batch == 0) return true;
   bool fused = epilogue != CUBLASLT_EPILOGUE_DEFAULT;
-  LOOM_CHECK(!fused || bias, ValueError, "matmul_bias_act: bias epilogue without a bias");
+  LOOM_CHECK(!uses_bias(epilogue) || bias, ValueError, "matmul_bias_act: bias epilogue without a bias");
   ensure_device(device);
   const int64_t ldc = p.c_ld();
   LOOM_INTERNAL_ASSERT(ldc >= p.n && (ldc == p.n || p.batch_shape.empty()));
@@ -429,6 +436,15 @@ bool gemm(const GemmProblem& p, int device, bool allow_tf32, Stream stream, Epil
   return gemm_with(p, device, allow_tf32, stream,
                    gelu_input ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : lt_epilogue(epilogue), bias,
                    gelu_input);
+}
+
+bool gemm_gelu_grad(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
+                    const void* gelu_input) {
+  LOOM_CHECK(gelu_input, ValueError, "matmul: the GELU's gradient epilogue needs the GELU's input");
+  if (!p.batch_shape.empty()) return false;
+  // cuBLASLt only reads the auxiliary matrix under DGELU.
+  return gemm_with(p, device, allow_tf32, stream, CUBLASLT_EPILOGUE_DGELU, nullptr,
+                   const_cast<void*>(gelu_input));
 }
 
 bool gemm_bias_grad(const GemmProblem& p, int device, bool allow_tf32, Stream stream,

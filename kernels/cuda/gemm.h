@@ -28,6 +28,14 @@ bool gemm(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
 bool gemm_bias_grad(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
                     void* bias_grad);
 
+/// C = gelu'(gelu_input) * (op(A) @ op(B)), the derivative of the tanh GELU taken at
+/// `gelu_input` (a dense [m, n] buffer of p.dtype, as gemm's Epilogue::BiasGelu keeps it), in
+/// cuBLASLt's DGELU epilogue: the gradient of a product's GELU'd left operand taken through the
+/// GELU in one call. Unbatched problems with n a multiple of 8. Returns false, having launched
+/// nothing, when cuBLASLt offers no algorithm (the caller then applies the derivative itself).
+bool gemm_gelu_grad(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
+                    const void* gelu_input);
+
 /// Name and text of a cublasStatus_t (for LOOM_CUDA_LIB_CHECK).
 const char* cublas_status_string(int status);
 

@@ -103,5 +103,37 @@ TEST(Autodiff, DebugNansOffersNoTargets) {
   EXPECT_ALLCLOSE(g, r * 2.0 + s, 1e-15, 1e-15);
 }
 
+// A node that no gradient reaches (a consumer's rule returned none for it) releases what it
+// saved when the walk passes it, as a node that ran does, rather than when the whole graph goes:
+// a product that takes the gradient through an earlier GELU (core/ops/linalg.cc) leaves the
+// GELU's node so, and its saved input would otherwise live to the end of the backward pass.
+TEST(Autodiff, ANodeNoGradientReachesReleasesItsSavedTensorsInTurn) {
+  Tensor x = test_values({3}, 1);
+  Tensor leaf = autograd::make_leaf(x, 0);
+  auto saved = std::make_shared<int>(0);
+  std::weak_ptr<int> watch = saved;
+  bool released_before_earlier_node = false;
+  Tensor loss;
+  {
+    autograd::RecordingGuard recording(true);
+    // earlier: y = x, whose rule runs last and looks at the later node's saved value
+    Tensor earlier = autograd::record("earlier", x * 1.0, {leaf}, [&](const Tensor& g) {
+      released_before_earlier_node = watch.expired();
+      return std::vector<Tensor>{g};
+    });
+    // unreached: saves `saved`; its only consumer sends it no gradient
+    Tensor unreached = autograd::record("unreached", x * 1.0, {earlier},
+                                        [held = std::move(saved)](const Tensor& g) {
+                                          return std::vector<Tensor>{g * double(*held)};
+                                        });
+    loss = autograd::record("consumer", sum(x), {earlier, unreached}, [](const Tensor& g) {
+      return std::vector<Tensor>{ones({3}, DType::F64) * g, Tensor()};
+    });
+  }
+  Tensor grad = autograd::backward(loss, {leaf})[0];
+  EXPECT_TRUE(released_before_earlier_node);
+  EXPECT_ALLCLOSE(grad, ones({3}, DType::F64), 0, 0);
+}
+
 }  // namespace
 }  // namespace loom

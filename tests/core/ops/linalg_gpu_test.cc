@@ -208,6 +208,40 @@ TEST(LinalgGpu, MatmulBiasActMatchesCpu) {
   }
 }
 
+// A product after a product's GELU epilogue (GPT-2's MLP): the second product's backward takes
+// the gradient through the GELU in its own epilogue (cuBLASLt's DGELU), straight to the GELU's
+// input. Against the CPU's separate ops: alone, with the GELU's output also taken by another op
+// (whose gradient goes through the GELU's own backward and adds at its input), at a width
+// (10) where the GELU's input is not kept, and with a second product layer on top.
+TEST(LinalgGpu, ProductAfterAGeluEpilogueMatchesCpu) {
+  LOOM_REQUIRE_GPU();
+  auto mlp = [](bool also_elsewhere) {
+    return Fn([also_elsewhere](const std::vector<Tensor>& in) {
+      Tensor h = matmul_bias_act(in[0], in[1], in[2], Epilogue::BiasGelu);
+      Tensor y = matmul_bias_act(h, in[3], in[4], Epilogue::Bias);
+      return also_elsewhere ? y + sum(h * h, {-1}, true) : y;
+    });
+  };
+  for (bool also_elsewhere : {false, true}) {
+    const std::string what = also_elsewhere ? " (h also elsewhere)" : "";
+    expect_matches_cpu(mlp(also_elsewhere), {{4, 6, 32}, {32, 64}, {64}, {64, 24}, {24}}, DType::F32,
+                       1e-5, "mlp f32" + what);
+    expect_matches_cpu(mlp(also_elsewhere), {{4, 6, 32}, {32, 64}, {64}, {64, 24}, {24}}, DType::BF16,
+                       1e-2, "mlp bf16" + what);
+    expect_matches_cpu(mlp(also_elsewhere), {{5, 16}, {16, 10}, {10}, {10, 8}, {8}}, DType::F32, 1e-5,
+                       "mlp 10 wide f32" + what);
+  }
+  Fn two_layers = [](const std::vector<Tensor>& in) {
+    Tensor h = matmul_bias_act(in[0], in[1], in[2], Epilogue::BiasGelu);
+    Tensor h2 = matmul_bias_act(h, in[3], in[4], Epilogue::BiasGelu);
+    return matmul_bias_act(h2, in[5], in[6], Epilogue::Bias);
+  };
+  expect_matches_cpu(two_layers, {{3, 40, 64}, {64, 96}, {96}, {96, 48}, {48}, {48, 16}, {16}},
+                     DType::F32, 1e-5, "two gelu layers f32");
+  expect_matches_cpu(two_layers, {{3, 40, 64}, {64, 96}, {96}, {96, 48}, {48}, {48, 16}, {16}},
+                     DType::BF16, 1e-2, "two gelu layers bf16");
+}
+
 TEST(LinalgGpu, ErrorsNameShapesAndDevices) {
   LOOM_REQUIRE_GPU();
   EXPECT_THROW(matmul(zeros({2, 3}, DType::F32, Device::cuda()), zeros({3, 2})), DeviceError);
