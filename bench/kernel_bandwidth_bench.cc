@@ -149,7 +149,8 @@ int main(int argc, char** argv) {
 #if LOOM_CUDA
     if (d.is_cuda()) {
       // BatchNorm's passes in the order a ResNet-50 step runs them, at three of its bf16 shapes
-      // (batch 256): the statistics then the apply (ReLU), the backward sums then dx. The sums
+      // (batch 256): the statistics then the apply (ReLU), the backward sums then dx (the ReLU's
+      // mask read from the output, and recomputed from x). The sums
       // sweep from the last rows to the first and the elementwise pass from the first, so the
       // second pass starts on rows still in L2; "_alone" is the same two kernels each repeated
       // on its own, where a call starts on the rows its predecessor read first. Bytes counted
@@ -177,15 +178,20 @@ int main(int argc, char** argv) {
                                   var.raw_data(), nullptr, nullptr, nullptr, true, s.m, s.c, 1e-5,
                                   stream);
         };
+        // The ReLU's mask read from the output (by), or recomputed from x (ReluFromInput).
+        const cuda::ReluFromInput from_x{var.raw_data(), nullptr, nullptr, 1e-5};
+        bool mask_from_x = false;
         auto sums = [&] {
           cuda::channel_backward_sums(bx.raw_data(), dt, bg.raw_data(), dt, mean.raw_data(),
-                                      var.raw_data(), by.raw_data(), s.m, s.c, sum_g.raw_data(),
-                                      sum_gx.raw_data(), nullptr, work.raw_data(), stream);
+                                      var.raw_data(), mask_from_x ? nullptr : by.raw_data(), s.m,
+                                      s.c, sum_g.raw_data(), sum_gx.raw_data(), nullptr,
+                                      work.raw_data(), stream, mask_from_x ? &from_x : nullptr);
         };
         auto dx = [&] {
           cuda::channel_backward_dx(bx.raw_data(), dt, bg.raw_data(), dt, mean.raw_data(),
-                                    var.raw_data(), nullptr, by.raw_data(), sum_g.raw_data(),
-                                    sum_gx.raw_data(), bdx.raw_data(), s.m, s.c, stream);
+                                    var.raw_data(), nullptr, mask_from_x ? nullptr : by.raw_data(),
+                                    sum_g.raw_data(), sum_gx.raw_data(), bdx.raw_data(), s.m, s.c,
+                                    stream, mask_from_x ? &from_x : nullptr);
         };
         const double m = double(s.m * s.c);
         const std::string at = std::string("_") + s.name;
@@ -201,6 +207,14 @@ int main(int argc, char** argv) {
                }));
         report("batch_norm_backward_pair_alone" + at, dt, 7 * m * e,
                seconds_per_call(d, iters, sums) + seconds_per_call(d, iters, dx));
+        // The same work with the mask recomputed: the bytes counted are still those of the
+        // output-reading passes, so the fraction compares the two ways of getting the mask.
+        mask_from_x = true;
+        report("batch_norm_backward_pair_mask_from_x" + at, dt, 7 * m * e, seconds_per_call(d, iters, [&] {
+                 sums();
+                 dx();
+               }));
+        mask_from_x = false;
       }
     }
 #endif

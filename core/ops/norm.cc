@@ -335,13 +335,15 @@ BatchNormResult batch_norm_fused(const Tensor& x, const Tensor& scale, const Ten
   Tensor rstd = rsqrt(var + eps);
   DType x_dtype = x.dtype();
   ParamInfo scale_info(scale), residual_info(residual), bias_info(bias);
-  // The relu mask comes from the saved output (y > 0 exactly when bn + residual > 0), not from
-  // recomputing bn + residual: with a residual, recomputing reads the residual instead of y, the
-  // same bytes (fewer only for bf16 inputs with f32 outputs), and without one it would save that
-  // read, but only y reproduces the forward's rounding bit for bit (the backward holds the float
-  // rsqrt, the forward divided in double or under nvcc's contraction), so no value near zero gets
-  // a mask the forward did not apply. Saving y costs no memory: the next conv keeps it alive.
-  Tensor relu_out = with_relu ? autograd::saved(y) : Tensor();
+  // The ReLU's mask. On the GPU without a residual, the backward passes recompute it from x: the
+  // forward's normalisation in the same rounded operations (kernels/cuda/batch_norm.cu
+  // bn_output), so no value near zero gets a mask the forward did not apply, and each pass reads
+  // x and g where it read x, g and y. Otherwise it comes from the saved output (y > 0 exactly
+  // when bn + residual > 0): recomputing with a residual would read the residual instead of y,
+  // the same bytes, and the CPU's forward rounds as its compiler chose. Saving y costs no
+  // memory: the next conv keeps it alive.
+  const bool mask_from_x = with_relu && !residual.defined() && x.is_cuda();
+  Tensor relu_out = with_relu && !mask_from_x ? autograd::saved(y) : Tensor();
   bool want_residual = autograd::needs_grad({&residual});
   result.y = autograd::record("batch_norm", y, {x, scale, bias, residual}, [=](const Tensor& g_in) {
     Tensor g = g_in.to(dt.out).contiguous();
@@ -352,13 +354,17 @@ BatchNormResult batch_norm_fused(const Tensor& x, const Tensor& scale, const Ten
     Tensor g_masked = want_residual && with_relu ? Tensor::empty(g.shape(), dt.out, g.device()) : Tensor();
     const Tensor& g_dx = g_masked.defined() ? g_masked : g;
     const void* mask_dx = g_masked.defined() ? nullptr : ptr(relu_out);
+#if LOOM_CUDA
+    const cuda::ReluFromInput relu_from_x{var.raw_data(), ptr(s), ptr(b), eps};
+    const cuda::ReluFromInput* mask_x = mask_from_x ? &relu_from_x : nullptr;
+#endif
     if (xc.is_cuda()) {
       LOOM_CUDA_ONLY({
         Tensor work = Tensor::empty({cuda::channel_workspace_size(m, c)}, dt.acc, xc.device());
         cuda::channel_backward_sums(xc.raw_data(), in_dtype, g.raw_data(), dt.out, mu.raw_data(),
                                     rstd.raw_data(), ptr(relu_out), m, c, sum_g.raw_data(),
                                     sum_gx.raw_data(), g_masked.defined() ? g_masked.raw_data() : nullptr,
-                                    work.raw_data(), stream_of(xc));
+                                    work.raw_data(), stream_of(xc), mask_x);
       });
     } else {
       cpu::channel_backward_sums(xc.raw_data(), in_dtype, g.raw_data(), dt.out, mu.raw_data(),
@@ -377,7 +383,7 @@ BatchNormResult batch_norm_fused(const Tensor& x, const Tensor& scale, const Ten
       LOOM_CUDA_ONLY(cuda::channel_backward_dx(xc.raw_data(), in_dtype, g_dx.raw_data(), dt.out,
                                                mu.raw_data(), rstd.raw_data(), ptr(s), mask_dx,
                                                dx_sum_g.raw_data(), dx_sum_gx.raw_data(),
-                                               dx.raw_data(), m, c, stream_of(xc)));
+                                               dx.raw_data(), m, c, stream_of(xc), mask_x));
     } else {
       cpu::channel_backward_dx(xc.raw_data(), in_dtype, g_dx.raw_data(), dt.out, mu.raw_data(),
                                rstd.raw_data(), ptr(s), mask_dx, dx_sum_g.raw_data(),

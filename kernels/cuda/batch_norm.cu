@@ -64,17 +64,79 @@ __device__ __forceinline__ RowRange rows_of_block(int64_t m) {
   return {begin, begin + per_block < m ? begin + per_block : m};
 }
 
+// The normalisation's multiplier and its output before any residual, in rounded operations only
+// (no contraction into an FMA where the compiler chooses): the forward pass and the backward
+// passes that recompute a ReLU's mask from x (ReluFromX) get the same bits.
+__device__ __forceinline__ float rn_add(float a, float b) { return __fadd_rn(a, b); }
+__device__ __forceinline__ double rn_add(double a, double b) { return __dadd_rn(a, b); }
+__device__ __forceinline__ float rn_sub(float a, float b) { return __fsub_rn(a, b); }
+__device__ __forceinline__ double rn_sub(double a, double b) { return __dsub_rn(a, b); }
+__device__ __forceinline__ float rn_div(float a, float b) { return __fdiv_rn(a, b); }
+__device__ __forceinline__ double rn_div(double a, double b) { return __ddiv_rn(a, b); }
+__device__ __forceinline__ float rn_sqrt(float a) { return __fsqrt_rn(a); }
+__device__ __forceinline__ double rn_sqrt(double a) { return __dsqrt_rn(a); }
+__device__ __forceinline__ float rn_fma(float a, float b, float c) { return __fmaf_rn(a, b, c); }
+__device__ __forceinline__ double rn_fma(double a, double b, double c) { return __fma_rn(a, b, c); }
+
+template <typename A>
+__device__ __forceinline__ A bn_multiplier(const A* scale, const A* var, int64_t j, A eps) {
+  return rn_div(scale ? scale[j] : A(1), rn_sqrt(rn_add(var[j], eps)));
+}
+template <typename O, typename A>
+__device__ __forceinline__ O bn_output(A x, A mu, A mul, A add) {
+  return cvt<O>(rn_fma(rn_sub(x, mu), mul, add));
+}
+
+// The ReLU mask of a BatchNorm + ReLU without a residual, recomputed from x in the backward
+// passes (the forward's output is positive exactly where bn_output is) instead of read from the
+// saved output: one tensor fewer to read in each of the two passes.
+template <typename A>
+struct ReluFromX {
+  const A* var = nullptr;  // null: not recomputed
+  const A* scale = nullptr;
+  const A* bias = nullptr;
+  A eps = A(0);
+};
+
+// A thread's channels' forward multiplier and addend, for the mask; untouched without var.
+template <typename A, int V>
+__device__ __forceinline__ void relu_mask_coefficients(const ReluFromX<A>& r, int64_t j0, bool active,
+                                                       A* mul, A* add) {
+#pragma unroll
+  for (int v = 0; v < V; ++v) {
+    mul[v] = r.var && active ? bn_multiplier(r.scale, r.var, j0 + v, r.eps) : A(0);
+    add[v] = r.bias && active ? r.bias[j0 + v] : A(0);
+  }
+}
+
+// Whether the ReLU after the norm passed this element's gradient: the recomputed output's sign
+// (kMaskFromX), the saved output's (relu_out), or always (no ReLU).
+template <bool kMaskFromX, typename O, typename A>
+__device__ __forceinline__ bool relu_passes(bool saved, O out, A x, A mu, A mul, A add) {
+  if constexpr (kMaskFromX) return cvt<A>(bn_output<O>(x, mu, mul, add)) > A(0);
+  return !saved || cvt<A>(out) > A(0);
+}
+
+// run(std::bool_constant<from_x>): the backward kernels are compiled with and without the mask's
+// recomputation, so that the kernels that read the saved output keep their registers (the
+// coefficients take 2 V more).
+template <typename Run>
+void with_mask_from_x(bool from_x, Run&& run) {
+  if (from_x) run(std::true_type{});
+  else run(std::false_type{});
+}
+
 // The column sums: (x - k, (x - k)^2) for the statistics, where the shift k is the column's first
 // value (float32 E[x^2] - E[x]^2 loses the variance to cancellation when |mean| >> std; around k it
 // does not), then mean and biased var; (g, g * xhat) for the backward pass. The backward masks g
-// by relu_out > 0 (the relu epilogue; nullptr = none) and, when g_masked is given, stores the
-// masked g (the residual's gradient).
-template <typename T, typename O, bool kBackward, int V>
+// by the ReLU's (relu_out > 0, or recomputed from x by relu_x under kMaskFromX; neither = no
+// ReLU) and, when g_masked is given, stores the masked g (the residual's gradient).
+template <typename T, typename O, bool kBackward, bool kMaskFromX, int V>
 __global__ void column_sums_kernel(const T* x, const O* g, const acc_t<T>* mean,
-                                   const acc_t<T>* rstd, const O* relu_out, O* g_masked,
-                                   int64_t m, int64_t c, int64_t col_begin, int64_t chunk_rows,
-                                   acc_t<T>* part, acc_t<T>* out_a, acc_t<T>* out_b,
-                                   RunningStatsUpdate running) {
+                                   const acc_t<T>* rstd, const O* relu_out,
+                                   ReluFromX<acc_t<T>> relu_x, O* g_masked, int64_t m, int64_t c,
+                                   int64_t col_begin, int64_t chunk_rows, acc_t<T>* part,
+                                   acc_t<T>* out_a, acc_t<T>* out_b, RunningStatsUpdate running) {
   using A = acc_t<T>;
   const int64_t j0 = first_column_of_thread<V>(col_begin);
   const bool active = j0 < c;
@@ -84,6 +146,8 @@ __global__ void column_sums_kernel(const T* x, const O* g, const acc_t<T>* mean,
     mu[v] = !active ? A(0) : kBackward ? mean[j0 + v] : (m > 0 ? cvt<A>(x[j0 + v]) : A(0));
     inv[v] = kBackward && active ? rstd[j0 + v] : A(0);
   }
+  A mask_mul[V], mask_add[V];
+  if constexpr (kMaskFromX) relu_mask_coefficients<A, V>(relu_x, j0, active, mask_mul, mask_add);
   auto add_row = [&](int64_t i, A* a, A* b) {
     const int64_t off = i * c + j0;
     const Pack<T, V> xv = load_pack<V>(x + off);
@@ -93,7 +157,9 @@ __global__ void column_sums_kernel(const T* x, const O* g, const acc_t<T>* mean,
       if (relu_out) rv = load_pack<V>(relu_out + off);
 #pragma unroll
       for (int v = 0; v < V; ++v) {
-        const A gval = relu_out && !(cvt<A>(rv.v[v]) > A(0)) ? A(0) : cvt<A>(gv.v[v]);
+        const bool passes = relu_passes<kMaskFromX>(relu_out != nullptr, rv.v[v], cvt<A>(xv.v[v]),
+                                                    mu[v], mask_mul[v], mask_add[v]);
+        const A gval = passes ? cvt<A>(gv.v[v]) : A(0);
         gm.v[v] = cvt<O>(gval);
         a[v] += gval;
         b[v] += gval * (cvt<A>(xv.v[v]) - mu[v]) * inv[v];
@@ -146,7 +212,7 @@ __global__ void normalize_kernel(const T* x, O* y, const acc_t<T>* mean, const a
 #pragma unroll
   for (int v = 0; v < V; ++v) {
     mu[v] = mean[j0 + v];
-    mul[v] = (scale ? scale[j0 + v] : A(1)) / sqrt(var[j0 + v] + eps);
+    mul[v] = bn_multiplier(scale, var, j0 + v, eps);
     add[v] = bias ? bias[j0 + v] : A(0);
   }
   const RowRange rows = rows_of_block(m);
@@ -159,7 +225,7 @@ __global__ void normalize_kernel(const T* x, O* y, const acc_t<T>* mean, const a
     Pack<O, V> out;
 #pragma unroll
     for (int v = 0; v < V; ++v) {
-      O o = cvt<O>((cvt<A>(xv.v[v]) - mu[v]) * mul[v] + add[v]);
+      O o = bn_output<O>(cvt<A>(xv.v[v]), mu[v], mul[v], add[v]);
       if (residual) o = cvt<O>(cvt<A>(o) + cvt<A>(rv.v[v]));
       out.v[v] = relu && cvt<A>(o) < A(0) ? cvt<O>(A(0)) : o;
     }
@@ -167,11 +233,12 @@ __global__ void normalize_kernel(const T* x, O* y, const acc_t<T>* mean, const a
   }
 }
 
-template <typename T, typename O, int V>
+template <typename T, typename O, bool kMaskFromX, int V>
 __global__ void backward_dx_kernel(const T* x, const O* g, const acc_t<T>* mean,
                                    const acc_t<T>* rstd, const acc_t<T>* scale,
-                                   const O* relu_out, const acc_t<T>* sum_g,
-                                   const acc_t<T>* sum_gx, T* dx, int64_t m, int64_t c) {
+                                   const O* relu_out, ReluFromX<acc_t<T>> relu_x,
+                                   const acc_t<T>* sum_g, const acc_t<T>* sum_gx, T* dx, int64_t m,
+                                   int64_t c) {
   using A = acc_t<T>;
   const int64_t j0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * V;
   if (j0 >= c) return;
@@ -184,6 +251,8 @@ __global__ void backward_dx_kernel(const T* x, const O* g, const acc_t<T>* mean,
     mean_gx[v] = sum_gx[j0 + v] / A(m);
     k[v] = (scale ? scale[j0 + v] : A(1)) * inv[v];
   }
+  A mask_mul[V], mask_add[V];
+  if constexpr (kMaskFromX) relu_mask_coefficients<A, V>(relu_x, j0, true, mask_mul, mask_add);
   const RowRange rows = rows_of_block(m);
 #pragma unroll 4
   for (int64_t r = rows.begin + threadIdx.y; r < rows.end; r += blockDim.y) {
@@ -196,23 +265,25 @@ __global__ void backward_dx_kernel(const T* x, const O* g, const acc_t<T>* mean,
 #pragma unroll
     for (int v = 0; v < V; ++v) {
       const A xhat = (cvt<A>(xv.v[v]) - mu[v]) * inv[v];
-      const A gval = relu_out && !(cvt<A>(rv.v[v]) > A(0)) ? A(0) : cvt<A>(gv.v[v]);
+      const bool passes = relu_passes<kMaskFromX>(relu_out != nullptr, rv.v[v], cvt<A>(xv.v[v]),
+                                                  mu[v], mask_mul[v], mask_add[v]);
+      const A gval = passes ? cvt<A>(gv.v[v]) : A(0);
       out.v[v] = cvt<T>(k[v] * (gval - mean_g[v] - xhat * mean_gx[v]));
     }
     store_pack<V>(dx + off, out);
   }
 }
 
-template <typename T, typename O, bool kBackward, int V>
+template <typename T, typename O, bool kBackward, bool kMaskFromX, int V>
 void column_sums(const T* x, const O* g, const acc_t<T>* mean, const acc_t<T>* rstd,
-                 const O* relu_out, O* g_masked, int64_t m, int64_t c, acc_t<T>* out_a,
-                 acc_t<T>* out_b, acc_t<T>* part, Stream stream,
+                 const O* relu_out, const ReluFromX<acc_t<T>>& relu_x, O* g_masked, int64_t m,
+                 int64_t c, acc_t<T>* out_a, acc_t<T>* out_b, acc_t<T>* part, Stream stream,
                  const RunningStatsUpdate& running = {}) {
   const ColumnSumsGrid sums = column_sums_grid(m, c, V);
   for_each_column_launch(sums, V, [&](dim3 grid, int64_t col_begin) {
-    column_sums_kernel<T, O, kBackward, V><<<grid, sums.block, 0, stream>>>(
-        x, g, mean, rstd, relu_out, g_masked, m, c, col_begin, sums.chunk_rows, part, out_a, out_b,
-        running);
+    column_sums_kernel<T, O, kBackward, kMaskFromX, V><<<grid, sums.block, 0, stream>>>(
+        x, g, mean, rstd, relu_out, relu_x, g_masked, m, c, col_begin, sums.chunk_rows, part,
+        out_a, out_b, running);
     LOOM_CUDA_CHECK(cudaGetLastError());
   });
 }
@@ -237,6 +308,15 @@ __global__ void running_average_kernel(const __grid_constant__ RunningAverageTab
   });
 }
 
+template <typename A>
+ReluFromX<A> device_relu_from_x(const ReluFromInput* r, const void* relu_out) {
+  if (!r) return {};
+  LOOM_CHECK(r->var && !relu_out, ValueError,
+             "batch_norm: the ReLU's mask is either read from the output or recomputed from x");
+  return {static_cast<const A*>(r->var), static_cast<const A*>(r->scale),
+          static_cast<const A*>(r->bias), A(r->eps)};
+}
+
 }  // namespace
 
 int64_t channel_workspace_size(int64_t m, int64_t c) { return column_sums_workspace(m, c); }
@@ -253,8 +333,9 @@ void channel_stats(const void* x, DType dtype, int64_t m, int64_t c, void* mean,
                "statistics, got ", dtype_name(dtype), " x");
     auto run = [&](auto wide) {
       constexpr int V = decltype(wide)::value;
-      column_sums<T, T, false, V>(static_cast<const T*>(x), nullptr, nullptr, nullptr, nullptr,
-                                  nullptr, m, c, static_cast<A*>(mean), static_cast<A*>(var),
+      column_sums<T, T, false, false, V>(static_cast<const T*>(x), nullptr, nullptr, nullptr, nullptr,
+                                  ReluFromX<A>{}, nullptr, m, c, static_cast<A*>(mean),
+                                  static_cast<A*>(var),
                                   static_cast<A*>(workspace), stream,
                                   running ? *running : RunningStatsUpdate{});
     };
@@ -287,19 +368,22 @@ void channel_normalize(const void* x, DType dtype, void* y, DType out_dtype, con
 void channel_backward_sums(const void* x, DType dtype, const void* g, DType out_dtype,
                            const void* mean, const void* rstd, const void* relu_out, int64_t m,
                            int64_t c, void* sum_g, void* sum_gx, void* g_masked, void* workspace,
-                           Stream stream) {
+                           Stream stream, const ReluFromInput* relu_from_x) {
   if (c == 0) return;
   visit_in_out(dtype, out_dtype, "batch_norm", [&](auto tz, auto oz) {
     using T = decltype(tz);
     using O = decltype(oz);
     using A = acc_t<T>;
+    const ReluFromX<A> relu_x = device_relu_from_x<A>(relu_from_x, relu_out);
     auto run = [&](auto wide) {
       constexpr int V = decltype(wide)::value;
-      column_sums<T, O, true, V>(static_cast<const T*>(x), static_cast<const O*>(g),
-                                 static_cast<const A*>(mean), static_cast<const A*>(rstd),
-                                 static_cast<const O*>(relu_out), static_cast<O*>(g_masked), m, c,
-                                 static_cast<A*>(sum_g), static_cast<A*>(sum_gx),
-                                 static_cast<A*>(workspace), stream);
+      with_mask_from_x(relu_x.var != nullptr, [&](auto from_x) {
+        column_sums<T, O, true, decltype(from_x)::value, V>(
+            static_cast<const T*>(x), static_cast<const O*>(g), static_cast<const A*>(mean),
+            static_cast<const A*>(rstd), static_cast<const O*>(relu_out), relu_x,
+            static_cast<O*>(g_masked), m, c, static_cast<A*>(sum_g), static_cast<A*>(sum_gx),
+            static_cast<A*>(workspace), stream);
+      });
     };
     launch_packed<T>(c, {{x, sizeof(T)}, {g, sizeof(O)}, {relu_out, sizeof(O)}, {g_masked, sizeof(O)}},
                      run);
@@ -309,20 +393,24 @@ void channel_backward_sums(const void* x, DType dtype, const void* g, DType out_
 void channel_backward_dx(const void* x, DType dtype, const void* g, DType out_dtype,
                          const void* mean, const void* rstd, const void* scale,
                          const void* relu_out, const void* sum_g, const void* sum_gx, void* dx,
-                         int64_t m, int64_t c, Stream stream) {
+                         int64_t m, int64_t c, Stream stream, const ReluFromInput* relu_from_x) {
   if (m * c == 0) return;
   visit_in_out(dtype, out_dtype, "batch_norm", [&](auto tz, auto oz) {
     using T = decltype(tz);
     using O = decltype(oz);
     using A = acc_t<T>;
+    const ReluFromX<A> relu_x = device_relu_from_x<A>(relu_from_x, relu_out);
     auto run = [&](auto wide) {
       constexpr int V = decltype(wide)::value;
       const ChannelTiling t = channel_tiling(c, V);
-      backward_dx_kernel<T, O, V><<<dim3(t.grid_x, row_blocks(m, t.block.y, t.grid_x)), t.block, 0, stream>>>(
-          static_cast<const T*>(x), static_cast<const O*>(g), static_cast<const A*>(mean),
-          static_cast<const A*>(rstd), static_cast<const A*>(scale),
-          static_cast<const O*>(relu_out), static_cast<const A*>(sum_g),
-          static_cast<const A*>(sum_gx), static_cast<T*>(dx), m, c);
+      const dim3 grid(t.grid_x, row_blocks(m, t.block.y, t.grid_x));
+      with_mask_from_x(relu_x.var != nullptr, [&](auto from_x) {
+        backward_dx_kernel<T, O, decltype(from_x)::value, V><<<grid, t.block, 0, stream>>>(
+            static_cast<const T*>(x), static_cast<const O*>(g), static_cast<const A*>(mean),
+            static_cast<const A*>(rstd), static_cast<const A*>(scale),
+            static_cast<const O*>(relu_out), relu_x, static_cast<const A*>(sum_g),
+            static_cast<const A*>(sum_gx), static_cast<T*>(dx), m, c);
+      });
     };
     launch_packed<T>(c, {{x, sizeof(T)}, {g, sizeof(O)}, {relu_out, sizeof(O)}, {dx, sizeof(T)}},
                      run);

@@ -31,14 +31,26 @@ void channel_normalize(const void* x, DType dtype, void* y, DType out_dtype, con
                        const void* var, const void* scale, const void* bias,
                        const void* residual, bool relu, int64_t m, int64_t c, double eps,
                        Stream stream);
+/// A BatchNorm + ReLU without a residual can leave its output unsaved: the backward passes
+/// recompute where the forward's output was positive from x, with the forward's own statistics,
+/// parameters (of the statistics type; scale and bias may be null) and eps, in the same rounded
+/// operations as channel_normalize, so the mask has its bits. Each pass then reads x and g
+/// where it read x, g and the output. Instead of relu_out, never with it.
+struct ReluFromInput {
+  const void* var;
+  const void* scale;
+  const void* bias;
+  double eps;
+};
 void channel_backward_sums(const void* x, DType dtype, const void* g, DType out_dtype,
                            const void* mean, const void* rstd, const void* relu_out, int64_t m,
                            int64_t c, void* sum_g, void* sum_gx, void* g_masked, void* workspace,
-                           Stream stream);
+                           Stream stream, const ReluFromInput* relu_from_x = nullptr);
 void channel_backward_dx(const void* x, DType dtype, const void* g, DType out_dtype,
                          const void* mean, const void* rstd, const void* scale,
                          const void* relu_out, const void* sum_g, const void* sum_gx, void* dx,
-                         int64_t m, int64_t c, Stream stream);
+                         int64_t m, int64_t c, Stream stream,
+                         const ReluFromInput* relu_from_x = nullptr);
 /// One statistic's running average: out = average * momentum + value * one_minus_momentum.
 struct RunningAverageJob {
   const float* average;

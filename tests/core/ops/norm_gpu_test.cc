@@ -2,12 +2,19 @@
 // batch norm (multi-chunk column sums finished by their last block) with and without its
 // residual / relu epilogue, inference, and the composed group norm; forward and backward,
 // float32 and half precision.
+#include <algorithm>
+
 #include "core/autodiff.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/norm.h"
 #include "core/ops/reduce.h"
 #include "tests/support/gpu_compare.h"
 #include "tests/support/testing.h"
+
+#if LOOM_CUDA
+#include "kernels/cuda/batch_norm.h"
+#include "kernels/cuda/runtime.h"
+#endif
 
 namespace loom {
 namespace {
@@ -227,6 +234,62 @@ TEST(NormGpu, StatisticsKernelUpdatesTheRunningStatistics) {
       EXPECT_ALLCLOSE(gpu.running_var, cpu.running_var, 1e-5, 1e-5) << what;
     }
 }
+
+#if LOOM_CUDA
+// The backward passes of a BatchNorm + ReLU without a residual recompute the ReLU's mask from x
+// (kernels/cuda/batch_norm.h ReluFromInput): bit for bit what reading the forward's output gives
+// (sums and input gradient), so the recomputed normalisation rounds as the forward's did. The
+// data put many outputs near zero; bf16 and f32 packs, an odd width (one channel a thread), and
+// with and without scale and bias.
+TEST(NormGpu, BatchNormReluMaskFromInputEqualsTheSavedOutputs) {
+  LOOM_REQUIRE_GPU();
+  const Device gpu = Device::cuda();
+  const cuda::Stream stream = cuda::current_stream(gpu.index);
+  for (DType dt : {DType::BF16, DType::F32})
+    for (int64_t c : {int64_t(64), int64_t(24), int64_t(7)})
+      for (bool params : {true, false}) {
+        const int64_t m = 3000;
+        const std::string what = std::string(dtype_name(dt)) + " c=" + std::to_string(c) +
+                                 (params ? " scale and bias" : " no params");
+        Tensor x = test_values({m, c}, 31, -3, 3, dt).to(gpu), g = test_values({m, c}, 32, -1, 1, dt).to(gpu);
+        Tensor scale = params ? test_values({c}, 33, -1.5, 1.5, DType::F32).to(gpu) : Tensor();
+        Tensor bias = params ? test_values({c}, 34, -0.5, 0.5, DType::F32).to(gpu) : Tensor();
+        auto raw = [](const Tensor& t) -> const void* { return t.defined() ? t.raw_data() : nullptr; };
+        Tensor mean = Tensor::empty({c}, DType::F32, gpu), var = Tensor::empty({c}, DType::F32, gpu);
+        Tensor work = Tensor::empty({cuda::channel_workspace_size(m, c)}, DType::F32, gpu);
+        cuda::channel_stats(x.raw_data(), dt, m, c, mean.raw_data(), var.raw_data(), work.raw_data(), stream);
+        const double eps = 1e-5;
+        Tensor y = Tensor::empty({m, c}, dt, gpu);
+        cuda::channel_normalize(x.raw_data(), dt, y.raw_data(), dt, mean.raw_data(), var.raw_data(),
+                                raw(scale), raw(bias), nullptr, true, m, c, eps, stream);
+        Tensor rstd = rsqrt(var + eps).contiguous();
+        const cuda::ReluFromInput from_x{var.raw_data(), raw(scale), raw(bias), eps};
+        std::vector<std::vector<float>> results[2];
+        for (int mode = 0; mode < 2; ++mode) {
+          const void* relu_out = mode == 0 ? y.raw_data() : nullptr;
+          const cuda::ReluFromInput* recompute = mode == 1 ? &from_x : nullptr;
+          Tensor sum_g = Tensor::empty({c}, DType::F32, gpu), sum_gx = Tensor::empty({c}, DType::F32, gpu);
+          Tensor dx = Tensor::empty({m, c}, dt, gpu);
+          cuda::channel_backward_sums(x.raw_data(), dt, g.raw_data(), dt, mean.raw_data(), rstd.raw_data(),
+                                      relu_out, m, c, sum_g.raw_data(), sum_gx.raw_data(), nullptr,
+                                      work.raw_data(), stream, recompute);
+          cuda::channel_backward_dx(x.raw_data(), dt, g.raw_data(), dt, mean.raw_data(), rstd.raw_data(),
+                                    raw(scale), relu_out, sum_g.raw_data(), sum_gx.raw_data(),
+                                    dx.raw_data(), m, c, stream, recompute);
+          results[mode] = {sum_g.to(Device::cpu()).to_vector<float>(), sum_gx.to(Device::cpu()).to_vector<float>(),
+                           dx.to(DType::F32).to(Device::cpu()).to_vector<float>()};
+        }
+        EXPECT_EQ(results[0][0], results[1][0]) << what << " sum of g";
+        EXPECT_EQ(results[0][1], results[1][1]) << what << " sum of g * xhat";
+        EXPECT_EQ(results[0][2], results[1][2]) << what << " dx";
+        // the mask is not trivial: the ReLU cut a good share of the elements
+        std::vector<float> out = y.to(DType::F32).to(Device::cpu()).to_vector<float>();
+        const auto zeros = std::count(out.begin(), out.end(), 0.0f);
+        EXPECT_GT(zeros, int64_t(out.size()) / 5) << what;
+        EXPECT_LT(zeros, int64_t(out.size()) * 4 / 5) << what;
+      }
+}
+#endif
 
 TEST(NormGpu, GroupNormMatchesCpu) {
   LOOM_REQUIRE_GPU();
