@@ -439,8 +439,9 @@ Tensor matmul_bias_act(const Tensor& a, const Tensor& b, const Tensor& bias, Epi
     rooted.set_grad_node(node->inputs[0]);
     inputs = {rooted, b2, bias2, a2};
   }
+  const size_t n_inputs = inputs.size();
   Tensor z = autograd::record("matmul_bias", z_value, inputs, [=](const Tensor& g) {
-    Grads grads(inputs.size());
+    Grads grads(n_inputs);
     Axes lead = iota_axes(0, size_t(g.ndim()) - 1);
     if (need_a && a_gelu_input.defined()) {
       grads[0] = gelu_input_grad(g, sb, a_gelu_input);

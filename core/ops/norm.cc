@@ -254,14 +254,6 @@ std::pair<Tensor, Tensor> pmean_pair(const PmeanFn& pmean, const Tensor& a, cons
   return {slice_axis(reduced, 0, 0, 1).reshape(a.shape()), slice_axis(reduced, 0, 1, 2).reshape(b.shape())};
 }
 
-// Batch norm over the channels of x by the fused kernels: the statistics pass, then the
-// normalisation pass (with the epilogue); backward the sums pass, then the input gradient.
-// With a pmean (synchronised batch norm across data-parallel replicas) the replicas' statistics
-// [mean(x), mean(x^2)] are averaged between the two forward passes, as Flax does, and the
-// backward averages the gradient's means [mean(g), mean(g * xhat)] between its two passes in
-// the same way: the input gradient of a norm over the joint batch. That second pmean is the
-// collective that the composed ops' autodiff runs as the transpose of the first, so the replicas
-// exchange as much as before, in the same place; the parameter gradients stay local sums.
 // The running statistics' update that the CUDA statistics kernel can write itself: float32
 // averages of c elements on x's device, without gradient history, and no pmean between the
 // kernel's statistics and the ones to average. `keep` holds the contiguous averages.
@@ -286,6 +278,14 @@ std::optional<cuda::RunningStatsUpdate> running_update_in_kernel(
 }
 #endif
 
+// Batch norm over the channels of x by the fused kernels: the statistics pass, then the
+// normalisation pass (with the epilogue); backward the sums pass, then the input gradient.
+// With a pmean (synchronised batch norm across data-parallel replicas) the replicas' statistics
+// [mean(x), mean(x^2)] are averaged between the two forward passes, as Flax does, and the
+// backward averages the gradient's means [mean(g), mean(g * xhat)] between its two passes in
+// the same way: the input gradient of a norm over the joint batch. That second pmean is the
+// collective that the composed ops' autodiff runs as the transpose of the first, so the replicas
+// exchange as much as before, in the same place; the parameter gradients stay local sums.
 BatchNormResult batch_norm_fused(const Tensor& x, const Tensor& scale, const Tensor& sv,
                                  const Tensor& bias, const Tensor& bv, double eps, Dtypes dt,
                                  const BatchNormEpilogue& epi, const PmeanFn& pmean,

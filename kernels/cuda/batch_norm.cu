@@ -333,11 +333,11 @@ void channel_stats(const void* x, DType dtype, int64_t m, int64_t c, void* mean,
                "statistics, got ", dtype_name(dtype), " x");
     auto run = [&](auto wide) {
       constexpr int V = decltype(wide)::value;
-      column_sums<T, T, false, false, V>(static_cast<const T*>(x), nullptr, nullptr, nullptr, nullptr,
-                                  ReluFromX<A>{}, nullptr, m, c, static_cast<A*>(mean),
-                                  static_cast<A*>(var),
-                                  static_cast<A*>(workspace), stream,
-                                  running ? *running : RunningStatsUpdate{});
+      column_sums<T, T, false, false, V>(static_cast<const T*>(x), nullptr, nullptr, nullptr,
+                                         nullptr, ReluFromX<A>{}, nullptr, m, c,
+                                         static_cast<A*>(mean), static_cast<A*>(var),
+                                         static_cast<A*>(workspace), stream,
+                                         running ? *running : RunningStatsUpdate{});
     };
     launch_packed<T>(c, {{x, sizeof(T)}}, run);
   });
