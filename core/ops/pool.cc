@@ -74,10 +74,10 @@ PoolPlan plan(PoolOp op, const Tensor& x, const Shape& window, const Shape& stri
 }
 
 Tensor pool_backward(PoolOp op, const PoolGeometry& g, const Shape& in_shape, const Tensor& grad,
-                     const Tensor& argmax, DType dtype) {
+                     const Tensor& selection, DType dtype) {
   Tensor gc = grad.to(dtype).contiguous();
   Tensor gin = Tensor::empty(in_shape, dtype, grad.device());
-  const int32_t* am = argmax.defined() ? argmax.data<int32_t>() : nullptr;
+  const void* am = selection.defined() ? selection.raw_data() : nullptr;
   if (gin.is_cuda()) {
     LOOM_CUDA_ONLY(cuda::pool_backward(op, g, dtype, gc.raw_data(), am, gin.raw_data(),
                                        stream_of(gin)));
@@ -93,9 +93,11 @@ Tensor pool(PoolOp op, const Tensor& x, const Shape& window, const Shape& stride
   Tensor xc = x.detach().contiguous();
   Tensor out = Tensor::empty(p.out_shape, x.dtype(), x.device());
   bool grad = autograd::needs_grad({&x});
-  Tensor argmax;
-  if (grad && op != PoolOp::Avg) argmax = Tensor::empty(p.out_shape, DType::I32, x.device());
-  int32_t* am = argmax.defined() ? argmax.data<int32_t>() : nullptr;
+  // Max/min keep each output's position in its window for the gradient (kernels/cpu/pool.h).
+  Tensor selection;
+  if (grad && op != PoolOp::Avg)
+    selection = Tensor::empty(p.out_shape, pool_selection_dtype(p.geo.window), x.device());
+  void* am = selection.defined() ? selection.raw_data() : nullptr;
   if (x.is_cuda()) {
     LOOM_CUDA_ONLY(cuda::pool_forward(op, p.geo, x.dtype(), xc.raw_data(), out.raw_data(), am,
                                       stream_of(x)));
@@ -107,7 +109,7 @@ Tensor pool(PoolOp op, const Tensor& x, const Shape& window, const Shape& stride
   Shape in_shape = x.shape();
   DType dtype = x.dtype();
   return autograd::record(pool_name(op), out, {x}, [=](const Tensor& g) {
-    return std::vector<Tensor>{pool_backward(op, geo, in_shape, g, argmax, dtype)};
+    return std::vector<Tensor>{pool_backward(op, geo, in_shape, g, selection, dtype)};
   });
 }
 

@@ -32,8 +32,8 @@ int64_t inside_count(const PoolGeometry& g, const int64_t* start) {
   return count;
 }
 
-template <typename T>
-void forward(PoolOp op, const PoolGeometry& g, const T* x, T* out, int32_t* argmax) {
+template <typename T, typename S>
+void forward(PoolOp op, const PoolGeometry& g, const T* x, T* out, S* selection) {
   using A = acc_t<T>;
   const size_t D = g.in.size();
   const int64_t C = g.channels, in_sp = shape_numel(g.in), out_sp = shape_numel(g.out);
@@ -74,7 +74,7 @@ void forward(PoolOp op, const PoolGeometry& g, const T* x, T* out, int32_t* argm
                                                      : !(best[size_t(c)] <= v));
             if (take) {
               best[size_t(c)] = v;
-              sel[size_t(c)] = inside ? int32_t(flat) : -1;
+              sel[size_t(c)] = inside ? int32_t(k) : -1;
             }
             nan[size_t(c)] |= char(std::isnan(v));
           }
@@ -91,15 +91,15 @@ void forward(PoolOp op, const PoolGeometry& g, const T* x, T* out, int32_t* argm
       } else {
         for (int64_t c = 0; c < C; ++c)
           o[c] = convert<T>(nan[size_t(c)] ? std::numeric_limits<A>::quiet_NaN() : best[size_t(c)]);
-        if (argmax)
-          for (int64_t c = 0; c < C; ++c) argmax[r * C + c] = sel[size_t(c)];
+        if (selection)
+          for (int64_t c = 0; c < C; ++c) selection[r * C + c] = S(sel[size_t(c)]);
       }
     }
   }
 }
 
-template <typename T>
-void backward(PoolOp op, const PoolGeometry& g, const T* gout, const int32_t* argmax, T* gin) {
+template <typename T, typename S>
+void backward(PoolOp op, const PoolGeometry& g, const T* gout, const S* selection, T* gin) {
   using A = acc_t<T>;
   const size_t D = g.in.size();
   const int64_t C = g.channels, in_sp = shape_numel(g.in), out_sp = shape_numel(g.out);
@@ -138,9 +138,13 @@ void backward(PoolOp op, const PoolGeometry& g, const T* gout, const int32_t* ar
           }
           for (int64_t c = 0; c < C; ++c) acc[size_t(c)] += convert<A>(go[c]) / div;
         } else {
-          const int32_t* am = argmax + (n * out_sp + flat) * C;
+          // this input's position in the window of output o
+          int64_t k = 0;
+          for (size_t d = 0; d < D; ++d)
+            k = k * g.window[d] + ip[d] - (o[d] * g.strides[d] - g.pad_lo[d]);
+          const S* sel = selection + (n * out_sp + flat) * C;
           for (int64_t c = 0; c < C; ++c)
-            if (am[c] == i) acc[size_t(c)] += convert<A>(go[c]);
+            if (sel[c] == S(k)) acc[size_t(c)] += convert<A>(go[c]);
         }
         size_t d = D;
         while (d-- > 0) {  // odometer over the covering box
@@ -158,20 +162,27 @@ void backward(PoolOp op, const PoolGeometry& g, const T* gout, const int32_t* ar
 }  // namespace
 
 void pool_forward(PoolOp op, const PoolGeometry& g, DType dtype, const void* x, void* out,
-                  int32_t* argmax) {
+                  void* selection) {
   if (g.batch * shape_numel(g.out) * g.channels == 0) return;
   visit_floating(dtype, "pool", [&](auto z) {
     using T = decltype(z);
-    forward<T>(op, g, static_cast<const T*>(x), static_cast<T*>(out), argmax);
+    with_selection_type(g, [&](auto s) {
+      using S = decltype(s);
+      forward<T>(op, g, static_cast<const T*>(x), static_cast<T*>(out), static_cast<S*>(selection));
+    });
   });
 }
 
 void pool_backward(PoolOp op, const PoolGeometry& g, DType dtype, const void* grad_out,
-                   const int32_t* argmax, void* grad_in) {
+                   const void* selection, void* grad_in) {
   if (g.batch * shape_numel(g.in) * g.channels == 0) return;
   visit_floating(dtype, "pool", [&](auto z) {
     using T = decltype(z);
-    backward<T>(op, g, static_cast<const T*>(grad_out), argmax, static_cast<T*>(grad_in));
+    with_selection_type(g, [&](auto s) {
+      using S = decltype(s);
+      backward<T>(op, g, static_cast<const T*>(grad_out), static_cast<const S*>(selection),
+                  static_cast<T*>(grad_in));
+    });
   });
 }
 

@@ -1,5 +1,6 @@
 // One thread per output element (forward) or input element (backward), channels fastest so a
-// warp reads consecutive channels of the same window position; images (two spatial dims) take
+// warp reads consecutive channels of the same window position; max/min keep each output's
+// position in its window (one byte for windows under 255 elements, kernels/cpu/pool.h); images (two spatial dims) take
 // a kernel without per-window-element index division that moves 16 bytes of channels at a time. The selection rule and the
 // gather-form backward mirror kernels/cpu/pool.cc so the two backends agree bit for bit on
 // which element receives a max-pool gradient.
@@ -51,8 +52,8 @@ __device__ __forceinline__ int64_t inside_count(const PoolParams& p, const int64
   return count;
 }
 
-template <typename T>
-__global__ void pool_forward_kernel(PoolOp op, PoolParams p, const T* x, T* out, int32_t* argmax,
+template <typename T, typename S>
+__global__ void pool_forward_kernel(PoolOp op, PoolParams p, const T* x, T* out, S* selection,
                                     int64_t total) {
   using A = acc_t<T>;
   const A pad = op == PoolOp::Max ? -::cuda::std::numeric_limits<A>::infinity()
@@ -87,7 +88,7 @@ __global__ void pool_forward_kernel(PoolOp op, PoolParams p, const T* x, T* out,
         bool take = k == 0 || (op == PoolOp::Max ? !(best >= v) : !(best <= v));
         if (take) {
           best = v;
-          sel = inside ? int32_t(flat) : -1;
+          sel = inside ? int32_t(k) : -1;
         }
         nan = nan || v != v;
       }
@@ -97,23 +98,24 @@ __global__ void pool_forward_kernel(PoolOp op, PoolParams p, const T* x, T* out,
       out[e] = cvt<T>(best / div);
     } else {
       out[e] = cvt<T>(nan ? ::cuda::std::numeric_limits<A>::quiet_NaN() : best);
-      if (argmax) argmax[e] = sel;
+      if (selection) selection[e] = S(sel);
     }
   }
 }
 
-template <typename T>
-__global__ void pool_backward_kernel(PoolOp op, PoolParams p, const T* gout, const int32_t* argmax,
+template <typename T, typename S>
+__global__ void pool_backward_kernel(PoolOp op, PoolParams p, const T* gout, const S* selection,
                                      T* gin, int64_t total) {
   using A = acc_t<T>;
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
        e += int64_t(gridDim.x) * blockDim.x) {
     int64_t c = e % p.channels, r = e / p.channels;
     int64_t n = r / p.in_sp, i = r % p.in_sp;
-    int64_t olo[kMaxDims], ohi[kMaxDims], o[kMaxDims];
+    int64_t olo[kMaxDims], ohi[kMaxDims], o[kMaxDims], ips[kMaxDims];
     bool any = true;
     for (int d = p.nd - 1; d >= 0; --d) {
       int64_t ip = i % p.in[d];
+      ips[d] = ip;
       i /= p.in[d];
       int64_t num = ip + p.lo[d] - p.win[d] + 1;
       olo[d] = num <= 0 ? 0 : (num + p.stride[d] - 1) / p.stride[d];
@@ -122,7 +124,6 @@ __global__ void pool_backward_kernel(PoolOp op, PoolParams p, const T* gout, con
       any = any && olo[d] <= ohi[d];
       o[d] = olo[d];
     }
-    int64_t self = r % p.in_sp;
     A acc = A(0);
     while (any) {
       int64_t flat = 0;
@@ -136,8 +137,10 @@ __global__ void pool_backward_kernel(PoolOp op, PoolParams p, const T* gout, con
           div = A(inside_count(p, start));
         }
         acc += cvt<A>(gout[at]) / div;
-      } else if (argmax[at] == self) {
-        acc += cvt<A>(gout[at]);
+      } else {
+        int64_t k = 0;  // this input's position in the window of output o
+        for (int d = 0; d < p.nd; ++d) k = k * p.win[d] + ips[d] - (o[d] * p.stride[d] - p.lo[d]);
+        if (selection[at] == S(k)) acc += cvt<A>(gout[at]);
       }
       int d = p.nd - 1;
       for (; d >= 0; --d) {  // odometer over the covering box
@@ -155,9 +158,9 @@ __global__ void pool_backward_kernel(PoolOp op, PoolParams p, const T* gout, con
 // of dividing by every window extent for every window element. A thread takes V consecutive
 // channels (16 bytes of T when the channels and pointers allow, else 1), so the index
 // arithmetic runs once per V channels and every access moves V elements.
-template <typename T, typename I, int V>
+template <typename T, typename S, typename I, int V>
 __global__ void pool2d_forward_kernel(PoolOp op, PoolParams p, const T* x, T* out,
-                                      int32_t* argmax, I total_packs) {
+                                      S* selection, I total_packs) {
   using A = acc_t<T>;
   const A pad = op == PoolOp::Max ? -::cuda::std::numeric_limits<A>::infinity()
                                   : ::cuda::std::numeric_limits<A>::infinity();
@@ -192,7 +195,7 @@ __global__ void pool2d_forward_kernel(PoolOp op, PoolParams p, const T* x, T* ou
             const A a = inside ? cvt<A>(v.v[j]) : pad;
             if (first || (op == PoolOp::Max ? !(best[j] >= a) : !(best[j] <= a))) {
               best[j] = a;
-              sel[j] = inside ? int32_t(h * W + w) : -1;
+              sel[j] = inside ? int32_t(kh * KW + kw) : -1;
             }
             nan[j] = nan[j] || a != a;
           }
@@ -211,19 +214,21 @@ __global__ void pool2d_forward_kernel(PoolOp op, PoolParams p, const T* x, T* ou
 #pragma unroll
       for (int j = 0; j < V; ++j) result.v[j] = cvt<T>(best[j] / A(count));
     } else {
+      Pack<S, V> chosen;
 #pragma unroll
       for (int j = 0; j < V; ++j) {
         result.v[j] = cvt<T>(nan[j] ? ::cuda::std::numeric_limits<A>::quiet_NaN() : best[j]);
-        if (argmax) argmax[int64_t(e) * V + j] = sel[j];
+        chosen.v[j] = S(sel[j]);
       }
+      if (selection) store_pack<V>(selection + int64_t(e) * V, chosen);
     }
     store_pack<V>(out + int64_t(e) * V, result);
   }
 }
 
-template <typename T, typename I, int V>
+template <typename T, typename S, typename I, int V>
 __global__ void pool2d_backward_kernel(PoolOp op, PoolParams p, const T* gout,
-                                       const int32_t* argmax, T* gin, I total_packs) {
+                                       const S* selection, T* gin, I total_packs) {
   using A = acc_t<T>;
   const I C = I(p.channels), CP = C / V, H = I(p.in[0]), W = I(p.in[1]), OH = I(p.out[0]),
           OW = I(p.out[1]);
@@ -239,7 +244,6 @@ __global__ void pool2d_backward_kernel(PoolOp op, PoolParams p, const T* gout,
     const I oh_lo = nh <= 0 ? 0 : (nh + SH - 1) / SH, ow_lo = nw <= 0 ? 0 : (nw + SW - 1) / SW;
     const I oh_hi = (ih + LH) / SH < OH - 1 ? (ih + LH) / SH : OH - 1;
     const I ow_hi = (iw + LW) / SW < OW - 1 ? (iw + LW) / SW : OW - 1;
-    const int32_t self = int32_t(ih * W + iw);
     A acc[V];
 #pragma unroll
     for (int j = 0; j < V; ++j) acc[j] = A(0);
@@ -258,7 +262,9 @@ __global__ void pool2d_backward_kernel(PoolOp op, PoolParams p, const T* gout,
 #pragma unroll
           for (int j = 0; j < V; ++j) acc[j] += cvt<A>(g.v[j]) / A(count);
         } else {
-          const Pack<int32_t, V> sel = load_pack<V>(argmax + at);
+          // this input's position in the window of output (oh, ow)
+          const S self = S((ih - (oh * SH - LH)) * KW + iw - (ow * SW - LW));
+          const Pack<S, V> sel = load_pack<V>(selection + at);
 #pragma unroll
           for (int j = 0; j < V; ++j)
             if (sel.v[j] == self) acc[j] += cvt<A>(g.v[j]);
@@ -282,7 +288,7 @@ bool fits_int32(const PoolGeometry& g) {
 }  // namespace
 
 void pool_forward(PoolOp op, const PoolGeometry& g, DType dtype, const void* x, void* out,
-                  int32_t* argmax, Stream stream) {
+                  void* selection, Stream stream) {
   int64_t total = g.batch * shape_numel(g.out) * g.channels;
   if (total == 0) return;
   PoolParams p = make_params(g);
@@ -290,26 +296,31 @@ void pool_forward(PoolOp op, const PoolGeometry& g, DType dtype, const void* x, 
     using T = decltype(z);
     const T* xt = static_cast<const T*>(x);
     T* ot = static_cast<T*>(out);
-    if (p.nd == 2) {
-      launch_packed<T>(g.channels, {{x, sizeof(T)}, {out, sizeof(T)}}, [&](auto v) {
-        constexpr int V = decltype(v)::value;
-        const int64_t packs = total / V;
-        if (fits_int32(g))
-          pool2d_forward_kernel<T, int32_t, V><<<blocks_for(packs), 256, 0, stream>>>(
-              op, p, xt, ot, argmax, int32_t(packs));
-        else
-          pool2d_forward_kernel<T, int64_t, V><<<blocks_for(packs), 256, 0, stream>>>(
-              op, p, xt, ot, argmax, packs);
-      });
-    } else {
-      pool_forward_kernel<T><<<blocks_for(total), 256, 0, stream>>>(op, p, xt, ot, argmax, total);
-    }
+    with_selection_type(g, [&](auto sz) {
+      using S = decltype(sz);
+      S* sel = static_cast<S*>(selection);
+      if (p.nd == 2) {
+        launch_packed<T>(g.channels, {{x, sizeof(T)}, {out, sizeof(T)}, {selection, sizeof(S)}},
+                         [&](auto v) {
+          constexpr int V = decltype(v)::value;
+          const int64_t packs = total / V;
+          if (fits_int32(g))
+            pool2d_forward_kernel<T, S, int32_t, V><<<blocks_for(packs), 256, 0, stream>>>(
+                op, p, xt, ot, sel, int32_t(packs));
+          else
+            pool2d_forward_kernel<T, S, int64_t, V><<<blocks_for(packs), 256, 0, stream>>>(
+                op, p, xt, ot, sel, packs);
+        });
+      } else {
+        pool_forward_kernel<T, S><<<blocks_for(total), 256, 0, stream>>>(op, p, xt, ot, sel, total);
+      }
+    });
   });
   LOOM_CUDA_CHECK(cudaGetLastError());
 }
 
 void pool_backward(PoolOp op, const PoolGeometry& g, DType dtype, const void* grad_out,
-                   const int32_t* argmax, void* grad_in, Stream stream) {
+                   const void* selection, void* grad_in, Stream stream) {
   int64_t total = g.batch * shape_numel(g.in) * g.channels;
   if (total == 0) return;
   PoolParams p = make_params(g);
@@ -317,22 +328,26 @@ void pool_backward(PoolOp op, const PoolGeometry& g, DType dtype, const void* gr
     using T = decltype(z);
     const T* go = static_cast<const T*>(grad_out);
     T* gi = static_cast<T*>(grad_in);
-    if (p.nd == 2) {
-      launch_packed<T>(g.channels,
-                       {{grad_out, sizeof(T)}, {grad_in, sizeof(T)}, {argmax, sizeof(int32_t)}},
-                       [&](auto v) {
-        constexpr int V = decltype(v)::value;
-        const int64_t packs = total / V;
-        if (fits_int32(g))
-          pool2d_backward_kernel<T, int32_t, V><<<blocks_for(packs), 256, 0, stream>>>(
-              op, p, go, argmax, gi, int32_t(packs));
-        else
-          pool2d_backward_kernel<T, int64_t, V><<<blocks_for(packs), 256, 0, stream>>>(
-              op, p, go, argmax, gi, packs);
-      });
-    } else {
-      pool_backward_kernel<T><<<blocks_for(total), 256, 0, stream>>>(op, p, go, argmax, gi, total);
-    }
+    with_selection_type(g, [&](auto sz) {
+      using S = decltype(sz);
+      const S* sel = static_cast<const S*>(selection);
+      if (p.nd == 2) {
+        launch_packed<T>(g.channels,
+                         {{grad_out, sizeof(T)}, {grad_in, sizeof(T)}, {selection, sizeof(S)}},
+                         [&](auto v) {
+          constexpr int V = decltype(v)::value;
+          const int64_t packs = total / V;
+          if (fits_int32(g))
+            pool2d_backward_kernel<T, S, int32_t, V><<<blocks_for(packs), 256, 0, stream>>>(
+                op, p, go, sel, gi, int32_t(packs));
+          else
+            pool2d_backward_kernel<T, S, int64_t, V><<<blocks_for(packs), 256, 0, stream>>>(
+                op, p, go, sel, gi, packs);
+        });
+      } else {
+        pool_backward_kernel<T, S><<<blocks_for(total), 256, 0, stream>>>(op, p, go, sel, gi, total);
+      }
+    });
   });
   LOOM_CUDA_CHECK(cudaGetLastError());
 }

@@ -8,8 +8,8 @@
 namespace loom::cuda {
 
 void pool_forward(PoolOp op, const PoolGeometry& g, DType dtype, const void* x, void* out,
-                  int32_t* argmax, Stream stream);
+                  void* selection, Stream stream);
 void pool_backward(PoolOp op, const PoolGeometry& g, DType dtype, const void* grad_out,
-                   const int32_t* argmax, void* grad_in, Stream stream);
+                   const void* selection, void* grad_in, Stream stream);
 
 }  // namespace loom::cuda

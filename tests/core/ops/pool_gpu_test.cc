@@ -36,6 +36,9 @@ TEST(PoolGpu, ForwardAndBackwardMatchCpu) {
       {{3, 11, 4}, {3}, {2}, Padding::same(), false},
       {{1, 4, 5, 6, 3}, {2, 2, 3}, {2, 1, 2}, Padding::same(), false},
       {{5, 6, 3}, {2, 2}, {2, 2}, Padding::same(), false},  // no batch dim
+      // windows of 256 elements: the selection in int32 rather than one byte (kernels/cpu/pool.h)
+      {{2, 20, 20, 8}, {16, 16}, {3, 3}, Padding::same(), true},
+      {{2, 300, 4}, {256}, {40}, Padding::same(), false},
   };
   for (const Case& c : cases) {
     Tensor x = test_values(c.x, 7, -2, 2, DType::F32);

@@ -231,6 +231,31 @@ TEST(Pool, Gradients) {
   }
 }
 
+// Max/min keep each output's position in its window, in one byte under 255 window elements and
+// in int32 from there (kernels/cpu/pool.h): both widths route the gradient as the finite
+// differences say, including a window of exactly 255 and one over it with padding selected.
+TEST(Pool, SelectionWidthsRouteTheGradient) {
+  EXPECT_EQ(pool_selection_dtype({3, 3}), DType::U8);
+  EXPECT_EQ(pool_selection_dtype({254}), DType::U8);
+  EXPECT_EQ(pool_selection_dtype({255}), DType::I32);
+  EXPECT_EQ(pool_selection_dtype({16, 16}), DType::I32);
+  auto weighted = [](const Tensor& out) { return sum(out * test_values(out.shape(), 67)); };
+  struct Case {
+    Shape x, window, strides;
+    Padding padding;
+  };
+  for (const Case& c : {Case{{1, 20, 20, 2}, {16, 16}, {3, 3}, Padding::same()},
+                        Case{{2, 300, 2}, {255}, {40}, Padding::valid()},
+                        Case{{2, 300, 2}, {254}, {40}, Padding::same()}}) {
+    Tensor x = test_values(c.x, 68);
+    for (PoolOp op : {PoolOp::Max, PoolOp::Min})
+      EXPECT_TRUE(check_gradients(
+          [&](const std::vector<Tensor>& in) { return weighted(run_pool(op, in[0], c.window, c.strides, c.padding)); },
+          {x}))
+          << shape_str(c.x) << " window " << shape_str(c.window) << " op " << int(op);
+  }
+}
+
 TEST(Pool, ErrorsNameShapes) {
   Tensor x = zeros({2, 5, 5, 3});
   try {
