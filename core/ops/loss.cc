@@ -74,6 +74,13 @@ int64_t padded_row_pitch(const Tensor& x) {
   return pitch >= std::max<int64_t>(n, 1) && padding_bytes < 16 ? pitch : 0;
 }
 
+// A gradient for logits whose rows are stored at pitch ld (kernels/cpu/gemm.h), at the same pitch.
+Tensor gradient_like(const Tensor& logits, int64_t ld) {
+  const int64_t n = logits.shape().back();
+  return ld == n ? Tensor::empty(logits.shape(), logits.dtype(), logits.device())
+                 : Tensor::empty_padded_rows(logits.shape(), ld, logits.dtype(), logits.device());
+}
+
 }  // namespace
 
 Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {
@@ -127,25 +134,40 @@ Tensor softmax_cross_entropy_with_integer_labels(const Tensor& logits_in, const 
   DType acc = in_dtype == DType::F64 ? DType::F64 : DType::F32;
   Tensor loss = Tensor::empty(lead, out_dtype, logits.device());
   Tensor lse = Tensor::empty({rows}, acc, logits.device());
+  const bool grad = autograd::needs_grad({&logits_in});
+  // On the GPU the forward also writes the gradient for the upstream gradient that
+  // mean(loss) gives every row, 1 / rows in float32, from the rows it has just read (their second
+  // reading comes from L2): the backward then rewrites only the rows whose upstream gradient is
+  // something else (none, for the usual mean loss), where it read every row again.
+  Tensor dx;
+  std::optional<double> written_for;
+  if (grad && logits.is_cuda() && out_dtype == DType::F32 && rows > 0) {
+    dx = gradient_like(logits, ld);
+    LOOM_CUDA_ONLY(if (cuda::cross_entropy_can_write_gradient(logits.raw_data(), dx.raw_data()))
+                       written_for = double(1.0f / float(rows)));
+    if (!written_for) dx = Tensor();
+  }
   if (logits.is_cuda()) {
     LOOM_CUDA_ONLY(cuda::cross_entropy_int(logits.raw_data(), in_dtype, labels.raw_data(), ldt,
                                            loss.raw_data(), out_dtype, lse.raw_data(), rows, n,
-                                           ld, stream_of(logits)));
+                                           ld, stream_of(logits),
+                                           dx.defined() ? dx.raw_data() : nullptr,
+                                           written_for.value_or(0.0)));
   } else {
     cpu::cross_entropy_int(logits.raw_data(), in_dtype, labels.raw_data(), ldt, loss.raw_data(),
                            out_dtype, lse.raw_data(), rows, n, ld);
   }
-  if (!autograd::needs_grad({&logits_in}))
-    return autograd::checked(op, std::move(loss), {&logits_in, &labels_in});
-  return autograd::record(op, loss, {logits_in}, [logits, labels, lse, rows, n, ld, out_dtype](const Tensor& g_in) {
+  if (!grad) return autograd::checked(op, std::move(loss), {&logits_in, &labels_in});
+  return autograd::record(op, loss, {logits_in}, [logits, labels, lse, rows, n, ld, out_dtype, written_for,
+                                                  written = dx](const Tensor& g_in) {
     Tensor g = g_in.to(out_dtype).contiguous();
-    Tensor dx = ld == n ? Tensor::empty(logits.shape(), logits.dtype(), logits.device())
-                        : Tensor::empty_padded_rows(logits.shape(), ld, logits.dtype(), logits.device());
+    Tensor dx = written.defined() ? written : gradient_like(logits, ld);
     if (logits.is_cuda()) {
       LOOM_CUDA_ONLY(cuda::cross_entropy_int_backward(logits.raw_data(), logits.dtype(),
                                                       labels.raw_data(), labels.dtype(),
                                                       lse.raw_data(), g.raw_data(), out_dtype,
-                                                      dx.raw_data(), rows, n, ld, stream_of(logits)));
+                                                      dx.raw_data(), rows, n, ld, stream_of(logits),
+                                                      written_for));
     } else {
       cpu::cross_entropy_int_backward(logits.raw_data(), logits.dtype(), labels.raw_data(),
                                       labels.dtype(), lse.raw_data(), g.raw_data(), out_dtype,

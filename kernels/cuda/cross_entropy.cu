@@ -2,7 +2,9 @@
 // forward reads each row once: every thread keeps a running max and the sum of exp(x - max),
 // rescaled when the max grows (the online softmax, a pack of logits at a time), and the threads'
 // pairs are merged. The
-// backward recomputes the softmax from the saved log-sum-exp. Rows are read in 16-byte packs
+// backward recomputes the softmax from the saved log-sum-exp, or, where the forward already
+// wrote the gradient for the upstream gradient a mean over the rows gives, rewrites only the
+// rows whose upstream gradient is something else. Rows are read in 16-byte packs
 // from their first aligned element (a vocabulary of 50257 leaves most rows misaligned): one
 // half element per access kept too few bytes in flight (GPT-2's forward ran at 37% of the copy
 // bandwidth, the backward at 50%; H100, docs/PERF.md).
@@ -107,10 +109,33 @@ __device__ __forceinline__ void for_edges(int64_t head, int64_t packed_end, int6
   for (int64_t j = packed_end + threadIdx.x; j < n; j += G) f(j);
 }
 
+/// Writes row r's gradient gr * (softmax - onehot(c)) from the row's log-sum-exp l, this
+/// thread's share of it, and zeroes the row's padding past n (Storage::has_zero_row_padding).
+/// dx's rows have the logits' pitch and alignment (the host checks), so one head serves both.
+template <typename T, int G, int V, typename A>
+__device__ __forceinline__ void write_row_gradient(const T* row, T* out, int64_t n, int64_t ld,
+                                                   A gr, A l, int64_t c) {
+  auto grad = [&](int64_t j, T x) { return cvt<T>(gr * exp(cvt<A>(x) - l) - (j == c ? gr : A(0))); };
+  const int64_t head = unaligned_head<V>(row, n), packs = (n - head) / V;
+  for (int64_t p = threadIdx.x; p < packs; p += G) {
+    const int64_t j0 = head + p * V;
+    const Pack<T, V> x = load_pack<V>(row + j0);
+    Pack<T, V> y;
+#pragma unroll
+    for (int k = 0; k < V; ++k) y.v[k] = grad(j0 + k, x.v[k]);
+    store_pack<V>(out + j0, y);
+  }
+  for_edges<G>(head, head + packs * V, n, [&](int64_t j) { out[j] = grad(j, row[j]); });
+  for (int64_t j = n + threadIdx.x; j < ld; j += G) out[j] = cvt<T>(A(0));
+}
+
 // T: logits; O: loss and its gradient (T, or float for half logits); V: elements per pack.
+// With dx, the gradient is also written for an upstream gradient of `assumed` on every row (the
+// backward then rewrites only the rows whose gradient differs: cross_entropy_int_backward).
 template <typename T, typename O, typename L, int G, int V>
 __global__ void cross_entropy_kernel(const T* logits, const L* labels, O* loss, acc_t<T>* lse,
-                                     int64_t rows, int64_t n, int64_t ld) {
+                                     int64_t rows, int64_t n, int64_t ld, T* dx,
+                                     acc_t<T> assumed) {
   using A = acc_t<T>;
   LOOM_ROW_LOOP(r, rows) {
     const T* row = logits + r * ld;
@@ -125,39 +150,30 @@ __global__ void cross_entropy_kernel(const T* logits, const L* labels, O* loss, 
     }
     for_edges<G>(head, head + packs * V, n, [&](int64_t j) { add_logit(m, s, cvt<A>(row[j])); });
     group_merge<G>(m, s);
+    const A l = m + ::log(s);
+    const int64_t c = column_of(labels[r], n);
     if (threadIdx.x == 0) {
-      const A l = m + ::log(s);
-      const int64_t c = column_of(labels[r], n);
       lse[r] = l;
       loss[r] = cvt<O>(c < 0 ? ::cuda::std::numeric_limits<A>::quiet_NaN() : l - cvt<A>(row[c]));
     }
+    // The row was just read: its second reading comes from L2.
+    if (dx) write_row_gradient<T, G, V>(row, dx + r * ld, n, ld, assumed, l, c);
   }
 }
 
-// dx's rows have the logits' pitch and alignment (the host checks), so one head serves both;
-// the padding past n is zeroed for the products that read it (Storage::has_zero_row_padding).
+// With `written` (dx already holds the gradient for an upstream gradient of `assumed`), only
+// the rows whose upstream gradient is not exactly that are written.
 template <typename T, typename O, typename L, int G, int V>
 __global__ void cross_entropy_backward_kernel(const T* logits, const L* labels,
                                               const acc_t<T>* lse, const O* g, T* dx,
-                                              int64_t rows, int64_t n, int64_t ld) {
+                                              int64_t rows, int64_t n, int64_t ld, bool written,
+                                              acc_t<T> assumed) {
   using A = acc_t<T>;
   LOOM_ROW_LOOP(r, rows) {
-    const T* row = logits + r * ld;
-    T* out = dx + r * ld;
-    const A gr = cvt<A>(g[r]), l = lse[r];
-    const int64_t c = column_of(labels[r], n);
-    auto grad = [&](int64_t j, T x) { return cvt<T>(gr * exp(cvt<A>(x) - l) - (j == c ? gr : A(0))); };
-    const int64_t head = unaligned_head<V>(row, n), packs = (n - head) / V;
-    for (int64_t p = threadIdx.x; p < packs; p += G) {
-      const int64_t j0 = head + p * V;
-      const Pack<T, V> x = load_pack<V>(row + j0);
-      Pack<T, V> y;
-#pragma unroll
-      for (int k = 0; k < V; ++k) y.v[k] = grad(j0 + k, x.v[k]);
-      store_pack<V>(out + j0, y);
-    }
-    for_edges<G>(head, head + packs * V, n, [&](int64_t j) { out[j] = grad(j, row[j]); });
-    for (int64_t j = n + threadIdx.x; j < ld; j += G) out[j] = cvt<T>(A(0));  // the row's padding
+    const A gr = cvt<A>(g[r]);
+    if (written && gr == assumed) continue;
+    write_row_gradient<T, G, V>(logits + r * ld, dx + r * ld, n, ld, gr, lse[r],
+                                column_of(labels[r], n));
   }
 }
 
@@ -187,12 +203,22 @@ void launch_typed_rows(DType dtype, DType loss_dtype, DType label_dtype, int64_t
   LOOM_CUDA_CHECK(cudaGetLastError());
 }
 
+bool same_alignment(const void* a, const void* b) {
+  return (reinterpret_cast<uintptr_t>(a) - reinterpret_cast<uintptr_t>(b)) % 16 == 0;
+}
+
 }  // namespace
+
+bool cross_entropy_can_write_gradient(const void* logits, const void* dx) {
+  return same_alignment(logits, dx);
+}
 
 void cross_entropy_int(const void* logits, DType dtype, const void* labels, DType label_dtype,
                        void* loss, DType loss_dtype, void* lse, int64_t rows, int64_t n,
-                       int64_t ld, Stream stream) {
+                       int64_t ld, Stream stream, void* dx, double assumed_grad) {
   if (rows == 0) return;
+  LOOM_CHECK(!dx || same_alignment(logits, dx), ValueError, kOp,
+             ": the gradient written with the loss must share the logits' 16-byte alignment");
   launch_typed_rows(dtype, loss_dtype, label_dtype, rows, n, [&](auto t, auto o, auto l, auto g,
                                                                  dim3 grid, dim3 block) {
     using T = decltype(t);
@@ -200,14 +226,14 @@ void cross_entropy_int(const void* logits, DType dtype, const void* labels, DTyp
     using L = decltype(l);
     cross_entropy_kernel<T, O, L, decltype(g)::value, kPack16<T>><<<grid, block, 0, stream>>>(
         static_cast<const T*>(logits), static_cast<const L*>(labels), static_cast<O*>(loss),
-        static_cast<acc_t<T>*>(lse), rows, n, ld);
+        static_cast<acc_t<T>*>(lse), rows, n, ld, static_cast<T*>(dx), acc_t<T>(assumed_grad));
   });
 }
 
 void cross_entropy_int_backward(const void* logits, DType dtype, const void* labels,
                                 DType label_dtype, const void* lse, const void* grad,
                                 DType grad_dtype, void* dx, int64_t rows, int64_t n,
-                                int64_t ld, Stream stream) {
+                                int64_t ld, Stream stream, std::optional<double> written_for) {
   if (rows * n == 0) return;
   launch_typed_rows(dtype, grad_dtype, label_dtype, rows, n, [&](auto t, auto o, auto l, auto g,
                                                                  dim3 grid, dim3 block) {
@@ -218,10 +244,11 @@ void cross_entropy_int_backward(const void* logits, DType dtype, const void* lab
       cross_entropy_backward_kernel<T, O, L, decltype(g)::value, decltype(v)::value>
           <<<grid, block, 0, stream>>>(static_cast<const T*>(logits), static_cast<const L*>(labels),
                                        static_cast<const acc_t<T>*>(lse),
-                                       static_cast<const O*>(grad), static_cast<T*>(dx), rows, n, ld);
+                                       static_cast<const O*>(grad), static_cast<T*>(dx), rows, n,
+                                       ld, written_for.has_value(),
+                                       acc_t<T>(written_for.value_or(0.0)));
     };
-    const bool same_alignment = (reinterpret_cast<uintptr_t>(logits) - reinterpret_cast<uintptr_t>(dx)) % 16 == 0;
-    if (same_alignment) run(std::integral_constant<int, kPack16<T>>{});
+    if (same_alignment(logits, dx)) run(std::integral_constant<int, kPack16<T>>{});
     else run(std::integral_constant<int, 1>{});
   });
 }

@@ -1,7 +1,9 @@
 // CUDA against the CPU for the losses: the fused integer-label cross-entropy (warp and block
 // rows, int32/int64, negative and out-of-range labels) and the composed losses.
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <optional>
 
 #include "core/autodiff.h"
 #include "core/ops/elementwise.h"
@@ -9,6 +11,11 @@
 #include "core/ops/reduce.h"
 #include "tests/support/gpu_compare.h"
 #include "tests/support/testing.h"
+
+#if LOOM_CUDA
+#include "kernels/cuda/cross_entropy.h"
+#include "kernels/cuda/runtime.h"
+#endif
 
 namespace loom {
 namespace {
@@ -98,6 +105,63 @@ TEST(LossGpu, IntegerLabelCrossEntropyInFloat32FromHalfLogits) {
     EXPECT_ALLCLOSE(wg.to(Device::cpu()), wc, 1e-5, 1e-5) << dtype_name(dt) << " packed rows";
   }
 }
+
+#if LOOM_CUDA
+// The forward writes the gradient for the upstream gradient mean(loss) gives (1 / rows on every
+// row): bit for bit what the backward writes for it, the loss and log-sum-exp unchanged; the
+// backward then rewrites exactly the rows whose upstream gradient differs, as a backward from
+// scratch would. Block rows (50257), warp rows, rows not 16-byte aligned (1001 classes).
+TEST(LossGpu, GradientWrittenByTheForwardEqualsTheBackwards) {
+  LOOM_REQUIRE_GPU();
+  const Device gpu = Device::cuda();
+  const cuda::Stream stream = cuda::current_stream(gpu.index);
+  for (int64_t classes : {int64_t(50257), int64_t(1001), int64_t(64)})
+    for (DType dt : {DType::BF16, DType::F32}) {
+      const int64_t rows = 37;
+      const std::string what = std::string(dtype_name(dt)) + " C=" + std::to_string(classes);
+      Tensor logits = test_values({rows, classes}, 11, -6, 6).to(dt).to(gpu);
+      std::vector<int32_t> l;
+      for (int64_t i = 0; i < rows; ++i) l.push_back(int32_t((i * 7919) % classes));
+      l[4] = -1;
+      l[9] = int32_t(classes);  // out of range: a NaN loss
+      Tensor labels = from_vector(l, {rows}).to(gpu);
+      const float assumed = 1.0f / float(rows);
+      auto forward = [&](Tensor* dx) {
+        Tensor loss = Tensor::empty({rows}, DType::F32, gpu), lse = Tensor::empty({rows}, DType::F32, gpu);
+        cuda::cross_entropy_int(logits.raw_data(), dt, labels.raw_data(), DType::I32, loss.raw_data(),
+                                DType::F32, lse.raw_data(), rows, classes, classes, stream,
+                                dx ? dx->raw_data() : nullptr, assumed);
+        return std::pair{loss, lse};
+      };
+      auto backward = [&](const Tensor& lse, const Tensor& g, Tensor dx, std::optional<double> written) {
+        cuda::cross_entropy_int_backward(logits.raw_data(), dt, labels.raw_data(), DType::I32,
+                                         lse.raw_data(), g.raw_data(), DType::F32, dx.raw_data(), rows,
+                                         classes, classes, stream, written);
+        return dx.to(DType::F32).to(Device::cpu()).to_vector<float>();
+      };
+      auto bits_of = [](const Tensor& t) { return t.to(Device::cpu()).to_vector<float>(); };
+      auto [loss0, lse0] = forward(nullptr);
+      Tensor uniform = full({rows}, double(assumed), DType::F32).to(gpu);
+      std::vector<float> reference = backward(lse0, uniform, Tensor::empty({rows, classes}, dt, gpu), std::nullopt);
+      Tensor written = Tensor::empty({rows, classes}, dt, gpu);
+      auto [loss1, lse1] = forward(&written);
+      std::vector<float> l0 = bits_of(loss0), l1 = bits_of(loss1);
+      EXPECT_EQ(std::memcmp(l0.data(), l1.data(), l0.size() * sizeof(float)), 0) << what << " loss";
+      EXPECT_EQ(bits_of(lse0), bits_of(lse1)) << what << " lse";
+      EXPECT_EQ(written.to(DType::F32).to(Device::cpu()).to_vector<float>(), reference) << what << " gradient";
+      // Rows 0, 5 and 36 get another upstream gradient (one a NaN); the rest keep what the
+      // forward wrote.
+      std::vector<float> gv(size_t(rows), assumed);
+      gv[0] = 0.5f, gv[5] = -2 * assumed, gv[36] = std::numeric_limits<float>::quiet_NaN();
+      Tensor mixed = from_vector(gv, {rows}).to(gpu);
+      std::vector<float> from_scratch = backward(lse0, mixed, Tensor::empty({rows, classes}, dt, gpu), std::nullopt);
+      std::vector<float> rewritten = backward(lse1, mixed, written, double(assumed));
+      ASSERT_EQ(from_scratch.size(), rewritten.size());
+      EXPECT_EQ(std::memcmp(from_scratch.data(), rewritten.data(), rewritten.size() * sizeof(float)), 0)
+          << what << " rows rewritten";
+    }
+}
+#endif
 
 TEST(LossGpu, ComposedLossesMatchCpu) {
   LOOM_REQUIRE_GPU();
