@@ -285,6 +285,13 @@ bool fits_int32(const PoolGeometry& g) {
          g.batch * shape_numel(g.in) * g.channels <= kMax;
 }
 
+// run(I{}) with the 2-D kernels' index type: int32 where every flat index fits.
+template <typename Run>
+void with_index_type(const PoolGeometry& g, Run&& run) {
+  if (fits_int32(g)) run(int32_t{});
+  else run(int64_t{});
+}
+
 }  // namespace
 
 void pool_forward(PoolOp op, const PoolGeometry& g, DType dtype, const void* x, void* out,
@@ -303,13 +310,11 @@ void pool_forward(PoolOp op, const PoolGeometry& g, DType dtype, const void* x, 
         launch_packed<T>(g.channels, {{x, sizeof(T)}, {out, sizeof(T)}, {selection, sizeof(S)}},
                          [&](auto v) {
           constexpr int V = decltype(v)::value;
-          const int64_t packs = total / V;
-          if (fits_int32(g))
-            pool2d_forward_kernel<T, S, int32_t, V><<<blocks_for(packs), 256, 0, stream>>>(
-                op, p, xt, ot, sel, int32_t(packs));
-          else
-            pool2d_forward_kernel<T, S, int64_t, V><<<blocks_for(packs), 256, 0, stream>>>(
-                op, p, xt, ot, sel, packs);
+          with_index_type(g, [&](auto iz) {
+            using I = decltype(iz);
+            pool2d_forward_kernel<T, S, I, V><<<blocks_for(total / V), 256, 0, stream>>>(
+                op, p, xt, ot, sel, I(total / V));
+          });
         });
       } else {
         pool_forward_kernel<T, S><<<blocks_for(total), 256, 0, stream>>>(op, p, xt, ot, sel, total);
@@ -336,13 +341,11 @@ void pool_backward(PoolOp op, const PoolGeometry& g, DType dtype, const void* gr
                          {{grad_out, sizeof(T)}, {grad_in, sizeof(T)}, {selection, sizeof(S)}},
                          [&](auto v) {
           constexpr int V = decltype(v)::value;
-          const int64_t packs = total / V;
-          if (fits_int32(g))
-            pool2d_backward_kernel<T, S, int32_t, V><<<blocks_for(packs), 256, 0, stream>>>(
-                op, p, go, sel, gi, int32_t(packs));
-          else
-            pool2d_backward_kernel<T, S, int64_t, V><<<blocks_for(packs), 256, 0, stream>>>(
-                op, p, go, sel, gi, packs);
+          with_index_type(g, [&](auto iz) {
+            using I = decltype(iz);
+            pool2d_backward_kernel<T, S, I, V><<<blocks_for(total / V), 256, 0, stream>>>(
+                op, p, go, sel, gi, I(total / V));
+          });
         });
       } else {
         pool_backward_kernel<T, S><<<blocks_for(total), 256, 0, stream>>>(op, p, go, sel, gi, total);
