@@ -108,12 +108,23 @@ int main(int argc, char** argv) {
         Tensor mu = zeros({rows}, DType::F32, d), rstd = ones({rows}, DType::F32, d);
         Tensor gamma = ones({features}, DType::F32, d);
         for (bool into : {false, true})
-          report(into ? "layer_norm_backward_into" : "layer_norm_backward", dt,
-                 (into ? 4 : 3) * m * e, seconds_per_call(d, iters, [&] {
-                   cuda::norm_rows_backward(x.raw_data(), dt, g.raw_data(), dt, mu.raw_data(),
-                                            rstd.raw_data(), gamma.raw_data(), false, dx.raw_data(),
-                                            rows, features, false, into,
-                                            cuda::current_stream(d.index));
+          for (bool cached : {true, false})
+            report(std::string(into ? "layer_norm_backward_into" : "layer_norm_backward") +
+                       (cached ? "" : "_streaming"),
+                   dt, (into ? 4 : 3) * m * e, seconds_per_call(d, iters, [&] {
+                     cuda::norm_rows_backward(x.raw_data(), dt, g.raw_data(), dt, mu.raw_data(),
+                                              rstd.raw_data(), gamma.raw_data(), false,
+                                              dx.raw_data(), rows, features, false, into,
+                                              cuda::current_stream(d.index), cached);
+                   }));
+        // The forward's kernels: rows held in registers (what layer_norm runs) and streamed.
+        Tensor y_out = Tensor::empty({rows, features}, dt, d);
+        for (bool cached : {true, false})
+          report(cached ? "layer_norm_forward_cached" : "layer_norm_forward_streaming", dt, 2 * m * e,
+                 seconds_per_call(d, iters, [&] {
+                   cuda::norm_rows(x.raw_data(), dt, y_out.raw_data(), dt, gamma.raw_data(), nullptr,
+                                   false, mu.raw_data(), rstd.raw_data(), rows, features, 1e-6,
+                                   false, cuda::current_stream(d.index), cached);
                  }));
         // BatchNorm's training passes over an NHWC activation (ResNet-50 spends about 22 ms of
         // its 46 ms of kernels in them): the statistics read x; with the ReLU epilogue the

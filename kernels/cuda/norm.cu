@@ -284,7 +284,7 @@ void with_param_type(bool half_params, Run&& run) {
 
 void norm_rows(const void* x, DType dtype, void* y, DType out_dtype, const void* scale,
                const void* bias, bool half_params, void* mean, void* rstd, int64_t rows, int64_t n,
-               double eps, bool rms, Stream stream) {
+               double eps, bool rms, Stream stream, bool cached) {
   if (rows * n == 0) return;
   visit_in_out(dtype, out_dtype, rms ? "rms_norm" : "layer_norm", [&](auto tz, auto oz) {
     using T = decltype(tz);
@@ -293,7 +293,7 @@ void norm_rows(const void* x, DType dtype, void* y, DType out_dtype, const void*
     launch_rows(rows, n, [&](auto g, dim3 grid, dim3 block) {
       with_param_type<T>(half_params, [&](auto pz) {
         using P = decltype(pz);
-        if (launch_cached<T, decltype(g)::value>(
+        if (cached && launch_cached<T, decltype(g)::value>(
                 n, {{x, sizeof(T)}, {y, sizeof(O)}, {scale, sizeof(P)}, {bias, sizeof(P)}},
                 [&](auto v, auto packs) {
                   norm_rows_cached_kernel<T, O, decltype(v)::value, decltype(packs)::value, P>
@@ -325,7 +325,7 @@ void norm_rows(const void* x, DType dtype, void* y, DType out_dtype, const void*
 void norm_rows_backward(const void* x, DType dtype, const void* g, DType out_dtype,
                         const void* mean, const void* rstd, const void* scale, bool half_params,
                         void* dx, int64_t rows, int64_t n, bool rms, bool accumulate,
-                        Stream stream) {
+                        Stream stream, bool cached) {
   if (rows * n == 0) return;
   visit_in_out(dtype, out_dtype, rms ? "rms_norm" : "layer_norm", [&](auto tz, auto oz) {
     using T = decltype(tz);
@@ -334,7 +334,7 @@ void norm_rows_backward(const void* x, DType dtype, const void* g, DType out_dty
     launch_rows(rows, n, [&](auto gs, dim3 grid, dim3 block) {
       with_param_type<T>(half_params, [&](auto pz) {
         using P = decltype(pz);
-        if (launch_cached<T, decltype(gs)::value>(
+        if (cached && launch_cached<T, decltype(gs)::value>(
                 n, {{x, sizeof(T)}, {g, sizeof(O)}, {dx, sizeof(T)}, {scale, sizeof(P)}},
                 [&](auto v, auto packs) {
                   norm_rows_backward_cached_kernel<T, O, decltype(v)::value, decltype(packs)::value, P>
