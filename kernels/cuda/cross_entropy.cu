@@ -109,13 +109,20 @@ __device__ __forceinline__ void for_edges(int64_t head, int64_t packed_end, int6
   for (int64_t j = packed_end + threadIdx.x; j < n; j += G) f(j);
 }
 
+__device__ __forceinline__ float fma_rn(float a, float b, float c) { return __fmaf_rn(a, b, c); }
+__device__ __forceinline__ double fma_rn(double a, double b, double c) { return __fma_rn(a, b, c); }
+
 /// Writes row r's gradient gr * (softmax - onehot(c)) from the row's log-sum-exp l, this
 /// thread's share of it, and zeroes the row's padding past n (Storage::has_zero_row_padding).
 /// dx's rows have the logits' pitch and alignment (the host checks), so one head serves both.
+/// The forward and the backward both write rows through this, with an explicit FMA (not one the
+/// compiler may or may not contract in each kernel), so that they agree bit for bit.
 template <typename T, int G, int V, typename A>
 __device__ __forceinline__ void write_row_gradient(const T* row, T* out, int64_t n, int64_t ld,
                                                    A gr, A l, int64_t c) {
-  auto grad = [&](int64_t j, T x) { return cvt<T>(gr * exp(cvt<A>(x) - l) - (j == c ? gr : A(0))); };
+  auto grad = [&](int64_t j, T x) {
+    return cvt<T>(fma_rn(gr, exp(cvt<A>(x) - l), j == c ? -gr : A(0)));
+  };
   const int64_t head = unaligned_head<V>(row, n), packs = (n - head) / V;
   for (int64_t p = threadIdx.x; p < packs; p += G) {
     const int64_t j0 = head + p * V;
