@@ -12,17 +12,20 @@
 #include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "bench/bench_util.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/norm.h"
+#include "core/ops/reduce.h"
 #include "core/ops/shape.h"
 #include "optim/optimizers.h"
 #include "train/train_state.h"
 #if LOOM_CUDA
 #include "kernels/cuda/batch_norm.h"
+#include "kernels/cuda/gemm.h"
 #include "kernels/cuda/norm.h"
 #include "kernels/cuda/runtime.h"
 #endif
@@ -226,6 +229,42 @@ int main(int argc, char** argv) {
                  dx();
                }));
         mask_from_x = false;
+      }
+    }
+#endif
+#if LOOM_CUDA
+    if (d.is_cuda()) {
+      // A Dense layer's weight and bias gradients at GPT-2's shapes (16,384 tokens, bf16): the
+      // bias gradient in the weight gradient's cuBLASLt call (BGRADA, what Dense runs; cuBLASLt
+      // runs it as a kernel of its own, 72 a GPT-2 step), against the plain product and loom's
+      // column sum. Bytes counted are the bias gradient's (g read once); compare the "us".
+      const DType dt = DType::BF16;
+      const int64_t tokens = 16384;
+      const cuda::Stream stream = cuda::current_stream(d.index);
+      for (auto [k, n] : {std::pair<int64_t, int64_t>{768, 3072}, {3072, 768}, {768, 2304}, {768, 768}}) {
+        Tensor x = ones({tokens, k}, dt, d), g = ones({tokens, n}, dt, d);
+        Tensor dw = Tensor::empty({k, n}, dt, d), db = Tensor::empty({n}, dt, d);
+        GemmProblem p;
+        p.dtype = dt;
+        p.m = k;
+        p.n = n;
+        p.k = tokens;
+        p.a.data = x.raw_data(), p.a.trans = true, p.a.ld = k;  // x^T
+        p.b.data = g.raw_data(), p.b.trans = false, p.b.ld = n;
+        p.c = dw.raw_data();
+        std::string at = "_";
+        at += std::to_string(k);
+        at += "x";
+        at += std::to_string(n);
+        const double bytes = double(tokens * n * dtype_size(dt));
+        report("dense_weight_bias_grads_bgrada" + at, dt, bytes, seconds_per_call(d, iters, [&] {
+                 if (!cuda::gemm_bias_grad(p, d.index, false, stream, db.raw_data()))
+                   throw std::runtime_error("cuBLASLt offers no BGRADA algorithm for this product");
+               }));
+        report("dense_weight_grad_then_column_sum" + at, dt, bytes, seconds_per_call(d, iters, [&] {
+                 cuda::gemm(p, d.index, false, stream);
+                 (void)sum(g, {0});
+               }));
       }
     }
 #endif
