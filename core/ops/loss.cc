@@ -161,6 +161,7 @@ Tensor softmax_cross_entropy_with_integer_labels(const Tensor& logits_in, const 
   return autograd::record(op, loss, {logits_in}, [logits, labels, lse, rows, n, ld, out_dtype, written_for,
                                                   written = dx](const Tensor& g_in) {
     Tensor g = g_in.to(out_dtype).contiguous();
+    LOOM_INTERNAL_ASSERT(written.defined() == written_for.has_value());
     Tensor dx = written.defined() ? written : gradient_like(logits, ld);
     if (logits.is_cuda()) {
       LOOM_CUDA_ONLY(cuda::cross_entropy_int_backward(logits.raw_data(), logits.dtype(),
