@@ -12,6 +12,7 @@
 #include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -25,6 +26,7 @@
 #include "train/train_state.h"
 #if LOOM_CUDA
 #include "kernels/cuda/batch_norm.h"
+#include "kernels/cuda/cross_entropy.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/norm.h"
 #include "kernels/cuda/runtime.h"
@@ -266,6 +268,43 @@ int main(int argc, char** argv) {
                  (void)sum(g, {0});
                }));
       }
+    }
+#endif
+#if LOOM_CUDA
+    if (d.is_cuda()) {
+      // Softmax cross-entropy over GPT-2's logits (16,384 x 50,257 bf16, float32 loss): the
+      // forward then the backward as separate passes (the logits read twice), against the
+      // forward that also writes the gradient for mean(loss)'s upstream gradient and a backward
+      // that finds nothing to rewrite, with the blocks capped at several counts (0: a block a
+      // row). Bytes counted are the minimum, the logits read once and the gradient written once.
+      const DType dt = DType::BF16;
+      const int64_t rows = 16384, classes = 50257;
+      const cuda::Stream stream = cuda::current_stream(d.index);
+      Tensor logits = zeros({rows, classes}, dt, d), dx = Tensor::empty({rows, classes}, dt, d);
+      Tensor labels = zeros({rows}, DType::I32, d);
+      Tensor loss = Tensor::empty({rows}, DType::F32, d), lse = Tensor::empty({rows}, DType::F32, d);
+      const float assumed = 1.0f / float(rows);
+      Tensor upstream = full({rows}, double(assumed), DType::F32, d);
+      const double bytes = 2.0 * double(rows * classes) * double(dtype_size(dt));
+      auto backward = [&](std::optional<double> written) {
+        cuda::cross_entropy_int_backward(logits.raw_data(), dt, labels.raw_data(), DType::I32,
+                                         lse.raw_data(), upstream.raw_data(), DType::F32,
+                                         dx.raw_data(), rows, classes, classes, stream, written);
+      };
+      report("cross_entropy_forward_then_backward", dt, bytes, seconds_per_call(d, iters, [&] {
+               cuda::cross_entropy_int(logits.raw_data(), dt, labels.raw_data(), DType::I32,
+                                       loss.raw_data(), DType::F32, lse.raw_data(), rows, classes,
+                                       classes, stream);
+               backward(std::nullopt);
+             }));
+      for (unsigned cap : {0u, 132u, 264u, 528u, 1056u})
+        report("cross_entropy_forward_writing_gradient_blocks_" + std::to_string(cap), dt, bytes,
+               seconds_per_call(d, iters, [&] {
+                 cuda::cross_entropy_int(logits.raw_data(), dt, labels.raw_data(), DType::I32,
+                                         loss.raw_data(), DType::F32, lse.raw_data(), rows,
+                                         classes, classes, stream, dx.raw_data(), assumed, cap);
+                 backward(double(assumed));
+               }));
     }
 #endif
     // Fused AdamW over one float32 leaf: reads param, grad, mu, nu; writes param, mu, nu.

@@ -222,7 +222,8 @@ bool cross_entropy_can_write_gradient(const void* logits, const void* dx) {
 
 void cross_entropy_int(const void* logits, DType dtype, const void* labels, DType label_dtype,
                        void* loss, DType loss_dtype, void* lse, int64_t rows, int64_t n,
-                       int64_t ld, Stream stream, void* dx, double assumed_grad) {
+                       int64_t ld, Stream stream, void* dx, double assumed_grad,
+                       unsigned max_row_blocks) {
   if (rows == 0) return;
   LOOM_CHECK(!dx || same_alignment(logits, dx), ValueError, kOp,
              ": the gradient written with the loss must share the logits' 16-byte alignment");
@@ -231,6 +232,7 @@ void cross_entropy_int(const void* logits, DType dtype, const void* labels, DTyp
     using T = decltype(t);
     using O = decltype(o);
     using L = decltype(l);
+    if (max_row_blocks > 0 && grid.x > max_row_blocks) grid.x = max_row_blocks;  // rows loop
     cross_entropy_kernel<T, O, L, decltype(g)::value, kPack16<T>><<<grid, block, 0, stream>>>(
         static_cast<const T*>(logits), static_cast<const L*>(labels), static_cast<O*>(loss),
         static_cast<acc_t<T>*>(lse), rows, n, ld, static_cast<T*>(dx), acc_t<T>(assumed_grad));
