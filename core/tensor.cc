@@ -189,6 +189,10 @@ Tensor Tensor::reshape(Shape shape) const {
   }
   LOOM_CHECK(shape_numel(shape) == numel(), ShapeError, "reshape: cannot reshape ",
              shape_str(shape_), " (", numel(), " elements) into ", shape_str(shape));
+  // To its own shape: the tensor itself, with no node of its own, so that its consumers stay
+  // the consumers of its producer (DenseGeneral reshapes x [..., in] to the same shape; a node
+  // between them would keep the products' backward from adding into each other's gradient).
+  if (shape == shape_ && is_contiguous()) return *this;
   Tensor c = contiguous();
   Tensor out(c.storage_, shape, contiguous_strides(shape), c.offset_, dtype_);
   Shape in_shape = shape_;

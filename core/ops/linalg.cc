@@ -219,6 +219,37 @@ Tensor lhs_grad(const Tensor& g, const Tensor& b, const DotPlan& p, bool contrac
   return transpose(r, perm);
 }
 
+// a's gradient g @ w^T for w [K, N] and g [..., N], added into `into` (an earlier contribution
+// to a's gradient that the backward walk offers, autograd::accumulation_target) by the product
+// itself (beta = 1) where `into` is a dense tensor of a's shape and g's dtype on a device whose
+// GEMM takes that dtype; undefined otherwise. One pass less over a's gradient than the product
+// and a separate add: the three projections of an attention's input each add into one gradient.
+Tensor input_grad_into(const Tensor& g, const Tensor& w, const Tensor& into) {
+  if (!into.defined() || !into.is_contiguous() || into.dtype() != g.dtype() ||
+      into.device() != g.device() || into.ndim() != g.ndim() || into.shape().back() != w.dim(0))
+    return Tensor();
+  for (int64_t d = 0; d + 1 < g.ndim(); ++d)
+    if (into.dim(d) != g.dim(d)) return Tensor();
+  if (!g.is_cuda() && g.dtype() != DType::F32 && g.dtype() != DType::F64) return Tensor();
+  const int64_t k = w.dim(0), n = w.dim(1);
+  Tensor g2 = g.reshape({-1, n}), wt = transpose(w.to(g.dtype()));
+  GemmProblem p;
+  p.dtype = g.dtype();
+  p.m = g2.dim(0);
+  p.n = k;
+  p.k = n;
+  p.a = matrix_operand(g2, 0, 1);
+  p.b = matrix_operand(wt, 0, 1);
+  p.c = into.raw_data();
+  p.accumulate = true;
+  if (g.is_cuda()) {
+    LOOM_CUDA_ONLY(cuda::gemm(p, g.device().index, allow_tf32(), stream_of(g)));
+  } else {
+    cpu::gemm(p);
+  }
+  return into;
+}
+
 // b's gradient. free_outside: b is stored with its free axes outside its contracting ones.
 Tensor rhs_grad(const Tensor& a, const Tensor& g, const DotPlan& p, bool free_outside) {
   size_t nb = p.lb.size(), nfa = p.lf.size(), nfb = p.rf.size();
@@ -253,9 +284,14 @@ Tensor dot_general(const Tensor& a_in, const Tensor& b_in, const DotDims& dims) 
   Tensor sa = autograd::saved(a), sb = autograd::saved(b);
   const bool a_contracting_outside = stored_outside(a, p.lc, p.lf);
   const bool b_free_outside = stored_outside(b, p.rf, p.rc);
+  // a [..., K] @ b [K, N] (a matmul): a's gradient may add into an earlier contribution.
+  const bool plain_product = p.lb.empty() && p.lc.size() == 1 && p.lc[0] == a.ndim() - 1 &&
+                             b.ndim() == 2 && p.rc.size() == 1 && p.rc[0] == 0 &&
+                             !a_contracting_outside;
   return autograd::record("dot_general", out, {a, b}, [=](const Tensor& g) {
     Grads grads(2);
-    if (need_a) grads[0] = lhs_grad(g, sb, p, a_contracting_outside);
+    if (need_a && plain_product) grads[0] = input_grad_into(g, sb, autograd::accumulation_target(0));
+    if (need_a && !grads[0].defined()) grads[0] = lhs_grad(g, sb, p, a_contracting_outside);
     if (need_b) grads[1] = rhs_grad(sa, g, p, b_free_outside);
     return grads;
   });
@@ -448,7 +484,8 @@ Tensor matmul_bias_act(const Tensor& a, const Tensor& b, const Tensor& bias, Epi
       if (!grads[0].defined())  // no such algorithm: the product, then the GELU's derivative
         grads[0] = unary_backward(UnaryOp::Gelu, a_gelu_input, dot_general(g, sb, {{g.ndim() - 1}, {1}, {}, {}}));
     } else if (need_a) {
-      grads[0] = dot_general(g, sb, {{g.ndim() - 1}, {1}, {}, {}});
+      grads[0] = input_grad_into(g, sb, autograd::accumulation_target(0));
+      if (!grads[0].defined()) grads[0] = dot_general(g, sb, {{g.ndim() - 1}, {1}, {}, {}});
     }
     // The bias gradient in the weight gradient's epilogue: no separate pass over g.
     if (need_b && need_bias && !lead.empty()) std::tie(grads[1], grads[2]) = weight_and_bias_grads(sa, g);

@@ -24,7 +24,8 @@ void run(const GemmProblem& p, Gemm gemm) {
   const int64_t ldc = p.c_ld();
   LOOM_INTERNAL_ASSERT(ldc >= p.n && (ldc == p.n || p.batch_shape.empty()));
   if (p.k == 0) {  // an empty sum; BLAS would also give zeros, but not every BLAS for every beta
-    for (int64_t r = 0; r < batch * p.m; ++r) std::memset(c + r * ldc, 0, size_t(p.n) * sizeof(T));
+    if (!p.accumulate)
+      for (int64_t r = 0; r < batch * p.m; ++r) std::memset(c + r * ldc, 0, size_t(p.n) * sizeof(T));
     return;
   }
   int m = blas_int(p.m, "m"), n = blas_int(p.n, "n"), k = blas_int(p.k, "k");
@@ -37,7 +38,7 @@ void run(const GemmProblem& p, Gemm gemm) {
   Shape index(nb, 0);
   int64_t off_a = 0, off_b = 0;
   for (int64_t i = 0; i < batch; ++i) {
-    gemm(CblasRowMajor, ta, tb, m, n, k, T(1), a + off_a, lda, b + off_b, ldb, T(0),
+    gemm(CblasRowMajor, ta, tb, m, n, k, T(1), a + off_a, lda, b + off_b, ldb, T(p.accumulate ? 1 : 0),
          c + i * p.m * p.n, ldc_int);
     // odometer step over the batch dims, keeping the operand offsets incrementally
     for (size_t d = nb; d-- > 0;) {

@@ -35,6 +35,7 @@ struct GemmProblem {
   GemmOperand a, b;
   void* c = nullptr;
   int64_t ldc = 0;  // 0: n (contiguous)
+  bool accumulate = false;  // C += op(A) @ op(B) (beta = 1): C holds an earlier sum to add to
 
   int64_t c_ld() const { return ldc ? ldc : n; }
 };

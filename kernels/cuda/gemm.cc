@@ -266,8 +266,8 @@ bool run(const GemmProblem& p, const BatchDims& bd, bool lt_batch, int device, b
   }
   if (!algo) return false;
 
-  float alpha32 = 1, beta32 = 0;
-  double alpha64 = 1, beta64 = 0;
+  float alpha32 = 1, beta32 = p.accumulate ? 1.0f : 0.0f;
+  double alpha64 = 1, beta64 = p.accumulate ? 1.0 : 0.0;
   const void* alpha = f64 ? static_cast<const void*>(&alpha64) : &alpha32;
   const void* beta = f64 ? static_cast<const void*>(&beta64) : &beta32;
   int64_t outer = 1;
@@ -407,13 +407,16 @@ bool gemm_with(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
   const size_t esize = dtype_size(p.dtype);
   if (p.k == 0) {  // an empty sum; cuBLASLt rejects k = 0
     if (fused) return false;
+    if (p.accumulate) return true;  // nothing to add
     LOOM_CUDA_CHECK(cudaMemset2DAsync(p.c, size_t(ldc) * esize, 0, size_t(p.n) * esize,
                                       size_t(batch * p.m), stream));
     return true;
   }
   BatchDims bd = collapse_batch(p);
   // The GELU's input is one dense matrix beside C: never padded (nor batched: run()).
-  if (batch == 1 && !gelu_input && run_padded(p, device, allow_tf32, stream, epilogue, bias))
+  // The padded route writes C from a scratch copy: it does not add into C.
+  if (batch == 1 && !gelu_input && !p.accumulate &&
+      run_padded(p, device, allow_tf32, stream, epilogue, bias))
     return true;
   if (run(p, bd, /*lt_batch=*/true, device, allow_tf32, stream, epilogue, bias, gelu_input))
     return true;

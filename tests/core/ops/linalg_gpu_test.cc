@@ -242,6 +242,20 @@ TEST(LinalgGpu, ProductAfterAGeluEpilogueMatchesCpu) {
                      DType::BF16, 1e-2, "two gelu layers bf16");
 }
 
+// One input taken by three products (an attention's query, key and value projections): on the
+// GPU the later products' backward adds into the earlier ones' input gradient (beta = 1).
+TEST(LinalgGpu, ProductsOfOneInputAddTheirGradientsTogether) {
+  LOOM_REQUIRE_GPU();
+  Fn qkv = [](const std::vector<Tensor>& in) {
+    Tensor q = matmul_bias_act(in[0], in[1], in[4], Epilogue::Bias);
+    Tensor k = matmul_bias_act(in[0], in[2], in[4], Epilogue::Bias);
+    Tensor v = matmul(in[0], in[3]);
+    return q * k + v;
+  };
+  expect_matches_cpu(qkv, {{4, 6, 32}, {32, 24}, {32, 24}, {32, 24}, {24}}, DType::F32, 1e-5, "qkv f32");
+  expect_matches_cpu(qkv, {{4, 6, 32}, {32, 24}, {32, 24}, {32, 24}, {24}}, DType::BF16, 1e-2, "qkv bf16");
+}
+
 TEST(LinalgGpu, ErrorsNameShapesAndDevices) {
   LOOM_REQUIRE_GPU();
   EXPECT_THROW(matmul(zeros({2, 3}, DType::F32, Device::cuda()), zeros({3, 2})), DeviceError);

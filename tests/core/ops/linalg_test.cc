@@ -197,6 +197,33 @@ TEST(Linalg, GradientsFollowTheOperandsStorageOrder) {
   EXPECT_ALLCLOSE(grads[1], ref_einsum("km,mn->kn", xt, r2), 1e-12, 1e-12);
 }
 
+// One input taken by three products (an attention's query, key and value projections): the
+// later products' backward adds its input gradient into the earlier ones' (beta = 1) instead of
+// leaving a separate add. The sum is checked against finite differences and against the
+// gradients of the products taken one at a time.
+TEST(Linalg, ProductsOfOneInputAddTheirGradientsTogether) {
+  Tensor x = test_values({2, 3, 5}, 81);
+  std::vector<Tensor> w = {test_values({5, 4}, 82), test_values({5, 4}, 83), test_values({5, 6}, 84)};
+  Tensor bias = test_values({4}, 85);
+  auto loss_of = [&](const std::vector<Tensor>& in, const std::vector<size_t>& which) {
+    Tensor total;
+    for (size_t i : which) {
+      Tensor y = i == 1 ? matmul_bias_act(in[0], in[2], in[4], Epilogue::Bias) : matmul(in[0], in[1 + i]);
+      Tensor term = sum(y * test_values(y.shape(), 90 + i));
+      total = total.defined() ? total + term : term;
+    }
+    return total;
+  };
+  EXPECT_TRUE(check_gradients([&](const std::vector<Tensor>& in) { return loss_of(in, {0, 1, 2}); },
+                              {x, w[0], w[1], w[2], bias}));
+  auto grad_x = [&](const std::vector<size_t>& which) {
+    Tensor leaf = autograd::make_leaf(x, 0);
+    autograd::RecordingGuard recording(true);
+    return autograd::backward(loss_of({leaf, w[0], w[1], w[2], bias}, which), {leaf})[0];
+  };
+  EXPECT_ALLCLOSE(grad_x({0, 1, 2}), grad_x({0}) + grad_x({1}) + grad_x({2}), 1e-12, 1e-12);
+}
+
 TEST(Linalg, MatmulBatchAndVectorCases) {
   Tensor a = test_values({2, 1, 3, 4}, 9), b = test_values({5, 4, 2}, 10);
   Tensor out = matmul(a, b);
