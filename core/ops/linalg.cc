@@ -98,6 +98,15 @@ DotPlan plan_dot(const Tensor& a, const Tensor& b, const DotDims& dims, const ch
 // x viewed as [batch (nb dims)..., rows (dims nb..split)..., cols (split..)...] as a GEMM
 // operand. Transposed and sliced views become a transpose flag and a leading dimension; only
 // views that no leading dimension describes are copied (x then holds the copy).
+// Runs the product on c's device (CUDA: cuBLASLt on its stream; CPU: BLAS).
+void run_gemm(const GemmProblem& p, const Tensor& c) {
+  if (c.is_cuda()) {
+    LOOM_CUDA_ONLY(cuda::gemm(p, c.device().index, allow_tf32(), stream_of(c)));
+  } else {
+    cpu::gemm(p);
+  }
+}
+
 GemmOperand matrix_operand(Tensor& x, size_t nb, size_t split) {
   int64_t rows, sr, cols, sc;
   GemmOperand op;
@@ -158,11 +167,7 @@ Tensor dot_forward(const Tensor& a, const Tensor& b, const DotPlan& p) {
                             : Tensor::empty_padded_rows(p.out_shape, pitch, dt, a.device());
   g.c = out.raw_data();
   g.ldc = pitch;
-  if (out.is_cuda()) {
-    LOOM_CUDA_ONLY(cuda::gemm(g, out.device().index, allow_tf32(), stream_of(out)));
-  } else {
-    cpu::gemm(g);
-  }
+  run_gemm(g, out);
   return out;
 }
 
@@ -219,6 +224,21 @@ Tensor lhs_grad(const Tensor& g, const Tensor& b, const DotPlan& p, bool contrac
   return transpose(r, perm);
 }
 
+// The product g [..., N] @ w^T for w [K, N] (a product's input gradient), without its output.
+// g2 and wt receive the operands as the problem reads them, and must outlive it.
+GemmProblem input_grad_problem(const Tensor& g, const Tensor& w, Tensor& g2, Tensor& wt) {
+  g2 = g.reshape({-1, w.dim(1)});
+  wt = transpose(w);
+  GemmProblem p;
+  p.dtype = g.dtype();
+  p.m = g2.dim(0);
+  p.n = w.dim(0);
+  p.k = w.dim(1);
+  p.a = matrix_operand(g2, 0, 1);
+  p.b = matrix_operand(wt, 0, 1);
+  return p;
+}
+
 // a's gradient g @ w^T for w [K, N] and g [..., N], added into `into` (an earlier contribution
 // to a's gradient that the backward walk offers, autograd::accumulation_target) by the product
 // itself (beta = 1) where `into` is a dense tensor of a's shape and g's dtype on a device whose
@@ -231,22 +251,11 @@ Tensor input_grad_into(const Tensor& g, const Tensor& w, const Tensor& into) {
   for (int64_t d = 0; d + 1 < g.ndim(); ++d)
     if (into.dim(d) != g.dim(d)) return Tensor();
   if (!g.is_cuda() && g.dtype() != DType::F32 && g.dtype() != DType::F64) return Tensor();
-  const int64_t k = w.dim(0), n = w.dim(1);
-  Tensor g2 = g.reshape({-1, n}), wt = transpose(w.to(g.dtype()));
-  GemmProblem p;
-  p.dtype = g.dtype();
-  p.m = g2.dim(0);
-  p.n = k;
-  p.k = n;
-  p.a = matrix_operand(g2, 0, 1);
-  p.b = matrix_operand(wt, 0, 1);
+  Tensor g2, wt;
+  GemmProblem p = input_grad_problem(g, w.to(g.dtype()), g2, wt);
   p.c = into.raw_data();
   p.accumulate = true;
-  if (g.is_cuda()) {
-    LOOM_CUDA_ONLY(cuda::gemm(p, g.device().index, allow_tf32(), stream_of(g)));
-  } else {
-    cpu::gemm(p);
-  }
+  run_gemm(p, into);
   return into;
 }
 
@@ -403,15 +412,8 @@ std::pair<Tensor, Tensor> weight_and_bias_grads([[maybe_unused]] const Tensor& a
 Tensor gelu_input_grad([[maybe_unused]] const Tensor& g, [[maybe_unused]] const Tensor& w,
                        [[maybe_unused]] const Tensor& pre) {
 #if LOOM_CUDA
-  const int64_t k = w.dim(0), n = w.dim(1);
-  Tensor g2 = g.to(pre.dtype()).reshape({-1, n}), wt = transpose(w);
-  GemmProblem p;
-  p.dtype = pre.dtype();
-  p.m = g2.dim(0);
-  p.n = k;
-  p.k = n;
-  p.a = matrix_operand(g2, 0, 1);
-  p.b = matrix_operand(wt, 0, 1);
+  Tensor g2, wt;
+  GemmProblem p = input_grad_problem(g.to(pre.dtype()), w, g2, wt);
   Tensor out = Tensor::empty(pre.shape(), p.dtype, g.device());
   p.c = out.raw_data();
   if (cuda::gemm_gelu_grad(p, g.device().index, allow_tf32(), stream_of(g), pre.raw_data()))
