@@ -17,7 +17,8 @@
 #              and the step as a CUDA graph (--graph on); for gpt2 also with --attention fused
 #              and --attention cudnn; the allocations of one eager step (after one),
 #              replayed through the allocator's policies (bench/allocator_replay.cc); for
-#              resnet50 the graph step again with --conv-autotune on; the memory-bound
+#              resnet50 the graph step again with --conv-autotune on and with
+#              --pointwise-conv-as-product off (1x1 convolutions through cuDNN); the memory-bound
 #              kernels' bandwidth; a graph launch's host time against its nodes
 #   --fusion-probe  only bench/cudnn_fusion_probe.cc: whether cuDNN's conv + BatchNorm fusion
 #              graphs build on this GPU and what they cost (ResNet-50 layers, batch 256);
@@ -159,6 +160,12 @@ PY
         log "WARNING: $spec autotuned graph run failed"
       tail -3 "$P/$spec.graph-autotune.err"
       graph_runs+=("$P/$spec.graph-autotune.json")
+      log "$spec: the same with 1x1 convolutions through cuDNN (--pointwise-conv-as-product off)"
+      timeout 120 "${run[@]}" --warmup 3 --steps 20 --graph on --pointwise-conv-as-product off \
+        > "$P/$spec.graph-pointwise-cudnn.json" 2> "$P/$spec.graph-pointwise-cudnn.err" ||
+        log "WARNING: $spec graph run with cuDNN 1x1 convolutions failed"
+      tail -3 "$P/$spec.graph-pointwise-cudnn.err"
+      graph_runs+=("$P/$spec.graph-pointwise-cudnn.json")
     fi
     python3 - "${graph_runs[@]}" <<'PY' || true
 import json, sys

@@ -51,6 +51,13 @@ struct ConvTransposeOptions {
 /// Computed as conv with input_dilation = strides. Differentiable in x and kernel.
 Tensor conv_transpose(const Tensor& x, const Tensor& kernel, const ConvTransposeOptions& opt = {});
 
+/// Process-wide switch (thread-safe; returns the previous value): whether conv runs a 1x1
+/// convolution with unit strides, no padding and one group as a matrix product (the default: on
+/// the GPU one cuBLASLt product a pass reading the HWIO kernel as it is) or through the
+/// convolution kernels (cuDNN, which needs the kernel and its gradient transposed). Both compute
+/// the same function; the switch is there to time one against the other.
+bool set_pointwise_conv_as_product(bool enabled);
+
 namespace detail {
 /// conv computed as the CUDA path computes it on any device: input dilation and asymmetric or
 /// negative padding applied to x with pad/slice ops, then a symmetric-padding convolution.

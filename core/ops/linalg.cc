@@ -282,13 +282,18 @@ Tensor rhs_grad(const Tensor& a, const Tensor& g, const DotPlan& p, bool free_ou
 
 }  // namespace
 
-Tensor dot_general(const Tensor& a_in, const Tensor& b_in, const DotDims& dims) {
-  check_product_operands(a_in, b_in, "dot_general");
-  DotPlan p = plan_dot(a_in, b_in, dims, "dot_general");
+Tensor dot_general(const Tensor& a, const Tensor& b, const DotDims& dims) {
+  return detail::dot_general_as(a, b, dims, "dot_general");
+}
+
+Tensor detail::dot_general_as(const Tensor& a_in, const Tensor& b_in, const DotDims& dims,
+                              const char* op) {
+  check_product_operands(a_in, b_in, op);
+  DotPlan p = plan_dot(a_in, b_in, dims, op);
   DType dt = promote_types(a_in.dtype(), b_in.dtype());
   Tensor a = a_in.to(dt), b = b_in.to(dt);  // differentiable casts carry mixed-dtype gradients
   Tensor out = dot_forward(a.detach(), b.detach(), p);
-  if (!autograd::needs_grad({&a, &b})) return autograd::checked("dot_general", std::move(out), {&a, &b});
+  if (!autograd::needs_grad({&a, &b})) return autograd::checked(op, std::move(out), {&a, &b});
   bool need_a = a.grad_node() != nullptr, need_b = b.grad_node() != nullptr;
   Tensor sa = autograd::saved(a), sb = autograd::saved(b);
   const bool a_contracting_outside = stored_outside(a, p.lc, p.lf);
@@ -297,7 +302,7 @@ Tensor dot_general(const Tensor& a_in, const Tensor& b_in, const DotDims& dims) 
   const bool plain_product = p.lb.empty() && p.lc.size() == 1 && p.lc[0] == a.ndim() - 1 &&
                              b.ndim() == 2 && p.rc.size() == 1 && p.rc[0] == 0 &&
                              !a_contracting_outside;
-  return autograd::record("dot_general", out, {a, b}, [=](const Tensor& g) {
+  return autograd::record(op, out, {a, b}, [=](const Tensor& g) {
     Grads grads(2);
     if (need_a && plain_product) grads[0] = input_grad_into(g, sb, autograd::accumulation_target(0));
     if (need_a && !grads[0].defined()) grads[0] = lhs_grad(g, sb, p, a_contracting_outside);

@@ -34,6 +34,12 @@ struct DotDims {
 /// dims, then the remaining rhs dims, each in their original order.
 Tensor dot_general(const Tensor& a, const Tensor& b, const DotDims& dims);
 
+namespace detail {
+/// dot_general named `op` in its errors, debug_nans checks and graph node: for ops computed as
+/// a product (conv's 1x1 convolutions).
+Tensor dot_general_as(const Tensor& a, const Tensor& b, const DotDims& dims, const char* op);
+}  // namespace detail
+
 /// Two-operand einsum, e.g. "ij,jk->ik", "bhqd,bhkd->bhqk", "...qhd,...khd->...hqk".
 /// Letters a-z/A-Z and "..." (broadcast dims, right-aligned); without "->" the output is
 /// "..." then the letters used once, sorted (numpy's implicit mode). Indices only in one operand

@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <string>
+#include <tuple>
 
 #include "core/autodiff.h"
 #include "core/ops/elementwise.h"
@@ -201,6 +203,8 @@ const std::vector<Case>& cases() {
        {1, 1, 2, 4},
        {.padding = Padding::valid(), .feature_group_count = 2}},
       {"2d_1x1_stride2", {1, 5, 5, 2}, {1, 1, 2, 3}, {.strides = {2, 2}}},
+      {"2d_1x1_product", {2, 3, 4, 3}, {1, 1, 3, 5}, {}},
+      {"3d_1x1_valid_product", {1, 2, 3, 2, 4}, {1, 1, 1, 4, 2}, {.padding = Padding::valid()}},
       {"2d_uniform_padding", {1, 4, 4, 1}, {3, 3, 1, 2}, {.padding = Padding::uniform(1)}},
       {"2d_crop_everything",
        {1, 3, 3, 1},
@@ -303,6 +307,51 @@ TEST(Conv, KernelGradientFromKeptColumnsIsExact) {
   pointwise.pad_lo = pointwise.pad_hi = {0, 0};
   pointwise.out_spatial = pointwise.in_spatial;
   EXPECT_EQ(cpu::conv_columns_size(pointwise), 0);
+}
+
+// A 1x1 convolution with unit strides, no padding and one group runs as a matrix product (the
+// kernel read as [C_in, C_out] through a reshape; the node is still named conv, for debug_nans
+// and errors); the convolution kernels compute the same values, and convolutions with anything
+// else to do stay convolutions.
+TEST(Conv, PointwiseConvolutionIsAProduct) {
+  struct Route {
+    Shape x, w;
+    ConvOptions opt;
+    bool product;
+  };
+  const std::vector<Route> routes = {
+      {{2, 3, 4, 3}, {1, 1, 3, 5}, {}, true},
+      {{2, 5, 3}, {1, 3, 4}, {.padding = Padding::valid()}, true},
+      {{2, 3, 4, 3}, {1, 1, 3, 4}, {.strides = {2, 1}}, false},
+      {{2, 3, 4, 4}, {1, 1, 2, 4}, {.feature_group_count = 2}, false},
+      {{2, 3, 4, 3}, {1, 1, 3, 4}, {.padding = Padding::explicit_pads({{1, 0}, {0, 0}})}, false},
+      {{2, 3, 4, 3}, {3, 3, 3, 4}, {}, false},
+  };
+  uint64_t seed = 700;
+  for (const Route& c : routes) {
+    Tensor x = test_values(c.x, seed++), w = test_values(c.w, seed++);
+    auto run = [&](bool as_product) {
+      bool previous = set_pointwise_conv_as_product(as_product);
+      Tensor lx = autograd::make_leaf(x, 0), lw = autograd::make_leaf(w, 1);
+      autograd::RecordingGuard rec(true);
+      Tensor y = conv(lx, lw, c.opt);
+      const autograd::Node& node = *y.grad_node();
+      EXPECT_EQ(std::string(node.op), "conv");
+      bool product = node.inputs.at(1) != lw.grad_node();  // the kernel's reshape in between
+      auto g = autograd::backward(sum(y * loss_weights(y.shape())), {lx, lw});
+      set_pointwise_conv_as_product(previous);
+      return std::make_tuple(y.detach(), g[0], g[1], product);
+    };
+    auto [y, dx, dw, product] = run(true);
+    auto [y_conv, dx_conv, dw_conv, product_when_off] = run(false);
+    std::string name = shape_str(c.x) + " * " + shape_str(c.w);
+    EXPECT_EQ(product, c.product) << name;
+    EXPECT_FALSE(product_when_off) << name;
+    EXPECT_EQ(dw.shape(), c.w) << name;
+    EXPECT_ALLCLOSE(y, y_conv, 1e-13, 1e-13) << name;
+    EXPECT_ALLCLOSE(dx, dx_conv, 1e-13, 1e-13) << name;
+    EXPECT_ALLCLOSE(dw, dw_conv, 1e-13, 1e-13) << name;
+  }
 }
 
 // The CUDA path rewrites input dilation and asymmetric / negative padding into pad/slice ops
