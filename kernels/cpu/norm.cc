@@ -58,9 +58,11 @@ inline void mask_row(const O* g, const O* y, O* dst, int64_t c) {
 
 /// Fixed row chunks of a column reduction: fn(chunk, row_begin, row_end) in parallel, then the
 /// per-chunk partials are summed in chunk order by the caller.
+int64_t row_chunks(int64_t m) { return std::max<int64_t>(1, std::min(kMaxChunks, m)); }
+
 template <typename Fn>
 int64_t for_row_chunks(int64_t m, int64_t c, Fn&& fn) {
-  const int64_t chunks = std::max<int64_t>(1, std::min(kMaxChunks, m));
+  const int64_t chunks = row_chunks(m);
   const int64_t per = (m + chunks - 1) / chunks;
 #pragma omp parallel for schedule(static) if (m * c > kParallelWork && chunks > 1)
   for (int64_t k = 0; k < chunks; ++k) fn(k, std::min(m, k * per), std::min(m, (k + 1) * per));
@@ -149,7 +151,7 @@ void norm_param_grads(const void* x, DType dtype, const void* g, DType out_dtype
     const O* pg = static_cast<const O*>(g);
     const A* pm = static_cast<const A*>(mean);
     const A* pr = static_cast<const A*>(rstd);
-    const size_t part_size = size_t(std::max<int64_t>(1, std::min(kMaxChunks, rows)) * n);
+    const size_t part_size = size_t(row_chunks(rows) * n);
     std::vector<double> part_s(part_size, 0.0), part_b(part_size, 0.0);
     const int64_t chunks = for_row_chunks(rows, n, [&](int64_t k, int64_t r0, int64_t r1) {
       double* ps = part_s.data() + k * n;
@@ -177,7 +179,7 @@ void channel_stats(const void* x, DType dtype, int64_t m, int64_t c, void* mean,
     using T = decltype(tz);
     using A = acc_of<T>;
     const T* px = static_cast<const T*>(x);
-    std::vector<double> part(size_t(2 * kMaxChunks * c), 0.0);
+    std::vector<double> part(size_t(2 * row_chunks(m) * c), 0.0);
     int64_t chunks = for_row_chunks(m, c, [&](int64_t k, int64_t begin, int64_t end) {
       double* s = part.data() + 2 * k * c;
       double* s2 = s + c;
@@ -248,7 +250,7 @@ void channel_backward_sums(const void* x, DType dtype, const void* g, DType out_
     const A* pr = static_cast<const A*>(rstd);
     const O* py = static_cast<const O*>(relu_out);
     O* pgm = static_cast<O*>(g_masked);
-    std::vector<double> part(size_t(2 * kMaxChunks * c), 0.0);
+    std::vector<double> part(size_t(2 * row_chunks(m) * c), 0.0);
     int64_t chunks = 0;
     with_flags(py != nullptr, pgm != nullptr, [&](auto mask, auto store_masked) {
       chunks = for_row_chunks(m, c, [&](int64_t k, int64_t begin, int64_t end) {

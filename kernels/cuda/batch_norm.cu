@@ -146,7 +146,7 @@ __global__ void column_sums_kernel(const T* x, const O* g, const acc_t<T>* mean,
     mu[v] = !active ? A(0) : kBackward ? mean[j0 + v] : (m > 0 ? cvt<A>(x[j0 + v]) : A(0));
     inv[v] = kBackward && active ? rstd[j0 + v] : A(0);
   }
-  A mask_mul[V], mask_add[V];
+  A mask_mul[V] = {}, mask_add[V] = {};  // read only with kMaskFromX
   if constexpr (kMaskFromX) relu_mask_coefficients<A, V>(relu_x, j0, active, mask_mul, mask_add);
   auto add_row = [&](int64_t i, A* a, A* b) {
     const int64_t off = i * c + j0;
@@ -251,7 +251,7 @@ __global__ void backward_dx_kernel(const T* x, const O* g, const acc_t<T>* mean,
     mean_gx[v] = sum_gx[j0 + v] / A(m);
     k[v] = (scale ? scale[j0 + v] : A(1)) * inv[v];
   }
-  A mask_mul[V], mask_add[V];
+  A mask_mul[V] = {}, mask_add[V] = {};  // read only with kMaskFromX
   if constexpr (kMaskFromX) relu_mask_coefficients<A, V>(relu_x, j0, true, mask_mul, mask_add);
   const RowRange rows = rows_of_block(m);
 #pragma unroll 4

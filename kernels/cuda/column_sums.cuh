@@ -66,6 +66,7 @@ struct ColumnSumsGrid {
 /// most kMaxChunks. A function of the shape alone.
 inline int64_t column_sum_chunks(int64_t m, int64_t c) {
   constexpr int64_t kTargetBlocks = 1024, kMinChunkRows = 32;
+  if (c <= 0) return 1;  // no columns: the kernels return before launching
   const int64_t column_blocks = (c + 255) / 256;  // of 32 lanes x 8 columns
   int64_t chunks = (kTargetBlocks + column_blocks - 1) / column_blocks;
   chunks = std::min({chunks, kMaxChunks, (m + kMinChunkRows - 1) / kMinChunkRows});

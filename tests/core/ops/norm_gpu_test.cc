@@ -112,6 +112,13 @@ TEST(NormGpu, BatchNormMatchesCpu) {
                     batch_norm_inference(x, mu, var, s, b, 1e-5, {.residual = r, .relu = true}), 1e-5, 1e-5)
         << shape_str(shape) << " epilogue";
   }
+  {  // no channels: the grid's row chunks are sized without dividing by the channel count
+    Tensor none = autograd::make_leaf(zeros({4, 0}, DType::F32, Device::cuda()), 0);
+    autograd::RecordingGuard rec(true);
+    auto r = batch_norm_train(none, Tensor(), Tensor());
+    EXPECT_EQ(r.mean.shape(), (Shape{0}));
+    EXPECT_EQ(autograd::backward(sum(r.y), {none})[0].shape(), (Shape{4, 0}));
+  }
   // other reduction axes go through the composed path; a pmean hook runs between the fused
   // kernels' passes, forward and backward
   Tensor x = test_values({4, 3, 5}, 14, -1, 2, DType::F32);

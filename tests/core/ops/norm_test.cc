@@ -239,6 +239,17 @@ TEST(BatchNorm, TrainMatchesReference) {
   EXPECT_ALLCLOSE(transpose(r3.y, {0, 2, 1}), reference_batch_norm(moved, mu3, var3, s3.to_vector<double>(), {}, 1e-5), 1e-12, 1e-12);
 }
 
+// No channels: empty statistics and output, forward and backward.
+TEST(BatchNorm, EmptyChannelAxis) {
+  Tensor x = autograd::make_leaf(zeros({4, 0}, DType::F32), 0);
+  autograd::RecordingGuard rec(true);
+  auto r = batch_norm_train(x, Tensor(), Tensor());
+  EXPECT_EQ(r.y.shape(), (Shape{4, 0}));
+  EXPECT_EQ(r.mean.shape(), (Shape{0}));
+  EXPECT_EQ(r.var.shape(), (Shape{0}));
+  EXPECT_EQ(autograd::backward(sum(r.y), {x})[0].shape(), (Shape{4, 0}));
+}
+
 TEST(BatchNorm, PmeanHookAveragesStatistics) {
   Tensor x1 = test_values({3, 4}, 21, -1, 2), x2 = test_values({3, 4}, 22, 0, 3);
   Tensor s = test_values({4}, 23, 0.5, 1.5), b = test_values({4}, 24);
