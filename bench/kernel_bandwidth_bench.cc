@@ -272,6 +272,55 @@ int main(int argc, char** argv) {
 #endif
 #if LOOM_CUDA
     if (d.is_cuda()) {
+      // GPT-2's MLP GELU at its shapes (16,384 tokens, bf16): c_fc's product with the GELU in
+      // the epilogue keeping its input (GELU_AUX_BIAS, what Dense runs under autodiff) against
+      // the bias epilogue and a separate GELU; c_proj's input gradient through the GELU in the
+      // DGELU epilogue against the plain product and a separate GELU derivative. A fused route
+      // cuBLASLt offers no algorithm for is reported as unavailable (loom then runs the separate
+      // ops). Bytes counted are the GELU's: its input read and its output written.
+      const DType dt = DType::BF16;
+      const int64_t tokens = 16384, width = 768, hidden = 3072;
+      const cuda::Stream stream = cuda::current_stream(d.index);
+      Tensor x = ones({tokens, width}, dt, d), w_fc = ones({width, hidden}, dt, d);
+      Tensor b_fc = zeros({hidden}, dt, d), w_proj = ones({hidden, width}, dt, d);
+      Tensor out = Tensor::empty({tokens, hidden}, dt, d), pre = Tensor::empty({tokens, hidden}, dt, d);
+      GemmProblem fc;  // x [tokens, width] @ w_fc [width, hidden]
+      fc.dtype = dt;
+      fc.m = tokens, fc.n = hidden, fc.k = width;
+      fc.a.data = x.raw_data(), fc.a.ld = width;
+      fc.b.data = w_fc.raw_data(), fc.b.ld = hidden;
+      fc.c = out.raw_data();
+      GemmProblem proj_grad = fc;  // g [tokens, width] @ w_proj^T, w_proj [hidden, width]
+      proj_grad.b.data = w_proj.raw_data(), proj_grad.b.trans = true, proj_grad.b.ld = width;
+      const double bytes = 2.0 * double(tokens * hidden * dtype_size(dt));
+      auto unavailable = [&](const std::string& kernel) {
+        nlohmann::json j = {{"kernel", kernel}, {"dtype", dtype_name(dt)}, {"available", false}};
+        std::cout << j.dump() << std::endl;
+      };
+      if (cuda::gemm(fc, d.index, false, stream, Epilogue::BiasGelu, b_fc.raw_data(), pre.raw_data()))
+        report("dense_gelu_keeping_input_epilogue", dt, bytes, seconds_per_call(d, iters, [&] {
+                 cuda::gemm(fc, d.index, false, stream, Epilogue::BiasGelu, b_fc.raw_data(), pre.raw_data());
+               }));
+      else
+        unavailable("dense_gelu_keeping_input_epilogue");
+      report("dense_bias_epilogue_then_gelu", dt, bytes, seconds_per_call(d, iters, [&] {
+               cuda::gemm(fc, d.index, false, stream, Epilogue::Bias, b_fc.raw_data());
+               (void)gelu(out);
+             }));
+      if (cuda::gemm_gelu_grad(proj_grad, d.index, false, stream, pre.raw_data()))
+        report("dense_input_grad_dgelu_epilogue", dt, bytes, seconds_per_call(d, iters, [&] {
+                 cuda::gemm_gelu_grad(proj_grad, d.index, false, stream, pre.raw_data());
+               }));
+      else
+        unavailable("dense_input_grad_dgelu_epilogue");
+      report("dense_input_grad_then_gelu_derivative", dt, bytes, seconds_per_call(d, iters, [&] {
+               cuda::gemm(proj_grad, d.index, false, stream);
+               (void)unary_backward(UnaryOp::Gelu, pre, out);
+             }));
+    }
+#endif
+#if LOOM_CUDA
+    if (d.is_cuda()) {
       // Softmax cross-entropy over GPT-2's logits (16,384 x 50,257 bf16, float32 loss): the
       // forward then the backward as separate passes (the logits read twice), against the
       // forward that also writes the gradient for mean(loss)'s upstream gradient and a backward

@@ -191,7 +191,7 @@ PY
   log "memory-bound kernels against the copy bandwidth"
   timeout 120 "$B/bin/loom_kernel_bench" --device cuda > "$P/kernel_bandwidth.jsonl" 2>&1 ||
     log "WARNING: loom_kernel_bench failed"
-  cut -c1-160 "$P/kernel_bandwidth.jsonl" | head -60
+  cut -c1-160 "$P/kernel_bandwidth.jsonl" | head -80
   log "host time of a graph launch against its nodes"
   timeout 60 "$B/bin/loom_graph_launch_bench" > "$P/graph_launch.jsonl" 2>&1 ||
     log "WARNING: loom_graph_launch_bench failed"

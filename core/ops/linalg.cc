@@ -227,7 +227,7 @@ Tensor lhs_grad(const Tensor& g, const Tensor& b, const DotPlan& p, bool contrac
 // The product g [..., N] @ w^T for w [K, N] (a product's input gradient), without its output.
 // g2 and wt receive the operands as the problem reads them, and must outlive it.
 GemmProblem input_grad_problem(const Tensor& g, const Tensor& w, Tensor& g2, Tensor& wt) {
-  g2 = g.reshape({-1, w.dim(1)});
+  g2 = g.reshape({shape_numel(Shape(g.shape().begin(), g.shape().end() - 1)), w.dim(1)});
   wt = transpose(w);
   GemmProblem p;
   p.dtype = g.dtype();
@@ -251,6 +251,7 @@ Tensor input_grad_into(const Tensor& g, const Tensor& w, const Tensor& into) {
   for (int64_t d = 0; d + 1 < g.ndim(); ++d)
     if (into.dim(d) != g.dim(d)) return Tensor();
   if (!g.is_cuda() && g.dtype() != DType::F32 && g.dtype() != DType::F64) return Tensor();
+  if (g.numel() == 0 || w.numel() == 0) return Tensor();  // nothing to add: the plain product
   Tensor g2, wt;
   GemmProblem p = input_grad_problem(g, w.to(g.dtype()), g2, wt);
   p.c = into.raw_data();
@@ -417,6 +418,7 @@ std::pair<Tensor, Tensor> weight_and_bias_grads([[maybe_unused]] const Tensor& a
 Tensor gelu_input_grad([[maybe_unused]] const Tensor& g, [[maybe_unused]] const Tensor& w,
                        [[maybe_unused]] const Tensor& pre) {
 #if LOOM_CUDA
+  if (g.numel() == 0 || w.numel() == 0) return Tensor();
   Tensor g2, wt;
   GemmProblem p = input_grad_problem(g.to(pre.dtype()), w, g2, wt);
   Tensor out = Tensor::empty(pre.shape(), p.dtype, g.device());
@@ -451,7 +453,9 @@ Tensor matmul_bias_act(const Tensor& a, const Tensor& b, const Tensor& bias, Epi
   bool grad = autograd::needs_grad({&a2, &b2, &bias2});
   // Under autodiff the activation's backward needs its input: GELU's epilogue stores it beside
   // the output (one pass less over memory than a separate GELU); for ReLU only the bias is fused.
-  const bool keep_gelu_input = grad && ep == Epilogue::BiasGelu;
+  // Not for float64 (a dtype for checking, not speed), whose aux epilogues cuBLASLt may refuse
+  // with an error rather than with "not supported".
+  const bool keep_gelu_input = grad && ep == Epilogue::BiasGelu && dt != DType::F64;
   Tensor pre;  // the product + bias that the epilogue's GELU took, when kept
   Tensor out = fused_forward(a2.detach(), b2.detach(), bias2.detach(),
                              grad && !keep_gelu_input ? Epilogue::Bias : ep,

@@ -222,6 +222,11 @@ TEST(Linalg, ProductsOfOneInputAddTheirGradientsTogether) {
     return autograd::backward(loss_of({leaf, w[0], w[1], w[2], bias}, which), {leaf})[0];
   };
   EXPECT_ALLCLOSE(grad_x({0, 1, 2}), grad_x({0}) + grad_x({1}) + grad_x({2}), 1e-12, 1e-12);
+  // a product with no output columns adds nothing to the gradient it is offered
+  Tensor leaf = autograd::make_leaf(x, 0);
+  autograd::RecordingGuard recording(true);
+  Tensor loss = sum(matmul(leaf, test_values({5, 0}, 86))) + loss_of({leaf, w[0], w[1], w[2], bias}, {0});
+  EXPECT_ALLCLOSE(autograd::backward(loss, {leaf})[0], grad_x({0}), 1e-12, 1e-12);
 }
 
 TEST(Linalg, MatmulBatchAndVectorCases) {
