@@ -161,6 +161,12 @@ std::vector<Tensor> backward(const Tensor& output, const std::vector<Tensor>& le
         if (i < leaves.size() && --nodes_left[i] == 0) finish(i);
         continue;
       }
+      // A rule runs once and is released after it (or when no gradient reached its node): a
+      // node without one was walked by an earlier backward pass.
+      LOOM_CHECK(node->backward, ValueError, "backward: the node of '", node->op,
+                 "' was already differentiated by an earlier backward pass over this graph (a "
+                 "gradient taken twice, or a remat body using a tensor from outside the block "
+                 "that carries a history; pass such tensors as the block's inputs)");
       std::vector<Tensor> targets;
       if (!in_backward) targets = take_targets(*node, grads);
       std::vector<Tensor> input_grads;

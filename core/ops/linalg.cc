@@ -95,9 +95,6 @@ DotPlan plan_dot(const Tensor& a, const Tensor& b, const DotDims& dims, const ch
   return p;
 }
 
-// x viewed as [batch (nb dims)..., rows (dims nb..split)..., cols (split..)...] as a GEMM
-// operand. Transposed and sliced views become a transpose flag and a leading dimension; only
-// views that no leading dimension describes are copied (x then holds the copy).
 // Runs the product on c's device (CUDA: cuBLASLt on its stream; CPU: BLAS).
 void run_gemm(const GemmProblem& p, const Tensor& c) {
   if (c.is_cuda()) {
@@ -107,6 +104,9 @@ void run_gemm(const GemmProblem& p, const Tensor& c) {
   }
 }
 
+// x viewed as [batch (nb dims)..., rows (dims nb..split)..., cols (split..)...] as a GEMM
+// operand. Transposed and sliced views become a transpose flag and a leading dimension; only
+// views that no leading dimension describes are copied (x then holds the copy).
 GemmOperand matrix_operand(Tensor& x, size_t nb, size_t split) {
   int64_t rows, sr, cols, sc;
   GemmOperand op;
@@ -252,8 +252,15 @@ Tensor input_grad_into(const Tensor& g, const Tensor& w, const Tensor& into) {
     if (into.dim(d) != g.dim(d)) return Tensor();
   if (!g.is_cuda() && g.dtype() != DType::F32 && g.dtype() != DType::F64) return Tensor();
   if (g.numel() == 0 || w.numel() == 0) return Tensor();  // nothing to add: the plain product
+  if (!g.is_contiguous()) return Tensor();  // pitched rows: lhs_grad reads them in place
   Tensor g2, wt;
   GemmProblem p = input_grad_problem(g, w.to(g.dtype()), g2, wt);
+  // A large product with an extent that is not a 16-byte multiple runs on padded copies on the
+  // GPU (kernels/cuda/gemm.cc), which write the output from scratch: a separate add costs less
+  // there than cuBLASLt's element-aligned kernels.
+  const int64_t e = int64_t(dtype_size(p.dtype));
+  if (g.is_cuda() && pads_extents(p) && ((p.k * e) % 16 || (p.n * e) % 16 || (p.m * e) % 16))
+    return Tensor();
   p.c = into.raw_data();
   p.accumulate = true;
   run_gemm(p, into);

@@ -135,5 +135,19 @@ TEST(Autodiff, ANodeNoGradientReachesReleasesItsSavedTensorsInTurn) {
   EXPECT_ALLCLOSE(grad, ones({3}, DType::F64), 0, 0);
 }
 
+// A node's rule runs once: a second backward pass over the same graph (a nested pass reaching
+// an outer node, say) is reported with the op's name, not run with a released rule.
+TEST(Autodiff, ASecondBackwardOverTheSameGraphIsReported) {
+  Tensor leaf = autograd::make_leaf(test_values({3}, 2), 0);
+  Tensor loss;
+  {
+    autograd::RecordingGuard recording(true);
+    loss = sum(leaf * leaf);
+  }
+  EXPECT_ALLCLOSE(autograd::backward(loss, {leaf})[0], leaf.detach() * 2.0, 1e-15, 0);
+  EXPECT_THROW_WITH(autograd::backward(loss, {leaf}), ValueError,
+                    "already differentiated by an earlier backward pass");
+}
+
 }  // namespace
 }  // namespace loom
