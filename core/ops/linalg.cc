@@ -370,12 +370,14 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 namespace {
 
 // One cuBLASLt call; undefined when cuBLASLt offers no fused algorithm for this problem. Given
-// `gelu_input` (with Epilogue::BiasGelu), the call also stores a @ b + bias there.
+// `gelu_input` (with Epilogue::BiasGelu), the call also stores a @ b + bias there; given an
+// `addend` (a dense tensor of the output's shape), the call adds it to a @ b + bias (beta = 1).
 Tensor fused_forward([[maybe_unused]] const Tensor& a, [[maybe_unused]] const Tensor& b,
                      [[maybe_unused]] const Tensor& bias, [[maybe_unused]] Epilogue ep,
-                     [[maybe_unused]] Tensor* gelu_input = nullptr) {
+                     [[maybe_unused]] Tensor* gelu_input = nullptr,
+                     [[maybe_unused]] const Tensor& addend = Tensor()) {
 #if LOOM_CUDA
-  Tensor av = a, bv = b, biasc = bias.contiguous();
+  Tensor av = a, bv = b, biasc = bias.defined() ? bias.contiguous() : Tensor();
   GemmProblem g;
   g.dtype = a.dtype();
   g.k = a.dim(-1);
@@ -387,8 +389,13 @@ Tensor fused_forward([[maybe_unused]] const Tensor& a, [[maybe_unused]] const Te
   out_shape.push_back(g.n);
   Tensor out = Tensor::empty(out_shape, g.dtype, a.device());
   g.c = out.raw_data();
+  if (addend.defined()) {
+    g.accumulate = true;
+    g.addend = addend.raw_data();
+  }
   if (gelu_input) *gelu_input = Tensor::empty(out_shape, g.dtype, a.device());
-  if (!cuda::gemm(g, a.device().index, allow_tf32(), stream_of(a), ep, biasc.raw_data(),
+  if (!cuda::gemm(g, a.device().index, allow_tf32(), stream_of(a), ep,
+                  biasc.defined() ? biasc.raw_data() : nullptr,
                   gelu_input ? gelu_input->raw_data() : nullptr))
     return Tensor();
   return out;
@@ -436,6 +443,55 @@ Tensor gelu_input_grad([[maybe_unused]] const Tensor& g, [[maybe_unused]] const 
   return Tensor();
 }
 
+// Records value = a2 @ b2 + bias2 (+ addend), computed by the caller in a2's dtype, for
+// autodiff: the products' gradients (a's through an earlier product's GELU epilogue where a is
+// its output, the bias's in the weight gradient's epilogue) and the addend's, the upstream one.
+// bias2 and addend may be undefined.
+Tensor record_product(const char* op, const Tensor& a2, const Tensor& b2, const Tensor& bias2,
+                      const Tensor& addend, const Tensor& value) {
+  const DType dt = a2.dtype();
+  bool need_a = a2.grad_node() != nullptr, need_b = b2.grad_node() != nullptr;
+  bool need_bias = bias2.defined() && bias2.grad_node() != nullptr;
+  Tensor sa = autograd::saved(a2), sb = autograd::saved(b2);
+  // a's node is a GELU that an earlier product applied in its epilogue (Dense{.activation =
+  // Gelu} before this one: GPT-2's MLP). a's gradient then goes through the GELU in this
+  // product's own epilogue, straight to the GELU's input, where the separate GELU backward
+  // would read and write the gradient once more. The GELU's node stays an input (with no
+  // gradient from here) so that the backward walk releases it in its turn, or runs it if
+  // anything else takes a.
+  std::vector<Tensor> inputs = {a2, b2, bias2};
+  Tensor a_gelu_input;  // the GELU's input, when a's gradient goes through it here
+  if (const auto& node = a2.grad_node();
+      node && node->epilogue_gelu_input.defined() && node->inputs.size() == 1 && node->inputs[0] &&
+      node->epilogue_gelu_input.shape() == a2.shape() && node->epilogue_gelu_input.dtype() == dt) {
+    a_gelu_input = node->epilogue_gelu_input;
+    Tensor rooted = a_gelu_input.detach();
+    rooted.set_grad_node(node->inputs[0]);
+    inputs = {rooted, b2, bias2, a2};
+  }
+  const bool need_addend = addend.defined() && addend.grad_node() != nullptr;
+  if (addend.defined()) inputs.push_back(addend);
+  const size_t n_inputs = inputs.size();
+  return autograd::record(op, value, inputs, [=](const Tensor& g) {
+    Grads grads(n_inputs);
+    Axes lead = iota_axes(0, size_t(g.ndim()) - 1);
+    if (need_a && a_gelu_input.defined()) {
+      grads[0] = gelu_input_grad(g, sb, a_gelu_input);
+      if (!grads[0].defined())  // no such algorithm: the product, then the GELU's derivative
+        grads[0] = unary_backward(UnaryOp::Gelu, a_gelu_input, dot_general(g, sb, {{g.ndim() - 1}, {1}, {}, {}}));
+    } else if (need_a) {
+      grads[0] = input_grad_into(g, sb, autograd::accumulation_target(0));
+      if (!grads[0].defined()) grads[0] = dot_general(g, sb, {{g.ndim() - 1}, {1}, {}, {}});
+    }
+    // The bias gradient in the weight gradient's epilogue: no separate pass over g.
+    if (need_b && need_bias && !lead.empty()) std::tie(grads[1], grads[2]) = weight_and_bias_grads(sa, g);
+    if (need_b && !grads[1].defined()) grads[1] = dot_general(sa, g, {lead, lead, {}, {}});
+    if (need_bias && !grads[2].defined()) grads[2] = lead.empty() ? g : sum(g, lead);
+    if (need_addend) grads[n_inputs - 1] = g;
+    return grads;
+  });
+}
+
 Tensor activate(const Tensor& z, Epilogue ep) {
   switch (ep) {
     case Epilogue::BiasRelu: return relu(z);
@@ -473,50 +529,48 @@ Tensor matmul_bias_act(const Tensor& a, const Tensor& b, const Tensor& bias, Epi
   }
   if (!out.defined()) return activate(matmul(a2, b2) + bias2, ep);
   if (!grad) return autograd::checked("matmul_bias_act", std::move(out), {&a2, &b2, &bias2});
-  bool need_a = a2.grad_node() != nullptr, need_b = b2.grad_node() != nullptr;
-  bool need_bias = bias2.grad_node() != nullptr;
-  Tensor sa = autograd::saved(a2), sb = autograd::saved(b2);
-  const Tensor& z_value = pre.defined() ? pre : out;
-  // a's node is a GELU that an earlier product applied in its epilogue (Dense{.activation =
-  // Gelu} before this one: GPT-2's MLP). a's gradient then goes through the GELU in this
-  // product's own epilogue, straight to the GELU's input, where the separate GELU backward
-  // would read and write the gradient once more. The GELU's node stays an input (with no
-  // gradient from here) so that the backward walk releases it in its turn, or runs it if
-  // anything else takes a.
-  std::vector<Tensor> inputs = {a2, b2, bias2};
-  Tensor a_gelu_input;  // the GELU's input, when a's gradient goes through it here
-  if (const auto& node = a2.grad_node();
-      node && node->epilogue_gelu_input.defined() && node->inputs.size() == 1 && node->inputs[0] &&
-      node->epilogue_gelu_input.shape() == a2.shape() && node->epilogue_gelu_input.dtype() == dt) {
-    a_gelu_input = node->epilogue_gelu_input;
-    Tensor rooted = a_gelu_input.detach();
-    rooted.set_grad_node(node->inputs[0]);
-    inputs = {rooted, b2, bias2, a2};
-  }
-  const size_t n_inputs = inputs.size();
-  Tensor z = autograd::record("matmul_bias", z_value, inputs, [=](const Tensor& g) {
-    Grads grads(n_inputs);
-    Axes lead = iota_axes(0, size_t(g.ndim()) - 1);
-    if (need_a && a_gelu_input.defined()) {
-      grads[0] = gelu_input_grad(g, sb, a_gelu_input);
-      if (!grads[0].defined())  // no such algorithm: the product, then the GELU's derivative
-        grads[0] = unary_backward(UnaryOp::Gelu, a_gelu_input, dot_general(g, sb, {{g.ndim() - 1}, {1}, {}, {}}));
-    } else if (need_a) {
-      grads[0] = input_grad_into(g, sb, autograd::accumulation_target(0));
-      if (!grads[0].defined()) grads[0] = dot_general(g, sb, {{g.ndim() - 1}, {1}, {}, {}});
-    }
-    // The bias gradient in the weight gradient's epilogue: no separate pass over g.
-    if (need_b && need_bias && !lead.empty()) std::tie(grads[1], grads[2]) = weight_and_bias_grads(sa, g);
-    if (need_b && !grads[1].defined()) grads[1] = dot_general(sa, g, {lead, lead, {}, {}});
-    if (need_bias && !grads[2].defined()) grads[2] = lead.empty() ? g : sum(g, lead);
-    return grads;
-  });
+  Tensor z = record_product("matmul_bias", a2, b2, bias2, Tensor(), pre.defined() ? pre : out);
   if (pre.defined()) {
     Tensor y = unary_with_value(UnaryOp::Gelu, z, out);
     if (y.grad_node()) y.grad_node()->epilogue_gelu_input = autograd::saved(pre);
     return y;
   }
   return activate(z, ep);
+}
+
+Tensor matmul_bias_add(const Tensor& a, const Tensor& b, const Tensor& bias,
+                       const Tensor& residual) {
+  const char* op = "matmul_bias_add";
+  check_product_operands(a, b, op);
+  if (bias.defined()) check_product_operands(a, bias, op);
+  LOOM_CHECK(residual.defined(), ValueError, op, ": undefined residual");
+  check_product_operands(a, residual, op);
+  auto shapes = [&] {
+    return detail::cat(op, ": expected a [..., K], b [K, N], bias [N] and residual [..., N], got a ",
+                       shape_str(a.shape()), ", b ", shape_str(b.shape()), ", bias ",
+                       bias.defined() ? shape_str(bias.shape()) : std::string("none"),
+                       " and residual ", shape_str(residual.shape()));
+  };
+  LOOM_CHECK(a.ndim() >= 1 && b.ndim() == 2 && a.dim(-1) == b.dim(0), ShapeError, shapes());
+  LOOM_CHECK(!bias.defined() || (bias.ndim() == 1 && bias.dim(0) == b.dim(1)), ShapeError, shapes());
+  Shape out_shape(a.shape().begin(), a.shape().end() - 1);
+  out_shape.push_back(b.dim(1));
+  LOOM_CHECK(residual.shape() == out_shape, ShapeError, shapes());
+  auto composed = [&] {
+    return residual + (bias.defined() ? matmul_bias_act(a, b, bias, Epilogue::Bias) : matmul(a, b));
+  };
+  DType dt = promote_types(a.dtype(), b.dtype());
+  if (bias.defined()) dt = promote_types(dt, bias.dtype());
+  // The product in its own dtype, then the add's promotion: one call only where they agree.
+  if (!a.is_cuda() || residual.dtype() != dt || !residual.is_contiguous()) return composed();
+  Tensor a2 = a.to(dt), b2 = b.to(dt), r2 = residual;
+  Tensor bias2 = bias.defined() ? bias.to(dt) : Tensor();
+  Tensor out = fused_forward(a2.detach(), b2.detach(), bias2.defined() ? bias2.detach() : Tensor(),
+                             bias2.defined() ? Epilogue::Bias : Epilogue::None, nullptr, r2.detach());
+  if (!out.defined()) return composed();
+  if (!autograd::needs_grad({&a2, &b2, &bias2, &r2}))
+    return autograd::checked(op, std::move(out), {&a2, &b2, &bias2, &r2});
+  return record_product(op, a2, b2, bias2, r2, out);
 }
 
 }  // namespace loom

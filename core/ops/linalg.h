@@ -49,9 +49,18 @@ Tensor einsum(const std::string& spec, const Tensor& a, const Tensor& b);
 
 /// act(a @ b + bias) for a [..., K], b [K, N], bias [N] (Epilogue::None: a @ b, bias ignored).
 /// On the GPU one cuBLASLt call with a fused epilogue (GELU is the tanh form, as Flax's
-/// default); under autodiff the GPU fuses the bias and applies the activation as its own op.
-/// The CPU composes matmul, add and relu/gelu.
+/// default); under autodiff GELU's epilogue also keeps its input for the gradient, and ReLU
+/// runs as its own op after the fused bias. The CPU composes matmul, add and relu/gelu.
 Tensor matmul_bias_act(const Tensor& a, const Tensor& b, const Tensor& bias,
                        Epilogue epilogue = Epilogue::Bias);
+
+/// residual + (a @ b + bias) for a [..., K], b [K, N], bias [N] (or undefined: no bias) and
+/// residual [..., N]: a residual connection around a Dense layer, x + Dense(y). On the GPU, for
+/// a dense residual of the product's dtype, one cuBLASLt call that reads it in its epilogue
+/// (beta = 1), so the product's own output is never written and read back by an add; it rounds
+/// once where the separate ops round twice. Otherwise, and on the CPU, the ops composed.
+/// Differentiable; the residual's gradient is the upstream one.
+Tensor matmul_bias_add(const Tensor& a, const Tensor& b, const Tensor& bias,
+                       const Tensor& residual);
 
 }  // namespace loom

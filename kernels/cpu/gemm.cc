@@ -23,6 +23,7 @@ void run(const GemmProblem& p, Gemm gemm) {
   if (p.m == 0 || p.n == 0 || batch == 0) return;
   const int64_t ldc = p.c_ld();
   LOOM_INTERNAL_ASSERT(ldc >= p.n && (ldc == p.n || p.batch_shape.empty()));
+  LOOM_INTERNAL_ASSERT(!p.addend);  // the GPU's (matmul_bias_add composes on the CPU)
   if (p.k == 0) {  // an empty sum; BLAS would also give zeros, but not every BLAS for every beta
     if (!p.accumulate)
       for (int64_t r = 0; r < batch * p.m; ++r) std::memset(c + r * ldc, 0, size_t(p.n) * sizeof(T));

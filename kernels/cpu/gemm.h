@@ -36,6 +36,10 @@ struct GemmProblem {
   void* c = nullptr;
   int64_t ldc = 0;  // 0: n (contiguous)
   bool accumulate = false;  // C += op(A) @ op(B) (beta = 1): C holds an earlier sum to add to
+  // With accumulate, on the GPU: the earlier sum is read from here instead (laid out as C, same
+  // ldc), and C receives addend + op(A) @ op(B): a residual added in the product (null: C's own
+  // values). The CPU GEMM takes none.
+  const void* addend = nullptr;
 
   int64_t c_ld() const { return ldc ? ldc : n; }
 };

@@ -226,7 +226,8 @@ bool run(const GemmProblem& p, const BatchDims& bd, bool lt_batch, int device, b
   }
   int64_t align_a = alignment_of({uint64_t(p.b.data), bytes(inner_b), outer_b});
   int64_t align_b = alignment_of({uint64_t(p.a.data), bytes(inner_a), outer_a});
-  int64_t align_c = alignment_of({uint64_t(p.c), bytes(inner_c), outer_c, bytes(ldc)});
+  int64_t align_c = alignment_of({uint64_t(p.c), uint64_t(p.addend), bytes(inner_c), outer_c,
+                                   bytes(ldc)});
   int64_t align_bias = with_bias ? alignment_of({uint64_t(bias)}) : 0;
   int64_t align_aux = gelu_input ? alignment_of({uint64_t(gelu_input)}) : 0;
 
@@ -275,6 +276,7 @@ bool run(const GemmProblem& p, const BatchDims& bd, bool lt_batch, int device, b
   const char* pa = static_cast<const char*>(p.a.data);
   const char* pb = static_cast<const char*>(p.b.data);
   char* pc = static_cast<char*>(p.c);
+  const char* pc_in = p.accumulate && p.addend ? static_cast<const char*>(p.addend) : pc;
   for (int64_t o = 0; o < outer; ++o) {
     uint64_t off_a = 0, off_b = 0, off_c = 0;
     for (int64_t rest = o, d = int64_t(outer_dims) - 1; d >= 0; --d) {
@@ -285,7 +287,7 @@ bool run(const GemmProblem& p, const BatchDims& bd, bool lt_batch, int device, b
       off_c += bytes(i * bd.c[size_t(d)]);
     }
     LOOM_CUBLASLT_CHECK(cublasLtMatmul(ctx.handle, desc.d, alpha, pb + off_b, la.d, pa + off_a,
-                                       lb.d, beta, pc + off_c, lc.d, pc + off_c, lc.d, &*algo,
+                                       lb.d, beta, pc_in + off_c, lc.d, pc + off_c, lc.d, &*algo,
                                        ctx.workspace, kWorkspaceBytes, stream));
   }
   return true;
@@ -407,6 +409,12 @@ bool gemm_with(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
   const size_t esize = dtype_size(p.dtype);
   if (p.k == 0) {  // an empty sum; cuBLASLt rejects k = 0
     if (fused) return false;
+    if (p.accumulate && p.addend && p.addend != p.c) {  // C = addend
+      LOOM_CUDA_CHECK(cudaMemcpy2DAsync(p.c, size_t(ldc) * esize, p.addend, size_t(ldc) * esize,
+                                        size_t(p.n) * esize, size_t(batch * p.m),
+                                        cudaMemcpyDeviceToDevice, stream));
+      return true;
+    }
     if (p.accumulate) return true;  // nothing to add
     LOOM_CUDA_CHECK(cudaMemset2DAsync(p.c, size_t(ldc) * esize, 0, size_t(p.n) * esize,
                                       size_t(batch * p.m), stream));

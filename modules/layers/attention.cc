@@ -101,11 +101,12 @@ Tensor attention_call(const M& m, Tensor q_in, Tensor k_in, Tensor v_in,
   } else {
     x = dot_product_attention(query, key, value, opt);
   }
-  return DenseGeneral{.features = {features}, .axis = {-2, -1}, .use_bias = m.use_bias,
-                      .dtype = m.dtype, .param_dtype = m.param_dtype,
-                      .kernel_init = m.out_kernel_init.value_or(m.kernel_init),
-                      .bias_init = m.out_bias_init.value_or(m.bias_init)}
-      .named("out")(x);
+  DenseGeneral out{.features = {features}, .axis = {-2, -1}, .use_bias = m.use_bias,
+                   .dtype = m.dtype, .param_dtype = m.param_dtype,
+                   .kernel_init = m.out_kernel_init.value_or(m.kernel_init),
+                   .bias_init = m.out_bias_init.value_or(m.bias_init)};
+  if (args.residual.defined()) return out.named("out")(x, args.residual);
+  return out.named("out")(x);
 }
 
 }  // namespace

@@ -35,6 +35,10 @@ struct AttentionArgs {
   std::optional<random::Key> dropout_rng = {};
   /// Sow the attention weights into "intermediates" as "attention_weights".
   bool sow_weights = false;
+  /// When set, the module returns residual + its output (a residual connection, x + attn(x)),
+  /// added in the output projection's product on the GPU (DenseGeneral's residual call): no
+  /// separate pass over the output to add it.
+  Tensor residual = {};
 };
 
 // The settings are spelled out once and shared by the three module names.

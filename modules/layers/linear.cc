@@ -18,7 +18,9 @@ bool is_trailing(const Axes& axes, int64_t ndim) {
 
 }  // namespace
 
-Tensor Dense::call(const Tensor& x) const {
+Tensor Dense::call(const Tensor& x) const { return call(x, Tensor()); }
+
+Tensor Dense::call(const Tensor& x, const Tensor& residual) const {
   LOOM_CHECK(features > 0, ValueError, "Dense at ", path_text(),
              ": features must be positive, got ", features);
   LOOM_CHECK(x.ndim() >= 1, ShapeError, "Dense at ", path_text(),
@@ -26,21 +28,27 @@ Tensor Dense::call(const Tensor& x) const {
   Tensor kernel = param("kernel", kernel_init, {x.dim(-1), features}, param_dtype);
   Tensor bias = use_bias ? param("bias", bias_init, {features}, param_dtype) : Tensor();
   auto p = detail::promote_dtype({x, kernel, bias}, dtype);
+  if (residual.defined() && activation == DenseActivation::None)
+    return matmul_bias_add(p[0], p[1], use_bias ? p[2] : Tensor(), residual);
   // The bias and activation in the GEMM's epilogue on CUDA (a pass less over the output for
   // each); the CPU adds and activates after the product.
+  Tensor y;
   if (use_bias) {
     const Epilogue ep = activation == DenseActivation::Relu   ? Epilogue::BiasRelu
                         : activation == DenseActivation::Gelu ? Epilogue::BiasGelu
                                                               : Epilogue::Bias;
-    return matmul_bias_act(p[0], p[1], p[2], ep);
+    y = matmul_bias_act(p[0], p[1], p[2], ep);
+  } else {
+    y = matmul(p[0], p[1]);
+    if (activation == DenseActivation::Relu) y = relu(y);
+    if (activation == DenseActivation::Gelu) y = gelu(y);
   }
-  Tensor y = matmul(p[0], p[1]);
-  if (activation == DenseActivation::Relu) return relu(y);
-  if (activation == DenseActivation::Gelu) return gelu(y);
-  return y;
+  return residual.defined() ? residual + y : y;
 }
 
-Tensor DenseGeneral::call(const Tensor& x) const {
+Tensor DenseGeneral::call(const Tensor& x) const { return call(x, Tensor()); }
+
+Tensor DenseGeneral::call(const Tensor& x, const Tensor& residual) const {
   const std::string where = "DenseGeneral at " + path_text();
   LOOM_CHECK(!features.empty(), ValueError, where, ": features must not be empty");
   for (int64_t b = 0; b < int64_t(batch_dims.size()); ++b)
@@ -95,8 +103,15 @@ Tensor DenseGeneral::call(const Tensor& x) const {
     for (int64_t f : features) out_shape.push_back(f);
     lead.push_back(k);
     Tensor x2 = p[0].reshape(lead), w2 = p[1].reshape({k, n});
-    Tensor y = use_bias ? matmul_bias_act(x2, w2, p[2].reshape({n}), Epilogue::Bias) : matmul(x2, w2);
-    return y.reshape(out_shape);
+    Tensor b2 = use_bias ? p[2].reshape({n}) : Tensor();
+    if (residual.defined() && residual.shape() == out_shape) {
+      Shape flat(lead.begin(), lead.end() - 1);
+      flat.push_back(n);
+      return matmul_bias_add(x2, w2, b2, residual.reshape(flat)).reshape(out_shape);
+    }
+    Tensor y = use_bias ? matmul_bias_act(x2, w2, b2, Epilogue::Bias) : matmul(x2, w2);
+    y = y.reshape(out_shape);
+    return residual.defined() ? residual + y : y;
   }
   DotDims dims;
   dims.lhs_contracting = ax;
@@ -104,10 +119,12 @@ Tensor DenseGeneral::call(const Tensor& x) const {
   dims.lhs_batch = bd;
   for (int64_t i = 0; i < n_batch; ++i) dims.rhs_batch.push_back(i);
   Tensor y = dot_general(p[0], p[1], dims);
-  if (!use_bias) return y;
-  Shape b_shape = expanded_batch_shape;
-  for (int64_t f : features) b_shape.push_back(f);
-  return y + p[2].reshape(b_shape);
+  if (use_bias) {
+    Shape b_shape = expanded_batch_shape;
+    for (int64_t f : features) b_shape.push_back(f);
+    y = y + p[2].reshape(b_shape);
+  }
+  return residual.defined() ? residual + y : y;
 }
 
 }  // namespace loom::nn

@@ -37,6 +37,10 @@ struct Dense : Module<Dense> {
 
   /// x [..., in] -> [..., features]; kernel [in, features], bias [features].
   Tensor call(const Tensor& x) const;
+  /// residual + Dense(x), as Flax's `residual + nn.Dense(...)(x)` with the same parameters: a
+  /// residual connection. Without an activation the GPU adds the residual in the product's
+  /// epilogue (matmul_bias_add): no pass writing the product and reading it back to add.
+  Tensor call(const Tensor& x, const Tensor& residual) const;
 };
 
 struct DenseGeneral : Module<DenseGeneral> {
@@ -56,6 +60,9 @@ struct DenseGeneral : Module<DenseGeneral> {
   /// kernel [batch..., in axes..., features...], bias [batch..., features...]; output
   /// [batch..., the other input axes..., features...].
   Tensor call(const Tensor& x) const;
+  /// residual + DenseGeneral(x) (a residual connection); added in the product's epilogue on the
+  /// GPU where the product is a Dense over x's trailing axes and residual has the output's shape.
+  Tensor call(const Tensor& x, const Tensor& residual) const;
 };
 
 }  // namespace loom::nn

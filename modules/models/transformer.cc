@@ -14,21 +14,25 @@ namespace loom::nn::models {
 
 Tensor TransformerBlock::call(const Tensor& x, const Tensor& mask) const {
   int64_t d = x.dim(-1);
+  // Without dropout the residual adds go into the output projections' products (x + attn(y)
+  // and h + c_proj(y) in one call each on the GPU); with it, dropout comes between.
+  const bool dropout = dropout_rate > 0 && !deterministic;
   Tensor y = LayerNorm{.dtype = dtype}.named("ln_1")(x);
   y = MultiHeadDotProductAttention{.num_heads = num_heads,
                                    .dtype = dtype,
                                    .dropout_rate = dropout_rate,
                                    .deterministic = deterministic}
-          .named("attn")(y, AttentionArgs{.mask = mask, .causal = causal});
-  y = Dropout{.rate = dropout_rate}(y, deterministic);
-  Tensor h = x + y;
+          .named("attn")(y, AttentionArgs{.mask = mask,
+                                          .causal = causal,
+                                          .residual = dropout ? Tensor() : x});
+  Tensor h = dropout ? x + Dropout{.rate = dropout_rate}(y, deterministic) : y;
   y = LayerNorm{.dtype = dtype}.named("ln_2")(h);
   // nn.gelu(nn.Dense(...)(y)) in Flax; here the product's epilogue applies it (Dense::activation).
   y = Dense{.features = mlp_dim, .dtype = dtype, .activation = DenseActivation::Gelu}
           .named("c_fc")(y);
-  y = Dense{.features = d, .dtype = dtype}.named("c_proj")(y);
-  y = Dropout{.rate = dropout_rate}(y, deterministic);
-  return h + y;
+  Dense c_proj{.features = d, .dtype = dtype};
+  if (!dropout) return c_proj.named("c_proj")(y, h);
+  return h + Dropout{.rate = dropout_rate}(c_proj.named("c_proj")(y), deterministic);
 }
 
 Tensor TransformerLM::call(const Tensor& tokens) const {

@@ -56,6 +56,27 @@ TEST(Layers, ErrorsNameTheModuleAndShapes) {
   EXPECT_THROW_WITH(init_apply(nn::Sequential{}, ones({2})), ValueError, "Empty Sequential");
 }
 
+// residual + Dense(x) in one call: the same parameters and values as the separate ops, for
+// Dense (with and without a bias or an activation) and DenseGeneral (a Dense over the trailing
+// axes, which the GPU fuses, and a batched kernel, which adds after).
+TEST(Layers, DenseWithAResidualAddsIt) {
+  Tensor x = test_values({2, 3, 4}, 3), r = test_values({2, 3, 5}, 4);
+  for (nn::Dense dense : {nn::Dense{.features = 5}, nn::Dense{.features = 5, .use_bias = false},
+                          nn::Dense{.features = 5, .activation = nn::DenseActivation::Relu}}) {
+    Tree vars = dense.init(random::key(0), x);
+    EXPECT_TRUE(dense.init(random::key(0), x, r).same_structure(vars));
+    EXPECT_ALLCLOSE(dense.apply(vars, x, r), r + dense.apply(vars, x), 1e-12, 1e-12);
+  }
+  Tensor heads = test_values({2, 3, 2, 4}, 5);
+  for (nn::DenseGeneral dense : {nn::DenseGeneral{.features = {5}, .axis = {-2, -1}},
+                                 nn::DenseGeneral{.features = {5}, .batch_dims = {0}}}) {
+    Tensor y = dense.init_with_output(random::key(0), heads).first;
+    Tree vars = dense.init(random::key(0), heads);
+    Tensor res = test_values(y.shape(), 6);
+    EXPECT_ALLCLOSE(dense.apply(vars, heads, res), res + dense.apply(vars, heads), 1e-12, 1e-12);
+  }
+}
+
 TEST(Layers, SequentialNamesAndSharing) {
   // Built outside any body: layers_<index>, as Flax's top-level Sequential.
   nn::Sequential mlp{.layers = {nn::Dense{.features = 4}, nn::relu, nn::Dense{.features = 2}}};

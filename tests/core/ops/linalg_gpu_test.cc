@@ -256,6 +256,40 @@ TEST(LinalgGpu, ProductsOfOneInputAddTheirGradientsTogether) {
   expect_matches_cpu(qkv, {{4, 6, 32}, {32, 24}, {32, 24}, {32, 24}, {24}}, DType::BF16, 1e-2, "qkv bf16");
 }
 
+// residual + (a @ b + bias) with the residual read in the product's epilogue (beta = 1, C the
+// residual, D a new output): with and without a bias, after a GELU epilogue (GPT-2's c_proj:
+// DGELU backward and the residual's gradient from one node), the residual used elsewhere too
+// (its gradient adds), and a float32 residual beside a bfloat16 product (composed).
+TEST(LinalgGpu, MatmulBiasAddMatchesCpu) {
+  LOOM_REQUIRE_GPU();
+  Fn with_bias = [](const std::vector<Tensor>& in) { return matmul_bias_add(in[0], in[1], in[2], in[3]); };
+  Fn no_bias = [](const std::vector<Tensor>& in) { return matmul_bias_add(in[0], in[1], Tensor(), in[2]); };
+  Fn mlp = [](const std::vector<Tensor>& in) {
+    Tensor h = matmul_bias_act(in[0], in[1], in[2], Epilogue::BiasGelu);
+    return matmul_bias_add(h, in[3], in[4], in[5]);
+  };
+  Fn residual_twice = [](const std::vector<Tensor>& in) {
+    return matmul_bias_add(in[0], in[1], in[2], in[3]) * in[3];
+  };
+  for (DType dt : {DType::F32, DType::BF16}) {
+    const double tol = dt == DType::F32 ? 1e-5 : 1e-2;
+    const std::string name(dtype_name(dt));
+    expect_matches_cpu(with_bias, {{4, 6, 32}, {32, 24}, {24}, {4, 6, 24}}, dt, tol, "bias " + name);
+    expect_matches_cpu(no_bias, {{4, 6, 32}, {32, 24}, {4, 6, 24}}, dt, tol, "no bias " + name);
+    expect_matches_cpu(mlp, {{4, 6, 32}, {32, 64}, {64}, {64, 32}, {32}, {4, 6, 32}}, dt, tol,
+                       "after a GELU epilogue " + name);
+    expect_matches_cpu(residual_twice, {{3, 40, 64}, {64, 96}, {96}, {3, 40, 96}}, dt, tol,
+                       "residual also elsewhere " + name);
+  }
+  // nothing recording: the fused forward alone, against the separate ops in float32
+  Tensor a = test_values({16, 64}, 5, -1, 1, DType::F32), b = test_values({64, 40}, 6, -1, 1, DType::F32);
+  Tensor bias = test_values({40}, 7, -1, 1, DType::F32), r = test_values({16, 40}, 8, -1, 1, DType::F32);
+  auto gpu = [](const Tensor& t) { return t.to(Device::cuda()); };
+  EXPECT_ALLCLOSE(matmul_bias_add(gpu(a), gpu(b), gpu(bias), gpu(r)), matmul(a, b) + bias + r, 1e-5, 1e-5);
+  Tensor mixed = matmul_bias_add(gpu(a).to(DType::BF16), gpu(b).to(DType::BF16), gpu(bias).to(DType::BF16), gpu(r));
+  EXPECT_EQ(mixed.dtype(), DType::F32);  // the add's promotion, as the separate ops
+}
+
 TEST(LinalgGpu, ErrorsNameShapesAndDevices) {
   LOOM_REQUIRE_GPU();
   EXPECT_THROW(matmul(zeros({2, 3}, DType::F32, Device::cuda()), zeros({3, 2})), DeviceError);

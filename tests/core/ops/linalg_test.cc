@@ -408,6 +408,27 @@ TEST(Linalg, MatmulBiasActComposes) {
   EXPECT_THROW(matmul_bias_act(a, zeros({2, 4, 5}), bias), ShapeError);
 }
 
+// residual + (a @ b + bias): the separate ops' values (the CPU composes them), gradients by
+// finite differences (the residual's is the upstream gradient), and errors naming the shapes.
+TEST(Linalg, MatmulBiasAddIsTheResidualPlusTheProduct) {
+  Tensor a = test_values({2, 3, 4}, 52), b = test_values({4, 5}, 53), bias = test_values({5}, 54);
+  Tensor r = test_values({2, 3, 5}, 55);
+  EXPECT_ALLCLOSE(matmul_bias_add(a, b, bias, r), matmul(a, b) + bias + r, 1e-12, 1e-12);
+  EXPECT_ALLCLOSE(matmul_bias_add(a, b, Tensor(), r), matmul(a, b) + r, 1e-12, 1e-12);
+  EXPECT_EQ(matmul_bias_add(a.to(DType::F32), b.to(DType::F32), bias.to(DType::F32), r).dtype(),
+            DType::F64);  // the add promotes, as the separate ops do
+  EXPECT_TRUE(check_gradients(
+      [](const std::vector<Tensor>& in) {
+        return sum(matmul_bias_add(in[0], in[1], in[2], in[3]) * test_values({2, 3, 5}, 56));
+      },
+      {a, b, bias, r}));
+  std::string msg = error_of([&] { matmul_bias_add(a, b, bias, zeros({2, 3, 4})); });
+  EXPECT_NE(msg.find("residual [2, 3, 4]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("b [4, 5]"), std::string::npos) << msg;
+  EXPECT_THROW(matmul_bias_add(a, b, zeros({4}), r), ShapeError);
+  EXPECT_THROW(matmul_bias_add(a, b, bias, Tensor()), ValueError);
+}
+
 TEST(Linalg, Tf32SwitchDefaultsOff) {
   EXPECT_FALSE(allow_tf32());
   {
