@@ -1,5 +1,8 @@
 #include "core/autodiff.h"
 
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <optional>
 #include <unordered_map>
 #include <utility>
@@ -30,6 +33,11 @@ std::vector<Tensor> take_targets(const Node& node, std::unordered_map<Node*, Ten
   return targets;
 }
 }  // namespace
+
+uint64_t next_serial() {
+  static std::atomic<uint64_t> counter{0};
+  return counter.fetch_add(1, std::memory_order_relaxed);
+}
 
 Tensor accumulation_target(size_t input) {
   return g_targets && input < g_targets->size() ? (*g_targets)[input] : Tensor();
@@ -108,6 +116,13 @@ std::vector<Tensor> backward(const Tensor& output, const std::vector<Tensor>& le
     if (on_ready) on_ready(int64_t(i), g);
   };
   Node* root = output.grad_node().get();
+  // Every node of the graph being differentiated was recorded after its leaves. An older node
+  // belongs to an enclosing computation's graph (a backward pass inside a backward rule, as
+  // remat's, reaching a tensor its block captured), whose leaf numbers and rules are not this
+  // pass's to use.
+  uint64_t first_serial = UINT64_MAX;
+  for (const Tensor& leaf : leaves)
+    if (leaf.defined() && leaf.grad_node()) first_serial = std::min(first_serial, leaf.grad_node()->serial);
   if (root) {
     // Topological order by iterative DFS (post-order), then walk it in reverse.
     std::vector<Node*> order;
@@ -118,6 +133,11 @@ std::vector<Tensor> backward(const Tensor& output, const std::vector<Tensor>& le
       auto& [node, next] = stack.back();
       if (next < node->inputs.size()) {
         Node* child = node->inputs[next++].get();
+        LOOM_CHECK(!child || first_serial == UINT64_MAX || child->serial >= first_serial,
+                   ValueError, "backward: the function's result depends on '", child->op,
+                   "', recorded before the arguments being differentiated: a tensor with a "
+                   "history from an enclosing computation (a remat block's extra argument, "
+                   "say); pass it as an argument instead");
         if (child && !state.count(child)) {
           state[child] = 1;
           stack.push_back({child, 0});

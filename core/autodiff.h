@@ -21,6 +21,9 @@ namespace autograd {
 /// One gradient per differentiable input, in the order of Node::inputs (undefined = zero).
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output)>;
 
+/// A process-wide counter (thread-safe) numbering nodes in the order they are created.
+uint64_t next_serial();
+
 struct Node {
   const char* op = "";
   std::vector<std::shared_ptr<Node>> inputs;  // null where an input has no history
@@ -29,6 +32,7 @@ struct Node {
   DType dtype = DType::F32;
   Device device;
   int64_t leaf_index = -1;                    // >= 0: the differentiated argument's leaf number
+  uint64_t serial = next_serial();            // creation order: a graph is newer than its leaves
   // Set on the node of a tanh GELU that a product's epilogue applied: the GELU's input, detached
   // (inputs[0] is its history). A later product that takes this node's output may then apply
   // the GELU's derivative in its own epilogue and send the gradient to inputs[0] directly

@@ -7,8 +7,8 @@
 //
 // The block's call is call(x, extra...) -> Tensor; x and the block's params are differentiated,
 // the extra arguments (masks, flags) are held as they are: a tensor among them must carry no
-// history of its own (the backward pass that differentiates the recomputed block would reach
-// it and report "already differentiated"; an encoder's output for cross-attention goes in x). Writes to mutable collections
+// history of its own (the backward pass that differentiates the recomputed block reports one
+// that does; an encoder's output for cross-attention goes in x). Writes to mutable collections
 // (batch_stats) happen in the first forward only. Rngs: the block's keys are derived as if it
 // ran unwrapped, and the recomputation reuses them, so dropout masks agree.
 //

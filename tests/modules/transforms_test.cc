@@ -225,5 +225,28 @@ TEST(Remat, FiniteDifferences) {
       inputs));
 }
 
+// A remat block's extra tensors are held as they are: one with a history of its own (here the
+// output of a Dense outside the block) is reported when the gradient is taken, not differentiated
+// with the enclosing graph's leaf numbers.
+struct AddBlock : nn::Module<AddBlock> {
+  Tensor call(const Tensor& x, const Tensor& extra) const { return nn::Dense{.features = 4}(x) + extra; }
+};
+struct RematWithOuterExtra : nn::Module<RematWithOuterExtra> {
+  Tensor call(const Tensor& x) const {
+    Tensor outer = nn::Dense{.features = 4}(x);
+    return nn::Remat<AddBlock>{}(x, outer);
+  }
+};
+
+TEST(Remat, AnExtraTensorWithAHistoryIsReported) {
+  Tensor x = testing::flax_pattern({3, 4}, 3);
+  Tree vars = RematWithOuterExtra{}.init(random::key(0), x);
+  auto loss = [&](const Tree& params) {
+    return sum(RematWithOuterExtra{}.apply(nn::variables({{"params", params}}), x));
+  };
+  EXPECT_THROW_WITH(value_and_grad(loss)(vars["params"]), ValueError,
+                    "recorded before the arguments", "remat block's extra argument");
+}
+
 }  // namespace
 }  // namespace loom
