@@ -176,9 +176,10 @@ std::vector<Tensor> backward(const Tensor& output, const std::vector<Tensor>& le
         in_backward.emplace(node->op);
       if (node->leaf_index >= 0) {
         const size_t i = size_t(node->leaf_index);
+        if (i >= leaves.size()) continue;  // a leaf the caller did not ask about
         Tensor& slot = leaf_grads[i];
         slot = slot.defined() ? add(slot, g) : g;
-        if (i < leaves.size() && --nodes_left[i] == 0) finish(i);
+        if (--nodes_left[i] == 0) finish(i);
         continue;
       }
       // A rule runs once and is released after it (or when no gradient reached its node): a

@@ -343,6 +343,12 @@ class Module {
     return scope("sow").sow(col, name, value);
   }
   bool is_initializing() const { return scope("is_initializing").run().initializing(); }
+  /// True while tabulate records the calls or capture_intermediates keeps module outputs: a
+  /// module that folds its submodules' results into one op (a residual added inside a product)
+  /// then runs them one by one, so that each submodule's output is the one Flax would show.
+  bool outputs_observed() const {
+    return detail::call_recorder() || bool(scope("outputs_observed").run().capture());
+  }
   bool has_variable(const std::string& col, const std::string& name) const {
     return scope("has_variable").has_variable(col, name);
   }

@@ -409,6 +409,7 @@ Tensor fused_forward([[maybe_unused]] const Tensor& a, [[maybe_unused]] const Te
 std::pair<Tensor, Tensor> weight_and_bias_grads([[maybe_unused]] const Tensor& a,
                                                 [[maybe_unused]] const Tensor& g) {
 #if LOOM_CUDA
+  if (a.numel() == 0 || g.numel() == 0) return {};  // the separate ops handle empty products
   const int64_t k = a.dim(-1), n = g.dim(-1);
   Tensor at = transpose(a.reshape({-1, k})), g2 = g.reshape({-1, n});
   GemmProblem p;

@@ -14,9 +14,10 @@ namespace loom::nn::models {
 
 Tensor TransformerBlock::call(const Tensor& x, const Tensor& mask) const {
   int64_t d = x.dim(-1);
-  // Without dropout the residual adds go into the output projections' products (x + attn(y)
-  // and h + c_proj(y) in one call each on the GPU); with it, dropout comes between.
-  const bool dropout = dropout_rate > 0 && !deterministic;
+  // With dropout off, the residual adds go into the output projections' products (x + attn(y)
+  // and h + c_proj(y) in one call each on the GPU), unless something observes the submodules'
+  // outputs (tabulate, capture_intermediates), which then are Flax's, as below.
+  const bool fuse = (dropout_rate == 0.0 || deterministic) && !outputs_observed();
   Tensor y = LayerNorm{.dtype = dtype}.named("ln_1")(x);
   y = MultiHeadDotProductAttention{.num_heads = num_heads,
                                    .dtype = dtype,
@@ -24,14 +25,14 @@ Tensor TransformerBlock::call(const Tensor& x, const Tensor& mask) const {
                                    .deterministic = deterministic}
           .named("attn")(y, AttentionArgs{.mask = mask,
                                           .causal = causal,
-                                          .residual = dropout ? Tensor() : x});
-  Tensor h = dropout ? x + Dropout{.rate = dropout_rate}(y, deterministic) : y;
+                                          .residual = fuse ? x : Tensor()});
+  Tensor h = fuse ? y : x + Dropout{.rate = dropout_rate}(y, deterministic);
   y = LayerNorm{.dtype = dtype}.named("ln_2")(h);
   // nn.gelu(nn.Dense(...)(y)) in Flax; here the product's epilogue applies it (Dense::activation).
   y = Dense{.features = mlp_dim, .dtype = dtype, .activation = DenseActivation::Gelu}
           .named("c_fc")(y);
   Dense c_proj{.features = d, .dtype = dtype};
-  if (!dropout) return c_proj.named("c_proj")(y, h);
+  if (fuse) return c_proj.named("c_proj")(y, h);
   return h + Dropout{.rate = dropout_rate}(c_proj.named("c_proj")(y), deterministic);
 }
 

@@ -135,6 +135,19 @@ TEST(Autodiff, ANodeNoGradientReachesReleasesItsSavedTensorsInTurn) {
   EXPECT_ALLCLOSE(grad, ones({3}, DType::F64), 0, 0);
 }
 
+// Leaves the caller does not ask about get no gradient slot (their gradients are dropped).
+TEST(Autodiff, ALeafNotAskedAboutIsIgnored) {
+  Tensor a = autograd::make_leaf(test_values({3}, 3), 0), b = autograd::make_leaf(test_values({3}, 4), 1);
+  Tensor loss;
+  {
+    autograd::RecordingGuard recording(true);
+    loss = sum(a * b);
+  }
+  std::vector<Tensor> g = autograd::backward(loss, {a});
+  ASSERT_EQ(g.size(), 1u);
+  EXPECT_ALLCLOSE(g[0], b.detach(), 0, 0);
+}
+
 // A node's rule runs once: a second backward pass over the same graph (a nested pass reaching
 // an outer node, say) is reported with the op's name, not run with a released rule.
 TEST(Autodiff, ASecondBackwardOverTheSameGraphIsReported) {

@@ -66,6 +66,26 @@ TEST(TransformerLM, IsCausal) {
   EXPECT_FALSE(testing::allclose(slice_axis(la, 1, 3, 4), slice_axis(lb, 1, 3, 4), 1e-3, 1e-3));
 }
 
+// The blocks fold their residual adds into the output projections' products when dropout is
+// off, but capture_intermediates still sees Flax's submodule outputs: attn's and c_proj's
+// without the residual (block output = x + attn + c_proj), and the two Dropouts.
+TEST(TransformerLM, CapturedIntermediatesAreTheSubmodulesOwn) {
+  TransformerLM lm = tiny();
+  Tensor t = tokens_of({1, 5, 7, 2, 3, 3, 0, 31}, 2);
+  Tree vars = lm.init(random::key(0), t);
+  auto [logits, state] = lm.apply_mutable(vars, {}, {.capture_intermediates = true}, t);
+  EXPECT_ALLCLOSE(logits, lm.apply(vars, t), 1e-6, 1e-6);
+  const Tree& block = state.at("intermediates/h_0");
+  EXPECT_TRUE(block.has_path("Dropout_0") && block.has_path("Dropout_1"));
+  // h = x + attn (the first Dropout's output is attn's own), block output = h + c_proj
+  Tensor attn = block.at("attn/__call__/0").tensor(), c_proj = block.at("c_proj/__call__/0").tensor();
+  Tensor out = block.at("__call__/0").tensor();
+  EXPECT_ALLCLOSE(block.at("Dropout_0/__call__/0").tensor(), attn, 0, 0);
+  Tensor x = state.at("intermediates/wte/__call__/0").tensor() +
+             state.at("intermediates/wpe/__call__/0").tensor();
+  EXPECT_ALLCLOSE(out, x + attn + c_proj, 1e-5, 1e-6);
+}
+
 TEST(TransformerLM, ScanAndRematVariantsAgree) {
   Tensor t = tokens_of({1, 5, 7, 2, 3, 3, 0, 31}, 2);
   TransformerLM plain = tiny();

@@ -66,6 +66,8 @@ TEST(Layers, DenseWithAResidualAddsIt) {
     Tree vars = dense.init(random::key(0), x);
     EXPECT_TRUE(dense.init(random::key(0), x, r).same_structure(vars));
     EXPECT_ALLCLOSE(dense.apply(vars, x, r), r + dense.apply(vars, x), 1e-12, 1e-12);
+    Tensor row = test_values({5}, 7);  // a residual that broadcasts, as the add's
+    EXPECT_ALLCLOSE(dense.apply(vars, x, row), row + dense.apply(vars, x), 1e-12, 1e-12);
   }
   Tensor heads = test_values({2, 3, 2, 4}, 5);
   for (nn::DenseGeneral dense : {nn::DenseGeneral{.features = {5}, .axis = {-2, -1}},
