@@ -432,7 +432,7 @@ bool gemm_with(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
   if (!bd.shape.empty() &&
       run(p, bd, false, device, allow_tf32, stream, epilogue, bias, gelu_input))
     return true;
-  if (fused) return false;
+  if (fused || p.addend) return false;
   LOOM_THROW(CudaError, "matmul: cuBLASLt has no algorithm for ", dtype_name(p.dtype), " m=", p.m,
              " n=", p.n, " k=", p.k, " trans_a=", p.a.trans, " trans_b=", p.b.trans, " lda=",
              p.a.ld, " ldb=", p.b.ld, " batch=", shape_str(p.batch_shape));

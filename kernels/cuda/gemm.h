@@ -15,8 +15,9 @@ namespace loom::cuda {
 /// p.dtype) is read by the bias epilogues. With Epilogue::BiasGelu, `gelu_input` (a dense
 /// [m, n] buffer of p.dtype; unbatched problems with n a multiple of 8) also receives
 /// op(A) @ op(B) + bias, the GELU's input, which its gradient needs. Returns false, having
-/// launched nothing, when cuBLASLt offers no algorithm for a fused epilogue (the caller then
-/// composes the unfused ops); a plain product without an algorithm throws CudaError.
+/// launched nothing, when cuBLASLt offers no algorithm for a fused epilogue or a product with
+/// an addend (the caller then composes the unfused ops); a plain product without an algorithm
+/// throws CudaError.
 bool gemm(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
           Epilogue epilogue = Epilogue::None, const void* bias = nullptr,
           void* gelu_input = nullptr);

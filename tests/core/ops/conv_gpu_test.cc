@@ -151,9 +151,15 @@ TEST(ConvGpu, PointwiseConvolutionAsAProductMatchesCudnn) {
     for (const Case& c : pointwise) {
       const double tol = dt == DType::F32 ? 1e-5 : 2e-2;
       auto cpu = run(c, Device::cpu(), dt), product = run(c, Device::cuda(), dt);
-      bool previous = set_pointwise_conv_as_product(false);
-      auto cudnn = run(c, Device::cuda(), dt);
-      set_pointwise_conv_as_product(previous);
+      struct CudnnRoute {  // restored even if the run throws
+        bool previous = set_pointwise_conv_as_product(false);
+        ~CudnnRoute() { set_pointwise_conv_as_product(previous); }
+      };
+      std::vector<Tensor> cudnn;
+      {
+        CudnnRoute route;
+        cudnn = run(c, Device::cuda(), dt);
+      }
       for (size_t i = 0; i < 3; ++i) {
         const double atol = i == 2 && dt == DType::F32 ? 1e-4 : tol;
         EXPECT_ALLCLOSE(product[i], cpu[i], tol, atol)
