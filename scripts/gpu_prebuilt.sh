@@ -192,6 +192,8 @@ PY
   timeout 120 "$B/bin/loom_kernel_bench" --device cuda > "$P/kernel_bandwidth.jsonl" 2>&1 ||
     log "WARNING: loom_kernel_bench failed"
   cut -c1-160 "$P/kernel_bandwidth.jsonl" | head -80
+  log "the open choices: loom's way against the alternative, by time"
+  python3 scripts/kernel_bench_choices.py "$P/kernel_bandwidth.jsonl" || true
   log "host time of a graph launch against its nodes"
   timeout 60 "$B/bin/loom_graph_launch_bench" > "$P/graph_launch.jsonl" 2>&1 ||
     log "WARNING: loom_graph_launch_bench failed"

@@ -58,6 +58,19 @@ Tensor conv_transpose(const Tensor& x, const Tensor& kernel, const ConvTranspose
 /// the same function; the switch is there to time one against the other.
 bool set_pointwise_conv_as_product(bool enabled);
 
+/// RAII: the switch set for a scope, then restored.
+class PointwiseConvAsProductScope {
+ public:
+  explicit PointwiseConvAsProductScope(bool enabled)
+      : previous_(set_pointwise_conv_as_product(enabled)) {}
+  ~PointwiseConvAsProductScope() { set_pointwise_conv_as_product(previous_); }
+  PointwiseConvAsProductScope(const PointwiseConvAsProductScope&) = delete;
+  PointwiseConvAsProductScope& operator=(const PointwiseConvAsProductScope&) = delete;
+
+ private:
+  bool previous_;
+};
+
 namespace detail {
 /// conv computed as the CUDA path computes it on any device: input dilation and asymmetric or
 /// negative padding applied to x with pad/slice ops, then a symmetric-padding convolution.

@@ -151,13 +151,9 @@ TEST(ConvGpu, PointwiseConvolutionAsAProductMatchesCudnn) {
     for (const Case& c : pointwise) {
       const double tol = dt == DType::F32 ? 1e-5 : 2e-2;
       auto cpu = run(c, Device::cpu(), dt), product = run(c, Device::cuda(), dt);
-      struct CudnnRoute {  // restored even if the run throws
-        bool previous = set_pointwise_conv_as_product(false);
-        ~CudnnRoute() { set_pointwise_conv_as_product(previous); }
-      };
       std::vector<Tensor> cudnn;
       {
-        CudnnRoute route;
+        PointwiseConvAsProductScope cudnn_route(false);
         cudnn = run(c, Device::cuda(), dt);
       }
       for (size_t i = 0; i < 3; ++i) {

@@ -331,7 +331,7 @@ TEST(Conv, PointwiseConvolutionIsAProduct) {
   for (const Route& c : routes) {
     Tensor x = test_values(c.x, seed++), w = test_values(c.w, seed++);
     auto run = [&](bool as_product) {
-      bool previous = set_pointwise_conv_as_product(as_product);
+      PointwiseConvAsProductScope route(as_product);
       Tensor lx = autograd::make_leaf(x, 0), lw = autograd::make_leaf(w, 1);
       autograd::RecordingGuard rec(true);
       Tensor y = conv(lx, lw, c.opt);
@@ -339,7 +339,6 @@ TEST(Conv, PointwiseConvolutionIsAProduct) {
       EXPECT_EQ(std::string(node.op), "conv");
       bool product = node.inputs.at(1) != lw.grad_node();  // the kernel's reshape in between
       auto g = autograd::backward(sum(y * loss_weights(y.shape())), {lx, lw});
-      set_pointwise_conv_as_product(previous);
       return std::make_tuple(y.detach(), g[0], g[1], product);
     };
     auto [y, dx, dw, product] = run(true);
