@@ -547,7 +547,8 @@ Tensor matmul_bias_add(const Tensor& a, const Tensor& b, const Tensor& bias,
   LOOM_CHECK(residual.defined(), ValueError, op, ": undefined residual");
   check_product_operands(a, residual, op);
   auto shapes = [&] {
-    return detail::cat(op, ": expected a [..., K], b [K, N], bias [N] and residual [..., N], got a ",
+    return detail::cat(op, ": expected a [..., K], b [K, N], bias [N] and a residual that broadcasts "
+                       "against [..., N], got a ",
                        shape_str(a.shape()), ", b ", shape_str(b.shape()), ", bias ",
                        bias.defined() ? shape_str(bias.shape()) : std::string("none"),
                        " and residual ", shape_str(residual.shape()));
@@ -556,14 +557,20 @@ Tensor matmul_bias_add(const Tensor& a, const Tensor& b, const Tensor& bias,
   LOOM_CHECK(!bias.defined() || (bias.ndim() == 1 && bias.dim(0) == b.dim(1)), ShapeError, shapes());
   Shape out_shape(a.shape().begin(), a.shape().end() - 1);
   out_shape.push_back(b.dim(1));
-  LOOM_CHECK(residual.shape() == out_shape, ShapeError, shapes());
+  const Shape& rs = residual.shape();
+  for (size_t i = 1; i <= std::min(rs.size(), out_shape.size()); ++i) {  // numpy broadcasting
+    const int64_t r = rs[rs.size() - i], o = out_shape[out_shape.size() - i];
+    LOOM_CHECK(r == o || r == 1 || o == 1, ShapeError, shapes());
+  }
   auto composed = [&] {
     return residual + (bias.defined() ? matmul_bias_act(a, b, bias, Epilogue::Bias) : matmul(a, b));
   };
   DType dt = promote_types(a.dtype(), b.dtype());
   if (bias.defined()) dt = promote_types(dt, bias.dtype());
-  // The product in its own dtype, then the add's promotion: one call only where they agree.
-  if (!a.is_cuda() || residual.dtype() != dt || !residual.is_contiguous()) return composed();
+  // One call where the residual is the output's own shape and dtype (the product in its own
+  // dtype, then the add's promotion, agree); otherwise the add broadcasts and promotes.
+  if (!a.is_cuda() || rs != out_shape || residual.dtype() != dt || !residual.is_contiguous())
+    return composed();
   Tensor a2 = a.to(dt), b2 = b.to(dt), r2 = residual;
   Tensor bias2 = bias.defined() ? bias.to(dt) : Tensor();
   Tensor out = fused_forward(a2.detach(), b2.detach(), bias2.defined() ? bias2.detach() : Tensor(),

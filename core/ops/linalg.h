@@ -54,12 +54,13 @@ Tensor einsum(const std::string& spec, const Tensor& a, const Tensor& b);
 Tensor matmul_bias_act(const Tensor& a, const Tensor& b, const Tensor& bias,
                        Epilogue epilogue = Epilogue::Bias);
 
-/// residual + (a @ b + bias) for a [..., K], b [K, N], bias [N] (or undefined: no bias) and
-/// residual [..., N]: a residual connection around a Dense layer, x + Dense(y). On the GPU, for
-/// a dense residual of the product's dtype, one cuBLASLt call that reads it in its epilogue
-/// (beta = 1), so the product's own output is never written and read back by an add; it rounds
-/// once where the separate ops round twice. Otherwise, and on the CPU, the ops composed.
-/// Differentiable; the residual's gradient is the upstream one.
+/// residual + (a @ b + bias) for a [..., K], b [K, N], bias [N] (or undefined: no bias) and a
+/// residual that broadcasts against [..., N] (as the add does): a residual connection around a
+/// Dense layer, x + Dense(y). On the GPU, for a dense residual of the output's shape and the
+/// product's dtype, one cuBLASLt call that reads it in its epilogue (beta = 1), so the product's
+/// own output is never written and read back by an add; it rounds once where the separate ops
+/// round twice. Otherwise, and on the CPU, the ops composed. Differentiable; the residual's
+/// gradient is the upstream one (summed down where it broadcast).
 Tensor matmul_bias_add(const Tensor& a, const Tensor& b, const Tensor& bias,
                        const Tensor& residual);
 

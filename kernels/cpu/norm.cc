@@ -56,10 +56,11 @@ inline void mask_row(const O* g, const O* y, O* dst, int64_t c) {
   }
 }
 
-/// Fixed row chunks of a column reduction: fn(chunk, row_begin, row_end) in parallel, then the
-/// per-chunk partials are summed in chunk order by the caller.
+/// How many row chunks for_row_chunks splits m rows into (the callers' partial sums, a row each).
 int64_t row_chunks(int64_t m) { return std::max<int64_t>(1, std::min(kMaxChunks, m)); }
 
+/// Fixed row chunks of a column reduction: fn(chunk, row_begin, row_end) in parallel, then the
+/// per-chunk partials are summed in chunk order by the caller.
 template <typename Fn>
 int64_t for_row_chunks(int64_t m, int64_t c, Fn&& fn) {
   const int64_t chunks = row_chunks(m);

@@ -409,13 +409,13 @@ bool gemm_with(const GemmProblem& p, int device, bool allow_tf32, Stream stream,
   const size_t esize = dtype_size(p.dtype);
   if (p.k == 0) {  // an empty sum; cuBLASLt rejects k = 0
     if (fused) return false;
-    if (p.accumulate && p.addend && p.addend != p.c) {  // C = addend
-      LOOM_CUDA_CHECK(cudaMemcpy2DAsync(p.c, size_t(ldc) * esize, p.addend, size_t(ldc) * esize,
-                                        size_t(p.n) * esize, size_t(batch * p.m),
-                                        cudaMemcpyDeviceToDevice, stream));
+    if (p.accumulate) {  // nothing to add: C keeps its earlier sum, or takes the addend
+      if (p.addend)
+        LOOM_CUDA_CHECK(cudaMemcpy2DAsync(p.c, size_t(ldc) * esize, p.addend, size_t(ldc) * esize,
+                                          size_t(p.n) * esize, size_t(batch * p.m),
+                                          cudaMemcpyDeviceToDevice, stream));
       return true;
     }
-    if (p.accumulate) return true;  // nothing to add
     LOOM_CUDA_CHECK(cudaMemset2DAsync(p.c, size_t(ldc) * esize, 0, size_t(p.n) * esize,
                                       size_t(batch * p.m), stream));
     return true;

@@ -28,9 +28,7 @@ Tensor Dense::call(const Tensor& x, const Tensor& residual) const {
   Tensor kernel = param("kernel", kernel_init, {x.dim(-1), features}, param_dtype);
   Tensor bias = use_bias ? param("bias", bias_init, {features}, param_dtype) : Tensor();
   auto p = detail::promote_dtype({x, kernel, bias}, dtype);
-  Shape out_shape = x.shape();
-  out_shape.back() = features;
-  if (residual.defined() && activation == DenseActivation::None && residual.shape() == out_shape)
+  if (residual.defined() && activation == DenseActivation::None)
     return matmul_bias_add(p[0], p[1], use_bias ? p[2] : Tensor(), residual);
   // The bias and activation in the GEMM's epilogue on CUDA (a pass less over the output for
   // each); the CPU adds and activates after the product.

@@ -38,8 +38,8 @@ struct Dense : Module<Dense> {
   /// x [..., in] -> [..., features]; kernel [in, features], bias [features].
   Tensor call(const Tensor& x) const;
   /// residual + Dense(x), as Flax's `residual + nn.Dense(...)(x)` with the same parameters: a
-  /// residual connection. Without an activation, for a residual of the output's shape, the GPU
-  /// adds it in the product's epilogue (matmul_bias_add): no pass writing the product and
+  /// residual connection. Without an activation it is matmul_bias_add, which on the GPU adds a
+  /// residual of the output's shape in the product's epilogue: no pass writing the product and
   /// reading it back to add. Other residuals broadcast as the add does.
   Tensor call(const Tensor& x, const Tensor& residual) const;
 };
