@@ -1,6 +1,7 @@
 // conv / conv_transpose on the CPU: against a direct-summation reference over an explicitly
 // padded and dilated input (independent of im2col), float64 finite-difference gradients for
-// every option, Flax goldens, the CUDA path's symmetric-padding rewrite, errors and edge cases.
+// every option, Flax goldens (conv_transpose's too), the CUDA path's symmetric-padding rewrite,
+// errors and edge cases; conv_transpose's sizes and gradients are in conv_transpose_test.cc.
 #include "core/ops/conv.h"
 
 #include <chrono>
@@ -451,53 +452,6 @@ TEST(Conv, MatchesFlaxGoldens) {
     EXPECT_ALLCLOSE(grads[0], testing::golden_tensor(c.at("dx")), 1e-12, 1e-12) << name;
     EXPECT_ALLCLOSE(grads[1], testing::golden_tensor(c.at("dkernel")), 1e-12, 1e-12) << name;
   }
-}
-
-// --- conv_transpose -------------------------------------------------------------------------
-
-TEST(ConvTranspose, OutputSizesFollowLax) {
-  Tensor x = test_values({1, 5, 4, 2}, 1), k = test_values({3, 2, 2, 3}, 2);
-  EXPECT_EQ(conv_transpose(x, k, {.strides = {2, 3}}).shape(), (Shape{1, 10, 12, 3}));
-  // VALID: in * s + max(k_eff - s, 0)
-  EXPECT_EQ(conv_transpose(x, k, {.strides = {2, 3}, .padding = Padding::valid()}).shape(),
-            (Shape{1, 11, 12, 3}));
-  EXPECT_EQ(conv_transpose(
-                x, k, {.strides = {2, 1}, .padding = Padding::valid(), .kernel_dilation = {2, 2}})
-                .shape(),
-            (Shape{1, 13, 6, 3}));
-}
-
-TEST(ConvTranspose, GradientsByFiniteDifferences) {
-  Tensor x = test_values({1, 3, 2, 2}, 3), k = test_values({3, 2, 2, 2}, 4);
-  for (bool tk : {false, true})
-    for (Padding p :
-         {Padding::same(), Padding::valid(), Padding::explicit_pads({{1, 0}, {2, 1}})}) {
-      ConvTransposeOptions opt{
-          .strides = {2, 2}, .padding = p, .kernel_dilation = {1, 2}, .transpose_kernel = tk};
-      Tensor r = loss_weights(conv_transpose(x, k, opt).shape());
-      auto f = [&](const std::vector<Tensor>& in) {
-        return sum(conv_transpose(in[0], in[1], opt) * r);
-      };
-      EXPECT_TRUE(check_gradients(f, {x, k})) << p.str() << " transpose_kernel " << tk;
-    }
-}
-
-// With transpose_kernel, conv_transpose is the gradient of a strided VALID conv (what Keras'
-// Conv2DTranspose computes) for sizes where the strided conv loses no input.
-TEST(ConvTranspose, TransposeKernelIsTheGradientOfConv) {
-  Tensor x = test_values({1, 7, 5, 3}, 5), k = test_values({3, 3, 3, 2}, 6);
-  ConvOptions fwd{.strides = {2, 2}, .padding = Padding::valid()};
-  Tensor y = conv(x, k, fwd);  // [1, 3, 2, 2]
-  Tensor g = test_values(y.shape(), 7);
-  Tensor lx = autograd::make_leaf(x, 0);
-  Tensor dx;
-  {
-    autograd::RecordingGuard rec(true);
-    dx = autograd::backward(sum(conv(lx, k, fwd) * g), {lx})[0];
-  }
-  Tensor t = conv_transpose(
-      g, k, {.strides = {2, 2}, .padding = Padding::valid(), .transpose_kernel = true});
-  EXPECT_ALLCLOSE(t, dx, 1e-12, 1e-12);
 }
 
 // --- edge cases and errors ------------------------------------------------------------------
