@@ -59,7 +59,8 @@ nlohmann::json measure(int nodes, const std::string& every_tenth, int launches, 
           {"every_tenth", every_tenth},
           {"launch_us", us},
           {"per_node_ns", us * 1000.0 / nodes},
-          {"counts", {{"kernels", n.kernels}, {"copies", n.copies}, {"memsets", n.memsets}, {"other", n.other}}}};
+          {"counts", {{"kernels", n.kernels}, {"copies", n.copies}, {"memsets", n.memsets}, {"other", n.other}}},
+          {"straight_line", n.straight_line}};
 }
 
 }  // namespace

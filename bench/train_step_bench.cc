@@ -7,7 +7,7 @@
 //              [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N] [--graph on]
 //              [--kernel-trace on] [--attention composed|fused|cudnn] [--allocation-trace FILE]
 //              [--sync-batch-norm on] [--dropout RATE] [--conv-autotune on]
-//              [--pointwise-conv-as-product off]
+//              [--fusions-off NAME,...|all]
 //
 // transformer-lm (the zoo's 4-layer, d_model 128 language model, vocabulary 256, batch 4 x 32
 // tokens by default) is small enough that on a GPU its step measures the framework's cost per op
@@ -28,8 +28,8 @@
 // --conv-autotune on: cuDNN's convolution algorithms timed per shape in the first step
 // (core/autotune.h) instead of taken from its heuristics; the timing's workspaces count in
 // peak_mem_mb.
-// --pointwise-conv-as-product off: ResNet's 1x1 unit-stride convolutions through cuDNN (their
-// kernels transposed to KRSC and back) instead of as matrix products (core/ops/conv.h).
+// --fusions-off NAME,...|all: those fused routes off (core/fusions.h), the ops they replace run
+// instead (as LOOM_FUSIONS_OFF does); the line's "fusions_off" lists every one that is off.
 // A model the zoo does not know yet is reported as {"error": "model not available: ..."} with
 // exit code 0: scripts/bench.sh shows the error in its table and goes on.
 #include <sys/resource.h>
@@ -57,12 +57,12 @@
 #include "kernels/cuda/runtime.h"
 #endif
 #include "core/autotune.h"
+#include "core/fusions.h"
 #include "core/grad.h"
 #include "core/jit.h"
 #include "core/memory.h"
 #include "core/ops/attention.h"
 #include "core/ops/cast.h"
-#include "core/ops/conv.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/loss.h"
 #include "core/ops/reduce.h"
@@ -97,7 +97,7 @@ struct Options {
   std::string allocation_trace;        // file for the device's allocation events ("": none)
   bool sync_batch_norm = false;        // resnet50's BatchNorm over the "batch" axis
   bool conv_autotune = false;          // time cuDNN's convolution algorithms (core/autotune.h)
-  bool pointwise_conv_as_product = true;  // 1x1 convolutions as products (core/ops/conv.h)
+  std::string fusions_off;             // fused routes to switch off (core/fusions.h)
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -108,7 +108,7 @@ struct Options {
             << "       [--peak-tflops X] [--graph on|off] [--kernel-trace on|off]\n"
             << "       [--attention composed|fused|cudnn] [--allocation-trace FILE]\n"
             << "       [--sync-batch-norm on|off] [--dropout RATE] [--conv-autotune on|off]\n"
-            << "       [--pointwise-conv-as-product on|off]\n";
+            << "       [--fusions-off NAME,...|all]\n";
   std::exit(2);
 }
 
@@ -138,6 +138,7 @@ Options parse(int argc, char** argv) {
   str("precision", o.precision);
   str("attention", o.attention);
   str("allocation-trace", o.allocation_trace);
+  str("fusions-off", o.fusions_off);
   num("batch", o.batch);
   num("steps", o.steps);
   num("warmup", o.warmup);
@@ -152,7 +153,6 @@ Options parse(int argc, char** argv) {
   flag("kernel-trace", o.kernel_trace);
   flag("sync-batch-norm", o.sync_batch_norm);
   flag("conv-autotune", o.conv_autotune);
-  flag("pointwise-conv-as-product", o.pointwise_conv_as_product);
   if (!kv.empty()) usage("unknown option --" + kv.begin()->first);
   const bool gpt2 = o.model == "gpt2" || o.model == "gpt2-medium";
   if (o.model != "cnn" && o.model != "resnet50" && !gpt2 && o.model != "transformer-lm")
@@ -268,7 +268,6 @@ nlohmann::json run(const Options& o) {
   set_allow_tf32(true);
   set_attention_implementation(parse_attention_implementation(o.attention, "--attention"));
   set_conv_autotune(o.conv_autotune);
-  set_pointwise_conv_as_product(o.pointwise_conv_as_product);
   std::unique_ptr<AllocationTrace> allocations;
   if (!o.allocation_trace.empty()) allocations = std::make_unique<AllocationTrace>();
   Workload w = make_workload(o, device);
@@ -399,7 +398,8 @@ nlohmann::json run(const Options& o) {
     r["jit_call_ms"] = median(jit_ms);
     r["graph_launch_ms"] = median(launch_ms);
     r["graph_nodes"] = {{"kernels", info->kernel_nodes}, {"copies", info->copy_nodes},
-                        {"memsets", info->memset_nodes}, {"other", info->other_nodes}};
+                        {"memsets", info->memset_nodes}, {"other", info->other_nodes},
+                        {"edges", info->edges}, {"straight_line", info->straight_line}};
   }
   r["mean_ms"] = std::accumulate(ms.begin(), ms.end(), 0.0) / double(ms.size());
   r["min_ms"] = *std::min_element(ms.begin(), ms.end());
@@ -440,10 +440,14 @@ int main(int argc, char** argv) {
   if (o.model == "resnet50") line["image"] = o.image;
   if (o.sync_batch_norm) line["sync_batch_norm"] = true;
   if (o.conv_autotune) line["conv_autotune"] = true;
-  if (!o.pointwise_conv_as_product) line["pointwise_conv_as_product"] = false;
   if (o.dropout != 0.0) line["dropout"] = o.dropout;
   int rc = 0;
   try {
+    for (Fusion f : parse_fusions(o.fusions_off)) set_fusion_enabled(f, false);
+    std::vector<std::string> off;
+    for (Fusion f : all_fusions())
+      if (!fusion_enabled(f)) off.emplace_back(fusion_name(f));
+    if (!off.empty()) line["fusions_off"] = off;
     line.update(run(o));
   } catch (const std::exception& e) {
     std::string what = e.what();

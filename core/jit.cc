@@ -199,7 +199,8 @@ std::optional<JitGraphInfo> Jit::graph_info() const {
   if (!captured()) return std::nullopt;
   const cuda::GraphNodeCounts& n = s_->graph->node_counts();
   return JitGraphInfo{.kernel_nodes = n.kernels, .copy_nodes = n.copies, .memset_nodes = n.memsets,
-                      .other_nodes = n.other, .last_launch_ms = s_->graph->last_launch_ms()};
+                      .other_nodes = n.other, .edges = n.edges,
+                      .straight_line = n.straight_line, .last_launch_ms = s_->graph->last_launch_ms()};
 #else
   return std::nullopt;
 #endif

@@ -65,6 +65,8 @@ bool jit_capturing();
 /// (a launch costs the host time per node) and how long the last replay's launch call took.
 struct JitGraphInfo {
   int64_t kernel_nodes = 0, copy_nodes = 0, memset_nodes = 0, other_nodes = 0;
+  int64_t edges = 0;
+  bool straight_line = false;  // one node after another: a launch costs the same at any length
   double last_launch_ms = 0;
 };
 

@@ -4,6 +4,7 @@
 #include "core/device.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/fusions.h"
 #include "core/grad.h"
 #include "core/memory.h"
 #include "core/ops/conv.h"

@@ -5,7 +5,8 @@
 # test in its own process (a crash or a poisoned CUDA context fails one test, not the rest),
 # then scripts/bench.sh --gpu against JAX, and prints a short table. Logs go to $OUT.
 #
-# Usage: scripts/gpu_prebuilt.sh [--tests-only|--bench-only|--profile-only|--fusion-probe]
+# Usage: scripts/gpu_prebuilt.sh [--tests-only|--bench-only|--profile-only|--fusions-ab|
+#                                 --fusion-probe]
 #                                [--with-fusion-probe] [--extras]
 #                                [--filter GLOB] [--models LIST] [--jobs N] [--no-eager]
 #   --filter   only the gpu tests whose Suite.Name matches GLOB (bash pattern)
@@ -17,9 +18,11 @@
 #              and the step as a CUDA graph (--graph on); for gpt2 also with --attention fused
 #              and --attention cudnn; the allocations of one eager step (after one),
 #              replayed through the allocator's policies (bench/allocator_replay.cc); for
-#              resnet50 the graph step again with --conv-autotune on and with
-#              --pointwise-conv-as-product off (1x1 convolutions through cuDNN); the memory-bound
+#              resnet50 the graph step again with --conv-autotune on; the memory-bound
 #              kernels' bandwidth; a graph launch's host time against its nodes
+#   --fusions-ab  loom alone, per model of --models: the graph step (20 steps after 3) with
+#              every fused route on, then with each of the model's fusions off
+#              (core/fusions.h, loom_bench --fusions-off), then all off: what each saves
 #   --fusion-probe  only bench/cudnn_fusion_probe.cc: whether cuDNN's conv + BatchNorm fusion
 #              graphs build on this GPU and what they cost (ResNet-50 layers, batch 256);
 #              --with-fusion-probe runs it after the tests (one device call for both)
@@ -30,12 +33,13 @@ REPO=$PWD
 OUT=${OUT:-$REPO/out}
 mkdir -p "$OUT"
 
-tests=1 bench=1 profile=0 probe=0 extras=0 eager=1 filter='*' models="" jobs=4
+tests=1 bench=1 profile=0 fusions_ab=0 probe=0 extras=0 eager=1 filter='*' models="" jobs=4
 while (($#)); do
   case "$1" in
     --tests-only) bench=0 ;;
     --bench-only) tests=0 ;;
     --profile-only) tests=0 bench=0 profile=1 ;;
+    --fusions-ab) tests=0 bench=0 fusions_ab=1 ;;
     --fusion-probe) tests=0 bench=0 probe=1 ;;
     --with-fusion-probe) probe=1 ;;
     --extras) extras=1 ;;
@@ -43,12 +47,17 @@ while (($#)); do
     --filter) filter=$2; shift ;;
     --models) models=$2; shift ;;
     --jobs) jobs=$2; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "gpu_prebuilt: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 log() { printf '[gpu_prebuilt %4ds] %s\n' "$SECONDS" "$*"; }
+# A --models entry as $model and $prec: resnet50-bf16 -> resnet50 bf16, cnn -> cnn f32.
+split_spec() {
+  model=$1 prec=f32
+  if [[ $1 == *-f32 || $1 == *-bf16 ]]; then model=${1%-*} prec=${1##*-}; fi
+}
 
 # --- the programs and the libraries they load ---------------------------------------------------
 B=${TMPDIR:-/tmp}/loom-bundle
@@ -86,6 +95,8 @@ if [[ -n $compiled_root && ! -e $compiled_root ]]; then
 fi
 
 status=0
+# The models that --profile-only and --fusions-ab run loom alone on.
+IFS=, read -ra loom_specs <<< "${models:-resnet50-bf16,gpt2-bf16}"
 # --- the gpu tests, one process each --------------------------------------------------------------
 if ((tests)); then
   T=$OUT/gpu_tests
@@ -121,10 +132,8 @@ fi
 if ((profile)); then
   P=$OUT/profile
   mkdir -p "$P"
-  IFS=, read -ra specs <<< "${models:-resnet50-bf16,gpt2-bf16}"
-  for spec in "${specs[@]}"; do
-    model=$spec prec=f32
-    [[ $spec == *-f32 || $spec == *-bf16 ]] && model=${spec%-*} prec=${spec##*-}
+  for spec in "${loom_specs[@]}"; do
+    split_spec "$spec"
     run=("$B/bin/loom_bench" --model "$model" --device cuda --precision "$prec")
     log "$spec: host waits (LOOM_SYNC_DEBUG=1, 2 steps after 3)"
     LOOM_SYNC_DEBUG=1 timeout 120 "${run[@]}" --warmup 3 --steps 2 > "$P/$spec.waits.json" \
@@ -160,12 +169,6 @@ PY
         log "WARNING: $spec autotuned graph run failed"
       tail -3 "$P/$spec.graph-autotune.err"
       graph_runs+=("$P/$spec.graph-autotune.json")
-      log "$spec: the same with 1x1 convolutions through cuDNN (--pointwise-conv-as-product off)"
-      timeout 120 "${run[@]}" --warmup 3 --steps 20 --graph on --pointwise-conv-as-product off \
-        > "$P/$spec.graph-pointwise-cudnn.json" 2> "$P/$spec.graph-pointwise-cudnn.err" ||
-        log "WARNING: $spec graph run with cuDNN 1x1 convolutions failed"
-      tail -3 "$P/$spec.graph-pointwise-cudnn.err"
-      graph_runs+=("$P/$spec.graph-pointwise-cudnn.json")
     fi
     python3 - "${graph_runs[@]}" <<'PY' || true
 import json, sys
@@ -199,6 +202,50 @@ PY
     log "WARNING: loom_graph_launch_bench failed"
   cut -c1-200 "$P/graph_launch.jsonl"
   tar -czf "$OUT/profile.tgz" -C "$OUT" profile && rm -rf "$P"
+fi
+
+# --- what each fused route saves: the step with it off ------------------------------------------
+if ((fusions_ab)); then
+  F=$OUT/fusions_ab
+  mkdir -p "$F"
+  for spec in "${loom_specs[@]}"; do
+    split_spec "$spec"
+    run=("$B/bin/loom_bench" --model "$model" --device cuda --precision "$prec" --graph on
+         --warmup 3 --steps 20)
+    [[ $model == gpt2* ]] && run+=(--attention cudnn)
+    # The fusions this model's step takes (core/fusions.h).
+    case $model in
+      resnet50) own=(pointwise_conv_as_product batch_norm_relu_mask_from_x
+                     batch_norm_running_stats_in_kernel) ;;
+      *) own=(gelu_epilogue dgelu_epilogue residual_epilogue input_grad_accumulate
+              norm_rows_in_registers cross_entropy_grad_in_forward) ;;
+    esac
+    runs=()
+    for off in none "${own[@]}" all; do
+      log "$spec: graph step, fusions off: $off"
+      args=()
+      [[ $off != none ]] && args=(--fusions-off "$off")
+      timeout 120 "${run[@]}" "${args[@]}" > "$F/$spec.$off.json" 2> "$F/$spec.$off.err" ||
+        log "WARNING: $spec run with $off off failed"
+      runs+=("$F/$spec.$off.json")
+    done
+    python3 - "${runs[@]}" <<'PY' || true
+import json, sys
+rows = []
+for f in sys.argv[1:]:
+  lines = [l for l in open(f) if l.startswith('{')]
+  d = json.loads(lines[-1]) if lines else {'error': 'no result'}
+  rows.append((f.split('.')[-2], d))
+base = rows[0][1].get('median_ms')
+print(f"    {'fusions off':36s} {'step ms':>9s} {'/ all on':>9s} {'nodes':>6s} {'final loss':>12s}")
+for off, d in rows:
+  ms = d.get('median_ms')
+  nodes = sum(v for k, v in (d.get('graph_nodes') or {}).items() if k in ('kernels', 'copies', 'memsets', 'other'))
+  ratio = f"{ms / base:9.3f}" if ms and base else f"{'-':>9s}"
+  print(f"    {off:36s} {ms or 0:9.2f} {ratio} {nodes:6d} {d.get('final_loss') or float('nan'):12.6g} {d.get('error', '')}")
+PY
+  done
+  tar -czf "$OUT/fusions_ab.tgz" -C "$OUT" fusions_ab && rm -rf "$F"
 fi
 
 # --- cuDNN's convolution + BatchNorm fusion graphs ----------------------------------------------

@@ -4,6 +4,7 @@
 #include <tuple>
 
 #include "core/autodiff.h"
+#include "core/fusions.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/norm_common.h"
@@ -65,7 +66,8 @@ std::optional<cuda::RunningStatsUpdate> running_update_in_kernel(
     return t.defined() && t.dtype() == DType::F32 && t.numel() == c && t.device() == x.device() &&
            !autograd::needs_grad({&t});
   };
-  if (!x.is_cuda() || pmean || acc != DType::F32 || !fits(running.mean) || !fits(running.var))
+  if (!x.is_cuda() || pmean || acc != DType::F32 || !fits(running.mean) || !fits(running.var) ||
+      !fusion_enabled(Fusion::batch_norm_running_stats_in_kernel))
     return std::nullopt;
   Tensor mean = running.mean.contiguous(), var = running.var.contiguous();
   result.running_mean = Tensor::empty(mean.shape(), DType::F32, x.device());
@@ -142,7 +144,8 @@ BatchNormResult batch_norm_fused(const Tensor& x, const Tensor& scale, const Ten
   // when bn + residual > 0): recomputing with a residual would read the residual instead of y,
   // the same bytes, and the CPU's forward rounds as its compiler chose. Saving y costs no
   // memory: the next conv keeps it alive.
-  const bool mask_from_x = with_relu && !residual.defined() && x.is_cuda();
+  const bool mask_from_x = with_relu && !residual.defined() && x.is_cuda() &&
+                           fusion_enabled(Fusion::batch_norm_relu_mask_from_x);
   Tensor relu_out = with_relu && !mask_from_x ? autograd::saved(y) : Tensor();
   bool want_residual = autograd::needs_grad({&residual});
   result.y = autograd::record("batch_norm", y, {x, scale, bias, residual}, [=](const Tensor& g_in) {

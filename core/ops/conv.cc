@@ -1,10 +1,10 @@
 #include "core/ops/conv.h"
 
 #include <algorithm>
-#include <atomic>
 #include <tuple>
 
 #include "core/autodiff.h"
+#include "core/fusions.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/linalg.h"
 #include "core/ops/shape.h"
@@ -17,8 +17,6 @@ namespace loom {
 namespace {
 
 using Grads = std::vector<Tensor>;
-
-std::atomic<bool> g_pointwise_conv_as_product{true};
 
 std::string describe(const Tensor& t) {
   return detail::cat(shape_str(t.shape()), " (", dtype_name(t.dtype()), ", ", t.device().str(),
@@ -337,7 +335,7 @@ Tensor conv_impl(const Tensor& x, const Tensor& kernel, const ConvOptions& opt, 
         window_output_size(dilated, k_eff, strides[d], pads[d].first, pads[d].second));
   }
   bool nonempty = shape_numel(g.y_shape()) > 0 && xin.numel() > 0 && kernel.numel() > 0;
-  if (nonempty && pointwise(g) && g_pointwise_conv_as_product.load(std::memory_order_relaxed))
+  if (nonempty && pointwise(g) && fusion_enabled(Fusion::pointwise_conv_as_product))
     return detail::dot_general_as(xin, kernel.reshape({c_in, c_out}),
                                   {{x.ndim() - 1}, {0}, {}, {}}, op);
   // cuDNN takes only symmetric, non-negative padding and no input dilation; the CPU kernel
@@ -363,10 +361,6 @@ std::pair<int64_t, int64_t> transpose_padding(int64_t k, int64_t s, bool same) {
 }
 
 }  // namespace
-
-bool set_pointwise_conv_as_product(bool enabled) {
-  return g_pointwise_conv_as_product.exchange(enabled);
-}
 
 Tensor conv(const Tensor& x, const Tensor& kernel, const ConvOptions& opt) {
   return conv_impl(x, kernel, opt, "conv", false);

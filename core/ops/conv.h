@@ -51,25 +51,9 @@ struct ConvTransposeOptions {
 /// Computed as conv with input_dilation = strides. Differentiable in x and kernel.
 Tensor conv_transpose(const Tensor& x, const Tensor& kernel, const ConvTransposeOptions& opt = {});
 
-/// Process-wide switch (thread-safe; returns the previous value): whether conv runs a 1x1
-/// convolution with unit strides, no padding and one group as a matrix product (the default: on
-/// the GPU one cuBLASLt product a pass reading the HWIO kernel as it is) or through the
-/// convolution kernels (cuDNN, which needs the kernel and its gradient transposed). Both compute
-/// the same function; the switch is there to time one against the other.
-bool set_pointwise_conv_as_product(bool enabled);
-
-/// RAII: the switch set for a scope, then restored.
-class PointwiseConvAsProductScope {
- public:
-  explicit PointwiseConvAsProductScope(bool enabled)
-      : previous_(set_pointwise_conv_as_product(enabled)) {}
-  ~PointwiseConvAsProductScope() { set_pointwise_conv_as_product(previous_); }
-  PointwiseConvAsProductScope(const PointwiseConvAsProductScope&) = delete;
-  PointwiseConvAsProductScope& operator=(const PointwiseConvAsProductScope&) = delete;
-
- private:
-  bool previous_;
-};
+// A 1x1 convolution with unit strides, no padding and one group runs as a matrix product on
+// the HWIO kernel as stored (on the GPU one cuBLASLt product a pass; cuDNN would need the kernel
+// and its gradient transposed) unless Fusion::pointwise_conv_as_product is off (core/fusions.h).
 
 namespace detail {
 /// conv computed as the CUDA path computes it on any device: input dilation and asymmetric or

@@ -5,6 +5,7 @@
 #include <tuple>
 
 #include "core/autodiff.h"
+#include "core/fusions.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/product_operands.h"
@@ -245,7 +246,8 @@ GemmProblem input_grad_problem(const Tensor& g, const Tensor& w, Tensor& g2, Ten
 // GEMM takes that dtype; undefined otherwise. One pass less over a's gradient than the product
 // and a separate add: the three projections of an attention's input each add into one gradient.
 Tensor input_grad_into(const Tensor& g, const Tensor& w, const Tensor& into) {
-  if (!into.defined() || !into.is_contiguous() || into.dtype() != g.dtype() ||
+  if (!fusion_enabled(Fusion::input_grad_accumulate) || !into.defined() ||
+      !into.is_contiguous() || into.dtype() != g.dtype() ||
       into.device() != g.device() || into.ndim() != g.ndim() || into.shape().back() != w.dim(0))
     return Tensor();
   for (int64_t d = 0; d + 1 < g.ndim(); ++d)
@@ -463,7 +465,8 @@ Tensor record_product(const char* op, const Tensor& a2, const Tensor& b2, const 
   std::vector<Tensor> inputs = {a2, b2, bias2};
   Tensor a_gelu_input;  // the GELU's input, when a's gradient goes through it here
   if (const auto& node = a2.grad_node();
-      node && node->epilogue_gelu_input.defined() && node->inputs.size() == 1 && node->inputs[0] &&
+      node && fusion_enabled(Fusion::dgelu_epilogue) && node->epilogue_gelu_input.defined() &&
+      node->inputs.size() == 1 && node->inputs[0] &&
       node->epilogue_gelu_input.shape() == a2.shape() && node->epilogue_gelu_input.dtype() == dt) {
     a_gelu_input = node->epilogue_gelu_input;
     Tensor rooted = a_gelu_input.detach();
@@ -519,7 +522,8 @@ Tensor matmul_bias_act(const Tensor& a, const Tensor& b, const Tensor& bias, Epi
   // the output (one pass less over memory than a separate GELU); for ReLU only the bias is fused.
   // Not for float64 (a dtype for checking, not speed), whose aux epilogues cuBLASLt may refuse
   // with an error rather than with "not supported".
-  const bool keep_gelu_input = grad && ep == Epilogue::BiasGelu && dt != DType::F64;
+  const bool keep_gelu_input = grad && ep == Epilogue::BiasGelu && dt != DType::F64 &&
+                               fusion_enabled(Fusion::gelu_epilogue);
   Tensor pre;  // the product + bias that the epilogue's GELU took, when kept
   Tensor out = fused_forward(a2.detach(), b2.detach(), bias2.detach(),
                              grad && !keep_gelu_input ? Epilogue::Bias : ep,
@@ -569,7 +573,8 @@ Tensor matmul_bias_add(const Tensor& a, const Tensor& b, const Tensor& bias,
   if (bias.defined()) dt = promote_types(dt, bias.dtype());
   // One call where the residual is the output's own shape and dtype (the product in its own
   // dtype, then the add's promotion, agree); otherwise the add broadcasts and promotes.
-  if (!a.is_cuda() || rs != out_shape || residual.dtype() != dt || !residual.is_contiguous())
+  if (!a.is_cuda() || rs != out_shape || residual.dtype() != dt || !residual.is_contiguous() ||
+      !fusion_enabled(Fusion::residual_epilogue))
     return composed();
   Tensor a2 = a.to(dt), b2 = b.to(dt), r2 = residual;
   Tensor bias2 = bias.defined() ? bias.to(dt) : Tensor();

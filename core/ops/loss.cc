@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/autodiff.h"
+#include "core/fusions.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/reduce.h"
@@ -141,7 +142,8 @@ Tensor softmax_cross_entropy_with_integer_labels(const Tensor& logits_in, const 
   // something else (none, for the usual mean loss), where it read every row again.
   Tensor dx;
   std::optional<double> written_for;
-  if (grad && logits.is_cuda() && out_dtype == DType::F32 && rows > 0) {
+  if (grad && logits.is_cuda() && out_dtype == DType::F32 && rows > 0 &&
+      fusion_enabled(Fusion::cross_entropy_grad_in_forward)) {
     dx = gradient_like(logits, ld);
     LOOM_CUDA_ONLY(if (cuda::cross_entropy_can_write_gradient(logits.raw_data(), dx.raw_data()))
                        written_for = double(1.0f / float(rows)));

@@ -4,6 +4,7 @@
 #include <tuple>
 
 #include "core/autodiff.h"
+#include "core/fusions.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/norm_common.h"
@@ -39,7 +40,8 @@ Tensor norm_fused(const Tensor& x, const Tensor& scale, const Tensor& sv, const 
   if (x.is_cuda()) {
     LOOM_CUDA_ONLY(cuda::norm_rows(xc.raw_data(), in_dtype, y.raw_data(), dt.out, ptr(s), ptr(b),
                                    half_params, mu.defined() ? mu.raw_data() : nullptr, rstd.raw_data(), rows, n,
-                                   eps, rms, stream_of(x)));
+                                   eps, rms, stream_of(x),
+                                   fusion_enabled(Fusion::norm_rows_in_registers)));
   } else {
     cpu::norm_rows(xc.raw_data(), in_dtype, y.raw_data(), dt.out, ptr(s), ptr(b),
                    mu.defined() ? mu.raw_data() : nullptr, rstd.raw_data(), rows, n, eps, rms);
@@ -62,7 +64,8 @@ Tensor norm_fused(const Tensor& x, const Tensor& scale, const Tensor& sv, const 
       LOOM_CUDA_ONLY(cuda::norm_rows_backward(xc.raw_data(), in_dtype, g.raw_data(), dt.out,
                                               ptr(mu), rstd.raw_data(), ptr(s), half_params,
                                               dx.raw_data(), rows, n, rms, accumulate,
-                                              stream_of(xc)));
+                                              stream_of(xc),
+                                              fusion_enabled(Fusion::norm_rows_in_registers)));
     } else {
       cpu::norm_rows_backward(xc.raw_data(), in_dtype, g.raw_data(), dt.out, ptr(mu),
                               rstd.raw_data(), ptr(s), dx.raw_data(), rows, n, rms, accumulate);

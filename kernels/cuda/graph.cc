@@ -3,6 +3,7 @@
 #include <cuda_runtime_api.h>
 
 #include <chrono>
+#include <unordered_map>
 #include <vector>
 
 #include "core/error.h"
@@ -34,6 +35,17 @@ GraphNodeCounts count_nodes(cudaGraph_t graph) {
     else if (type == cudaGraphNodeTypeMemset) ++counts.memsets;
     else ++counts.other;
   }
+  size_t edges = 0, roots = 0;
+  LOOM_CUDA_CHECK(cudaGraphGetEdges(graph, nullptr, nullptr, nullptr, &edges));
+  LOOM_CUDA_CHECK(cudaGraphGetRootNodes(graph, nullptr, &roots));
+  std::vector<cudaGraphNode_t> from(edges), to(edges);
+  LOOM_CUDA_CHECK(cudaGraphGetEdges(graph, from.data(), to.data(), nullptr, &edges));
+  std::unordered_map<cudaGraphNode_t, int> out_degree, in_degree;
+  bool branches = false;
+  for (size_t i = 0; i < edges; ++i)
+    branches = branches || ++out_degree[from[i]] > 1 || ++in_degree[to[i]] > 1;
+  counts.edges = int64_t(edges);
+  counts.straight_line = n > 0 && roots == 1 && !branches;
   return counts;
 }
 

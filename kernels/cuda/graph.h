@@ -9,9 +9,12 @@ struct CUgraphExec_st;
 
 namespace loom::cuda {
 
-/// A captured graph's nodes by kind: the host's cost of a launch grows with them.
+/// A captured graph's nodes by kind, and its shape: the host's cost of a launch grows with the
+/// nodes, except (by NVIDIA's account, with drivers from CUDA 12.6 on) in a straight line.
 struct GraphNodeCounts {
   int64_t kernels = 0, copies = 0, memsets = 0, other = 0;
+  int64_t edges = 0;
+  bool straight_line = false;  // one root, and no node with two dependencies or two dependents
 };
 
 class Graph {

@@ -12,7 +12,7 @@ namespace loom::cuda {
 /// scale and bias (and dscale, dbias) are of the statistics type, or with `half_params` of a
 /// half x's own dtype (no float32 copies of a bf16 model's parameters and their gradients).
 /// `cached`: rows of up to 1024 elements that take 16-byte packs are held in registers (the
-/// default); false runs the streaming kernels instead (loom_kernel_bench compares the two).
+/// default; the ops pass Fusion::norm_rows_in_registers); false runs the streaming kernels.
 void norm_rows(const void* x, DType dtype, void* y, DType out_dtype, const void* scale,
                const void* bias, bool half_params, void* mean, void* rstd, int64_t rows, int64_t n,
                double eps, bool rms, Stream stream, bool cached = true);

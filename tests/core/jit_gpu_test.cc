@@ -82,6 +82,10 @@ TEST(JitGpu, CapturedStepEqualsEagerStep) {
   const std::optional<JitGraphInfo> info = step.graph_info();
   ASSERT_TRUE(info.has_value());
   EXPECT_GE(info->kernel_nodes, 6);
+  // Everything runs on one stream, so the capture is a straight line of nodes.
+  EXPECT_TRUE(info->straight_line);
+  EXPECT_EQ(info->edges, info->kernel_nodes + info->copy_nodes + info->memset_nodes +
+                             info->other_nodes - 1);
   EXPECT_GT(info->last_launch_ms, 0.0);
   EXPECT_ALLCLOSE(q["w1"].tensor().to(Device::cpu()), p["w1"].tensor().to(Device::cpu()), 1e-5, 1e-6);
 }

@@ -3,6 +3,7 @@
 // cuBLAS sum in another order; bf16 compute 1e-2 on the logits), init on the GPU equals the CPU's.
 #include <gtest/gtest.h>
 
+#include "core/fusions.h"
 #include "core/grad.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/loss.h"
@@ -137,6 +138,53 @@ TEST(ModelsGpu, Bf16Compute) {
   EXPECT_EQ(r.apply(rv, x).dtype(), DType::BF16);
   EXPECT_ALLCLOSE(r.apply(to_device(rv, gpu), x.to(gpu)).to(Device::cpu()).to(DType::F32),
                   r.apply(rv, x).to(DType::F32), 1e-2, 1e-2);
+}
+
+TEST(ModelsGpu, EachFusionOffGivesTheSameStep) {
+  // Every fused route (core/fusions.h) switched off in turn, and all of them: a bottleneck ResNet
+  // (1x1 convolutions, BatchNorm + ReLU, running statistics) and a transformer LM (GELU and
+  // residual epilogues, q/k/v input gradients, LayerNorm rows, cross-entropy) give the CPU's
+  // loss, gradients and batch statistics at the tolerances of the tests above.
+  LOOM_REQUIRE_GPU();
+  Device gpu = Device::cuda(0);
+  ResNet r = resnet({1, 1}, ResNetBlockKind::Bottleneck, 10, {.num_filters = 8});
+  Tensor x = testing::test_values({2, 16, 16, 3}, 5, -1, 1, DType::F32);
+  Tensor labels = from_vector(std::vector<int32_t>{3, 7}, {2});
+  Tree rv = r.init(random::key(0), x);
+  auto resnet_loss = [&](const Tree& stats, const Tensor& in, const Tensor& lab) {
+    return [&, stats, in, lab](const Tree& p) {
+      auto [logits, upd] = r.apply_mutable(nn::variables({{"params", p}, {"batch_stats", stats}}),
+                                           {"batch_stats"}, in);
+      return std::pair{mean(softmax_cross_entropy_with_integer_labels(logits, lab)), upd};
+    };
+  };
+  TransformerLM lm{.vocab_size = 32, .max_len = 8, .num_layers = 2, .num_heads = 2, .d_model = 16};
+  Tensor tokens = from_vector(std::vector<int32_t>{1, 5, 7, 2, 9, 3, 3, 0, 31, 8, 4, 6, 2, 2, 1, 0},
+                              {2, 8});
+  Tree lv = lm.init(random::key(0), tokens);
+  auto lm_loss = [&](const Tensor& t) {
+    return [&, t](const Tree& p) {
+      return mean(softmax_cross_entropy_with_integer_labels(lm.apply(nn::variables({{"params", p}}), t), t));
+    };
+  };
+  auto [rl, rstats, rg] = value_and_grad_aux(resnet_loss(rv["batch_stats"], x, labels))(rv["params"]);
+  auto [ll, lg] = value_and_grad(lm_loss(tokens))(lv["params"]);
+  const Tree rgv = to_device(rv, gpu), lgp = to_device(lv["params"], gpu);
+  std::vector<std::vector<Fusion>> settings;
+  for (Fusion f : all_fusions()) settings.push_back({f});
+  settings.push_back(all_fusions());
+  for (const std::vector<Fusion>& off : settings) {
+    SCOPED_TRACE(off.size() == 1 ? std::string(fusion_name(off[0])) : std::string("all"));
+    FusionScope scope(off, false);
+    auto [grl, grstats, grg] = value_and_grad_aux(
+        resnet_loss(rgv["batch_stats"], x.to(gpu), labels.to(gpu)))(rgv["params"]);
+    EXPECT_NEAR(grl.item<float>(), rl.item<float>(), 1e-4 * std::abs(rl.item<float>()));
+    EXPECT_TRUE(trees_close(grg, rg, 1e-3, 1e-5));
+    EXPECT_TRUE(trees_close(grstats, rstats, 1e-4, 1e-6));
+    auto [gll, glg] = value_and_grad(lm_loss(tokens.to(gpu)))(lgp);
+    EXPECT_NEAR(gll.item<float>(), ll.item<float>(), 1e-4 * std::abs(ll.item<float>()));
+    EXPECT_TRUE(trees_close(glg, lg, 1e-3, 1e-5));
+  }
 }
 
 }  // namespace

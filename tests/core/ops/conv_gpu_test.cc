@@ -3,6 +3,7 @@
 // groups and 1-D / 2-D / 3-D; float32 at 1e-5, bfloat16 and float16 at 1e-2.
 #include "core/autodiff.h"
 #include "core/autotune.h"
+#include "core/fusions.h"
 #include "core/ops/conv.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/reduce.h"
@@ -153,7 +154,7 @@ TEST(ConvGpu, PointwiseConvolutionAsAProductMatchesCudnn) {
       auto cpu = run(c, Device::cpu(), dt), product = run(c, Device::cuda(), dt);
       std::vector<Tensor> cudnn;
       {
-        PointwiseConvAsProductScope cudnn_route(false);
+        FusionScope cudnn_route({Fusion::pointwise_conv_as_product}, false);
         cudnn = run(c, Device::cuda(), dt);
       }
       for (size_t i = 0; i < 3; ++i) {

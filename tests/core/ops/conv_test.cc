@@ -10,6 +10,7 @@
 #include <tuple>
 
 #include "core/autodiff.h"
+#include "core/fusions.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/reduce.h"
 #include "core/ops/shape.h"
@@ -332,7 +333,7 @@ TEST(Conv, PointwiseConvolutionIsAProduct) {
   for (const Route& c : routes) {
     Tensor x = test_values(c.x, seed++), w = test_values(c.w, seed++);
     auto run = [&](bool as_product) {
-      PointwiseConvAsProductScope route(as_product);
+      FusionScope route({Fusion::pointwise_conv_as_product}, as_product);
       Tensor lx = autograd::make_leaf(x, 0), lw = autograd::make_leaf(w, 1);
       autograd::RecordingGuard rec(true);
       Tensor y = conv(lx, lw, c.opt);
