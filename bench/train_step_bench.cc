@@ -6,7 +6,7 @@
 //   loom_bench --model cnn|resnet50|gpt2|gpt2-medium|transformer-lm [--batch N] [--steps N] [--warmup N]
 //              [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N] [--graph on]
 //              [--kernel-trace on] [--attention composed|fused|cudnn] [--allocation-trace FILE]
-//              [--sync-batch-norm on] [--dropout RATE] [--conv-autotune on]
+//              [--sync-batch-norm on] [--dropout RATE] [--conv-autotune on] [--gemm-autotune on]
 //              [--fusions-off NAME,...|all]
 //
 // transformer-lm (the zoo's 4-layer, d_model 128 language model, vocabulary 256, batch 4 x 32
@@ -27,7 +27,7 @@
 // default 0.1); 0 by default, as the JAX script and llm.c's benchmark runs.
 // --conv-autotune on: cuDNN's convolution algorithms timed per shape in the first step
 // (core/autotune.h) instead of taken from its heuristics; the timing's workspaces count in
-// peak_mem_mb.
+// peak_mem_mb. --gemm-autotune on: the same for cuBLASLt's products.
 // --fusions-off NAME,...|all: those fused routes off (core/fusions.h), the ops they replace run
 // instead (as LOOM_FUSIONS_OFF does); the line's "fusions_off" lists every one that is off.
 // A model the zoo does not know yet is reported as {"error": "model not available: ..."} with
@@ -97,6 +97,7 @@ struct Options {
   std::string allocation_trace;        // file for the device's allocation events ("": none)
   bool sync_batch_norm = false;        // resnet50's BatchNorm over the "batch" axis
   bool conv_autotune = false;          // time cuDNN's convolution algorithms (core/autotune.h)
+  bool gemm_autotune = false;          // time cuBLASLt's product algorithms (core/autotune.h)
   std::string fusions_off;             // fused routes to switch off (core/fusions.h)
 };
 
@@ -108,6 +109,7 @@ struct Options {
             << "       [--peak-tflops X] [--graph on|off] [--kernel-trace on|off]\n"
             << "       [--attention composed|fused|cudnn] [--allocation-trace FILE]\n"
             << "       [--sync-batch-norm on|off] [--dropout RATE] [--conv-autotune on|off]\n"
+            << "       [--gemm-autotune on|off]\n"
             << "       [--fusions-off NAME,...|all]\n";
   std::exit(2);
 }
@@ -153,6 +155,7 @@ Options parse(int argc, char** argv) {
   flag("kernel-trace", o.kernel_trace);
   flag("sync-batch-norm", o.sync_batch_norm);
   flag("conv-autotune", o.conv_autotune);
+  flag("gemm-autotune", o.gemm_autotune);
   if (!kv.empty()) usage("unknown option --" + kv.begin()->first);
   const bool gpt2 = o.model == "gpt2" || o.model == "gpt2-medium";
   if (o.model != "cnn" && o.model != "resnet50" && !gpt2 && o.model != "transformer-lm")
@@ -268,6 +271,7 @@ nlohmann::json run(const Options& o) {
   set_allow_tf32(true);
   set_attention_implementation(parse_attention_implementation(o.attention, "--attention"));
   set_conv_autotune(o.conv_autotune);
+  set_gemm_autotune(o.gemm_autotune);
   std::unique_ptr<AllocationTrace> allocations;
   if (!o.allocation_trace.empty()) allocations = std::make_unique<AllocationTrace>();
   Workload w = make_workload(o, device);
@@ -440,6 +444,7 @@ int main(int argc, char** argv) {
   if (o.model == "resnet50") line["image"] = o.image;
   if (o.sync_batch_norm) line["sync_batch_norm"] = true;
   if (o.conv_autotune) line["conv_autotune"] = true;
+  if (o.gemm_autotune) line["gemm_autotune"] = true;
   if (o.dropout != 0.0) line["dropout"] = o.dropout;
   int rc = 0;
   try {

@@ -1,4 +1,4 @@
-// Timed autotuning of cuDNN's convolution algorithms.
+// Timed autotuning of cuDNN's convolution algorithms and cuBLASLt's matrix products.
 //
 // By default a convolution takes the algorithm cuDNN's heuristics rank first for its shape: no
 // device time and no memory beyond the chosen algorithm's workspace. With autotuning on, the
@@ -10,8 +10,15 @@
 // depends on timings, so two runs may pick different algorithms and round differently (in
 // deterministic mode only deterministic algorithms are candidates either way).
 //
+// The products work the same way (`set_gemm_autotune`): the first call of each product shape,
+// epilogue and alignment times up to 8 of cuBLASLt's heuristic algorithms on the call's own
+// operands (the output going to scratch) and keeps the fastest, as XLA's GEMM autotuner does.
+// Batched products (attention's composed path) and deterministic mode keep the heuristic's
+// first choice.
+//
 // Example:
 //   loom::set_conv_autotune(true);   // before the first training steps
+//   loom::set_gemm_autotune(true);
 #pragma once
 
 namespace loom {
@@ -27,6 +34,22 @@ class ConvAutotuneScope {
   ~ConvAutotuneScope() { set_conv_autotune(previous_); }
   ConvAutotuneScope(const ConvAutotuneScope&) = delete;
   ConvAutotuneScope& operator=(const ConvAutotuneScope&) = delete;
+
+ private:
+  bool previous_;
+};
+
+/// Process-wide switch for the products (thread-safe); returns the previous value.
+bool set_gemm_autotune(bool enabled);
+bool gemm_autotune();
+
+/// RAII: product autotuning on (or off) for a scope, restoring the previous setting.
+class GemmAutotuneScope {
+ public:
+  explicit GemmAutotuneScope(bool enabled = true) : previous_(set_gemm_autotune(enabled)) {}
+  ~GemmAutotuneScope() { set_gemm_autotune(previous_); }
+  GemmAutotuneScope(const GemmAutotuneScope&) = delete;
+  GemmAutotuneScope& operator=(const GemmAutotuneScope&) = delete;
 
  private:
   bool previous_;

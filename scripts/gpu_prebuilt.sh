@@ -17,12 +17,13 @@
 #              addr2line -C -f -e build/bench/loom_bench), device time per kernel (--kernel-trace)
 #              and the step as a CUDA graph (--graph on); for gpt2 also with --attention fused
 #              and --attention cudnn; the allocations of one eager step (after one),
-#              replayed through the allocator's policies (bench/allocator_replay.cc); for
-#              resnet50 the graph step again with --conv-autotune on; the memory-bound
-#              kernels' bandwidth; a graph launch's host time against its nodes
+#              replayed through the allocator's policies (bench/allocator_replay.cc); the
+#              memory-bound kernels' bandwidth; a graph launch's host time against its nodes
 #   --fusions-ab  loom alone, per model of --models: the graph step (20 steps after 3) with
 #              every fused route on, then with each of the model's fusions off
-#              (core/fusions.h, loom_bench --fusions-off), then all off: what each saves
+#              (core/fusions.h, loom_bench --fusions-off), then all off: what each saves; then
+#              with the products' algorithms timed (--gemm-autotune on), and for resnet50 the
+#              convolutions' too (--conv-autotune on)
 #   --fusion-probe  only bench/cudnn_fusion_probe.cc: whether cuDNN's conv + BatchNorm fusion
 #              graphs build on this GPU and what they cost (ResNet-50 layers, batch 256);
 #              --with-fusion-probe runs it after the tests (one device call for both)
@@ -161,16 +162,7 @@ PY
     timeout 120 "${run[@]}" --warmup 3 --steps 20 --graph on > "$P/$spec.graph.json" \
       2> "$P/$spec.graph.err" || log "WARNING: $spec graph run failed"
     tail -c 600 "$P/$spec.graph.json" "$P/$spec.graph.err"; echo
-    graph_runs=("$P/$spec.graph.json")
-    if [[ $model == resnet50 ]]; then
-      log "$spec: the same with cuDNN's convolution algorithms timed (--conv-autotune on)"
-      timeout 120 "${run[@]}" --warmup 3 --steps 20 --graph on --conv-autotune on \
-        > "$P/$spec.graph-autotune.json" 2> "$P/$spec.graph-autotune.err" ||
-        log "WARNING: $spec autotuned graph run failed"
-      tail -3 "$P/$spec.graph-autotune.err"
-      graph_runs+=("$P/$spec.graph-autotune.json")
-    fi
-    python3 - "${graph_runs[@]}" <<'PY' || true
+    python3 - "$P/$spec.graph.json" <<'PY' || true
 import json, sys
 for f in sys.argv[1:]:
   d = json.loads([l for l in open(f) if l.startswith('{')][-1])
@@ -221,14 +213,20 @@ if ((fusions_ab)); then
               norm_rows_in_registers cross_entropy_grad_in_forward) ;;
     esac
     runs=()
-    for off in none "${own[@]}" all; do
-      log "$spec: graph step, fusions off: $off"
-      args=()
-      [[ $off != none ]] && args=(--fusions-off "$off")
-      timeout 120 "${run[@]}" "${args[@]}" > "$F/$spec.$off.json" 2> "$F/$spec.$off.err" ||
-        log "WARNING: $spec run with $off off failed"
-      runs+=("$F/$spec.$off.json")
-    done
+    # One graph step run: $1 names it, the rest are loom_bench's extra flags.
+    ab_run() {
+      local name=$1
+      shift
+      log "$spec: graph step, $name"
+      timeout 120 "${run[@]}" "$@" > "$F/$spec.$name.json" 2> "$F/$spec.$name.err" ||
+        log "WARNING: $spec run $name failed"
+      tail -2 "$F/$spec.$name.err"
+      runs+=("$F/$spec.$name.json")
+    }
+    ab_run none
+    for off in "${own[@]}" all; do ab_run "$off" --fusions-off "$off"; done
+    ab_run gemm_autotune --gemm-autotune on
+    [[ $model == resnet50 ]] && ab_run conv_gemm_autotune --conv-autotune on --gemm-autotune on
     python3 - "${runs[@]}" <<'PY' || true
 import json, sys
 rows = []
@@ -237,7 +235,7 @@ for f in sys.argv[1:]:
   d = json.loads(lines[-1]) if lines else {'error': 'no result'}
   rows.append((f.split('.')[-2], d))
 base = rows[0][1].get('median_ms')
-print(f"    {'fusions off':36s} {'step ms':>9s} {'/ all on':>9s} {'nodes':>6s} {'final loss':>12s}")
+print(f"    {'fusions off (or autotuning on)':36s} {'step ms':>9s} {'/ all on':>9s} {'nodes':>6s} {'final loss':>12s}")
 for off, d in rows:
   ms = d.get('median_ms')
   nodes = sum(v for k, v in (d.get('graph_nodes') or {}).items() if k in ('kernels', 'copies', 'memsets', 'other'))

@@ -6,15 +6,21 @@
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <array>
+#include <iostream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <vector>
 
+#include "core/autotune.h"
+#include "core/determinism.h"
 #include "core/error.h"
 #include "kernels/cuda/caching_allocator.h"
+#include "kernels/cuda/runtime.h"
 
 namespace loom::cuda {
 
@@ -32,8 +38,12 @@ const char* status_string(cublasStatus_t s) { return cublasLtGetStatusString(s);
 constexpr size_t kWorkspaceBytes = size_t(32) << 20;
 
 // Everything the heuristic's choice depends on. Pointer alignments are part of it because an
-// algorithm picked for 16-byte aligned operands must not run on less aligned ones.
-using PlanKey = std::array<int64_t, 20>;
+// algorithm picked for 16-byte aligned operands must not run on less aligned ones; and whether
+// the choice was timed (core/autotune.h).
+using PlanKey = std::array<int64_t, 21>;
+
+// How many of the heuristic's algorithms a timed choice runs.
+constexpr int kAutotuneCandidates = 8;
 
 struct DeviceContext {
   cublasLtHandle_t handle = nullptr;
@@ -152,6 +162,69 @@ void set_layout_batch(Layout& l, int32_t count, int64_t stride) {
       l.d, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
 }
 
+// Device scratch from the caching allocator, given back when the product has been queued (the
+// allocator's blocks are stream-ordered, so later work cannot overwrite it early).
+class Scratch {
+ public:
+  explicit Scratch(int device) : allocator_(CachingAllocator::get(device)) {}
+  ~Scratch() {
+    for (void* p : blocks_) allocator_.free(p);
+  }
+  void* get(size_t nbytes) { return blocks_.emplace_back(allocator_.allocate(nbytes)); }
+
+ private:
+  CachingAllocator& allocator_;
+  std::vector<void*> blocks_;
+};
+
+// The fastest of the heuristic's `candidates` for one product, each timed on the call's own
+// operands (the median of three runs after a warm-up) with D in scratch, so C and whatever the
+// product adds into keep their values. nullopt inside a graph capture, where waiting for the
+// device is not allowed; the heuristic's first choice if the timing fails.
+template <typename Launch>
+std::optional<cublasLtMatmulAlgo_t> fastest(
+    const std::vector<cublasLtMatmulHeuristicResult_t>& candidates, Launch&& launch,
+    uint64_t d_bytes, int device, Stream stream) {
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  LOOM_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+  if (capture != cudaStreamCaptureStatusNone) return std::nullopt;
+  struct Events {
+    cudaEvent_t start = nullptr, stop = nullptr;
+    ~Events() {
+      if (start) cudaEventDestroy(start);
+      if (stop) cudaEventDestroy(stop);
+    }
+  } ev;
+  try {
+    note_host_wait("GEMM autotuning");
+    Scratch scratch(device);
+    char* d = static_cast<char*>(scratch.get(std::max<uint64_t>(d_bytes, 256)));
+    LOOM_CUDA_CHECK(cudaEventCreate(&ev.start));
+    LOOM_CUDA_CHECK(cudaEventCreate(&ev.stop));
+    float best = std::numeric_limits<float>::infinity();
+    size_t best_i = 0;
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      const cublasLtMatmulAlgo_t& algo = candidates[i].algo;
+      if (candidates[i].state != CUBLAS_STATUS_SUCCESS || launch(algo, d) != CUBLAS_STATUS_SUCCESS)
+        continue;
+      std::array<float, 3> ms{};
+      for (float& t : ms) {
+        LOOM_CUDA_CHECK(cudaEventRecord(ev.start, stream));
+        LOOM_CUBLASLT_CHECK(launch(algo, d));
+        LOOM_CUDA_CHECK(cudaEventRecord(ev.stop, stream));
+        LOOM_CUDA_CHECK(cudaEventSynchronize(ev.stop));
+        LOOM_CUDA_CHECK(cudaEventElapsedTime(&t, ev.start, ev.stop));
+      }
+      std::sort(ms.begin(), ms.end());
+      if (ms[1] < best) best = ms[1], best_i = i;
+    }
+    return candidates[best_i].algo;
+  } catch (const std::exception& e) {
+    std::cerr << "loom: GEMM autotuning failed (" << e.what() << "); using cuBLASLt's heuristic\n";
+    return candidates[0].algo;
+  }
+}
+
 // One strategy for the whole problem: the innermost batch dim as cuBLASLt's strided batch when
 // `lt_batch`, otherwise every batch dim looped on the host. False when cuBLASLt has no algorithm.
 bool run(const GemmProblem& p, const BatchDims& bd, bool lt_batch, int device, bool allow_tf32,
@@ -232,9 +305,41 @@ bool run(const GemmProblem& p, const BatchDims& bd, bool lt_batch, int device, b
   int64_t align_aux = gelu_input ? alignment_of({uint64_t(gelu_input)}) : 0;
 
   DeviceContext& ctx = context(device);
+  float alpha32 = 1, beta32 = p.accumulate ? 1.0f : 0.0f;
+  double alpha64 = 1, beta64 = p.accumulate ? 1.0 : 0.0;
+  const void* alpha = f64 ? static_cast<const void*>(&alpha64) : &alpha32;
+  const void* beta = f64 ? static_cast<const void*>(&beta64) : &beta32;
+  int64_t outer = 1;
+  for (size_t d = 0; d < outer_dims; ++d) outer *= bd.shape[d];
+  const char* pa = static_cast<const char*>(p.a.data);
+  const char* pb = static_cast<const char*>(p.b.data);
+  char* pc = static_cast<char*>(p.c);
+  const char* pc_in = p.accumulate && p.addend ? static_cast<const char*>(p.addend) : pc;
+  // The product with `algo`, D written from d (C's own memory, or scratch while timing).
+  auto launch = [&](const cublasLtMatmulAlgo_t& algo, char* d) {
+    for (int64_t o = 0; o < outer; ++o) {
+      uint64_t off_a = 0, off_b = 0, off_c = 0;
+      for (int64_t rest = o, dim = int64_t(outer_dims) - 1; dim >= 0; --dim) {
+        int64_t i = rest % bd.shape[size_t(dim)];
+        rest /= bd.shape[size_t(dim)];
+        off_a += bytes(i * bd.a[size_t(dim)]);
+        off_b += bytes(i * bd.b[size_t(dim)]);
+        off_c += bytes(i * bd.c[size_t(dim)]);
+      }
+      cublasStatus_t st = cublasLtMatmul(ctx.handle, desc.d, alpha, pb + off_b, la.d, pa + off_a,
+                                         lb.d, beta, pc_in + off_c, lc.d, d + off_c, lc.d, &algo,
+                                         ctx.workspace, kWorkspaceBytes, stream);
+      if (st != CUBLAS_STATUS_SUCCESS) return st;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+  };
+
+  // Timed only for one matrix (not batches) and outside deterministic mode, where the
+  // heuristic's choice keeps the rounding the same from run to run.
+  const bool autotune = gemm_autotune() && bd.shape.empty() && !deterministic();
   PlanKey key = {int64_t(p.dtype), p.m, p.n, p.k, p.a.trans, p.b.trans, p.a.ld, p.b.ld,
                  inner, inner_a, inner_b, inner_c, int64_t(epilogue), allow_tf32,
-                 align_a, align_b, align_c, align_bias, ldc, align_aux};
+                 align_a, align_b, align_c, align_bias, ldc, align_aux, autotune};
   std::optional<cublasLtMatmulAlgo_t> algo;
   {
     std::lock_guard<std::mutex> lock(ctx.mu);
@@ -255,58 +360,34 @@ bool run(const GemmProblem& p, const BatchDims& bd, bool lt_batch, int device, b
       set_align(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b);
       set_align(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_c);
       set_align(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_c);
-      cublasLtMatmulHeuristicResult_t result{};
+      std::vector<cublasLtMatmulHeuristicResult_t> results(autotune ? kAutotuneCandidates : 1);
       int found = 0;
       cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(ctx.handle, desc.d, la.d, lb.d, lc.d,
-                                                         lc.d, pref.d, 1, &result, &found);
+                                                         lc.d, pref.d, int(results.size()),
+                                                         results.data(), &found);
       // NOT_SUPPORTED means "no algorithm for this problem": cached like an empty answer.
       if (st != CUBLAS_STATUS_NOT_SUPPORTED) LOOM_CUBLASLT_CHECK(st);
-      if (st == CUBLAS_STATUS_SUCCESS && found > 0) algo = result.algo;
-      ctx.algos.emplace(key, algo);
+      if (st == CUBLAS_STATUS_SUCCESS && found > 0) algo = results[0].algo;
+      if (algo && found > 1) {
+        results.resize(size_t(found));
+        const std::optional<cublasLtMatmulAlgo_t> timed =
+            fastest(results, launch, bytes(ldc * p.m), device, stream);
+        if (!timed) {  // inside a graph capture: untimed, and not cached
+          algo = results[0].algo;
+        } else {
+          algo = timed;
+          ctx.algos.emplace(key, algo);
+        }
+      } else {
+        ctx.algos.emplace(key, algo);
+      }
     }
   }
-  if (!algo) return false;
 
-  float alpha32 = 1, beta32 = p.accumulate ? 1.0f : 0.0f;
-  double alpha64 = 1, beta64 = p.accumulate ? 1.0 : 0.0;
-  const void* alpha = f64 ? static_cast<const void*>(&alpha64) : &alpha32;
-  const void* beta = f64 ? static_cast<const void*>(&beta64) : &beta32;
-  int64_t outer = 1;
-  for (size_t d = 0; d < outer_dims; ++d) outer *= bd.shape[d];
-  const char* pa = static_cast<const char*>(p.a.data);
-  const char* pb = static_cast<const char*>(p.b.data);
-  char* pc = static_cast<char*>(p.c);
-  const char* pc_in = p.accumulate && p.addend ? static_cast<const char*>(p.addend) : pc;
-  for (int64_t o = 0; o < outer; ++o) {
-    uint64_t off_a = 0, off_b = 0, off_c = 0;
-    for (int64_t rest = o, d = int64_t(outer_dims) - 1; d >= 0; --d) {
-      int64_t i = rest % bd.shape[size_t(d)];
-      rest /= bd.shape[size_t(d)];
-      off_a += bytes(i * bd.a[size_t(d)]);
-      off_b += bytes(i * bd.b[size_t(d)]);
-      off_c += bytes(i * bd.c[size_t(d)]);
-    }
-    LOOM_CUBLASLT_CHECK(cublasLtMatmul(ctx.handle, desc.d, alpha, pb + off_b, la.d, pa + off_a,
-                                       lb.d, beta, pc_in + off_c, lc.d, pc + off_c, lc.d, &*algo,
-                                       ctx.workspace, kWorkspaceBytes, stream));
-  }
+  if (!algo) return false;
+  LOOM_CUBLASLT_CHECK(launch(*algo, pc));
   return true;
 }
-
-// Device scratch from the caching allocator, given back when the product has been queued (the
-// allocator's blocks are stream-ordered, so later work cannot overwrite it early).
-class Scratch {
- public:
-  explicit Scratch(int device) : allocator_(CachingAllocator::get(device)) {}
-  ~Scratch() {
-    for (void* p : blocks_) allocator_.free(p);
-  }
-  void* get(size_t nbytes) { return blocks_.emplace_back(allocator_.allocate(nbytes)); }
-
- private:
-  CachingAllocator& allocator_;
-  std::vector<void*> blocks_;
-};
 
 // cuBLASLt's fast kernels move 16 bytes at a time along each operand's contiguous dimension,
 // so they need every such extent and every row pitch to be a multiple of 16 bytes; otherwise it falls

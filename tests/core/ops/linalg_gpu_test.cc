@@ -4,6 +4,7 @@
 #include <functional>
 
 #include "core/autodiff.h"
+#include "core/autotune.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/linalg.h"
 #include "core/ops/loss.h"
@@ -288,6 +289,35 @@ TEST(LinalgGpu, MatmulBiasAddMatchesCpu) {
   EXPECT_ALLCLOSE(matmul_bias_add(gpu(a), gpu(b), gpu(bias), gpu(r)), matmul(a, b) + bias + r, 1e-5, 1e-5);
   Tensor mixed = matmul_bias_add(gpu(a).to(DType::BF16), gpu(b).to(DType::BF16), gpu(bias).to(DType::BF16), gpu(r));
   EXPECT_EQ(mixed.dtype(), DType::F32);  // the add's promotion, as the separate ops
+}
+
+// With the products' algorithms timed (core/autotune.h), every product and epilogue above still
+// gives the CPU's values: the timing runs write scratch, not C, so the products that add into
+// their output (the q/k/v input gradients, the residual) add once. Twice over, the second time
+// from the cache of timed choices.
+TEST(LinalgGpu, AutotunedProductsMatchCpu) {
+  LOOM_REQUIRE_GPU();
+  GemmAutotuneScope autotune;
+  Fn qkv = [](const std::vector<Tensor>& in) {
+    Tensor q = matmul_bias_act(in[0], in[1], in[4], Epilogue::Bias);
+    Tensor k = matmul_bias_act(in[0], in[2], in[4], Epilogue::Bias);
+    return q * k + matmul(in[0], in[3]);
+  };
+  Fn mlp = [](const std::vector<Tensor>& in) {
+    Tensor h = matmul_bias_act(in[0], in[1], in[2], Epilogue::BiasGelu);
+    return matmul_bias_add(h, in[3], in[4], in[5]);
+  };
+  Fn batched = [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); };
+  for (int pass = 0; pass < 2; ++pass)
+    for (DType dt : {DType::F32, DType::BF16}) {
+      const double tol = dt == DType::F32 ? 1e-5 : 1e-2;
+      const std::string name = std::string(dtype_name(dt)) + " pass " + std::to_string(pass);
+      expect_matches_cpu(qkv, {{8, 64, 128}, {128, 96}, {128, 96}, {128, 96}, {96}}, dt, tol,
+                         "qkv " + name);
+      expect_matches_cpu(mlp, {{8, 64, 64}, {64, 256}, {256}, {256, 64}, {64}, {8, 64, 64}}, dt, tol,
+                         "mlp " + name);
+      expect_matches_cpu(batched, {{4, 32, 48}, {4, 48, 40}}, dt, tol, "batched " + name);
+    }
 }
 
 TEST(LinalgGpu, ErrorsNameShapesAndDevices) {
