@@ -14,12 +14,15 @@
 // epilogue and alignment times up to 8 of cuBLASLt's heuristic algorithms on the call's own
 // operands (the output going to scratch) and keeps the fastest, as XLA's GEMM autotuner does.
 // Batched products (attention's composed path) and deterministic mode keep the heuristic's
-// first choice.
+// first choice, as does a product first met inside a loom::jit capture: give a jitted step at
+// least one eager warm-up call (JitOptions::warmup) so that its products are timed there.
 //
 // Example:
 //   loom::set_conv_autotune(true);   // before the first training steps
 //   loom::set_gemm_autotune(true);
 #pragma once
+
+#include "core/switch_scope.h"
 
 namespace loom {
 
@@ -28,31 +31,13 @@ bool set_conv_autotune(bool enabled);
 bool conv_autotune();
 
 /// RAII: autotuning on (or off) for a scope, restoring the previous setting.
-class ConvAutotuneScope {
- public:
-  explicit ConvAutotuneScope(bool enabled = true) : previous_(set_conv_autotune(enabled)) {}
-  ~ConvAutotuneScope() { set_conv_autotune(previous_); }
-  ConvAutotuneScope(const ConvAutotuneScope&) = delete;
-  ConvAutotuneScope& operator=(const ConvAutotuneScope&) = delete;
-
- private:
-  bool previous_;
-};
+using ConvAutotuneScope = SwitchScope<set_conv_autotune>;
 
 /// Process-wide switch for the products (thread-safe); returns the previous value.
 bool set_gemm_autotune(bool enabled);
 bool gemm_autotune();
 
 /// RAII: product autotuning on (or off) for a scope, restoring the previous setting.
-class GemmAutotuneScope {
- public:
-  explicit GemmAutotuneScope(bool enabled = true) : previous_(set_gemm_autotune(enabled)) {}
-  ~GemmAutotuneScope() { set_gemm_autotune(previous_); }
-  GemmAutotuneScope(const GemmAutotuneScope&) = delete;
-  GemmAutotuneScope& operator=(const GemmAutotuneScope&) = delete;
-
- private:
-  bool previous_;
-};
+using GemmAutotuneScope = SwitchScope<set_gemm_autotune>;
 
 }  // namespace loom

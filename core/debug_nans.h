@@ -14,11 +14,13 @@
 //   loom::set_debug_nans(true);
 //   Tensor y = log(x);   // FloatingPointError: "debug_nans: log (forward) produced 1 NaN ..."
 #pragma once
+
 #include <atomic>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
+#include "core/switch_scope.h"
 #include "core/tensor.h"
 
 namespace loom {
@@ -38,16 +40,7 @@ bool set_debug_nans(bool enabled);
 inline bool debug_nans_enabled() { return detail::g_debug_nans.load(std::memory_order_relaxed); }
 
 /// RAII: debug-NaNs on (or off) for a scope.
-class DebugNansScope {
- public:
-  explicit DebugNansScope(bool enabled = true) : previous_(set_debug_nans(enabled)) {}
-  ~DebugNansScope() { set_debug_nans(previous_); }
-  DebugNansScope(const DebugNansScope&) = delete;
-  DebugNansScope& operator=(const DebugNansScope&) = delete;
-
- private:
-  bool previous_;
-};
+using DebugNansScope = SwitchScope<set_debug_nans>;
 
 /// RAII used by autograd::backward while it runs the backward rule of `op` (thread-local), so
 /// that a NaN produced by an op inside that rule is reported as "(backward of 'op')".

@@ -13,6 +13,8 @@
 //   loom::DeterministicScope det;   // or loom::set_deterministic(true)
 #pragma once
 
+#include "core/switch_scope.h"
+
 namespace loom {
 
 /// Process-wide switch (thread-safe); returns the previous value.
@@ -20,15 +22,6 @@ bool set_deterministic(bool enabled);
 bool deterministic();
 
 /// RAII: deterministic mode on (or off) for a scope, restoring the previous setting.
-class DeterministicScope {
- public:
-  explicit DeterministicScope(bool enabled = true) : previous_(set_deterministic(enabled)) {}
-  ~DeterministicScope() { set_deterministic(previous_); }
-  DeterministicScope(const DeterministicScope&) = delete;
-  DeterministicScope& operator=(const DeterministicScope&) = delete;
-
- private:
-  bool previous_;
-};
+using DeterministicScope = SwitchScope<set_deterministic>;
 
 }  // namespace loom

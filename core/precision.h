@@ -11,22 +11,16 @@
 //   { loom::Tf32Guard exact(false); ... }  // exact f32 inside this scope
 #pragma once
 
+#include "core/switch_scope.h"
+
 namespace loom {
 
-/// Turns TF32 tensor-core math for CUDA float32 matmuls on or off (default off). Thread-safe.
-void set_allow_tf32(bool allow);
+/// Turns TF32 tensor-core math for CUDA float32 matmuls on or off (default off). Thread-safe;
+/// returns the previous value.
+bool set_allow_tf32(bool allow);
 bool allow_tf32();
 
 /// Sets allow_tf32 for a scope and restores the previous value on exit.
-class Tf32Guard {
- public:
-  explicit Tf32Guard(bool allow) : previous_(allow_tf32()) { set_allow_tf32(allow); }
-  ~Tf32Guard() { set_allow_tf32(previous_); }
-  Tf32Guard(const Tf32Guard&) = delete;
-  Tf32Guard& operator=(const Tf32Guard&) = delete;
-
- private:
-  bool previous_;
-};
+using Tf32Guard = SwitchScope<set_allow_tf32>;
 
 }  // namespace loom

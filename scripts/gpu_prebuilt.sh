@@ -19,7 +19,7 @@
 #              and --attention cudnn; the allocations of one eager step (after one),
 #              replayed through the allocator's policies (bench/allocator_replay.cc); the
 #              memory-bound kernels' bandwidth; a graph launch's host time against its nodes
-#   --fusions-ab  loom alone, per model of --models: the graph step (20 steps after 3) with
+#   --fusions-ab  loom alone, per model of --models: the graph step (10 steps after 2) with
 #              every fused route on, then with each of the model's fusions off
 #              (core/fusions.h, loom_bench --fusions-off), then all off: what each saves; then
 #              with the products' algorithms timed (--gemm-autotune on), and for resnet50 the
@@ -202,13 +202,15 @@ if ((fusions_ab)); then
   mkdir -p "$F"
   for spec in "${loom_specs[@]}"; do
     split_spec "$spec"
+    # Two warm-up calls: the eager step (where autotuning times its choices), the capture.
     run=("$B/bin/loom_bench" --model "$model" --device cuda --precision "$prec" --graph on
-         --warmup 3 --steps 20)
+         --warmup 2 --steps 10)
     [[ $model == gpt2* ]] && run+=(--attention cudnn)
     # The fusions this model's step takes (core/fusions.h).
     case $model in
       resnet50) own=(pointwise_conv_as_product batch_norm_relu_mask_from_x
                      batch_norm_running_stats_in_kernel) ;;
+      cnn) own=() ;;
       *) own=(gelu_epilogue dgelu_epilogue residual_epilogue input_grad_accumulate
               norm_rows_in_registers cross_entropy_grad_in_forward) ;;
     esac
@@ -240,7 +242,7 @@ for off, d in rows:
   ms = d.get('median_ms')
   nodes = sum(v for k, v in (d.get('graph_nodes') or {}).items() if k in ('kernels', 'copies', 'memsets', 'other'))
   ratio = f"{ms / base:9.3f}" if ms and base else f"{'-':>9s}"
-  print(f"    {off:36s} {ms or 0:9.2f} {ratio} {nodes:6d} {d.get('final_loss') or float('nan'):12.6g} {d.get('error', '')}")
+  print(f"    {off:36s} {ms or 0:9.2f} {ratio} {nodes:6d} {float('nan') if d.get('final_loss') is None else d['final_loss']:12.6g} {d.get('error', '')}")
 PY
   done
   tar -czf "$OUT/fusions_ab.tgz" -C "$OUT" fusions_ab && rm -rf "$F"

@@ -38,9 +38,9 @@ const char* status_string(cublasStatus_t s) { return cublasLtGetStatusString(s);
 constexpr size_t kWorkspaceBytes = size_t(32) << 20;
 
 // Everything the heuristic's choice depends on. Pointer alignments are part of it because an
-// algorithm picked for 16-byte aligned operands must not run on less aligned ones; and whether
-// the choice was timed (core/autotune.h).
-using PlanKey = std::array<int64_t, 21>;
+// algorithm picked for 16-byte aligned operands must not run on less aligned ones; whether
+// the choice was timed (core/autotune.h), and whether the product adds into C (what was timed).
+using PlanKey = std::array<int64_t, 22>;
 
 // How many of the heuristic's algorithms a timed choice runs.
 constexpr int kAutotuneCandidates = 8;
@@ -180,13 +180,19 @@ class Scratch {
 // The fastest of the heuristic's `candidates` for one product, each timed on the call's own
 // operands (the median of three runs after a warm-up) with D in scratch, so C and whatever the
 // product adds into keep their values. nullopt inside a graph capture, where waiting for the
-// device is not allowed; the heuristic's first choice if the timing fails.
+// device is not allowed (or when the stream cannot say whether it is capturing); the
+// heuristic's first choice if the timing fails (kept for the process: a failure is reported
+// once, not retried at every call). Runs under the device context's lock: all of loom's work
+// on a device is on one stream, which the timing waits for anyway.
 template <typename Launch>
 std::optional<cublasLtMatmulAlgo_t> fastest(
     const std::vector<cublasLtMatmulHeuristicResult_t>& candidates, Launch&& launch,
     uint64_t d_bytes, int device, Stream stream) {
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  LOOM_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+  if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess) {
+    cudaGetLastError();
+    return std::nullopt;
+  }
   if (capture != cudaStreamCaptureStatusNone) return std::nullopt;
   struct Events {
     cudaEvent_t start = nullptr, stop = nullptr;
@@ -220,7 +226,8 @@ std::optional<cublasLtMatmulAlgo_t> fastest(
     }
     return candidates[best_i].algo;
   } catch (const std::exception& e) {
-    std::cerr << "loom: GEMM autotuning failed (" << e.what() << "); using cuBLASLt's heuristic\n";
+    std::cerr << "loom: GEMM autotuning failed (" << e.what()
+              << "); this product shape keeps cuBLASLt's heuristic choice\n";
     return candidates[0].algo;
   }
 }
@@ -339,7 +346,8 @@ bool run(const GemmProblem& p, const BatchDims& bd, bool lt_batch, int device, b
   const bool autotune = gemm_autotune() && bd.shape.empty() && !deterministic();
   PlanKey key = {int64_t(p.dtype), p.m, p.n, p.k, p.a.trans, p.b.trans, p.a.ld, p.b.ld,
                  inner, inner_a, inner_b, inner_c, int64_t(epilogue), allow_tf32,
-                 align_a, align_b, align_c, align_bias, ldc, align_aux, autotune};
+                 align_a, align_b, align_c, align_bias, ldc, align_aux, autotune,
+                 p.accumulate};
   std::optional<cublasLtMatmulAlgo_t> algo;
   {
     std::lock_guard<std::mutex> lock(ctx.mu);

@@ -35,11 +35,23 @@ GraphNodeCounts count_nodes(cudaGraph_t graph) {
     else if (type == cudaGraphNodeTypeMemset) ++counts.memsets;
     else ++counts.other;
   }
+  // The shape is a diagnostic: if the driver will not say, it stays unknown (edges = -1) rather
+  // than failing the capture. Edge data is asked for too, since edges that carry some (a
+  // programmatic dependent launch's) make a query without it an error.
   size_t edges = 0, roots = 0;
-  LOOM_CUDA_CHECK(cudaGraphGetEdges(graph, nullptr, nullptr, nullptr, &edges));
-  LOOM_CUDA_CHECK(cudaGraphGetRootNodes(graph, nullptr, &roots));
+  if (cudaGraphGetEdges(graph, nullptr, nullptr, nullptr, &edges) != cudaSuccess ||
+      cudaGraphGetRootNodes(graph, nullptr, &roots) != cudaSuccess) {
+    cudaGetLastError();
+    counts.edges = -1;
+    return counts;
+  }
   std::vector<cudaGraphNode_t> from(edges), to(edges);
-  LOOM_CUDA_CHECK(cudaGraphGetEdges(graph, from.data(), to.data(), nullptr, &edges));
+  std::vector<cudaGraphEdgeData> data(edges);
+  if (cudaGraphGetEdges(graph, from.data(), to.data(), data.data(), &edges) != cudaSuccess) {
+    cudaGetLastError();
+    counts.edges = -1;
+    return counts;
+  }
   std::unordered_map<cudaGraphNode_t, int> out_degree, in_degree;
   bool branches = false;
   for (size_t i = 0; i < edges; ++i)

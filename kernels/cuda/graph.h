@@ -13,7 +13,7 @@ namespace loom::cuda {
 /// nodes, except (by NVIDIA's account, with drivers from CUDA 12.6 on) in a straight line.
 struct GraphNodeCounts {
   int64_t kernels = 0, copies = 0, memsets = 0, other = 0;
-  int64_t edges = 0;
+  int64_t edges = 0;             // -1: the driver would not say
   bool straight_line = false;  // one root, and no node with two dependencies or two dependents
 };
 

@@ -293,8 +293,9 @@ TEST(LinalgGpu, MatmulBiasAddMatchesCpu) {
 
 // With the products' algorithms timed (core/autotune.h), every product and epilogue above still
 // gives the CPU's values: the timing runs write scratch, not C, so the products that add into
-// their output (the q/k/v input gradients, the residual) add once. Twice over, the second time
-// from the cache of timed choices.
+// their output (the q/k/v input gradients: k's is the first product of its kind that adds into
+// C, timed so; the residual) add once. Twice over, the second time from the cache of timed
+// choices.
 TEST(LinalgGpu, AutotunedProductsMatchCpu) {
   LOOM_REQUIRE_GPU();
   GemmAutotuneScope autotune;
