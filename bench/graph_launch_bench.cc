@@ -1,10 +1,14 @@
 // The host time of one CUDA graph launch against the graph's size and kinds of node: what a
-// loom::jit step's launch costs (loom_bench's graph_launch_ms) and whether copy and memset nodes
-// cost more than kernels. Each graph is a straight line of tiny nodes on loom's compute stream,
-// captured as loom::jit captures a step. One JSON line per graph:
+// loom::jit step's launch costs (loom_bench's graph_launch_ms), whether copy and memset nodes
+// cost more than kernels, and what launching from the device (JitOptions::device_launch) costs
+// the host instead. Each graph is a straight line of tiny nodes on loom's compute stream,
+// captured as loom::jit captures a step, ending with a marker written to `b`; after every launch
+// the stream is synchronized and the marker read, so "ordered" says whether the stream waited
+// for the whole graph. One JSON line per graph:
 //
 //   loom_graph_launch_bench [--launches N]
-//   {"nodes":1000,"every_tenth":"memset","launch_us":...,"per_node_ns":...,"counts":{...}}
+//   {"nodes":1000,"every_tenth":"memset","launch":"host","launch_us":...,"per_node_ns":...,
+//    "ordered":true,"device_launched":false,"counts":{...}}
 #include <cuda_runtime_api.h>
 
 #include <chrono>
@@ -28,12 +32,13 @@ namespace {
 constexpr int kDevice = 0;
 
 /// A graph of `nodes` nodes: fill kernels, with every tenth node a memset or a copy instead
-/// when `every_tenth` says so ("kernel" keeps them all kernels).
-std::unique_ptr<cuda::Graph> capture(int nodes, const std::string& every_tenth, void* a, void* b) {
-  auto graph = std::make_unique<cuda::Graph>(kDevice);
+/// when `every_tenth` says so ("kernel" keeps them all kernels), then b[0] = nodes as the last.
+std::unique_ptr<cuda::Graph> capture(int nodes, const std::string& every_tenth, bool device_launch,
+                                     void* a, void* b) {
+  auto graph = std::make_unique<cuda::Graph>(kDevice, device_launch);
   cuda::Stream stream = cuda::current_stream(kDevice);
   graph->begin_capture();
-  for (int i = 0; i < nodes; ++i) {
+  for (int i = 0; i + 1 < nodes; ++i) {
     if (i % 10 == 9 && every_tenth == "memset")
       LOOM_CUDA_CHECK(cudaMemsetAsync(a, 0, 256 * sizeof(float), stream));
     else if (i % 10 == 9 && every_tenth == "copy")
@@ -41,24 +46,36 @@ std::unique_ptr<cuda::Graph> capture(int nodes, const std::string& every_tenth, 
     else
       cuda::fill(a, DType::F32, 256, double(i), stream);
   }
+  cuda::fill(b, DType::F32, 1, double(nodes), stream);
   graph->end_capture();
   return graph;
 }
 
-nlohmann::json measure(int nodes, const std::string& every_tenth, int launches, void* a, void* b) {
-  std::unique_ptr<cuda::Graph> graph = capture(nodes, every_tenth, a, b);
+nlohmann::json measure(int nodes, const std::string& every_tenth, bool device_launch, int launches,
+                       void* a, void* b) {
+  std::unique_ptr<cuda::Graph> graph = capture(nodes, every_tenth, device_launch, a, b);
+  cuda::Stream stream = cuda::current_stream(kDevice);
   std::vector<double> launch_us;
+  bool ordered = true;
   for (int i = 0; i < launches + 5; ++i) {
-    graph->replay();
+    LOOM_CUDA_CHECK(cudaMemsetAsync(b, 0, sizeof(float), stream));
     cuda::synchronize(kDevice);  // each launch into an empty queue, as a step's launch is
+    graph->replay();
+    cuda::synchronize(kDevice);
+    float marker = 0;
+    LOOM_CUDA_CHECK(cudaMemcpy(&marker, b, sizeof(float), cudaMemcpyDeviceToHost));
+    ordered = ordered && marker == float(nodes);
     if (i >= 5) launch_us.push_back(graph->last_launch_ms() * 1000.0);
   }
   const cuda::GraphNodeCounts& n = graph->node_counts();
   const double us = bench::median(launch_us);
   return {{"nodes", nodes},
           {"every_tenth", every_tenth},
+          {"launch", device_launch ? "device" : "host"},
           {"launch_us", us},
           {"per_node_ns", us * 1000.0 / nodes},
+          {"ordered", ordered},
+          {"device_launched", graph->device_launched()},
           {"counts", {{"kernels", n.kernels}, {"copies", n.copies}, {"memsets", n.memsets}, {"other", n.other}}},
           {"straight_line", n.straight_line}};
 }
@@ -83,9 +100,10 @@ int main(int argc, char** argv) {
   void *a = nullptr, *b = nullptr;
   LOOM_CUDA_CHECK(cudaMalloc(&a, 256 * sizeof(float)));
   LOOM_CUDA_CHECK(cudaMalloc(&b, 256 * sizeof(float)));
-  for (int nodes : {10, 100, 500, 1000, 2000})
-    for (const char* kind : {"kernel", "memset", "copy"})
-      std::cout << measure(nodes, kind, launches, a, b).dump() << std::endl;
+  for (bool device_launch : {false, true})
+    for (int nodes : {10, 100, 500, 1000, 2000})
+      for (const char* kind : {"kernel", "memset", "copy"})
+        std::cout << measure(nodes, kind, device_launch, launches, a, b).dump() << std::endl;
   cudaFree(a);
   cudaFree(b);
 }

@@ -7,7 +7,7 @@
 //              [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N] [--graph on]
 //              [--kernel-trace on] [--attention composed|fused|cudnn] [--allocation-trace FILE]
 //              [--sync-batch-norm on] [--dropout RATE] [--conv-autotune on] [--gemm-autotune on]
-//              [--fusions-off NAME,...|all]
+//              [--fusions-off NAME,...|all] [--graph-launch host|device]
 //
 // transformer-lm (the zoo's 4-layer, d_model 128 language model, vocabulary 256, batch 4 x 32
 // tokens by default) is small enough that on a GPU its step measures the framework's cost per op
@@ -30,6 +30,8 @@
 // peak_mem_mb. --gemm-autotune on: the same for cuBLASLt's products.
 // --fusions-off NAME,...|all: those fused routes off (core/fusions.h), the ops they replace run
 // instead (as LOOM_FUSIONS_OFF does); the line's "fusions_off" lists every one that is off.
+// --graph-launch device (with --graph on): replays launched from the device (JitOptions::
+// device_launch); "graph_device_launch" says whether the driver took it.
 // A model the zoo does not know yet is reported as {"error": "model not available: ..."} with
 // exit code 0: scripts/bench.sh shows the error in its table and goes on.
 #include <sys/resource.h>
@@ -99,6 +101,7 @@ struct Options {
   bool conv_autotune = false;          // time cuDNN's convolution algorithms (core/autotune.h)
   bool gemm_autotune = false;          // time cuBLASLt's product algorithms (core/autotune.h)
   std::string fusions_off;             // fused routes to switch off (core/fusions.h)
+  std::string graph_launch = "host";   // --graph on: replays launched from the host or device
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -110,7 +113,7 @@ struct Options {
             << "       [--attention composed|fused|cudnn] [--allocation-trace FILE]\n"
             << "       [--sync-batch-norm on|off] [--dropout RATE] [--conv-autotune on|off]\n"
             << "       [--gemm-autotune on|off]\n"
-            << "       [--fusions-off NAME,...|all]\n";
+            << "       [--fusions-off NAME,...|all] [--graph-launch host|device]\n";
   std::exit(2);
 }
 
@@ -141,6 +144,7 @@ Options parse(int argc, char** argv) {
   str("attention", o.attention);
   str("allocation-trace", o.allocation_trace);
   str("fusions-off", o.fusions_off);
+  str("graph-launch", o.graph_launch);
   num("batch", o.batch);
   num("steps", o.steps);
   num("warmup", o.warmup);
@@ -164,6 +168,7 @@ Options parse(int argc, char** argv) {
   if (o.attention != "composed" && o.attention != "fused" && o.attention != "cudnn")
     usage("attention is composed, fused or cudnn");
   if (o.steps < 1 || o.warmup < 0) usage("--steps must be >= 1 and --warmup >= 0");
+  if (o.graph_launch != "host" && o.graph_launch != "device") usage("--graph-launch is host or device");
   if (o.sync_batch_norm && o.model != "resnet50") usage("--sync-batch-norm is for resnet50");
   if (o.dropout != 0.0 && (o.model == "cnn" || o.model == "resnet50"))
     usage("--dropout is for the language models");
@@ -317,7 +322,7 @@ nlohmann::json run(const Options& o) {
     out.insert("state", next.state_dict());
     out.insert("loss", loss);
     return out;
-  }, {.warmup = 1, .donate_inputs = true});
+  }, {.warmup = 1, .donate_inputs = true, .device_launch = o.graph_launch == "device"});
   auto dropout_key = [](int64_t i) { return random::fold_in(random::key(7), uint32_t(i)); };
 
   double enqueue_ms = 0;  // host time to queue the step, up to the loss read of the last step
@@ -404,6 +409,7 @@ nlohmann::json run(const Options& o) {
     r["graph_nodes"] = {{"kernels", info->kernel_nodes}, {"copies", info->copy_nodes},
                         {"memsets", info->memset_nodes}, {"other", info->other_nodes},
                         {"edges", info->edges}, {"straight_line", info->straight_line}};
+    r["graph_device_launch"] = info->device_launched;
   }
   r["mean_ms"] = std::accumulate(ms.begin(), ms.end(), 0.0) / double(ms.size());
   r["min_ms"] = *std::min_element(ms.begin(), ms.end());
@@ -440,6 +446,7 @@ int main(int argc, char** argv) {
                          {"warmup", o.warmup}};
   if (o.model.rfind("gpt2", 0) == 0 || o.model == "transformer-lm") line["seq"] = o.seq;
   if (o.graph) line["graph"] = true;
+  if (o.graph_launch != "host") line["graph_launch"] = o.graph_launch;
   if (o.attention != "composed") line["attention"] = o.attention;
   if (o.model == "resnet50") line["image"] = o.image;
   if (o.sync_batch_norm) line["sync_batch_norm"] = true;

@@ -4,7 +4,7 @@ include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 set(LOOM_INTERNAL_TARGETS loom_blas)
 if(LOOM_WITH_CUDA)
-  list(APPEND LOOM_INTERNAL_TARGETS loom_cudnn loom_nccl)
+  list(APPEND LOOM_INTERNAL_TARGETS loom_cudnn loom_nccl loom_device_launch)
 endif()
 install(TARGETS loom ${LOOM_INTERNAL_TARGETS} EXPORT loomTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}

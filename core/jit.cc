@@ -137,7 +137,7 @@ struct Jit::State {
     buffer_storages.clear();
     for (const Tensor& b : input_buffers) buffer_storages.insert(b.storage().get());
     auto& allocator = cuda::CachingAllocator::get(device);
-    graph = std::make_unique<cuda::Graph>(device);
+    graph = std::make_unique<cuda::Graph>(device, options.device_launch);
     // The eager warm-up's cached blocks go back to the driver first: the capture allocates its
     // own pool and cannot release the cache while it records (GPT-2 medium needs both otherwise).
     allocator.empty_cache();
@@ -200,7 +200,8 @@ std::optional<JitGraphInfo> Jit::graph_info() const {
   const cuda::GraphNodeCounts& n = s_->graph->node_counts();
   return JitGraphInfo{.kernel_nodes = n.kernels, .copy_nodes = n.copies, .memset_nodes = n.memsets,
                       .other_nodes = n.other, .edges = n.edges,
-                      .straight_line = n.straight_line, .last_launch_ms = s_->graph->last_launch_ms()};
+                      .straight_line = n.straight_line,
+                      .device_launched = s_->graph->device_launched(), .last_launch_ms = s_->graph->last_launch_ms()};
 #else
   return std::nullopt;
 #endif

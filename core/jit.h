@@ -52,6 +52,10 @@ struct JitOptions {
   /// never both in memory. The capture call's input tensors themselves become the graph's
   /// input buffers (no copy), so the caller must not read them after the call either.
   bool donate_inputs = false;
+  /// Replays launch the graph from the device where the driver allows it (kernels/cuda/graph.h):
+  /// the host queues one small kernel instead of the whole graph, whose launch costs host time
+  /// per node. Off by default until measured; JitGraphInfo::device_launched says whether it took.
+  bool device_launch = false;
 };
 
 /// While a loom::jit step with donate_inputs is being captured: whether `t` is the whole of one
@@ -67,6 +71,7 @@ struct JitGraphInfo {
   int64_t kernel_nodes = 0, copy_nodes = 0, memset_nodes = 0, other_nodes = 0;
   int64_t edges = 0;
   bool straight_line = false;  // one node after another: a launch costs the same at any length
+  bool device_launched = false;  // replays launch from the device (JitOptions::device_launch)
   double last_launch_ms = 0;
 };
 

@@ -23,7 +23,8 @@
 #              every fused route on, then with each of the model's fusions off
 #              (core/fusions.h, loom_bench --fusions-off), then all off: what each saves; then
 #              with the products' algorithms timed (--gemm-autotune on), and for resnet50 the
-#              convolutions' too (--conv-autotune on)
+#              convolutions' too (--conv-autotune on); then with the graph launched from the
+#              device (--graph-launch device): the host's share of a step
 #   --fusion-probe  only bench/cudnn_fusion_probe.cc: whether cuDNN's conv + BatchNorm fusion
 #              graphs build on this GPU and what they cost (ResNet-50 layers, batch 256);
 #              --with-fusion-probe runs it after the tests (one device call for both)
@@ -228,6 +229,7 @@ if ((fusions_ab)); then
     ab_run none
     for off in "${own[@]}" all; do ab_run "$off" --fusions-off "$off"; done
     ab_run gemm_autotune --gemm-autotune on
+    ab_run device_launch --graph-launch device
     [[ $model == resnet50 ]] && ab_run conv_gemm_autotune --conv-autotune on --gemm-autotune on
     python3 - "${runs[@]}" <<'PY' || true
 import json, sys
@@ -237,12 +239,19 @@ for f in sys.argv[1:]:
   d = json.loads(lines[-1]) if lines else {'error': 'no result'}
   rows.append((f.split('.')[-2], d))
 base = rows[0][1].get('median_ms')
-print(f"    {'fusions off (or autotuning on)':36s} {'step ms':>9s} {'/ all on':>9s} {'nodes':>6s} {'final loss':>12s}")
+print(f"    {'fusions off (or the option on)':32s} {'step ms':>8s} {'/ all on':>8s} {'host ms':>8s}"
+      f" {'launch':>7s} {'nodes':>6s} {'line':>5s} {'final loss':>11s}")
 for off, d in rows:
   ms = d.get('median_ms')
-  nodes = sum(v for k, v in (d.get('graph_nodes') or {}).items() if k in ('kernels', 'copies', 'memsets', 'other'))
-  ratio = f"{ms / base:9.3f}" if ms and base else f"{'-':>9s}"
-  print(f"    {off:36s} {ms or 0:9.2f} {ratio} {nodes:6d} {float('nan') if d.get('final_loss') is None else d['final_loss']:12.6g} {d.get('error', '')}")
+  g = d.get('graph_nodes') or {}
+  nodes = sum(v for k, v in g.items() if k in ('kernels', 'copies', 'memsets', 'other'))
+  ratio = f"{ms / base:8.3f}" if ms and base else f"{'-':>8s}"
+  loss = float('nan') if d.get('final_loss') is None else d['final_loss']
+  line = '-' if 'straight_line' not in g else ('yes' if g['straight_line'] else 'no')
+  where = ' (device)' if d.get('graph_device_launch') else ''
+  print(f"    {off:32s} {ms or 0:8.2f} {ratio} {d.get('host_enqueue_ms') or 0:8.3f}"
+        f" {d.get('graph_launch_ms') or 0:7.3f} {nodes:6d} {line:>5s} {loss:11.6g}{where}"
+        f" {d.get('error', '')}")
 PY
   done
   tar -czf "$OUT/fusions_ab.tgz" -C "$OUT" fusions_ab && rm -rf "$F"

@@ -7,10 +7,12 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/cuda/device_graph_launch.h"
 
 namespace loom::cuda {
 
 Graph::~Graph() {
+  drop_launcher();
   if (exec_) cudaGraphExecDestroy(exec_);
 }
 
@@ -73,10 +75,75 @@ void Graph::end_capture() {
     throw;
   }
   cudaGraphExec_t exec = nullptr;
-  cudaError_t s = cudaGraphInstantiate(&exec, graph, 0);
+  cudaError_t s = cudaErrorUnknown;
+  if (want_device_launch_) {
+    // Device graphs take kernel, memcpy and memset nodes on one device, device memory only;
+    // a graph the driver refuses is launched from the host.
+    s = cudaGraphInstantiate(&exec, graph, cudaGraphInstantiateFlagDeviceLaunch);
+    if (s != cudaSuccess) {
+      cudaGetLastError();
+      exec = nullptr;
+    }
+  }
+  const bool for_device = exec != nullptr;
+  if (!exec) s = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);  // the executable graph keeps what it needs
   LOOM_CUDA_CHECK(s);
   exec_ = exec;
+  if (for_device) make_launcher();
+}
+
+// The launching kernel must itself run in a graph, so the launcher is a captured one-kernel
+// graph. A device graph must be uploaded before the device launches it. Any failure leaves
+// host launches.
+void Graph::make_launcher() noexcept {
+  const Stream stream = current_stream(device_);
+  cudaGraph_t graph = nullptr;
+  try {
+    LOOM_CUDA_CHECK(cudaGraphUpload(exec_, stream));
+    void* status = nullptr;
+    LOOM_CUDA_CHECK(cudaMalloc(&status, sizeof(int)));
+    launch_status_ = static_cast<int*>(status);
+    LOOM_CUDA_CHECK(cudaMemsetAsync(launch_status_, 0xff, sizeof(int), stream));  // -1: not run
+    LOOM_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed));
+    try {
+      LOOM_CUDA_CHECK(cudaError_t(enqueue_tail_launch(exec_, launch_status_, stream)));
+    } catch (...) {
+      abandon_capture();
+      throw;
+    }
+    LOOM_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+    cudaGraphExec_t launcher = nullptr;
+    LOOM_CUDA_CHECK(cudaGraphInstantiate(&launcher, graph, 0));
+    launcher_ = launcher;
+  } catch (...) {
+    drop_launcher();
+    cudaGetLastError();
+  }
+  if (graph) cudaGraphDestroy(graph);
+}
+
+void Graph::drop_launcher() noexcept {
+  if (launcher_) cudaGraphExecDestroy(launcher_);
+  if (launch_status_) cudaFree(launch_status_);
+  launcher_ = nullptr;
+  launch_status_ = nullptr;
+}
+
+// The device-side launch reports a failure only to the kernel that called it, so the first
+// replay reads the status back. If the launch failed, the graph did not run: it runs from the
+// host now, and so does every later replay.
+void Graph::check_device_launch() {
+  launch_checked_ = true;
+  const Stream stream = current_stream(device_);
+  note_host_wait("the first device launch of a CUDA graph, checked");
+  int status = -1;
+  LOOM_CUDA_CHECK(cudaMemcpyAsync(&status, launch_status_, sizeof(int), cudaMemcpyDeviceToHost,
+                                  stream));
+  LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));
+  if (status == 0) return;
+  drop_launcher();
+  LOOM_CUDA_CHECK(cudaGraphLaunch(exec_, stream));
 }
 
 void Graph::abandon_capture() noexcept {
@@ -93,9 +160,10 @@ void Graph::replay() {
   LOOM_CHECK(exec_ != nullptr, ValueError, "cuda::Graph::replay: nothing was captured");
   set_device(device_);
   const auto start = std::chrono::steady_clock::now();
-  LOOM_CUDA_CHECK(cudaGraphLaunch(exec_, current_stream(device_)));
+  LOOM_CUDA_CHECK(cudaGraphLaunch(launcher_ ? launcher_ : exec_, current_stream(device_)));
   last_launch_ms_ =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  if (launcher_ && !launch_checked_) check_device_launch();
 }
 
 }  // namespace loom::cuda

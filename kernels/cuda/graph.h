@@ -19,7 +19,12 @@ struct GraphNodeCounts {
 
 class Graph {
  public:
-  explicit Graph(int device) : device_(device) {}
+  /// device_launch: replays launch the graph from the device where the driver allows it (one
+  /// small host launch of a kernel that tail-launches the graph, kernels/cuda/
+  /// device_graph_launch.h), so a replay's host cost does not grow with the nodes; from the
+  /// host otherwise.
+  explicit Graph(int device, bool device_launch = false)
+      : device_(device), want_device_launch_(device_launch) {}
   ~Graph();
   Graph(const Graph&) = delete;
   Graph& operator=(const Graph&) = delete;
@@ -27,7 +32,8 @@ class Graph {
   /// Starts recording the work queued on the device's compute stream (relaxed mode: allocating
   /// is allowed, synchronising with the host is an error).
   void begin_capture();
-  /// Stops recording, counts the nodes and instantiates the graph.
+  /// Stops recording, counts the nodes and instantiates the graph (for device launch too, when
+  /// asked and allowed).
   void end_capture();
   /// After a failed capture: ends it and drops what was recorded, leaving the stream usable.
   void abandon_capture() noexcept;
@@ -37,10 +43,21 @@ class Graph {
   const GraphNodeCounts& node_counts() const { return nodes_; }
   /// Host time the last replay's launch call took.
   double last_launch_ms() const { return last_launch_ms_; }
+  /// Whether replays launch the graph from the device (asked for, instantiated so, and, after
+  /// the first replay, seen to work).
+  bool device_launched() const { return launcher_ != nullptr; }
 
  private:
+  void make_launcher() noexcept;
+  void drop_launcher() noexcept;
+  void check_device_launch();
+
   int device_;
+  bool want_device_launch_;
   CUgraphExec_st* exec_ = nullptr;
+  CUgraphExec_st* launcher_ = nullptr;  // one kernel that tail-launches exec_
+  int* launch_status_ = nullptr;        // where the launcher writes its launch's status
+  bool launch_checked_ = false;
   GraphNodeCounts nodes_;
   double last_launch_ms_ = 0;
 };

@@ -1,6 +1,6 @@
-// loom::jit on a GPU: a training step captured as a CUDA graph gives the eager step's numbers,
-// replays without allocating, updates donated inputs in place, and a step that waits for the
-// GPU fails the capture cleanly.
+// loom::jit on a GPU: a training step captured as a CUDA graph gives the eager step's numbers
+// (launched from the host or from the device), replays without allocating, updates donated
+// inputs in place, and a step that waits for the GPU fails the capture cleanly.
 #include <gtest/gtest.h>
 
 #include <iterator>
@@ -48,17 +48,25 @@ struct Problem {
   }
 };
 
+// The losses of `steps` eager SGD steps from pb.params(); `last` gets the params after them.
+std::vector<float> eager_losses(const Problem& pb, int steps, Tree& last) {
+  std::vector<float> losses;
+  last = pb.params();
+  for (int i = 0; i < steps; ++i) {
+    Tree out = sgd_step(last, pb.x, pb.y);
+    losses.push_back(out["loss"].tensor().item<float>());
+    out.erase("loss");
+    last = out;
+  }
+  return losses;
+}
+
 TEST(JitGpu, CapturedStepEqualsEagerStep) {
   LOOM_REQUIRE_GPU();
   Problem pb;
-  std::vector<float> eager, replayed;
-  Tree p = pb.params();
-  for (int i = 0; i < 8; ++i) {
-    Tree out = sgd_step(p, pb.x, pb.y);
-    eager.push_back(out["loss"].tensor().item<float>());
-    out.erase("loss");
-    p = out;
-  }
+  Tree p;
+  const std::vector<float> eager = eager_losses(pb, 8, p);
+  std::vector<float> replayed;
   Jit step = jit([&](const Tree& in) { return sgd_step(in, pb.x, pb.y); }, {.warmup = 2});
   Tree q = pb.params();
   int64_t mallocs_after_capture = 0;
@@ -87,6 +95,33 @@ TEST(JitGpu, CapturedStepEqualsEagerStep) {
   EXPECT_EQ(info->edges, info->kernel_nodes + info->copy_nodes + info->memset_nodes +
                              info->other_nodes - 1);
   EXPECT_GT(info->last_launch_ms, 0.0);
+  EXPECT_ALLCLOSE(q["w1"].tensor().to(Device::cpu()), p["w1"].tensor().to(Device::cpu()), 1e-5, 1e-6);
+}
+
+TEST(JitGpu, DeviceLaunchedStepEqualsEagerStep) {
+  // Replays launched from the device (a kernel tail-launching the step's graph): the same losses
+  // as eager steps, each read right after its replay was queued, so a replay that the stream did
+  // not wait for would show an older loss; with donated inputs, as loom_bench runs it.
+  LOOM_REQUIRE_GPU();
+  Problem pb;
+  Tree p;
+  const std::vector<float> eager = eager_losses(pb, 10, p);
+  std::vector<float> replayed;
+  Jit step = jit([&](const Tree& in) { return sgd_step(in, pb.x, pb.y); },
+                 {.warmup = 1, .donate_inputs = true, .device_launch = true});
+  Tree q = pb.params();
+  for (int i = 0; i < 10; ++i) {
+    Tree out = step(q);
+    replayed.push_back(out["loss"].tensor().item<float>());
+    out.erase("loss");
+    q = out;
+  }
+  for (size_t i = 0; i < eager.size(); ++i)
+    EXPECT_NEAR(replayed[i], eager[i], 1e-6 * std::abs(eager[i])) << "step " << i;
+  const std::optional<JitGraphInfo> info = step.graph_info();
+  ASSERT_TRUE(info.has_value());
+  // An H100 with a CUDA 12+ driver takes device launches of kernel, memcpy and memset nodes.
+  EXPECT_TRUE(info->device_launched);
   EXPECT_ALLCLOSE(q["w1"].tensor().to(Device::cpu()), p["w1"].tensor().to(Device::cpu()), 1e-5, 1e-6);
 }
 
