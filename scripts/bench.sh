@@ -5,6 +5,7 @@
 #
 # Usage: scripts/bench.sh --cpu|--gpu [--build-dir DIR] [--rounds N] [--steps N] [--warmup N]
 #                         [--cores LIST] [--models LIST] [--no-eager] [--out DIR]
+#                         [--loom-flags "FLAGS"]
 #   --cpu        the seed CNN (128x28x28x1, SGD momentum, f32) on the CPU, loom and JAX pinned to
 #                the same cores (--cores, default 0,1) with taskset; --rounds (default 3) rounds
 #                of loom then JAX, each a median over --steps (default 20) after --warmup (5);
@@ -30,12 +31,15 @@
 #                the input pipeline (loom_input_bench) and memory-bound kernels against the copy
 #                bandwidth (loom_kernel_bench)
 #   --out        results folder (default: $OUT when set, else bench/results)
+#   --loom-flags extra loom_bench flags for every loom run, e.g. "--gemm-autotune on
+#                --graph-launch device" (each run's JSON line records the options it ran with)
 # Exit status: 0 when every benchmark printed a result, 1 when one failed, 2 on a setup error.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 REPO=$PWD
 
 mode="" build="" bindir="" rounds="" steps="" warmup="" cores=0,1 models="" extras=0 eager=1 out="${OUT:-$REPO/bench/results}"
+loom_flags=()
 while (($#)); do
   case "$1" in
     --cpu) mode=cpu ;;
@@ -48,6 +52,7 @@ while (($#)); do
     --cores) cores=$2; shift ;;
     --models) models=$2; shift ;;
     --out) out=$2; shift ;;
+    --loom-flags) read -ra loom_flags <<< "$2"; shift ;;
     --extras) extras=1 ;;
     --no-eager) eager=0 ;;
     -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
@@ -127,6 +132,7 @@ run_one() {
     # launched op by op; "loom-composed" the jitted step with loom's composed attention.
     [[ $fw != loom-eager && $mode == gpu ]] && args+=(--graph on)
     [[ $fw != loom-composed && $mode == gpu && $model == gpt2* ]] && args+=(--attention cudnn)
+    args+=("${loom_flags[@]}")
     line=$(timeout "$limit" "${PIN[@]}" "$BIN" "${args[@]}" 2>"$out/.stderr")
   else
     line=$(timeout "$limit" "${PIN[@]}" python3 bench/jax/train_step_bench.py "${args[@]}" \

@@ -9,9 +9,12 @@
 #                                 --fusion-probe]
 #                                [--with-fusion-probe] [--extras]
 #                                [--filter GLOB] [--models LIST] [--jobs N] [--no-eager]
+#                                [--loom-flags "FLAGS"]
 #   --filter   only the gpu tests whose Suite.Name matches GLOB (bash pattern)
 #   --extras   also run bench.sh's --extras (graph replay, input pipeline, kernel bandwidth)
 #   --no-eager bench.sh without its eager loom runs
+#   --loom-flags  extra loom_bench flags for bench.sh's loom runs (the options --fusions-ab
+#              found faster, e.g. "--gemm-autotune on --graph-launch device")
 #   --profile-only  loom alone, per model of --models (default resnet50-bf16,gpt2-bf16): where
 #              the host waits for the GPU (LOOM_SYNC_DEBUG backtraces, symbolise them with
 #              addr2line -C -f -e build/bench/loom_bench), device time per kernel (--kernel-trace)
@@ -36,6 +39,7 @@ OUT=${OUT:-$REPO/out}
 mkdir -p "$OUT"
 
 tests=1 bench=1 profile=0 fusions_ab=0 probe=0 extras=0 eager=1 filter='*' models="" jobs=4
+loom_flags=""
 while (($#)); do
   case "$1" in
     --tests-only) bench=0 ;;
@@ -49,7 +53,8 @@ while (($#)); do
     --filter) filter=$2; shift ;;
     --models) models=$2; shift ;;
     --jobs) jobs=$2; shift ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    --loom-flags) loom_flags=$2; shift ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "gpu_prebuilt: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -271,6 +276,7 @@ if ((bench)); then
   [[ -n $models ]] && args+=(--models "$models")
   ((extras)) && args+=(--extras)
   ((eager)) || args+=(--no-eager)
+  [[ -n $loom_flags ]] && args+=(--loom-flags "$loom_flags")
   log "scripts/bench.sh ${args[*]}"
   bash scripts/bench.sh "${args[@]}" || status=1
 fi
