@@ -2,9 +2,9 @@
 // loom::jit step's launch costs (loom_bench's graph_launch_ms), whether copy and memset nodes
 // cost more than kernels, and what launching from the device (JitOptions::device_launch) costs
 // the host instead. Each graph is a straight line of tiny nodes on loom's compute stream,
-// captured as loom::jit captures a step, ending with a marker written to `b`; after every launch
-// the stream is synchronized and the marker read, so "ordered" says whether the stream waited
-// for the whole graph. One JSON line per graph:
+// captured as loom::jit captures a step, opened by a 256 MiB memset and closed by a marker
+// written to `b`; after every launch the marker is copied back in stream order, so "ordered"
+// says whether the stream waited for the whole graph. One JSON line per graph:
 //
 //   loom_graph_launch_bench [--launches N]
 //   {"nodes":1000,"every_tenth":"memset","launch":"host","launch_us":...,"per_node_ns":...,
@@ -31,14 +31,20 @@ namespace {
 
 constexpr int kDevice = 0;
 
+/// Bytes of the memset that opens every graph: long enough (about 0.1 ms) that a launch the
+/// stream did not wait for would still be running when the marker is read.
+constexpr size_t kOpeningBytes = size_t(256) << 20;
+
 /// A graph of `nodes` nodes: fill kernels, with every tenth node a memset or a copy instead
-/// when `every_tenth` says so ("kernel" keeps them all kernels), then b[0] = nodes as the last.
+/// when `every_tenth` says so ("kernel" keeps them all kernels), between an opening memset of
+/// `big` and b[0] = nodes as the last node.
 std::unique_ptr<cuda::Graph> capture(int nodes, const std::string& every_tenth, bool device_launch,
-                                     void* a, void* b) {
+                                     void* a, void* b, void* big) {
   auto graph = std::make_unique<cuda::Graph>(kDevice, device_launch);
   cuda::Stream stream = cuda::current_stream(kDevice);
   graph->begin_capture();
-  for (int i = 0; i + 1 < nodes; ++i) {
+  LOOM_CUDA_CHECK(cudaMemsetAsync(big, 0, kOpeningBytes, stream));
+  for (int i = 0; i < nodes; ++i) {
     if (i % 10 == 9 && every_tenth == "memset")
       LOOM_CUDA_CHECK(cudaMemsetAsync(a, 0, 256 * sizeof(float), stream));
     else if (i % 10 == 9 && every_tenth == "copy")
@@ -52,8 +58,8 @@ std::unique_ptr<cuda::Graph> capture(int nodes, const std::string& every_tenth, 
 }
 
 nlohmann::json measure(int nodes, const std::string& every_tenth, bool device_launch, int launches,
-                       void* a, void* b) {
-  std::unique_ptr<cuda::Graph> graph = capture(nodes, every_tenth, device_launch, a, b);
+                       void* a, void* b, void* big) {
+  std::unique_ptr<cuda::Graph> graph = capture(nodes, every_tenth, device_launch, a, b, big);
   cuda::Stream stream = cuda::current_stream(kDevice);
   std::vector<double> launch_us;
   bool ordered = true;
@@ -61,9 +67,9 @@ nlohmann::json measure(int nodes, const std::string& every_tenth, bool device_la
     LOOM_CUDA_CHECK(cudaMemsetAsync(b, 0, sizeof(float), stream));
     cuda::synchronize(kDevice);  // each launch into an empty queue, as a step's launch is
     graph->replay();
+    float marker = 0;  // read in stream order: the stream must wait for the whole graph
+    LOOM_CUDA_CHECK(cudaMemcpyAsync(&marker, b, sizeof(float), cudaMemcpyDeviceToHost, stream));
     cuda::synchronize(kDevice);
-    float marker = 0;
-    LOOM_CUDA_CHECK(cudaMemcpy(&marker, b, sizeof(float), cudaMemcpyDeviceToHost));
     ordered = ordered && marker == float(nodes);
     if (i >= 5) launch_us.push_back(graph->last_launch_ms() * 1000.0);
   }
@@ -76,6 +82,7 @@ nlohmann::json measure(int nodes, const std::string& every_tenth, bool device_la
           {"per_node_ns", us * 1000.0 / nodes},
           {"ordered", ordered},
           {"device_launched", graph->device_launched()},
+          {"refused", graph->device_launch_refusal()},
           {"counts", {{"kernels", n.kernels}, {"copies", n.copies}, {"memsets", n.memsets}, {"other", n.other}}},
           {"straight_line", n.straight_line}};
 }
@@ -97,13 +104,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   cuda::set_device(kDevice);
-  void *a = nullptr, *b = nullptr;
+  void *a = nullptr, *b = nullptr, *big = nullptr;
   LOOM_CUDA_CHECK(cudaMalloc(&a, 256 * sizeof(float)));
   LOOM_CUDA_CHECK(cudaMalloc(&b, 256 * sizeof(float)));
+  LOOM_CUDA_CHECK(cudaMalloc(&big, kOpeningBytes));
   for (bool device_launch : {false, true})
     for (int nodes : {10, 100, 500, 1000, 2000})
       for (const char* kind : {"kernel", "memset", "copy"})
-        std::cout << measure(nodes, kind, device_launch, launches, a, b).dump() << std::endl;
+        std::cout << measure(nodes, kind, device_launch, launches, a, b, big).dump() << std::endl;
   cudaFree(a);
   cudaFree(b);
+  cudaFree(big);
 }

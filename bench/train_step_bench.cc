@@ -30,8 +30,9 @@
 // peak_mem_mb. --gemm-autotune on: the same for cuBLASLt's products.
 // --fusions-off NAME,...|all: those fused routes off (core/fusions.h), the ops they replace run
 // instead (as LOOM_FUSIONS_OFF does); the line's "fusions_off" lists every one that is off.
-// --graph-launch device (with --graph on): replays launched from the device (JitOptions::
-// device_launch); "graph_device_launch" says whether the driver took it.
+// --graph-launch device (with --graph on; without it there is nothing to launch and the flag is
+// ignored): replays launched from the device (JitOptions::device_launch); "graph_device_launch"
+// says whether the driver took it, "graph_device_launch_refused" why not.
 // A model the zoo does not know yet is reported as {"error": "model not available: ..."} with
 // exit code 0: scripts/bench.sh shows the error in its table and goes on.
 #include <sys/resource.h>
@@ -410,6 +411,8 @@ nlohmann::json run(const Options& o) {
                         {"memsets", info->memset_nodes}, {"other", info->other_nodes},
                         {"edges", info->edges}, {"straight_line", info->straight_line}};
     r["graph_device_launch"] = info->device_launched;
+    if (!info->device_launch_refusal.empty())
+      r["graph_device_launch_refused"] = info->device_launch_refusal;
   }
   r["mean_ms"] = std::accumulate(ms.begin(), ms.end(), 0.0) / double(ms.size());
   r["min_ms"] = *std::min_element(ms.begin(), ms.end());
@@ -446,7 +449,7 @@ int main(int argc, char** argv) {
                          {"warmup", o.warmup}};
   if (o.model.rfind("gpt2", 0) == 0 || o.model == "transformer-lm") line["seq"] = o.seq;
   if (o.graph) line["graph"] = true;
-  if (o.graph_launch != "host") line["graph_launch"] = o.graph_launch;
+  if (o.graph && o.graph_launch != "host") line["graph_launch"] = o.graph_launch;
   if (o.attention != "composed") line["attention"] = o.attention;
   if (o.model == "resnet50") line["image"] = o.image;
   if (o.sync_batch_norm) line["sync_batch_norm"] = true;

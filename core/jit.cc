@@ -201,7 +201,8 @@ std::optional<JitGraphInfo> Jit::graph_info() const {
   return JitGraphInfo{.kernel_nodes = n.kernels, .copy_nodes = n.copies, .memset_nodes = n.memsets,
                       .other_nodes = n.other, .edges = n.edges,
                       .straight_line = n.straight_line,
-                      .device_launched = s_->graph->device_launched(), .last_launch_ms = s_->graph->last_launch_ms()};
+                      .device_launched = s_->graph->device_launched(),
+                      .device_launch_refusal = s_->graph->device_launch_refusal(), .last_launch_ms = s_->graph->last_launch_ms()};
 #else
   return std::nullopt;
 #endif

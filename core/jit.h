@@ -35,6 +35,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "core/tree.h"
 
@@ -72,6 +73,7 @@ struct JitGraphInfo {
   int64_t edges = 0;
   bool straight_line = false;  // one node after another: a launch costs the same at any length
   bool device_launched = false;  // replays launch from the device (JitOptions::device_launch)
+  std::string device_launch_refusal;  // why not, when it was asked for
   double last_launch_ms = 0;
 };
 

@@ -32,7 +32,8 @@
 #                bandwidth (loom_kernel_bench)
 #   --out        results folder (default: $OUT when set, else bench/results)
 #   --loom-flags extra loom_bench flags for every loom run, e.g. "--gemm-autotune on
-#                --graph-launch device" (each run's JSON line records the options it ran with)
+#                --graph-launch device", split at spaces (so no value may contain one); each run's
+#                JSON line records the options it ran with
 # Exit status: 0 when every benchmark printed a result, 1 when one failed, 2 on a setup error.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -55,7 +56,7 @@ while (($#)); do
     --loom-flags) read -ra loom_flags <<< "$2"; shift ;;
     --extras) extras=1 ;;
     --no-eager) eager=0 ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

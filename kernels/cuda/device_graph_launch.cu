@@ -9,9 +9,13 @@ namespace loom::cuda {
 namespace {
 
 // A tail launch starts `graph` when the launching graph completes, and stream-ordered work after
-// the launching graph waits for it: the replay stays in order on loom's stream.
+// the launching graph waits for it: the replay stays in order on loom's stream. Once status[1]
+// is set (the first launch was checked), a failed launch traps: the step would otherwise be
+// skipped in silence, and the trap fails the next synchronisation with an error instead.
 __global__ void tail_launch_kernel(cudaGraphExec_t graph, int* status) {
-  *status = int(cudaGraphLaunch(graph, cudaStreamGraphTailLaunch));
+  const cudaError_t launched = cudaGraphLaunch(graph, cudaStreamGraphTailLaunch);
+  status[0] = int(launched);
+  if (launched != cudaSuccess && status[1] != 0) __trap();
 }
 
 }  // namespace

@@ -10,8 +10,9 @@ struct CUgraphExec_st;
 namespace loom::cuda {
 
 /// Queues on `stream` a one-thread kernel that tail-launches `graph` and writes the device-side
-/// cudaGraphLaunch's status (0: launched) to `*status` in device memory. Returns the kernel
-/// launch's own status (a cudaError_t; 0: queued).
+/// cudaGraphLaunch's status (0: launched) to status[0] in device memory; when status[1] is
+/// nonzero a failed launch traps instead (a sticky error at the next synchronisation). Returns
+/// the kernel launch's own status (a cudaError_t; 0: queued).
 int enqueue_tail_launch(CUgraphExec_st* graph, int* status, Stream stream);
 
 }  // namespace loom::cuda

@@ -12,6 +12,10 @@
 namespace loom::cuda {
 
 Graph::~Graph() {
+  if (launcher_) {  // a device-launched replay may still be running
+    set_device(device_);
+    cudaStreamSynchronize(current_stream(device_));
+  }
   drop_launcher();
   if (exec_) cudaGraphExecDestroy(exec_);
 }
@@ -81,6 +85,7 @@ void Graph::end_capture() {
     // a graph the driver refuses is launched from the host.
     s = cudaGraphInstantiate(&exec, graph, cudaGraphInstantiateFlagDeviceLaunch);
     if (s != cudaSuccess) {
+      device_launch_refusal_ = detail::cat("instantiating for device launch: ", cudaGetErrorName(s));
       cudaGetLastError();
       exec = nullptr;
     }
@@ -97,14 +102,16 @@ void Graph::end_capture() {
 // graph. A device graph must be uploaded before the device launches it. Any failure leaves
 // host launches.
 void Graph::make_launcher() noexcept {
-  const Stream stream = current_stream(device_);
   cudaGraph_t graph = nullptr;
   try {
+    const Stream stream = current_stream(device_);
     LOOM_CUDA_CHECK(cudaGraphUpload(exec_, stream));
     void* status = nullptr;
-    LOOM_CUDA_CHECK(cudaMalloc(&status, sizeof(int)));
+    LOOM_CUDA_CHECK(cudaMalloc(&status, 2 * sizeof(int)));
     launch_status_ = static_cast<int*>(status);
-    LOOM_CUDA_CHECK(cudaMemsetAsync(launch_status_, 0xff, sizeof(int), stream));  // -1: not run
+    // status[0] = -1 (not run), status[1] = 0 (not checked yet: a failure is reported, no trap)
+    LOOM_CUDA_CHECK(cudaMemsetAsync(launch_status_, 0xff, sizeof(int), stream));
+    LOOM_CUDA_CHECK(cudaMemsetAsync(launch_status_ + 1, 0, sizeof(int), stream));
     LOOM_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed));
     try {
       LOOM_CUDA_CHECK(cudaError_t(enqueue_tail_launch(exec_, launch_status_, stream)));
@@ -116,7 +123,12 @@ void Graph::make_launcher() noexcept {
     cudaGraphExec_t launcher = nullptr;
     LOOM_CUDA_CHECK(cudaGraphInstantiate(&launcher, graph, 0));
     launcher_ = launcher;
+  } catch (const std::exception& e) {
+    device_launch_refusal_ = detail::cat("making the launcher: ", e.what());
+    drop_launcher();
+    cudaGetLastError();
   } catch (...) {
+    device_launch_refusal_ = "making the launcher failed";
     drop_launcher();
     cudaGetLastError();
   }
@@ -132,7 +144,7 @@ void Graph::drop_launcher() noexcept {
 
 // The device-side launch reports a failure only to the kernel that called it, so the first
 // replay reads the status back. If the launch failed, the graph did not run: it runs from the
-// host now, and so does every later replay.
+// host now, and so does every later replay. If it worked, later launches trap on failure.
 void Graph::check_device_launch() {
   launch_checked_ = true;
   const Stream stream = current_stream(device_);
@@ -141,8 +153,17 @@ void Graph::check_device_launch() {
   LOOM_CUDA_CHECK(cudaMemcpyAsync(&status, launch_status_, sizeof(int), cudaMemcpyDeviceToHost,
                                   stream));
   LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));
-  if (status == 0) return;
+  if (status == 0) {
+    const int armed = 1;
+    LOOM_CUDA_CHECK(cudaMemcpyAsync(launch_status_ + 1, &armed, sizeof(int),
+                                    cudaMemcpyHostToDevice, stream));
+    LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return;
+  }
+  device_launch_refusal_ = detail::cat("the device-side launch returned ",
+                                       cudaGetErrorName(cudaError_t(status)));
   drop_launcher();
+  cudaGetLastError();
   LOOM_CUDA_CHECK(cudaGraphLaunch(exec_, stream));
 }
 

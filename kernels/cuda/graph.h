@@ -2,6 +2,7 @@
 // Includes no CUDA header.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "kernels/cuda/runtime.h"
 
@@ -46,6 +47,8 @@ class Graph {
   /// Whether replays launch the graph from the device (asked for, instantiated so, and, after
   /// the first replay, seen to work).
   bool device_launched() const { return launcher_ != nullptr; }
+  /// Why replays launch from the host although device launch was asked for ("" otherwise).
+  const std::string& device_launch_refusal() const { return device_launch_refusal_; }
 
  private:
   void make_launcher() noexcept;
@@ -56,7 +59,8 @@ class Graph {
   bool want_device_launch_;
   CUgraphExec_st* exec_ = nullptr;
   CUgraphExec_st* launcher_ = nullptr;  // one kernel that tail-launches exec_
-  int* launch_status_ = nullptr;        // where the launcher writes its launch's status
+  int* launch_status_ = nullptr;        // [the launch's status, whether a failure traps]
+  std::string device_launch_refusal_;
   bool launch_checked_ = false;
   GraphNodeCounts nodes_;
   double last_launch_ms_ = 0;
