@@ -249,10 +249,14 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
     const TrainState s = state.load_state_dict(in["state"]);
     const Tensor inputs = in["inputs"].tensor(), labels = in["labels"].tensor();
     const random::Key dropout_key = random::wrap_key_data(in["rng"].tensor());
+    // jmp's mixed policy: float32 params cast to the compute dtype inside the differentiated
+    // function (so gradients arrive in float32), logits and loss back in float32. In one
+    // process the compute-dtype copy is differentiated instead and its gradients cast back by
+    // one kernel (cast_like): the same gradients bit for bit, without a cast kernel per leaf in
+    // the backward. Across ranks the cast stays inside, so gradients are averaged in float32.
+    const bool cast_outside = compute != DType::F32 && world == 1;
     auto loss_fn = [&](const Tree& params) {
-      // jmp's mixed policy: float32 params cast to the compute dtype inside the differentiated
-      // function (so gradients arrive in float32), logits and loss back in float32.
-      Tree p = compute == DType::F32 ? params : cast_floating(params, compute);
+      Tree p = compute == DType::F32 || cast_outside ? params : cast_floating(params, compute);
       Tensor x = compute != DType::F32 && is_floating(inputs.dtype()) ? inputs.to(compute) : inputs;
       auto [logits, updates] = model.apply(variables_of(p, s.extra), x, true, dropout_key);
       logits = logits.to(DType::F32);
@@ -263,8 +267,11 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
     };
     // Gradients averaged over the ranks: each bucket's all-reduce starts while backward runs.
     // ZeRO-1 takes the local gradients: its reduce-scatter does the averaging.
-    auto [objective, aux, grads] = zero ? value_and_grad_aux(loss_fn)(s.params)
-                                        : dist::value_and_grad_aux_pmean(loss_fn)(s.params);
+    const Tree differentiated = cast_outside ? cast_floating(s.params, compute) : s.params;
+    auto [objective, aux, differentiated_grads] =
+        zero ? value_and_grad_aux(loss_fn)(differentiated)
+             : dist::value_and_grad_aux_pmean(loss_fn)(differentiated);
+    Tree grads = cast_outside ? cast_like(differentiated_grads, s.params) : differentiated_grads;
     auto& [loss, logits, new_stats] = aux;
     if (cfg.grads_hook) cfg.grads_hook(hook_step, s, grads);
     // A skipped step keeps the old batch statistics too (jmp.select_tree over the whole state),
