@@ -1,7 +1,10 @@
 #include "tests/support/loss_curve.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <sstream>
+#include <string>
 
 #include "train/metrics/jsonl_writer.h"
 #include "train/trainer.h"
@@ -11,7 +14,8 @@ namespace loom::testing {
 namespace fs = std::filesystem;
 
 std::string fresh_run_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("loom_run_" + name);
+  // The process id keeps two test runs on one machine out of each other's directories.
+  fs::path p = fs::temp_directory_path() / ("loom_run_" + name + "_" + std::to_string(getpid()));
   fs::remove_all(p);
   return p.string();
 }
