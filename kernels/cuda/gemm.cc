@@ -378,14 +378,9 @@ bool run(const GemmProblem& p, const BatchDims& bd, bool lt_batch, int device, b
       if (st == CUBLAS_STATUS_SUCCESS && found > 0) algo = results[0].algo;
       if (algo && found > 1) {
         results.resize(size_t(found));
-        const std::optional<cublasLtMatmulAlgo_t> timed =
-            fastest(results, launch, bytes(ldc * p.m), device, stream);
-        if (!timed) {  // inside a graph capture: untimed, and not cached
-          algo = results[0].algo;
-        } else {
-          algo = timed;
-          ctx.algos.emplace(key, algo);
-        }
+        // Inside a graph capture nothing is timed: the heuristic's choice runs, not cached.
+        if (auto timed = fastest(results, launch, bytes(ldc * p.m), device, stream))
+          ctx.algos.emplace(key, algo = *timed);
       } else {
         ctx.algos.emplace(key, algo);
       }

@@ -44,20 +44,19 @@ GraphNodeCounts count_nodes(cudaGraph_t graph) {
   // The shape is a diagnostic: if the driver will not say, it stays unknown (edges = -1) rather
   // than failing the capture. Edge data is asked for too, since edges that carry some (a
   // programmatic dependent launch's) make a query without it an error.
+  auto unknown = [&] {
+    cudaGetLastError();
+    counts.edges = -1;
+    return counts;
+  };
   size_t edges = 0, roots = 0;
   if (cudaGraphGetEdges(graph, nullptr, nullptr, nullptr, &edges) != cudaSuccess ||
-      cudaGraphGetRootNodes(graph, nullptr, &roots) != cudaSuccess) {
-    cudaGetLastError();
-    counts.edges = -1;
-    return counts;
-  }
+      cudaGraphGetRootNodes(graph, nullptr, &roots) != cudaSuccess)
+    return unknown();
   std::vector<cudaGraphNode_t> from(edges), to(edges);
   std::vector<cudaGraphEdgeData> data(edges);
-  if (cudaGraphGetEdges(graph, from.data(), to.data(), data.data(), &edges) != cudaSuccess) {
-    cudaGetLastError();
-    counts.edges = -1;
-    return counts;
-  }
+  if (cudaGraphGetEdges(graph, from.data(), to.data(), data.data(), &edges) != cudaSuccess)
+    return unknown();
   std::unordered_map<cudaGraphNode_t, int> out_degree, in_degree;
   bool branches = false;
   for (size_t i = 0; i < edges; ++i)
@@ -125,10 +124,10 @@ void Graph::make_launcher() noexcept {
     launcher_ = launcher;
   } catch (const std::exception& e) {
     device_launch_refusal_ = detail::cat("making the launcher: ", e.what());
-    drop_launcher();
-    cudaGetLastError();
   } catch (...) {
     device_launch_refusal_ = "making the launcher failed";
+  }
+  if (!launcher_) {
     drop_launcher();
     cudaGetLastError();
   }
