@@ -4,12 +4,14 @@
 # alternating loom and JAX, then prints a table and writes every JSON line to a results file.
 #
 # Usage: scripts/bench.sh --cpu|--gpu [--build-dir DIR] [--rounds N] [--steps N] [--warmup N]
-#                         [--cores LIST] [--models LIST] [--no-eager] [--out DIR]
-#                         [--loom-flags "FLAGS"]
-#   --cpu        the seed CNN (128x28x28x1, SGD momentum, f32) on the CPU, loom and JAX pinned to
-#                the same cores (--cores, default 0,1) with taskset; --rounds (default 3) rounds
-#                of loom then JAX, each a median over --steps (default 20) after --warmup (5);
-#                the table shows the median of the rounds' medians.
+#                         [--cores LIST] [--models LIST] [--batch N] [--seq N] [--no-eager]
+#                         [--out DIR] [--loom-flags "FLAGS"]
+#   --cpu        the seed CNN (128x28x28x1, SGD momentum, f32) and the small transformer LM
+#                (transformer-lm: loom's zoo model, GPT-2's architecture with 4 layers of 128
+#                channels and a vocabulary of 256, AdamW, f32, 8 x 128 tokens) on the CPU, loom
+#                and JAX pinned to the same cores (--cores, default 0,1) with taskset; --rounds
+#                (default 3) rounds of loom then JAX, each a median over --steps (default 20)
+#                after --warmup (5); the table shows the median of the rounds' medians.
 #   --gpu        on one GPU: cnn f32 (b128), resnet50 bf16 (b256, 224x224), gpt2 bf16 (16x1024),
 #                10 warm-up and 50 timed steps, one round. loom's step runs under loom::jit (a
 #                CUDA graph, as JAX's under jax.jit), and again eagerly ("loom-eager"); gpt2
@@ -21,8 +23,11 @@
 #                for --gpu run scripts/gpu_check.sh --no-cpu-tests first: it configures
 #                build-gpu with CUDA and its dependencies, and this script then builds loom_bench
 #                there)
-#   --models     comma list of MODEL[-PRECISION] (cnn, resnet50, gpt2, gpt2-medium; -f32/-bf16);
-#                gpt2-medium-bf16 measures issue 9's MFU goal (about 2 more minutes)
+#   --models     comma list of MODEL[-PRECISION] (cnn, resnet50, gpt2, gpt2-medium,
+#                transformer-lm; -f32/-bf16); gpt2-medium-bf16 measures issue 9's MFU goal
+#                (about 2 more minutes)
+#   --batch, --seq  the batch (and the language models' sequence length) of every run, in place
+#                of each model's default (transformer-lm on the CPU: 8 and 128)
 #   --no-eager   with --gpu: skip the eager "loom-eager" runs (a short device lease)
 #   --bin DIR    use the loom_bench (and loom_input_bench, loom_kernel_bench) already built in DIR
 #                instead of building them (scripts/gpu_prebuilt.sh: binaries built on another machine)
@@ -39,7 +44,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 REPO=$PWD
 
-mode="" build="" bindir="" rounds="" steps="" warmup="" cores=0,1 models="" extras=0 eager=1 out="${OUT:-$REPO/bench/results}"
+mode="" build="" bindir="" rounds="" steps="" warmup="" batch="" seq="" cores=0,1 models="" extras=0 eager=1 out="${OUT:-$REPO/bench/results}"
 loom_flags=()
 while (($#)); do
   case "$1" in
@@ -52,11 +57,13 @@ while (($#)); do
     --warmup) warmup=$2; shift ;;
     --cores) cores=$2; shift ;;
     --models) models=$2; shift ;;
+    --batch) batch=$2; shift ;;
+    --seq) seq=$2; shift ;;
     --out) out=$2; shift ;;
     --loom-flags) read -ra loom_flags <<< "$2"; shift ;;
     --extras) extras=1 ;;
     --no-eager) eager=0 ;;
-    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -65,7 +72,7 @@ done
 
 if [[ $mode == cpu ]]; then
   build=${build:-build-bench} rounds=${rounds:-3} steps=${steps:-20} warmup=${warmup:-5}
-  models=${models:-cnn-f32} device=cpu
+  models=${models:-cnn-f32,transformer-lm-f32} device=cpu
 else
   build=${build:-build-gpu} rounds=${rounds:-1} steps=${steps:-50} warmup=${warmup:-10}
   models=${models:-cnn-f32,resnet50-bf16,gpt2-bf16} device=cuda
@@ -126,6 +133,11 @@ run_one() {
   local fw=$1 model=$2 prec=$3 round=$4 limit line rc args
   limit=$(limit_for "$fw" "$model")
   args=(--model "$model" --device "$device" --precision "$prec" --steps "$steps" --warmup "$warmup")
+  local b=$batch s=$seq
+  # The LM's own default (4 x 32 tokens) measures the per-op cost; on the CPU a batch that trains.
+  [[ $mode == cpu && $model == transformer-lm ]] && b=${b:-8} s=${s:-128}
+  [[ -n $b ]] && args+=(--batch "$b")
+  [[ -n $s ]] && args+=(--seq "$s")
   log "round $round: $fw $model $prec on $device"
   if [[ $fw == loom* ]]; then
     # On the GPU, "loom" is the step under loom::jit (replayed as a CUDA graph), as JAX's is
@@ -226,7 +238,7 @@ summary = {'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timesp
            'cores': cores if mode == 'cpu' else None, 'results': []}
 versions = next((r['versions'] for r in rows if 'versions' in r), None)
 summary['jax_versions'] = versions
-hdr = f"{'model':<10} {'prec':<5} {'device':<6} {'loom ms':>9} {'JAX ms':>9} {'loom/JAX':>8} " \
+hdr = f"{'model':<14} {'prec':<5} {'device':<6} {'loom ms':>9} {'JAX ms':>9} {'loom/JAX':>8} " \
       f"{'loom thr':>13} {'JAX thr':>13} {'loom mem':>14} {'JAX mem':>14} {'MFU l/J':>11}"
 print(hdr); print('-' * len(hdr))
 failed = False
@@ -246,7 +258,7 @@ for k in keys:
   if L.get('mfu') is not None or J.get('mfu') is not None:
     f = lambda a: f"{100*a['mfu']:.1f}%" if a.get('mfu') is not None else '-'
     mfu = f"{f(L)}/{f(J)}"
-  print(f"{k[0]:<10} {k[1]:<5} {dev:<6} {ms(L)} {ms(J)} "
+  print(f"{k[0]:<14} {k[1]:<5} {dev:<6} {ms(L)} {ms(J)} "
         f"{(f'{ratio:8.3f}' if ratio else '       -')} {thr(L):>13} {thr(J):>13} "
         f"{fmt_mem(L):>14} {fmt_mem(J):>14} {mfu:>11}")
   for fw, a in (('loom', L), ('JAX', J)):

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """JAX/Flax/Optax twin of loom_bench: times one jitted training step and prints the same JSON line.
 
-  python3 bench/jax/train_step_bench.py --model cnn|resnet50|gpt2|gpt2-medium [--batch N] [--steps N]
+  python3 bench/jax/train_step_bench.py --model cnn|resnet50|gpt2|gpt2-medium|transformer-lm
+      [--batch N] [--steps N]
       [--warmup N] [--device cpu|cuda] [--precision f32|bf16] [--seq N] [--image N]
 
 The step is jax.jit(value_and_grad(loss) + TrainState.apply_gradients), with the state donated on
 the GPU. The batch is synthetic and already on the device. Each timed step ends with
 jax.block_until_ready on the new state and the loss. Optimizers: CNN and ResNet-50 optax.sgd(0.1,
-momentum=0.9) (Flax's MNIST/ImageNet examples), GPT-2 (small and medium) optax.adamw(3e-4, b1=0.9, b2=0.95,
-weight_decay=0.1). bf16: the model computes in bf16 (Flax dtype=bfloat16) with f32 params.
+momentum=0.9) (Flax's MNIST/ImageNet examples), the language models optax.adamw(3e-4, b1=0.9,
+b2=0.95, weight_decay=0.1). transformer-lm is loom's zoo model of that name: the GPT-2 architecture
+with 4 layers of 128 channels and 4 heads, a vocabulary of 256, batch 4 x 32 tokens by default. bf16: the model computes in bf16 (Flax dtype=bfloat16) with f32 params.
 """
 import argparse
 import json
@@ -24,18 +26,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 def parse():
   p = argparse.ArgumentParser()
-  p.add_argument('--model', choices=['cnn', 'resnet50', 'gpt2', 'gpt2-medium'], default='cnn')
+  p.add_argument('--model', choices=['cnn', 'resnet50', 'gpt2', 'gpt2-medium', 'transformer-lm'], default='cnn')
   p.add_argument('--batch', type=int, default=0)
   p.add_argument('--steps', type=int, default=20)
   p.add_argument('--warmup', type=int, default=5)
   p.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
   p.add_argument('--precision', choices=['f32', 'bf16'], default='f32')
-  p.add_argument('--seq', type=int, default=1024)
+  p.add_argument('--seq', type=int, default=0)  # 0: gpt2 1024, transformer-lm 32
   p.add_argument('--image', type=int, default=224)
   p.add_argument('--peak-tflops', type=float, default=989.0)
   a = p.parse_args()
   if a.batch == 0:
-    a.batch = {'cnn': 128, 'resnet50': 256, 'gpt2': 16, 'gpt2-medium': 16}[a.model]
+    a.batch = {'cnn': 128, 'resnet50': 256, 'gpt2': 16, 'gpt2-medium': 16, 'transformer-lm': 4}[a.model]
+  if a.seq == 0:
+    a.seq = 32 if a.model == 'transformer-lm' else 1024
   return a
 
 
@@ -75,10 +79,12 @@ def run(a, line):
     # cuDNN's fused attention needs a GPU and bf16/f16; elsewhere XLA's attention.
     impl = 'cudnn' if a.device == 'cuda' and a.precision == 'bf16' else None
     line['attention'] = impl or 'xla'
-    size = dict(num_layers=24, num_heads=16, channels=1024) if a.model == 'gpt2-medium' else {}
-    model = models.GPT2(vocab_size=50257, block_size=a.seq, dtype=dtype, implementation=impl, **size)
-    x = rng.integers(0, 50257, (a.batch, a.seq), dtype=np.int32)
-    y = rng.integers(0, 50257, (a.batch, a.seq), dtype=np.int32)
+    size = {'gpt2': {}, 'gpt2-medium': dict(num_layers=24, num_heads=16, channels=1024),
+            'transformer-lm': dict(num_layers=4, num_heads=4, channels=128)}[a.model]
+    vocab = 256 if a.model == 'transformer-lm' else 50257
+    model = models.GPT2(vocab_size=vocab, block_size=a.seq, dtype=dtype, implementation=impl, **size)
+    x = rng.integers(0, vocab, (a.batch, a.seq), dtype=np.int32)
+    y = rng.integers(0, vocab, (a.batch, a.seq), dtype=np.int32)
     tx = optax.adamw(3e-4, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1)
     items, unit = a.batch * a.seq, 'tok/s'
   x, y = jax.device_put(x, dev), jax.device_put(y, dev)
@@ -147,7 +153,7 @@ def main():
   a = parse()
   line = {'framework': 'jax', 'model': a.model, 'device': a.device, 'precision': a.precision,
           'batch': a.batch, 'steps': a.steps, 'warmup': a.warmup}
-  if a.model.startswith('gpt2'):
+  if a.model.startswith('gpt2') or a.model == 'transformer-lm':
     line['seq'] = a.seq
   if a.model == 'resnet50':
     line['image'] = a.image

@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <cstring>
+#include <utility>
 
 #include "core/error.h"
 
@@ -15,6 +16,9 @@ int blas_int(int64_t v, const char* what) {
              " exceeds the BLAS int range");
   return int(v);
 }
+
+// Multiply-adds below which a batch of products is split across threads by batch element.
+constexpr int64_t kSmallProduct = int64_t(1) << 21;
 
 template <typename T, typename Gemm>
 void run(const GemmProblem& p, Gemm gemm) {
@@ -35,21 +39,31 @@ void run(const GemmProblem& p, Gemm gemm) {
   CBLAS_TRANSPOSE tb = p.b.trans ? CblasTrans : CblasNoTrans;
   const T* a = static_cast<const T*>(p.a.data);
   const T* b = static_cast<const T*>(p.b.data);
-  size_t nb = p.batch_shape.size();
-  Shape index(nb, 0);
-  int64_t off_a = 0, off_b = 0;
-  for (int64_t i = 0; i < batch; ++i) {
-    gemm(CblasRowMajor, ta, tb, m, n, k, T(1), a + off_a, lda, b + off_b, ldb, T(p.accumulate ? 1 : 0),
-         c + i * p.m * p.n, ldc_int);
-    // odometer step over the batch dims, keeping the operand offsets incrementally
-    for (size_t d = nb; d-- > 0;) {
-      off_a += p.a.batch_strides[d];
-      off_b += p.b.batch_strides[d];
-      if (++index[d] < p.batch_shape[d]) break;
-      off_a -= p.a.batch_strides[d] * p.batch_shape[d];
-      off_b -= p.b.batch_strides[d] * p.batch_shape[d];
-      index[d] = 0;
+  const T beta = T(p.accumulate ? 1 : 0);
+  // Operand offsets of batch element i (row-major over the batch dims).
+  auto offsets = [&](int64_t i) {
+    int64_t off_a = 0, off_b = 0;
+    for (size_t d = p.batch_shape.size(); d-- > 0;) {
+      const int64_t idx = i % p.batch_shape[d];
+      i /= p.batch_shape[d];
+      off_a += idx * p.a.batch_strides[d];
+      off_b += idx * p.b.batch_strides[d];
     }
+    return std::pair{off_a, off_b};
+  };
+  auto one = [&](int64_t i) {
+    auto [off_a, off_b] = offsets(i);
+    gemm(CblasRowMajor, ta, tb, m, n, k, T(1), a + off_a, lda, b + off_b, ldb, beta,
+         c + i * p.m * p.n, ldc_int);
+  };
+  // Many small products (attention's, one per batch row and head): one per thread, each on one
+  // thread (OpenBLAS runs single-threaded inside a parallel region), rather than every product
+  // split across the threads with a synchronisation each.
+  if (batch > 1 && p.m * p.n * p.k <= kSmallProduct) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < batch; ++i) one(i);
+  } else {
+    for (int64_t i = 0; i < batch; ++i) one(i);
   }
 }
 

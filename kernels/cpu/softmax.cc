@@ -15,6 +15,10 @@ constexpr int64_t kParallelWork = 32768;
 // max that propagates NaN, as jnp.max
 inline double nan_max(double a, double b) { return (a != a || b != b) ? (a != a ? a : b) : (a > b ? a : b); }
 
+// e^d, which is 0 in double below -746: glibc's exp reaches that 0 through its error path
+// (errno), slowly, and a causal mask sends half of every attention row's logits there.
+inline double exp_or_zero(double d) { return d < -746.0 ? 0.0 : std::exp(d); }
+
 // out(j) = exp(v(j) - max) / sum over a row of n values v(j), in double; each exponential is
 // taken once into `e` (n elements), which the quotients read back.
 template <typename Value, typename Out>
@@ -22,7 +26,7 @@ void exp_normalize(int64_t n, Value v, double* e, Out out) {
   double m = -std::numeric_limits<double>::infinity();
   for (int64_t j = 0; j < n; ++j) m = nan_max(m, v(j));
   double s = 0;
-  for (int64_t j = 0; j < n; ++j) s += e[j] = std::exp(v(j) - m);
+  for (int64_t j = 0; j < n; ++j) s += e[j] = exp_or_zero(v(j) - m);
   for (int64_t j = 0; j < n; ++j) out(j, e[j] / s);
 }
 
@@ -59,7 +63,7 @@ void softmax(const void* x, void* out, int64_t outer, int64_t n, int64_t inner, 
           double m = -std::numeric_limits<double>::infinity();
           for (int64_t j = 0; j < n; ++j) m = nan_max(m, value(j));
           double s = 0;
-          for (int64_t j = 0; j < n; ++j) s += std::exp(value(j) - m);
+          for (int64_t j = 0; j < n; ++j) s += exp_or_zero(value(j) - m);
           double lse = std::log(s);
           for (int64_t j = 0; j < n; ++j) orow[j * inner] = convert<T>(value(j) - m - lse);
         } else {

@@ -1,7 +1,11 @@
 // Iteration over an output shape with several strided operands (strides in elements; 0 on
 // broadcast dimensions). Adjacent dimensions that are contiguous for every operand are merged,
-// so the common same-shape case becomes one flat loop; rows run in parallel with OpenMP.
+// so the common same-shape case becomes one flat loop; rows (or pieces of one long row) run in
+// parallel with OpenMP.
 #pragma once
+#include <omp.h>
+
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <vector>
@@ -53,13 +57,33 @@ struct StridedLoop {
     return off;
   }
 
-  /// fn(offsets, inner, inner_strides) for every row, in parallel when the work is large.
+  /// fn(offsets, n, inner_strides) over every row, a row in one call or in pieces of n
+  /// elements, in parallel when the work is large. A dense tensor merges into one row, so rows
+  /// alone would leave it to one thread: a row is cut into pieces when there are fewer rows
+  /// than threads.
   template <typename Fn>
   void run(Fn&& fn) const {
-    int64_t total = rows * inner;
-#pragma omp parallel for schedule(static) if (total > 32768 && rows > 1)
-    for (int64_t r = 0; r < rows; ++r) fn(row_offsets(r), inner, inner_stride);
+    const int64_t total = rows * inner;
+    if (total <= kParallelWork) {
+      for (int64_t r = 0; r < rows; ++r) fn(row_offsets(r), inner, inner_stride);
+      return;
+    }
+    const int64_t threads = omp_get_max_threads();
+    const int64_t pieces = rows >= threads ? 1 : std::min((threads + rows - 1) / rows,
+                                                           std::max<int64_t>(1, inner / kMinPiece));
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < rows * pieces; ++t) {
+      const int64_t r = t / pieces, piece = t % pieces;
+      const int64_t lo = inner * piece / pieces, hi = inner * (piece + 1) / pieces;
+      std::array<int64_t, N> off = row_offsets(r);
+      for (size_t k = 0; k < N; ++k) off[k] += lo * inner_stride[k];
+      fn(off, hi - lo, inner_stride);
+    }
   }
+
+ private:
+  static constexpr int64_t kParallelWork = 32768;  // elements below which one thread does all
+  static constexpr int64_t kMinPiece = 4096;       // elements of the smallest piece of a row
 };
 
 /// Strides of `operand` (shape, strides) broadcast against `out_shape` (right-aligned; 0 where
