@@ -428,7 +428,7 @@ nlohmann::json run(const Options& o) {
   } else {
     r["peak_mem_mb"] = nullptr;  // the CPU has no allocator statistics; see host_max_rss_mb
   }
-  if (w.layers > 0) {
+  if (w.layers > 0 && device.is_cuda()) {  // against a GPU's peak (--peak-tflops)
     // llm.c's gpt2_estimate_mfu: 6N + 6·L·C·T FLOPs per token.
     const double flops_per_token =
         6.0 * double(n_params) + 6.0 * double(w.layers * w.channels * w.seq);

@@ -31,13 +31,31 @@ enum class BinaryOp : uint8_t {
 const char* binary_op_name(BinaryOp op);
 inline bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq; }
 
-/// tanh in float with no libm call, so that the CPU's element loops (GELU's above all: `tanhf`
-/// was a fifth of a small transformer's CPU step) vectorise. |x| < 0.625: the Taylor series of
-/// tanh through x^19 (coefficients 2^2n (2^2n - 1) B_2n / (2n)!; the next term is below 1e-8
-/// relative). Above: 1 - 2 / (e^(2|x|) + 1), e^y from y = n ln2 + r (Cody-Waite, |r| <= ln2 / 2)
-/// and e^r's Taylor series through r^7, |x| clamped at 10, where tanh is 1 in float. Within a
-/// few ulp of tanh (tests/core/ops/elementwise_test.cc). The device keeps CUDA's tanhf, which
-/// the GELU kernels were measured with.
+/// e^y in float with no libm call, so that the CPU's element loops vectorise, for y in
+/// [-87, 88] (the caller clamps): y = n ln2 + r (Cody-Waite, |r| <= ln2 / 2), e^r by its Taylor
+/// series through r^7, 2^n from the exponent bits. Within a few ulp of exp.
+LOOM_HD float exp_float_in_range(float y) {
+  const int n = int(y * 1.44269504f + 128.5f) - 128;  // rounds to nearest: the sum is positive
+  const float fn = float(n);
+  const float r = (y - fn * 0.693145751953125f) - fn * 1.42860677e-06f;  // ln2 in two parts
+  float e = 1.0f + r * (1.0f / 7.0f);
+  e = 1.0f + r * (1.0f / 6.0f) * e;
+  e = 1.0f + r * (1.0f / 5.0f) * e;
+  e = 1.0f + r * (1.0f / 4.0f) * e;
+  e = 1.0f + r * (1.0f / 3.0f) * e;
+  e = 1.0f + r * (1.0f / 2.0f) * e;
+  e = 1.0f + r * e;
+  const int32_t bits = (n + 127) << 23;  // 2^n
+  float scale;
+  memcpy(&scale, &bits, sizeof scale);
+  return e * scale;
+}
+
+/// tanh in float with no libm call, so that the CPU's element loops vectorise. |x| < 0.625: the
+/// Taylor series of tanh through x^19 (coefficients 2^2n (2^2n - 1) B_2n / (2n)!; the next term
+/// is below 1e-8 relative). Above: 1 - 2 / (e^(2|x|) + 1), |x| clamped at 10, where tanh is 1 in
+/// float. Within a few ulp of tanh (tests/core/ops/elementwise_test.cc). The device keeps CUDA's
+/// tanhf, which the GELU kernels were measured with.
 LOOM_HD float tanh_float(float x) {
 #ifdef __CUDA_ARCH__
   return tanhf(x);
@@ -53,21 +71,8 @@ LOOM_HD float tanh_float(float x) {
   p = p * z + 0.13333333f;            // 2 / 15
   p = p * z - 0.33333333f;            // -1 / 3
   const float small = copysignf(a + a * (z * p), x);  // keeps -0
-  const float y = 2.0f * (a < 10.0f ? a : 10.0f);
-  const int n = int(y * 1.44269504f + 0.5f);  // y > 0: rounds to nearest
-  const float fn = float(n);
-  const float r = (y - fn * 0.693145751953125f) - fn * 1.42860677e-06f;  // ln2 in two parts
-  float e = 1.0f + r * (1.0f / 7.0f);
-  e = 1.0f + r * (1.0f / 6.0f) * e;
-  e = 1.0f + r * (1.0f / 5.0f) * e;
-  e = 1.0f + r * (1.0f / 4.0f) * e;
-  e = 1.0f + r * (1.0f / 3.0f) * e;
-  e = 1.0f + r * (1.0f / 2.0f) * e;
-  e = 1.0f + r * e;
-  const int32_t bits = (n + 127) << 23;  // 2^n
-  float scale;
-  memcpy(&scale, &bits, sizeof scale);
-  const float big = copysignf(1.0f - 2.0f / (e * scale + 1.0f), x);
+  const float e = exp_float_in_range(2.0f * (a < 10.0f ? a : 10.0f));
+  const float big = copysignf(1.0f - 2.0f / (e + 1.0f), x);
   return a < 0.625f ? small : (a >= 0.625f ? big : x);  // NaN fails both: x
 #endif
 }
@@ -77,6 +82,46 @@ template <typename T>
 LOOM_HD T tanh_of(T x) {
   if constexpr (std::is_same_v<T, float>) return tanh_float(x);
   else return tanh(x);
+}
+
+/// GELU's tanh approximation (Flax's default), 0.5 x (1 + tanh(u)) with
+/// u = sqrt(2 / pi) (x + 0.044715 x^3), and its derivative. On the host in float it is computed
+/// as x sigmoid(2u) = x / (1 + e^(-2u)), the same function with one exponential and no tanh
+/// branches (half the work of the tanh form, and no 1 - tanh^2 cancellation for negative x);
+/// the device and double keep the tanh form.
+// sigmoid(2u) for GELU's u, with e = e^(-2u), so that 1 - sigmoid(2u) = e sigmoid(2u) needs no
+// subtraction. The host's float route of the two functions below.
+LOOM_HD float gelu_sigmoid_host(float x, float& e) {
+  const float t = -1.5957691216057308f * (x + 0.044715f * x * x * x);  // -2u
+  e = exp_float_in_range(t > -87.0f ? (t < 87.0f ? t : 87.0f) : -87.0f);  // NaN: x stays NaN
+  return t > 87.0f ? 0.0f : 1.0f / (1.0f + e);
+}
+
+template <typename T>
+LOOM_HD T gelu_tanh_of(T x) {
+  constexpr T kSqrt2OverPi = T(0.7978845608028654);
+#ifndef __CUDA_ARCH__
+  if constexpr (std::is_same_v<T, float>) {
+    float e;
+    return x * gelu_sigmoid_host(x, e);
+  }
+#endif
+  return T(0.5) * x * (T(1) + tanh_of(kSqrt2OverPi * (x + T(0.044715) * x * x * x)));
+}
+
+template <typename T>
+LOOM_HD T gelu_tanh_derivative_of(T x) {
+  constexpr T kSqrt2OverPi = T(0.7978845608028654);
+  const T dinner = kSqrt2OverPi * (T(1) + T(3) * T(0.044715) * x * x);
+#ifndef __CUDA_ARCH__
+  if constexpr (std::is_same_v<T, float>) {
+    float e;
+    const float s = gelu_sigmoid_host(x, e);
+    return s + 2.0f * x * s * (e * s) * dinner;
+  }
+#endif
+  const T t = tanh_of(kSqrt2OverPi * (x + T(0.044715) * x * x * x));
+  return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * dinner;
 }
 
 template <typename T>
@@ -92,7 +137,6 @@ LOOM_HD T softplus_of(T x) {  // log(1 + e^x) without overflow, as jax.nn.softpl
 /// f(x) for a floating compute type; `alpha` is the slope of elu / leaky_relu.
 template <typename T>
 LOOM_HD T unary_apply(UnaryOp op, T x, T alpha) {
-  constexpr T kSqrt2OverPi = T(0.7978845608028654);
   constexpr T kInvSqrt2 = T(0.7071067811865476);
   switch (op) {
     case UnaryOp::Neg: return -x;
@@ -109,7 +153,7 @@ LOOM_HD T unary_apply(UnaryOp op, T x, T alpha) {
     case UnaryOp::Sigmoid: return sigmoid_of(x);
     case UnaryOp::Relu: return x <= T(0) ? T(0) : x;  // NaN stays NaN, as jax.nn.relu (lax.max)
     case UnaryOp::Relu6: return x < T(0) ? T(0) : (x > T(6) ? T(6) : x);
-    case UnaryOp::Gelu: return T(0.5) * x * (T(1) + tanh_of(kSqrt2OverPi * (x + T(0.044715) * x * x * x)));
+    case UnaryOp::Gelu: return gelu_tanh_of(x);
     case UnaryOp::GeluExact: return T(0.5) * x * (T(1) + erf(x * kInvSqrt2));
     case UnaryOp::Silu: return x * sigmoid_of(x);
     case UnaryOp::Softplus: return softplus_of(x);
@@ -126,7 +170,6 @@ LOOM_HD T unary_apply(UnaryOp op, T x, T alpha) {
 /// f'(x) (y = f(x) is not needed by any rule here). Sign's derivative is 0.
 template <typename T>
 LOOM_HD T unary_derivative(UnaryOp op, T x, T alpha) {
-  constexpr T kSqrt2OverPi = T(0.7978845608028654);
   constexpr T kInvSqrt2 = T(0.7071067811865476);
   constexpr T kInvSqrt2Pi = T(0.3989422804014327);
   switch (op) {
@@ -144,12 +187,7 @@ LOOM_HD T unary_derivative(UnaryOp op, T x, T alpha) {
     case UnaryOp::Sigmoid: { T s = sigmoid_of(x); return s * (T(1) - s); }
     case UnaryOp::Relu: return x > T(0) ? T(1) : T(0);
     case UnaryOp::Relu6: return x > T(0) && x < T(6) ? T(1) : T(0);
-    case UnaryOp::Gelu: {
-      T inner = kSqrt2OverPi * (x + T(0.044715) * x * x * x);
-      T t = tanh_of(inner);
-      T dinner = kSqrt2OverPi * (T(1) + T(3) * T(0.044715) * x * x);
-      return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * dinner;
-    }
+    case UnaryOp::Gelu: return gelu_tanh_derivative_of(x);
     case UnaryOp::GeluExact:
       return T(0.5) * (T(1) + erf(x * kInvSqrt2)) + x * kInvSqrt2Pi * exp(T(-0.5) * x * x);
     case UnaryOp::Silu: { T s = sigmoid_of(x); return s * (T(1) + x * (T(1) - s)); }

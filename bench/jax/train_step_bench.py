@@ -141,7 +141,7 @@ def run(a, line):
   line['final_loss'] = lv if np.isfinite(lv) else None
   stats = dev.memory_stats() if a.device == 'cuda' else None
   line['peak_mem_mb'] = stats['peak_bytes_in_use'] / 2**20 if stats else None
-  if a.model.startswith('gpt2'):
+  if a.model != 'cnn' and a.model != 'resnet50' and a.device == 'cuda':  # against a GPU's peak
     # llm.c's gpt2_estimate_mfu: 6N + 6·L·C·T FLOPs per token.
     fpt = 6 * n_params + 6 * model.num_layers * model.channels * a.seq
     line['mfu'] = fpt * items / (med / 1e3) / (a.peak_tflops * 1e12)

@@ -70,25 +70,27 @@ TEST(Elementwise, UnaryMatchesReference) {
   }
 }
 
+// Float ulps between a and b (a large number across signs, unless both are zeros).
+int float_ulps(float a, float b) {
+  int32_t ia, ib;
+  std::memcpy(&ia, &a, 4);
+  std::memcpy(&ib, &b, 4);
+  return (ia < 0) != (ib < 0) ? (a == b ? 0 : 1 << 30) : std::abs(ia - ib);
+}
+
 // The float tanh behind tanh and GELU on the CPU (kernels/elementwise_math.h) against double
 // tanh rounded to float: within 2 ulp over [-12, 12] on both sides of its branch point (0.625),
 // signed zeros, infinities and NaN as tanh.
 TEST(Elementwise, FloatTanhWithinTwoUlps) {
-  auto ulps = [](float a, float b) {
-    int32_t ia, ib;
-    std::memcpy(&ia, &a, 4);
-    std::memcpy(&ib, &b, 4);
-    return (ia < 0) != (ib < 0) ? (a == b ? 0 : 1 << 30) : std::abs(ia - ib);
-  };
   int worst = 0;
   float at = 0;
   for (int i = -2000000; i <= 2000000; ++i) {
     const float x = float(i) * 6e-6f;
-    const int u = ulps(tanh_float(x), float(std::tanh(double(x))));
+    const int u = float_ulps(tanh_float(x), float(std::tanh(double(x))));
     if (u > worst) worst = u, at = x;
   }
   for (float x = 0.6f; x < 0.65f; x = std::nextafter(x, 1.0f)) {
-    const int u = ulps(tanh_float(x), float(std::tanh(double(x))));
+    const int u = float_ulps(tanh_float(x), float(std::tanh(double(x))));
     if (u > worst) worst = u, at = x;
   }
   EXPECT_LE(worst, 2) << "at x = " << at;
@@ -97,6 +99,49 @@ TEST(Elementwise, FloatTanhWithinTwoUlps) {
   EXPECT_EQ(tanh_float(-INFINITY), -1.0f);
   EXPECT_TRUE(std::isnan(tanh_float(NAN)));
   EXPECT_EQ(tanh_float(1e-40f), 1e-40f);
+}
+
+// The float exp behind them against double exp rounded to float, over the range its callers
+// clamp to.
+TEST(Elementwise, FloatExpWithinTwoUlps) {
+  int worst = 0;
+  float at = 0;
+  for (int i = -870000; i <= 880000; ++i) {
+    const float y = float(i) * 1e-4f;
+    const int u = float_ulps(exp_float_in_range(y), float(std::exp(double(y))));
+    if (u > worst) worst = u, at = y;
+  }
+  EXPECT_LE(worst, 2) << "at y = " << at;
+}
+
+// GELU's tanh form on the CPU (x sigmoid(2u) in float) and its derivative against the float64
+// formulas over [-6, 6]: GELU within a relative 6e-6, the rounding of u carried through the
+// exponential (|2u| = 12 at x = -6), where the tanh form in float has no correct digit left of
+// 1 + tanh(u); the derivative within 4e-7, a few float ulps of its values near 1. Signed zeros,
+// infinities and NaN as the tanh form gives them.
+TEST(Elementwise, FloatGeluMatchesFloat64) {
+  const double c = std::sqrt(2.0 / M_PI);
+  auto gelu64 = [&](double x) { return 0.5 * x * (1 + std::tanh(c * (x + 0.044715 * x * x * x))); };
+  auto dgelu64 = [&](double x) {
+    const double t = std::tanh(c * (x + 0.044715 * x * x * x));
+    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x);
+  };
+  double worst = 0, worst_d = 0;
+  for (int i = -600000; i <= 600000; ++i) {
+    const float x = float(i) * 1e-5f;
+    const double g = gelu64(x);
+    worst = std::max(worst, std::fabs(gelu_tanh_of(x) - g) / std::max(std::fabs(g), 1e-30));
+    worst_d = std::max(worst_d, std::fabs(gelu_tanh_derivative_of(x) - dgelu64(x)));
+  }
+  EXPECT_LT(worst, 6e-6);
+  EXPECT_LT(worst_d, 4e-7);
+  EXPECT_EQ(gelu_tanh_of(0.0f), 0.0f);
+  EXPECT_EQ(gelu_tanh_of(INFINITY), INFINITY);
+  EXPECT_TRUE(std::isnan(gelu_tanh_of(-INFINITY)));  // -inf * (1 + tanh(-inf)), as JAX
+  EXPECT_TRUE(std::isnan(gelu_tanh_of(NAN)));
+  EXPECT_TRUE(std::isnan(gelu_tanh_derivative_of(NAN)));
+  EXPECT_EQ(gelu_tanh_of(-20.0f), 0.0f);
+  EXPECT_EQ(gelu_tanh_of(20.0f), 20.0f);
 }
 
 TEST(Elementwise, UnaryGradients) {
