@@ -1,6 +1,7 @@
 #include "kernels/cpu/gemm.h"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <cstring>
 #include <utility>
@@ -58,8 +59,9 @@ void run(const GemmProblem& p, Gemm gemm) {
   };
   // Many small products (attention's, one per batch row and head): one per thread, each on one
   // thread (OpenBLAS runs single-threaded inside a parallel region), rather than every product
-  // split across the threads with a synchronisation each.
-  if (batch > 1 && p.m * p.n * p.k <= kSmallProduct) {
+  // split across the threads with a synchronisation each. Fewer products than threads keep
+  // OpenBLAS's own split, which leaves no thread idle.
+  if (batch >= omp_get_max_threads() && batch > 1 && p.m * p.n * p.k <= kSmallProduct) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < batch; ++i) one(i);
   } else {
