@@ -283,10 +283,14 @@ nlohmann::json run(const Options& o) {
   Workload w = make_workload(o, device);
   const bool bf16 = o.precision == "bf16";
 
-  Tree variables = w.model.init(random::key(42), w.inputs);
-  Tree extra = variables;  // batch_stats for ResNet
-  extra.erase("params");
-  train::TrainState state = train::TrainState::create(variables["params"], w.tx, extra);
+  // init's variables are only the state's start: nothing else keeps them, so the initial params
+  // are not held beside the state for the whole run (as JAX's donated first step frees them).
+  train::TrainState state = [&] {
+    Tree variables = w.model.init(random::key(42), w.inputs);
+    Tree extra = variables;  // batch_stats for ResNet
+    extra.erase("params");
+    return train::TrainState::create(variables["params"], w.tx, extra);
+  }();
   const int64_t n_params = state.params.total_size();
 
   // One training step from `s` with dropout key `dropout_key`: the next state and the loss.

@@ -207,12 +207,16 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
 
   // create_train_state: init on one example batch, params + batch_stats, optimizer state.
   random::Key root = random::key(int64_t(cfg.seed));
-  Tensor sample = loader.make_batch(0, 0).inputs.to(device);
-  Tree variables = model.init(random::fold_in(root, 0), sample);
-  Tree extra = variables;  // every collection but params (e.g. batch_stats)
-  extra.erase("params");
-  if (world > 1) variables = dist::broadcast(variables, 0);  // every rank starts from rank 0's
-  TrainState state = TrainState::create(variables["params"], opt.tx, extra);
+  // init's variables (and its example batch) are only the state's start: nothing else keeps
+  // them, so the initial params are not held beside the state for the whole run.
+  TrainState state = [&] {
+    Tensor sample = loader.make_batch(0, 0).inputs.to(device);
+    Tree variables = model.init(random::fold_in(root, 0), sample);
+    if (world > 1) variables = dist::broadcast(variables, 0);  // every rank starts from rank 0's
+    Tree extra = variables;  // every collection but params (e.g. batch_stats)
+    extra.erase("params");
+    return TrainState::create(variables["params"], opt.tx, extra);
+  }();
 
   std::filesystem::create_directories(cfg.run_dir);
   CheckpointManager checkpoints(cfg.run_dir + "/checkpoints", cfg.keep_checkpoints);
