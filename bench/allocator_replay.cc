@@ -2,9 +2,11 @@
 // through the CUDA caching allocator's block policy (core/block_pool.h: best fit, blocks split
 // from segments and merged when freed) and through the policy it replaced (whole cached blocks
 // reused when at most 1/8 (2x for small ones) larger than asked, never split), and prints one JSON
-// line: the peak of the live tensors' bytes (what any allocator must hold) and, for each policy,
-// its peak of allocated bytes (what memory_stats' peak_allocated reports), its peak of reserved
-// bytes (what the process takes from the device) and the segments it mapped.
+// line: the peak of the live tensors' bytes (what any allocator must hold), what those bytes are
+// at the peak (the largest shares by the op that returned each storage and by the module path or
+// gradient rule it was made in) and, for each policy, its peak of allocated bytes (what
+// memory_stats' peak_allocated reports), its peak of reserved bytes (what the process takes from
+// the device) and the segments it mapped.
 //
 //   loom_bench --model resnet50 --precision bf16 --batch 16 --allocation-trace /tmp/r50.trace
 //   loom_allocator_replay /tmp/r50.trace
@@ -12,6 +14,7 @@
 #include <cstdint>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -30,6 +33,43 @@ struct Event {
   int64_t id;
   size_t bytes;  // allocations only
 };
+
+// Where an allocation was made (the trace's last two fields).
+struct Origin {
+  std::string op = "-";  // "-": no op returned it
+  std::string scope;     // "": outside any module and gradient rule
+};
+
+// The largest `n` shares of `bytes_by_name`, in MiB, largest first, the rest summed as "(others)".
+nlohmann::json largest(const std::map<std::string, size_t>& bytes_by_name, size_t n) {
+  std::vector<std::pair<size_t, std::string>> order;
+  for (const auto& [name, bytes] : bytes_by_name) order.emplace_back(bytes, name);
+  std::sort(order.rbegin(), order.rend());
+  nlohmann::json out = nlohmann::json::array();
+  size_t others = 0;
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (i < n) out.push_back({{"name", order[i].second}, {"mib", double(order[i].first) / (1 << 20)}});
+    else others += order[i].first;
+  }
+  if (others) out.push_back({{"name", "(others)"}, {"mib", double(others) / (1 << 20)}});
+  return out;
+}
+
+// The live bytes right after event `peak` (an allocation), by op and by scope.
+nlohmann::json live_at(const std::vector<Event>& events, const std::vector<Origin>& origins,
+                       size_t peak) {
+  std::unordered_map<int64_t, size_t> live;  // id -> index of its allocation
+  for (size_t i = 0; i <= peak && i < events.size(); ++i) {
+    if (events[i].allocated) live[events[i].id] = i;
+    else live.erase(events[i].id);
+  }
+  std::map<std::string, size_t> by_op, by_scope;
+  for (const auto& [id, i] : live) {
+    by_op[origins[i].op] += events[i].bytes;
+    by_scope[origins[i].scope.empty() ? "(outside modules)" : origins[i].scope] += events[i].bytes;
+  }
+  return {{"by_op", largest(by_op, 12)}, {"by_scope", largest(by_scope, 12)}};
+}
 
 struct PolicyResult {
   size_t peak_allocated = 0;
@@ -129,9 +169,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::vector<Event> events;
+  std::vector<Origin> origins;  // one per event (empty for releases)
   std::string header, line;
   std::unordered_map<int64_t, size_t> live;
-  size_t live_bytes = 0, peak_live = 0;
+  size_t live_bytes = 0, peak_live = 0, peak_event = 0;
   for (int64_t n = 1; std::getline(in, line); ++n) {
     if (line.rfind("#", 0) == 0) {
       if (header.empty()) header = line;
@@ -142,7 +183,17 @@ int main(int argc, char** argv) {
     Event e{};
     fields >> kind >> e.id;
     e.allocated = kind == '+';
-    if (e.allocated) fields >> e.bytes;
+    Origin origin;
+    if (e.allocated && (fields >> e.bytes)) {
+      std::string rest;  // "op scope"; traces written before ops and scopes were kept end here
+      if (std::getline(fields, rest)) {
+        std::istringstream rest_fields(rest);
+        std::string op;
+        if (rest_fields >> op) origin.op = std::move(op);
+        std::getline(rest_fields >> std::ws, origin.scope);
+      }
+      fields.clear();
+    }
     const bool known = e.allocated ? live.count(e.id) == 0 : live.count(e.id) == 1;
     if (fields.fail() || (kind != '+' && kind != '-') || !known) {
       std::cerr << "loom_allocator_replay: " << argv[1] << ":" << n << ": bad event '" << line
@@ -152,17 +203,19 @@ int main(int argc, char** argv) {
     if (e.allocated) {
       live[e.id] = e.bytes;
       live_bytes += e.bytes;
-      peak_live = std::max(peak_live, live_bytes);
+      if (live_bytes > peak_live) peak_live = live_bytes, peak_event = events.size();
     } else {
       live_bytes -= live[e.id];
       live.erase(e.id);
     }
     events.push_back(e);
+    origins.push_back(std::move(origin));
   }
   nlohmann::json r;
   r["trace"] = header;
   r["events"] = events.size();
   r["peak_live_mib"] = double(peak_live) / (1 << 20);
+  r["peak_live"] = live_at(events, origins, peak_event);
   r["block_pool"] = to_json(replay_block_pool(events));
   r["whole_blocks"] = to_json(replay_whole_blocks(events));
   std::cout << r.dump() << "\n";

@@ -19,8 +19,10 @@
 // alone (no data loading), as in the JAX script. Each timed step ends with a host read of the loss
 // (and a device synchronize on CUDA) so a step's time includes all of its kernels.
 // --allocation-trace FILE: every tensor allocation and release on the device, from the batch's
-// creation through the last timed step, one per line ("+ id bytes", "- id"), for
-// bench/allocator_replay.cc to replay through the CUDA allocator's policies.
+// creation through the last timed step, one per line ("+ id bytes op scope", "- id": the op that
+// returned the storage, "-" if none, and the module path or "backward of <op>" it was made in), for
+// bench/allocator_replay.cc to replay through the CUDA allocator's policies and to split the
+// peak's live bytes by op and by scope.
 // --sync-batch-norm on (resnet50): the step as a data-parallel replica runs it, BatchNorm's
 // statistics through the "batch" axis (dist::register_axis), here in a world of one.
 // --dropout RATE (language models): dropout while training, as `loom train` runs them (its
@@ -257,7 +259,8 @@ int64_t write_allocation_trace(const std::vector<AllocationEvent>& events, Devic
     if (e.device != device) continue;
     if (e.allocated) {
       live[e.ptr] = next_id;
-      out << "+ " << next_id++ << ' ' << e.bytes << '\n';
+      out << "+ " << next_id++ << ' ' << e.bytes << ' ' << (e.op ? e.op : "-") << ' ' << e.scope
+          << '\n';
     } else {
       auto it = live.find(e.ptr);
       if (it == live.end()) continue;

@@ -66,11 +66,27 @@ void check_slow(const char* op, const Tensor& out, std::initializer_list<const T
   for (const Tensor* t : inputs) ins.push_back(t ? *t : Tensor());
   check_op_output(op, out, ins);
 }
+
+void name_output(const char* op, const Tensor& out, std::initializer_list<const Tensor*> inputs) {
+  if (!out.defined() || !out.storage()) return;
+  for (const Tensor* t : inputs)
+    if (t && t->defined() && t->storage() == out.storage()) return;
+  name_allocation(out.storage()->data(), op);
+}
+
+void name_output(const char* op, const Tensor& out, const std::vector<Tensor>& inputs) {
+  if (!out.defined() || !out.storage()) return;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.storage() == out.storage()) return;
+  name_allocation(out.storage()->data(), op);
+}
 }  // namespace detail
 
 Tensor record(const char* op, Tensor out, const std::vector<Tensor>& inputs, BackwardFn backward) {
   if (debug_nans_enabled()) [[unlikely]]
     check_op_output(op, out, inputs);
+  if (allocation_trace_active()) [[unlikely]]
+    detail::name_output(op, out, inputs);
   if (!needs_grad(inputs)) return out;
   auto node = std::make_shared<Node>();
   node->op = op;
@@ -197,6 +213,7 @@ std::vector<Tensor> backward(const Tensor& output, const std::vector<Tensor>& le
           std::vector<Tensor>* outer;
           ~Restore() { g_targets = outer; }
         } restore{outer};
+        GradientRuleScope rule_scope(node->op);
         input_grads = node->backward(g);
       }
       node->backward = nullptr;  // free saved activations now

@@ -3,7 +3,8 @@
 // Outside value_and_grad nothing is recorded and ops pay one thread-local check.
 //
 // Debug-NaNs (core/debug_nans.h) hooks in here: every op leaves through record() or checked(),
-// and backward() checks each gradient a rule returns.
+// and backward() checks each gradient a rule returns. So does an allocation trace
+// (core/memory.h): a new output is named after its op, and a rule's allocations after its op.
 //
 // Rule for op authors: a backward closure must capture *detached* tensors (saved(t)), never
 // the op's own output with its history, or the node would keep itself alive.
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "core/debug_nans.h"
+#include "core/memory.h"
 #include "core/tensor.h"
 
 namespace loom {
@@ -51,6 +53,11 @@ Tensor record(const char* op, Tensor out, const std::vector<Tensor>& inputs, Bac
 
 namespace detail {
 void check_slow(const char* op, const Tensor& out, std::initializer_list<const Tensor*> inputs);
+/// Names out's storage after `op` in the active allocation trace (core/memory.h), unless it is
+/// an input's (a view or an in-place result): a storage carries the outermost op that made it
+/// ("conv", not the "cast" inside it that wrote it), not the views taken of it later.
+void name_output(const char* op, const Tensor& out, std::initializer_list<const Tensor*> inputs);
+void name_output(const char* op, const Tensor& out, const std::vector<Tensor>& inputs);
 }  // namespace detail
 
 /// The exit of an op that records nothing (no input needs a gradient, or the output is not
@@ -59,11 +66,15 @@ void check_slow(const char* op, const Tensor& out, std::initializer_list<const T
 inline Tensor checked(const char* op, Tensor out, std::initializer_list<const Tensor*> inputs) {
   if (debug_nans_enabled()) [[unlikely]]
     detail::check_slow(op, out, inputs);
+  if (allocation_trace_active()) [[unlikely]]
+    detail::name_output(op, out, inputs);
   return out;
 }
 inline Tensor checked(const char* op, Tensor out, const std::vector<Tensor>& inputs) {
   if (debug_nans_enabled()) [[unlikely]]
     check_op_output(op, out, inputs);
+  if (allocation_trace_active()) [[unlikely]]
+    detail::name_output(op, out, inputs);
   return out;
 }
 /// A detached copy for a backward closure to keep.

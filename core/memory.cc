@@ -74,10 +74,40 @@ std::vector<AllocationEvent> AllocationTrace::events() const {
 
 bool allocation_trace_active() { return trace_on.load(std::memory_order_relaxed); }
 
-void record_allocation_event(const AllocationEvent& e) {
-  std::lock_guard<std::mutex> lock(trace_mu);
-  if (active_trace) active_trace->events_.push_back(e);
+namespace {
+std::atomic<AllocationScopeFn> scope_fn{nullptr};
+thread_local const char* gradient_rule_op = nullptr;
+
+std::string current_scope() {
+  if (gradient_rule_op) return std::string("backward of ") + gradient_rule_op;
+  AllocationScopeFn fn = scope_fn.load(std::memory_order_relaxed);
+  return fn ? fn() : std::string();
 }
+}  // namespace
+
+void record_allocation_event(AllocationEvent e) {
+  if (e.allocated) e.scope = current_scope();  // before the lock: it may allocate strings
+  std::lock_guard<std::mutex> lock(trace_mu);
+  if (!active_trace) return;
+  if (e.allocated) active_trace->latest_allocation_[e.ptr] = active_trace->events_.size();
+  else active_trace->latest_allocation_.erase(e.ptr);
+  active_trace->events_.push_back(std::move(e));
+}
+
+void name_allocation(const void* ptr, const char* op) {
+  std::lock_guard<std::mutex> lock(trace_mu);
+  if (!active_trace) return;
+  auto it = active_trace->latest_allocation_.find(ptr);
+  if (it == active_trace->latest_allocation_.end()) return;  // allocated before the trace
+  active_trace->events_[it->second].op = op;
+}
+
+void set_allocation_scope(AllocationScopeFn fn) { scope_fn.store(fn); }
+
+GradientRuleScope::GradientRuleScope(const char* op) : previous_(gradient_rule_op) {
+  gradient_rule_op = op;
+}
+GradientRuleScope::~GradientRuleScope() { gradient_rule_op = previous_; }
 
 PinnedMemoryStats pinned_memory_stats() {
 #if LOOM_CUDA

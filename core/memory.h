@@ -10,6 +10,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/device.h"
@@ -57,6 +59,10 @@ struct AllocationEvent {
   size_t bytes;     // as requested, before any allocator rounding
   const void* ptr;  // pairs a release with its allocation (addresses are reused afterwards)
   Device device;
+  // Allocations only, to read a trace by the model's parts:
+  const char* op = nullptr;  // the outermost op that made the storage ("conv", ...); null: none
+  std::string scope = {};    // the module being applied ("/ResNet/layer1_0/Conv_0"), "backward
+                             // of <op>" while an op's gradient rule runs, "" elsewhere
 };
 
 /// Records every tensor storage allocated while it lives, on any device, and the release of
@@ -77,13 +83,39 @@ class AllocationTrace {
   std::vector<AllocationEvent> events() const;
 
  private:
-  friend void record_allocation_event(const AllocationEvent& e);
-  std::vector<AllocationEvent> events_;  // guarded by the traces' mutex (memory.cc)
+  friend void record_allocation_event(AllocationEvent e);
+  friend void name_allocation(const void* ptr, const char* op);
+  // Guarded by the traces' mutex (memory.cc).
+  std::vector<AllocationEvent> events_;
+  std::unordered_map<const void*, size_t> latest_allocation_;  // ptr -> index in events_
 };
 
 /// True while an AllocationTrace records (one relaxed load: Storage checks it on every
 /// allocation). record_allocation_event appends to it.
 bool allocation_trace_active();
-void record_allocation_event(const AllocationEvent& e);
+/// Appends `e`; an allocation gets the scope it is made in.
+void record_allocation_event(AllocationEvent e);
+/// Names the active trace's latest allocation at `ptr` after `op` (a string literal): ops call
+/// it as they return a storage they made (core/autodiff.h), so an op nested in another (a cast
+/// inside a convolution) is renamed by the outer one.
+void name_allocation(const void* ptr, const char* op);
+
+/// The name of the place the calling thread is in (a module path), for the trace's scopes:
+/// modules/scope.cc installs one, as core knows no modules. Null: none.
+using AllocationScopeFn = std::string (*)();
+void set_allocation_scope(AllocationScopeFn fn);
+
+/// While it lives, the trace's allocations on this thread have the scope "backward of <op>":
+/// autodiff runs each gradient rule inside one.
+class GradientRuleScope {
+ public:
+  explicit GradientRuleScope(const char* op);
+  ~GradientRuleScope();
+  GradientRuleScope(const GradientRuleScope&) = delete;
+  GradientRuleScope& operator=(const GradientRuleScope&) = delete;
+
+ private:
+  const char* previous_;
+};
 
 }  // namespace loom

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "core/memory.h"
 #include "modules/sha1.h"
 
 namespace loom::nn {
@@ -91,6 +92,14 @@ const std::map<std::string, uint32_t>* Run::seeded(const std::string& rel_key) c
 Run* current_run() { return g_run; }
 
 const Frame* current_frame() { return g_frames.empty() ? nullptr : &g_frames.back(); }
+
+namespace {
+// An allocation trace (core/memory.h) names where a tensor was made by the module being applied.
+std::string module_path_for_trace() {
+  return g_frames.empty() ? std::string() : g_frames.back().scope->path_text();
+}
+[[maybe_unused]] const bool trace_scope_installed = (set_allocation_scope(&module_path_for_trace), true);
+}  // namespace
 
 Scope& scope_of(const void* module, const char* what) {
   LOOM_CHECK(g_run && !g_frames.empty(), nn::CallCompactUnboundModuleError,

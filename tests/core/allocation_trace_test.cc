@@ -1,8 +1,12 @@
-// AllocationTrace (core/memory.h): which storages it records, in what order, and that only one
-// records at a time.
+// AllocationTrace (core/memory.h): which storages it records, in what order, the op and the
+// gradient rule each is named after, and that only one records at a time.
 #include <gtest/gtest.h>
 
+#include "core/grad.h"
 #include "core/memory.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/reduce.h"
+#include "core/ops/softmax.h"
 #include "core/tensor.h"
 #include "tests/support/testing.h"
 
@@ -43,6 +47,46 @@ TEST(AllocationTrace, ViewsShareTheirStorageAndAddNothing) {
   Tensor v = a.reshape({64});
   Tensor d = a.detach();
   EXPECT_EQ(trace.events().size(), 1u);
+}
+
+// The allocation event of `t`'s storage in `events` (the latest at its address).
+const AllocationEvent* allocation_of(const std::vector<AllocationEvent>& events, const Tensor& t) {
+  const AllocationEvent* found = nullptr;
+  for (const AllocationEvent& e : events)
+    if (e.allocated && e.ptr == t.storage()->data()) found = &e;
+  return found;
+}
+
+TEST(AllocationTrace, NamesEachStorageAfterTheOpThatMadeIt) {
+  Tensor x = full({4, 8}, 0.5);
+  AllocationTrace trace;
+  Tensor y = exp(x);
+  Tensor v = y.reshape({32});      // a view: y's storage keeps its name
+  Tensor z = relu(v);
+  Tensor l = log_softmax(x, -1);   // its inner exps, sums and subtractions are not its name
+  std::vector<AllocationEvent> events = trace.events();
+  const AllocationEvent* ey = allocation_of(events, y);
+  const AllocationEvent* ez = allocation_of(events, z);
+  const AllocationEvent* el = allocation_of(events, l);
+  ASSERT_TRUE(ey && ez && el);
+  EXPECT_STREQ(ey->op, "exp");
+  EXPECT_STREQ(ez->op, "relu");
+  EXPECT_STREQ(el->op, "log_softmax");
+  EXPECT_EQ(ey->scope, "");  // outside modules and gradient rules
+}
+
+TEST(AllocationTrace, AllocationsOfAGradientRuleAreItsOps) {
+  Tensor x = full({16}, 0.25);
+  AllocationTrace trace;
+  Tensor g = value_and_grad_tensor([](const Tensor& t) { return sum(exp(t)); })(x).second;
+  std::vector<AllocationEvent> events = trace.events();
+  const AllocationEvent* eg = allocation_of(events, g);
+  ASSERT_TRUE(eg);
+  EXPECT_EQ(eg->scope, "backward of exp");  // exp's rule multiplies by exp(x)
+  bool forward_exp = false;
+  for (const AllocationEvent& e : events)
+    forward_exp |= e.allocated && e.op && e.scope.empty() && std::string(e.op) == "exp";
+  EXPECT_TRUE(forward_exp);
 }
 
 TEST(AllocationTrace, OneAtATime) {

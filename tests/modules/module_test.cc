@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "core/grad.h"
+#include "core/memory.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/linalg.h"
 #include "core/ops/reduce.h"
@@ -43,6 +46,32 @@ TEST(ModuleNaming, AutoNamesPerClassAndExplicitNamesKeepTheCounter) {
   EXPECT_EQ(vars.at("params/Dense_1/kernel").tensor().shape(), (Shape{4, 3}));
   EXPECT_EQ(Encoder::type_name(), "Encoder");
   EXPECT_EQ(nn::Dense::type_name(), "Dense");
+}
+
+TEST(ModuleNaming, AllocationTracesNameTheModulePath) {
+  struct Encoder : nn::Module<Encoder> {
+    Tensor call(const Tensor& x) const { return Scale{}(nn::Dense{.features = 5}.named("proj")(x)); }
+  };
+  Tensor x = ones({2, 6});
+  Tree vars = Encoder{}.init(random::key(0), x);
+  std::vector<AllocationEvent> events;
+  Tensor y;
+  {
+    AllocationTrace trace;
+    y = Encoder{}.apply(vars, x);
+    events = trace.events();
+  }
+  std::set<std::string> scopes;
+  const AllocationEvent* ey = nullptr;
+  for (const AllocationEvent& e : events) {
+    if (!e.allocated) continue;
+    scopes.insert(e.scope);
+    if (e.ptr == y.storage()->data()) ey = &e;
+  }
+  EXPECT_TRUE(scopes.count("/proj")) << ::testing::PrintToString(scopes);
+  ASSERT_TRUE(ey);
+  EXPECT_EQ(ey->scope, "/Scale_0");
+  EXPECT_STREQ(ey->op, "mul");
 }
 
 TEST(ModuleNaming, ConstructionOrderDecidesNumbers) {
