@@ -20,9 +20,11 @@
 #include <sstream>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/block_pool.h"
+#include "core/memory.h"
 
 namespace {
 
@@ -34,16 +36,12 @@ struct Event {
   size_t bytes;  // allocations only
 };
 
-// Where an allocation was made (the trace's last two fields).
-struct Origin {
-  std::string op = "-";  // "-": no op returned it
-  std::string scope;     // "": outside any module and gradient rule
-};
-
-// The largest `n` shares of `bytes_by_name`, in MiB, largest first, the rest summed as "(others)".
-nlohmann::json largest(const std::map<std::string, size_t>& bytes_by_name, size_t n) {
+// The largest `n` shares of `bytes_by_name`, in MiB, largest first, the rest summed as "(others)";
+// an empty name shows as `empty_name`.
+nlohmann::json largest(const std::map<std::string, size_t>& bytes_by_name, size_t n,
+                       const std::string& empty_name) {
   std::vector<std::pair<size_t, std::string>> order;
-  for (const auto& [name, bytes] : bytes_by_name) order.emplace_back(bytes, name);
+  for (const auto& [name, bytes] : bytes_by_name) order.emplace_back(bytes, name.empty() ? empty_name : name);
   std::sort(order.rbegin(), order.rend());
   nlohmann::json out = nlohmann::json::array();
   size_t others = 0;
@@ -53,22 +51,6 @@ nlohmann::json largest(const std::map<std::string, size_t>& bytes_by_name, size_
   }
   if (others) out.push_back({{"name", "(others)"}, {"mib", double(others) / (1 << 20)}});
   return out;
-}
-
-// The live bytes right after event `peak` (an allocation), by op and by scope.
-nlohmann::json live_at(const std::vector<Event>& events, const std::vector<Origin>& origins,
-                       size_t peak) {
-  std::unordered_map<int64_t, size_t> live;  // id -> index of its allocation
-  for (size_t i = 0; i <= peak && i < events.size(); ++i) {
-    if (events[i].allocated) live[events[i].id] = i;
-    else live.erase(events[i].id);
-  }
-  std::map<std::string, size_t> by_op, by_scope;
-  for (const auto& [id, i] : live) {
-    by_op[origins[i].op] += events[i].bytes;
-    by_scope[origins[i].scope.empty() ? "(outside modules)" : origins[i].scope] += events[i].bytes;
-  }
-  return {{"by_op", largest(by_op, 12)}, {"by_scope", largest(by_scope, 12)}};
 }
 
 struct PolicyResult {
@@ -169,10 +151,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::vector<Event> events;
-  std::vector<Origin> origins;  // one per event (empty for releases)
+  std::vector<loom::AllocationEvent> traced;  // the same, for loom::live_peak (ids as addresses)
   std::string header, line;
-  std::unordered_map<int64_t, size_t> live;
-  size_t live_bytes = 0, peak_live = 0, peak_event = 0;
+  std::unordered_set<int64_t> live;
   for (int64_t n = 1; std::getline(in, line); ++n) {
     if (line.rfind("#", 0) == 0) {
       if (header.empty()) header = line;
@@ -183,14 +164,13 @@ int main(int argc, char** argv) {
     Event e{};
     fields >> kind >> e.id;
     e.allocated = kind == '+';
-    Origin origin;
+    loom::AllocationEvent t{.allocated = e.allocated, .bytes = 0, .ptr = nullptr, .device = {}};
     if (e.allocated && (fields >> e.bytes)) {
       std::string rest;  // "op scope"; traces written before ops and scopes were kept end here
       if (std::getline(fields, rest)) {
         std::istringstream rest_fields(rest);
-        std::string op;
-        if (rest_fields >> op) origin.op = std::move(op);
-        std::getline(rest_fields >> std::ws, origin.scope);
+        if (rest_fields >> t.op && t.op == "-") t.op.clear();
+        std::getline(rest_fields >> std::ws, t.scope);
       }
       fields.clear();
     }
@@ -200,22 +180,20 @@ int main(int argc, char** argv) {
                 << "'\n";
       return 1;
     }
-    if (e.allocated) {
-      live[e.id] = e.bytes;
-      live_bytes += e.bytes;
-      if (live_bytes > peak_live) peak_live = live_bytes, peak_event = events.size();
-    } else {
-      live_bytes -= live[e.id];
-      live.erase(e.id);
-    }
+    if (e.allocated) live.insert(e.id);
+    else live.erase(e.id);
+    t.bytes = e.bytes;
+    t.ptr = reinterpret_cast<const void*>(uintptr_t(e.id) + 1);
     events.push_back(e);
-    origins.push_back(std::move(origin));
+    traced.push_back(std::move(t));
   }
+  const loom::LivePeak peak = loom::live_peak(traced);
   nlohmann::json r;
   r["trace"] = header;
   r["events"] = events.size();
-  r["peak_live_mib"] = double(peak_live) / (1 << 20);
-  r["peak_live"] = live_at(events, origins, peak_event);
+  r["peak_live_mib"] = double(peak.bytes) / (1 << 20);
+  r["peak_live"] = {{"by_op", largest(peak.bytes_by_op, 12, "-")},
+                    {"by_scope", largest(peak.bytes_by_scope, 12, "(outside modules)")}};
   r["block_pool"] = to_json(replay_block_pool(events));
   r["whole_blocks"] = to_json(replay_whole_blocks(events));
   std::cout << r.dump() << "\n";

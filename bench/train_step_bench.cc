@@ -259,7 +259,7 @@ int64_t write_allocation_trace(const std::vector<AllocationEvent>& events, Devic
     if (e.device != device) continue;
     if (e.allocated) {
       live[e.ptr] = next_id;
-      out << "+ " << next_id++ << ' ' << e.bytes << ' ' << (e.op ? e.op : "-") << ' ' << e.scope
+      out << "+ " << next_id++ << ' ' << e.bytes << ' ' << (e.op.empty() ? "-" : e.op) << ' ' << e.scope
           << '\n';
     } else {
       auto it = live.find(e.ptr);

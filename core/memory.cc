@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <unordered_map>
 
 #include "core/error.h"
 #if LOOM_CUDA
@@ -103,6 +104,34 @@ void name_allocation(const void* ptr, const char* op) {
 }
 
 void set_allocation_scope(AllocationScopeFn fn) { scope_fn.store(fn); }
+
+LivePeak live_peak(const std::vector<AllocationEvent>& events) {
+  std::unordered_map<const void*, size_t> live;  // ptr -> index of its allocation
+  size_t now = 0;
+  LivePeak peak;
+  for (size_t i = 0; i < events.size(); ++i) {
+    const AllocationEvent& e = events[i];
+    if (e.allocated) {
+      live[e.ptr] = i;
+      now += e.bytes;
+      if (now > peak.bytes) peak.bytes = now, peak.event = i;
+    } else if (auto it = live.find(e.ptr); it != live.end()) {
+      now -= events[it->second].bytes;
+      live.erase(it);
+    }
+  }
+  // What was live right after the peak's allocation.
+  live.clear();
+  for (size_t i = 0; i <= peak.event && i < events.size(); ++i) {
+    if (events[i].allocated) live[events[i].ptr] = i;
+    else live.erase(events[i].ptr);
+  }
+  for (const auto& [ptr, i] : live) {
+    peak.bytes_by_op[events[i].op] += events[i].bytes;
+    peak.bytes_by_scope[events[i].scope] += events[i].bytes;
+  }
+  return peak;
+}
 
 GradientRuleScope::GradientRuleScope(const char* op) : previous_(gradient_rule_op) {
   gradient_rule_op = op;

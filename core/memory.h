@@ -10,6 +10,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -60,10 +61,21 @@ struct AllocationEvent {
   const void* ptr;  // pairs a release with its allocation (addresses are reused afterwards)
   Device device;
   // Allocations only, to read a trace by the model's parts:
-  const char* op = nullptr;  // the outermost op that made the storage ("conv", ...); null: none
-  std::string scope = {};    // the module being applied ("/ResNet/layer1_0/Conv_0"), "backward
-                             // of <op>" while an op's gradient rule runs, "" elsewhere
+  std::string op = {};     // the outermost op that made the storage ("conv", ...); "": none
+  std::string scope = {};  // the module being applied ("/ResNet/layer1_0/Conv_0"), "backward of
+                           // <op>" while an op's gradient rule runs, "" elsewhere
 };
+
+/// The most tensor bytes live at once in a trace, and what they were at that moment.
+struct LivePeak {
+  size_t bytes = 0;
+  size_t event = 0;                               // the allocation that reached it
+  std::map<std::string, size_t> bytes_by_op;     // AllocationEvent::op ("": no op made it)
+  std::map<std::string, size_t> bytes_by_scope;  // AllocationEvent::scope
+};
+/// Over `events` as given (filter a device's first); releases of storages the trace did not see
+/// allocated are skipped.
+LivePeak live_peak(const std::vector<AllocationEvent>& events);
 
 /// Records every tensor storage allocated while it lives, on any device, and the release of
 /// those (storages allocated before it began, wrapped foreign memory and pinned staging buffers
@@ -95,7 +107,7 @@ class AllocationTrace {
 bool allocation_trace_active();
 /// Appends `e`; an allocation gets the scope it is made in.
 void record_allocation_event(AllocationEvent e);
-/// Names the active trace's latest allocation at `ptr` after `op` (a string literal): ops call
+/// Names the active trace's latest allocation at `ptr` after `op`: ops call
 /// it as they return a storage they made (core/autodiff.h), so an op nested in another (a cast
 /// inside a convolution) is renamed by the outer one.
 void name_allocation(const void* ptr, const char* op);

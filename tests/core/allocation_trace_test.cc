@@ -69,9 +69,9 @@ TEST(AllocationTrace, NamesEachStorageAfterTheOpThatMadeIt) {
   const AllocationEvent* ez = allocation_of(events, z);
   const AllocationEvent* el = allocation_of(events, l);
   ASSERT_TRUE(ey && ez && el);
-  EXPECT_STREQ(ey->op, "exp");
-  EXPECT_STREQ(ez->op, "relu");
-  EXPECT_STREQ(el->op, "log_softmax");
+  EXPECT_EQ(ey->op, "exp");
+  EXPECT_EQ(ez->op, "relu");
+  EXPECT_EQ(el->op, "log_softmax");
   EXPECT_EQ(ey->scope, "");  // outside modules and gradient rules
 }
 
@@ -85,8 +85,26 @@ TEST(AllocationTrace, AllocationsOfAGradientRuleAreItsOps) {
   EXPECT_EQ(eg->scope, "backward of exp");  // exp's rule multiplies by exp(x)
   bool forward_exp = false;
   for (const AllocationEvent& e : events)
-    forward_exp |= e.allocated && e.op && e.scope.empty() && std::string(e.op) == "exp";
+    forward_exp |= e.allocated && e.op == "exp" && e.scope.empty();
   EXPECT_TRUE(forward_exp);
+}
+
+TEST(AllocationTrace, LivePeakSaysWhatWasLiveAtTheMost) {
+  auto at = [](uintptr_t p) { return reinterpret_cast<const void*>(p); };
+  std::vector<AllocationEvent> events = {
+      {.allocated = true, .bytes = 100, .ptr = at(1), .device = Device::cpu(), .op = "conv", .scope = "/a"},
+      {.allocated = true, .bytes = 50, .ptr = at(2), .device = Device::cpu(), .op = "relu", .scope = "/a"},
+      {.allocated = false, .bytes = 100, .ptr = at(1), .device = Device::cpu()},
+      {.allocated = false, .bytes = 8, .ptr = at(9), .device = Device::cpu()},  // before the trace
+      {.allocated = true, .bytes = 30, .ptr = at(1), .device = Device::cpu(), .op = "", .scope = "/b"},
+      {.allocated = true, .bytes = 90, .ptr = at(3), .device = Device::cpu(), .op = "conv", .scope = "/b"},
+  };
+  LivePeak peak = live_peak(events);
+  EXPECT_EQ(peak.bytes, 170u);  // 50 + 30 + 90, above the 150 of the first two
+  EXPECT_EQ(peak.event, 5u);
+  EXPECT_EQ(peak.bytes_by_op, (std::map<std::string, size_t>{{"", 30}, {"conv", 90}, {"relu", 50}}));
+  EXPECT_EQ(peak.bytes_by_scope, (std::map<std::string, size_t>{{"/a", 50}, {"/b", 120}}));
+  EXPECT_EQ(live_peak({}).bytes, 0u);
 }
 
 TEST(AllocationTrace, OneAtATime) {

@@ -71,7 +71,7 @@ TEST(ModuleNaming, AllocationTracesNameTheModulePath) {
   EXPECT_TRUE(scopes.count("/proj")) << ::testing::PrintToString(scopes);
   ASSERT_TRUE(ey);
   EXPECT_EQ(ey->scope, "/Scale_0");
-  EXPECT_STREQ(ey->op, "mul");
+  EXPECT_EQ(ey->op, "mul");
 }
 
 TEST(ModuleNaming, ConstructionOrderDecidesNumbers) {

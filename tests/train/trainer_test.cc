@@ -4,11 +4,9 @@
 // composed one.
 #include "train/trainer.h"
 
-#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-#include <unordered_map>
 
 #include "core/memory.h"
 #include "core/ops/attention.h"
@@ -100,25 +98,9 @@ TEST(Trainer, ResumeContinuesBitExactly) {
 // The most tensor bytes alive at once on the CPU during a run of `c`.
 size_t peak_live_bytes(const TrainConfig& c) {
   std::ostringstream log;
-  std::vector<AllocationEvent> events;
-  {
-    AllocationTrace trace;
-    run_training(c, log);
-    events = trace.events();
-  }
-  std::unordered_map<const void*, size_t> live;
-  size_t now = 0, peak = 0;
-  for (const AllocationEvent& e : events) {
-    if (e.allocated) {
-      live[e.ptr] = e.bytes;
-      now += e.bytes;
-      peak = std::max(peak, now);
-    } else if (auto it = live.find(e.ptr); it != live.end()) {
-      now -= it->second;
-      live.erase(it);
-    }
-  }
-  return peak;
+  AllocationTrace trace;
+  run_training(c, log);
+  return live_peak(trace.events()).bytes;
 }
 
 TEST(Trainer, HoldsNoCopyOfTheInitialParams) {
