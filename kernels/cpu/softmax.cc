@@ -2,9 +2,11 @@
 
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/elementwise_math.h"
 
 namespace loom::cpu {
 namespace {
@@ -13,20 +15,53 @@ namespace {
 constexpr int64_t kParallelWork = 32768;
 
 // max that propagates NaN, as jnp.max
-inline double nan_max(double a, double b) { return (a != a || b != b) ? (a != a ? a : b) : (a > b ? a : b); }
+template <typename C>
+C nan_max(C a, C b) { return (a != a || b != b) ? (a != a ? a : b) : (a > b ? a : b); }
 
-// e^d, which is 0 in double below -746: glibc's exp reaches that 0 through its error path
-// (errno), slowly, and a causal mask sends half of every attention row's logits there.
-inline double exp_or_zero(double d) { return d < -746.0 ? 0.0 : std::exp(d); }
+// What a softmax over values of type T computes in: its exponentials in float for float and the
+// half types (no libm call, so the loop vectorises; x - max is a float there, as in JAX and the
+// CUDA kernels), in double for double (the float64 gradient checks); sums in double for both.
+template <typename T>
+using Compute = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
-// out(j) = exp(v(j) - max) / sum over a row of n values v(j), in double; each exponential is
-// taken once into `e` (n elements), which the quotients read back.
-template <typename Value, typename Out>
-void exp_normalize(int64_t n, Value v, double* e, Out out) {
-  double m = -std::numeric_limits<double>::infinity();
-  for (int64_t j = 0; j < n; ++j) m = nan_max(m, v(j));
+// e^d for d <= 0 (x - max), 0 where that is below the normal range (d < -87 in float, -746 in
+// double: glibc's exp reaches that 0 through its slow error path, and a causal mask sends half
+// of every attention row's logits there). NaN gives 0; the row's sum is then 0 and 0 / 0 makes
+// every output NaN, as jax.nn.softmax's.
+inline float exp_or_zero(float d) { return d >= -87.0f ? exp_float_in_range(d) : 0.0f; }
+inline double exp_or_zero(double d) { return d >= -746.0 ? std::exp(d) : 0.0; }
+
+// sum of f(j) for j < n in double, in eight interleaved partial sums: one chain of dependent
+// additions was most of a short row's time.
+template <typename F>
+double sum_of(int64_t n, F f) {
+  double part[8] = {};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int k = 0; k < 8; ++k) part[k] += f(j + k);
   double s = 0;
-  for (int64_t j = 0; j < n; ++j) s += e[j] = exp_or_zero(v(j) - m);
+  for (; j < n; ++j) s += f(j);
+  for (double p : part) s += p;
+  return s;
+}
+
+// e(j) = exp(v(j) - max) over a row of n values v(j); returns the max. The values are read
+// into `e` first, so that the exponentials' loop has no loads of strided or masked elements and
+// vectorises.
+template <typename C, typename Value>
+C exponentials(int64_t n, Value v, C* e) {
+  C m = -std::numeric_limits<C>::infinity();
+  for (int64_t j = 0; j < n; ++j) m = nan_max(m, e[j] = v(j));
+  for (int64_t j = 0; j < n; ++j) e[j] = exp_or_zero(e[j] - m);
+  return m;
+}
+
+// out(j) = exp(v(j) - max) / sum over a row of n values v(j); each exponential is taken once
+// into `e` (n elements), which the quotients read back.
+template <typename C, typename Value, typename Out>
+void exp_normalize(int64_t n, Value v, C* e, Out out) {
+  exponentials(n, v, e);
+  const C s = C(sum_of(n, [e](int64_t j) { return double(e[j]); }));
   for (int64_t j = 0; j < n; ++j) out(j, e[j] / s);
 }
 
@@ -47,27 +82,26 @@ void softmax(const void* x, void* out, int64_t outer, int64_t n, int64_t inner, 
              bool log) {
   visit_floating(dtype, log ? "log_softmax" : "softmax", [&](auto z) {
     using T = decltype(z);
+    using C = Compute<T>;
     const T* in = static_cast<const T*>(x);
     T* o = static_cast<T*>(out);
     const int64_t columns = outer * inner;
 #pragma omp parallel if (columns * n > kParallelWork && columns > 1)
     {
-      std::vector<double> e(size_t(log ? 0 : n));  // exp_normalize's scratch
+      std::vector<C> e(static_cast<size_t>(n));  // the exponentials
 #pragma omp for schedule(static)
       for (int64_t c = 0; c < columns; ++c) {
         const int64_t base = (c / inner) * n * inner + c % inner;
         const T* row = in + base;
         T* orow = o + base;
-        auto value = [&](int64_t j) { return convert<double>(row[j * inner]); };
-        if (log) {
-          double m = -std::numeric_limits<double>::infinity();
-          for (int64_t j = 0; j < n; ++j) m = nan_max(m, value(j));
-          double s = 0;
-          for (int64_t j = 0; j < n; ++j) s += exp_or_zero(value(j) - m);
-          double lse = std::log(s);
-          for (int64_t j = 0; j < n; ++j) orow[j * inner] = convert<T>(value(j) - m - lse);
+        auto value = [&](int64_t j) { return convert<C>(row[j * inner]); };
+        if (log) {  // (x - max) - log(sum), in double: two terms of one sign, rounded once
+          const C m = exponentials(n, value, e.data());
+          const double lse = std::log(sum_of(n, [&](int64_t j) { return double(e[size_t(j)]); }));
+          for (int64_t j = 0; j < n; ++j)
+            orow[j * inner] = convert<T>(double(value(j)) - double(m) - lse);
         } else {
-          exp_normalize(n, value, e.data(), [&](int64_t j, double p) { orow[j * inner] = convert<T>(p); });
+          exp_normalize(n, value, e.data(), [&](int64_t j, C p) { orow[j * inner] = convert<T>(p); });
         }
       }
     }
@@ -85,15 +119,15 @@ void softmax_backward(const void* y, const void* grad, void* dx, int64_t outer, 
 #pragma omp parallel for schedule(static) if (columns * n > kParallelWork && columns > 1)
     for (int64_t c = 0; c < columns; ++c) {
       const int64_t base = (c / inner) * n * inner + c % inner;
-      double s = 0;
+      const double s = sum_of(n, [&](int64_t j) {
+        const int64_t k = base + j * inner;
+        return log ? convert<double>(pg[k]) : convert<double>(pg[k]) * convert<double>(py[k]);
+      });
       for (int64_t j = 0; j < n; ++j) {
-        int64_t k = base + j * inner;
-        s += log ? convert<double>(pg[k]) : convert<double>(pg[k]) * convert<double>(py[k]);
-      }
-      for (int64_t j = 0; j < n; ++j) {
-        int64_t k = base + j * inner;
-        double g = convert<double>(pg[k]), v = convert<double>(py[k]);
-        o[k] = convert<T>(log ? g - std::exp(v) * s : v * (g - s));
+        const int64_t k = base + j * inner;
+        const double g = convert<double>(pg[k]), v = convert<double>(py[k]);
+        // log_softmax's y <= 0: e^y in the compute type, as the forward's
+        o[k] = convert<T>(log ? g - double(exp_or_zero(convert<Compute<T>>(py[k]))) * s : v * (g - s));
       }
     }
   });
@@ -103,20 +137,21 @@ void masked_softmax(const void* x, const RowMask& mask, double fill, void* out, 
                     int64_t n, DType dtype) {
   visit_floating(dtype, "masked_softmax", [&](auto z) {
     using T = decltype(z);
+    using C = Compute<T>;
     const T* in = static_cast<const T*>(x);
     T* o = static_cast<T*>(out);
-    const double f = convert<double>(convert<T>(fill));  // as where() rounds it
+    const C f = convert<C>(convert<T>(fill));  // as where() rounds it
 #pragma omp parallel if (rows * n > kParallelWork && rows > 1)
     {
-      std::vector<double> e(static_cast<size_t>(n));  // exp_normalize's scratch
+      std::vector<C> e(static_cast<size_t>(n));  // exp_normalize's scratch
 #pragma omp for schedule(static)
       for (int64_t r = 0; r < rows; ++r) {
         const T* row = in + r * n;
         const bool* keep = mask_row(mask, r);
         auto value = [&](int64_t j) {
-          return !keep || keep[j * mask.col_stride] ? convert<double>(row[j]) : f;
+          return !keep || keep[j * mask.col_stride] ? convert<C>(row[j]) : f;
         };
-        exp_normalize(n, value, e.data(), [&](int64_t j, double p) { o[r * n + j] = convert<T>(p); });
+        exp_normalize(n, value, e.data(), [&](int64_t j, C p) { o[r * n + j] = convert<T>(p); });
       }
     }
   });
@@ -133,8 +168,9 @@ void masked_softmax_backward(const void* y, const void* grad, const RowMask& mas
     for (int64_t r = 0; r < rows; ++r) {
       const bool* keep = mask_row(mask, r);
       const int64_t base = r * n;
-      double s = 0;
-      for (int64_t j = 0; j < n; ++j) s += convert<double>(pg[base + j]) * convert<double>(py[base + j]);
+      const double s = sum_of(n, [&](int64_t j) {
+        return convert<double>(pg[base + j]) * convert<double>(py[base + j]);
+      });
       for (int64_t j = 0; j < n; ++j) {
         const double v = convert<double>(py[base + j]), g = convert<double>(pg[base + j]);
         o[base + j] = !keep || keep[j * mask.col_stride] ? convert<T>(v * (g - s)) : T(0);

@@ -1,7 +1,7 @@
 // CPU softmax kernels: softmax / log_softmax over one axis and their backward. Tensors are
 // contiguous; the softmax axis is described as [outer, n, inner] (inner == 1 when it is the last
-// axis). Floating dtypes only; statistics are computed in double, then rounded once to the
-// output dtype.
+// axis). Floating dtypes only; exponentials in float (double for double), sums in double,
+// each output rounded once to its dtype.
 #pragma once
 #include <cstdint>
 
