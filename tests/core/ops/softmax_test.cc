@@ -61,6 +61,13 @@ TEST(Softmax, MatchesReferenceOnEveryAxis) {
   EXPECT_ALLCLOSE(softmax(x, -1), reference_softmax(x, 2, false), 1e-13, 1e-15);
   Tensor wide = test_values({2, 3000}, 2, -20, 20);
   EXPECT_ALLCLOSE(log_softmax(wide), reference_softmax(wide, 1, true), 1e-12, 1e-12);
+  // float's exponentials (no libm) over the whole range a row's values span below its max,
+  // against the float64 reference of the same float values; below float's normal range (1.2e-38)
+  // a probability is 0
+  Tensor spread = test_values({4, 1000}, 7, -90, 0).to(DType::F32);
+  Tensor spread64 = spread.to(DType::F64);
+  EXPECT_ALLCLOSE(softmax(spread), reference_softmax(spread64, 1, false), 1e-5, 1.2e-38);
+  EXPECT_ALLCLOSE(log_softmax(spread), reference_softmax(spread64, 1, true), 1e-6, 1e-6);
 }
 
 TEST(Softmax, RowsSumToOneAndStayStable) {
@@ -80,6 +87,11 @@ TEST(Softmax, MaskedEntriesAndEdgeCases) {
   EXPECT_FLOAT_EQ(p[1], 0.0f);
   EXPECT_FLOAT_EQ(p[2], 0.5f);
   for (int i = 3; i < 6; ++i) EXPECT_TRUE(std::isnan(p[size_t(i)]));  // as JAX: all -inf -> NaN
+  for (DType dt : {DType::F32, DType::F64}) {  // one NaN makes its whole row NaN, as in JAX
+    auto q = softmax(from_vector<float>({1, NAN, 2, 1, 3, 2}, {2, 3}).to(dt)).to_vector<double>();
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(std::isnan(q[size_t(i)])) << dtype_name(dt) << " " << i;
+    for (int i = 3; i < 6; ++i) EXPECT_TRUE(std::isfinite(q[size_t(i)])) << dtype_name(dt) << " " << i;
+  }
   EXPECT_EQ(softmax(zeros({0, 4})).shape(), (Shape{0, 4}));
   EXPECT_EQ(softmax(zeros({3, 0})).shape(), (Shape{3, 0}));
   EXPECT_ALLCLOSE(softmax(zeros({2, 1})), ones({2, 1}), 0, 0);
