@@ -1,13 +1,12 @@
 #include "kernels/cpu/conv.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <array>
 #include <cstring>
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/cpu/blas.h"
 
 namespace loom {
 
@@ -148,25 +147,6 @@ void col2im(const Canon& c, const T* col, int64_t n0, int64_t nb, T* dx) {
   }
 }
 
-int blas_int(int64_t v) {
-  LOOM_CHECK(v >= 0 && v <= int64_t(INT32_MAX), ShapeError, "conv: GEMM dimension ", v,
-             " exceeds the BLAS int range");
-  return int(v);
-}
-
-template <typename T>
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
-          int64_t ldb, T beta, T* c, int64_t ldc) {
-  auto fn = [] {
-    if constexpr (std::is_same_v<T, float>)
-      return cblas_sgemm;
-    else
-      return cblas_dgemm;
-  }();
-  fn(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, blas_int(m),
-     blas_int(n), blas_int(k), T(1), a, blas_int(lda), b, blas_int(ldb), beta, c, blas_int(ldc));
-}
-
 // Column-matrix storage. Up to 64 MB it is a per-thread buffer kept between calls: a fresh
 // multi-megabyte allocation per call would page-fault its way through every training step.
 // Larger requests (one huge image) get a temporary buffer so that memory is not held forever.
@@ -197,7 +177,7 @@ int64_t chunk_images(const Canon& c, size_t elem, size_t budget = kConvColumnsCh
 }
 
 // The input gradient's column chunks: small enough to stay in a core's L2 between the GEMM that
-// writes them (after zeroing them: OpenBLAS's beta = 0) and col2im, which reads them back. A
+// writes them (after zeroing them) and col2im, which reads them back. A
 // column-matrix element is one dot product whatever the chunk, so the values do not change.
 constexpr size_t kInputGradChunkBytes = size_t(1) << 20;
 
@@ -220,8 +200,9 @@ void forward(const Canon& c, const T* x, const T* w, T* y, T* columns) {
       col = buf;
     }
     for (int64_t g = 0; g < c.groups; ++g)
-      gemm<T>(false, false, rows, c.coutg, c.ktot * c.cg, col + g * c.ktot * c.cg, kc,
-              w + g * c.coutg, c.cout, T(0), y + n0 * c.out_size * c.cout + g * c.coutg, c.cout);
+      blas_gemm<T>(false, false, rows, c.coutg, c.ktot * c.cg, col + g * c.ktot * c.cg, kc,
+                   w + g * c.coutg, c.cout, false, y + n0 * c.out_size * c.cout + g * c.coutg,
+                   c.cout, "conv");
   }
 }
 
@@ -234,7 +215,8 @@ void backward_input(const Canon& c, const T* dy, const T* w, T* dx, bool accumul
     return;
   }
   int64_t kc = c.ktot * c.cin;
-  int64_t chunk = c.direct ? chunk_images(c, sizeof(T)) : chunk_images(c, sizeof(T), kInputGradChunkBytes);
+  int64_t chunk = c.direct ? chunk_images(c, sizeof(T))
+                           : chunk_images(c, sizeof(T), kInputGradChunkBytes);
   if (!c.direct && !accumulate) std::fill(dx, dx + nx, T(0));
   Scratch scratch;
   for (int64_t n0 = 0; n0 < c.n; n0 += chunk) {
@@ -242,9 +224,9 @@ void backward_input(const Canon& c, const T* dy, const T* w, T* dx, bool accumul
     // direct: the column matrix is dx itself, so the GEMM writes the gradient in place
     T* dcol = c.direct ? dx + n0 * c.in_size * c.cin : scratch.get<T>(size_t(rows * kc));
     for (int64_t g = 0; g < c.groups; ++g)
-      gemm<T>(false, true, rows, c.ktot * c.cg, c.coutg,
-              dy + n0 * c.out_size * c.cout + g * c.coutg, c.cout, w + g * c.coutg, c.cout,
-              T(c.direct && accumulate ? 1 : 0), dcol + g * c.ktot * c.cg, kc);
+      blas_gemm<T>(false, true, rows, c.ktot * c.cg, c.coutg,
+                   dy + n0 * c.out_size * c.cout + g * c.coutg, c.cout, w + g * c.coutg, c.cout,
+                   c.direct && accumulate, dcol + g * c.ktot * c.cg, kc, "conv");
     if (!c.direct) col2im(c, dcol, n0, nb, dx);
   }
 }
@@ -271,10 +253,11 @@ void backward_kernel(const Canon& c, const T* x, const T* dy, T* dw, const T* co
       im2col(c, x, n0, nb, buf);
       col = buf;
     }
-    T beta = n0 == 0 ? T(0) : T(1);  // later chunks accumulate
+    const bool later = n0 > 0;  // later chunks accumulate
     for (int64_t g = 0; g < c.groups; ++g)
-      gemm<T>(true, false, c.ktot * c.cg, c.coutg, rows, col + g * c.ktot * c.cg, kc,
-              dy + n0 * c.out_size * c.cout + g * c.coutg, c.cout, beta, dw + g * c.coutg, c.cout);
+      blas_gemm<T>(true, false, c.ktot * c.cg, c.coutg, rows, col + g * c.ktot * c.cg, kc,
+                   dy + n0 * c.out_size * c.cout + g * c.coutg, c.cout, later, dw + g * c.coutg,
+                   c.cout, "conv");
   }
 }
 
