@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "core/cpu_isa.h"
 #include "core/error.h"
 
 namespace loom::host_memory {
@@ -36,7 +37,8 @@ struct Cache {
 };
 
 Cache& cache() {
-  static Cache* c = new Cache();  // never destroyed: tensors may be released during exit
+  // never destroyed: tensors may be released during exit
+  static Cache* c = (require_cpu_isa(), new Cache());
   return *c;
 }
 
