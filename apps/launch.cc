@@ -12,27 +12,37 @@
 #include <cstring>
 #include <iostream>
 #include <thread>
+#include <tuple>
+#include <utility>
 
 #include "core/error.h"
 
 namespace loom::apps {
 namespace {
 
-/// A free TCP port on this host (for --master-port 0). Another process could take it before
-/// rank 0 binds it; good enough for tests on one host.
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+/// A socket listening on a free port of every interface, for --master-port 0. It is handed to
+/// rank 0 open (LOOM_MASTER_LISTEN_FD), so no other process can take the port in between: a
+/// port found free and closed again could be taken while the ranks started (rank 0's bind then
+/// failed with "Address already in use" in test runs beside other dist tests).
+std::pair<int, int> listen_on_free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   LOOM_CHECK(fd >= 0, ValueError, "loom launch: socket() failed: ", std::strerror(errno));
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
   addr.sin_port = 0;
   socklen_t len = sizeof addr;
   bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+            ::listen(fd, 128) == 0 &&
             ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-  ::close(fd);
-  LOOM_CHECK(ok, ValueError, "loom launch: could not find a free port: ", std::strerror(errno));
-  return ntohs(addr.sin_port);
+  if (!ok) {
+    const int err = errno;
+    ::close(fd);
+    LOOM_THROW(ValueError, "loom launch: could not listen on a free port: ", std::strerror(err));
+  }
+  return {fd, int(ntohs(addr.sin_port))};
 }
 
 std::string describe(int status) {
@@ -67,7 +77,8 @@ int run_launch(const LaunchArgs& a) {
              a.node_rank, " is outside [0, ", a.nodes, ")");
   LOOM_CHECK(a.master_port != 0 || a.nodes == 1, ValueError,
              "loom launch: --master-port 0 (a free port) works on one node only");
-  const int port = a.master_port == 0 ? free_port() : a.master_port;
+  int listen_fd = -1, port = a.master_port;
+  if (port == 0) std::tie(listen_fd, port) = listen_on_free_port();
   const int world = a.nproc_per_node * a.nodes;
 
   std::vector<pid_t> pids;
@@ -84,6 +95,12 @@ int run_launch(const LaunchArgs& a) {
       ::setenv("LOOM_LOCAL_WORLD_SIZE", std::to_string(a.nproc_per_node).c_str(), 1);
       ::setenv("LOOM_MASTER_ADDR", a.master_addr.c_str(), 1);
       ::setenv("LOOM_MASTER_PORT", std::to_string(port).c_str(), 1);
+      if (listen_fd >= 0 && rank == 0) {
+        const int inherited = ::dup(listen_fd);  // the copy loses close-on-exec: rank 0 keeps it
+        ::setenv("LOOM_MASTER_LISTEN_FD", std::to_string(inherited).c_str(), 1);
+      } else {
+        ::unsetenv("LOOM_MASTER_LISTEN_FD");  // not one from an enclosing launch either
+      }
       std::vector<char*> argv;
       for (const std::string& s : a.command) argv.push_back(const_cast<char*>(s.c_str()));
       argv.push_back(nullptr);
@@ -94,6 +111,7 @@ int run_launch(const LaunchArgs& a) {
     ::setpgid(pid, pid);
     pids.push_back(pid);
   }
+  if (listen_fd >= 0) ::close(listen_fd);  // rank 0 has its own copy
 
   // Wait for all; the first failure terminates the rest.
   int first_failure = 0;

@@ -3,10 +3,15 @@
 // and its CPU collectives between two "ranks" in two threads over loopback. The multi-process
 // tests (mpirun, loom launch) are tests/dist/dp_train_main.cc, registered by
 // cmake/dist_tests.cmake.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <map>
 #include <thread>
+#include <utility>
 
 #include "core/grad.h"
 #include "core/ops/elementwise.h"
@@ -66,12 +71,15 @@ TEST(DistLaunch, ReadsEachLauncher) {
   dist::LaunchInfo loom = dist::detect_launch(
       env({{"LOOM_RANK", "1"}, {"LOOM_WORLD_SIZE", "2"}, {"LOOM_LOCAL_RANK", "1"},
            {"LOOM_MASTER_ADDR", "10.0.0.7"}, {"LOOM_MASTER_PORT", "29600"},
-           {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}}));
+           {"LOOM_MASTER_LISTEN_FD", "5"}, {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}}));
   EXPECT_EQ(loom.launcher, "loom");
   EXPECT_EQ(loom.rank, 1);
   EXPECT_EQ(loom.world_size, 2);
   EXPECT_EQ(loom.master_addr, "10.0.0.7");
   EXPECT_EQ(loom.master_port, 29600);
+  EXPECT_EQ(loom.master_listen_fd, 5);
+  EXPECT_EQ(dist::detect_launch(env({{"LOOM_RANK", "0"}, {"LOOM_WORLD_SIZE", "2"}})).master_listen_fd,
+            -1);
 }
 
 TEST(DistLaunch, MalformedEnvironmentNamesTheVariable) {
@@ -181,6 +189,52 @@ TEST(DistTcpStore, SetGetAndCollectivesBetweenTwoRanks) {
   }
   EXPECT_EQ(scattered[0], (std::vector<float>{3, 6}));
   EXPECT_EQ(scattered[1], (std::vector<float>{9, 12}));
+}
+
+// A socket listening on a free loopback port, as loom's launcher makes for rank 0.
+std::pair<int, int> listening_socket() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  EXPECT_EQ(::listen(fd, 16), 0);
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  return {fd, int(ntohs(addr.sin_port))};
+}
+
+// Rank 0 serves on the launcher's socket (LOOM_MASTER_LISTEN_FD) instead of binding the port.
+TEST(DistTcpStore, RankZeroServesOnTheLaunchersListeningSocket) {
+  dist::set_timeout(10);
+  auto [fd, port] = listening_socket();
+  // Rank 1 first: the socket already listens, so it connects before rank 0's store exists.
+  auto store1 = std::make_shared<dist::TcpStore>("127.0.0.1", port, 1, 2);
+  auto store0 = std::make_shared<dist::TcpStore>("127.0.0.1", port, 0, 2, fd);
+  EXPECT_EQ(store0->port(), port);
+  std::thread t([&] { store1->set("k", {1, 2, 3}); });
+  EXPECT_EQ(store0->get("k"), (std::vector<uint8_t>{1, 2, 3}));
+  t.join();
+  store1.reset();  // rank 0's store waits for the other ranks to hang up
+  store0.reset();
+  dist::set_timeout(300);
+}
+
+TEST(DistTcpStore, AHandedDownSocketThatDoesNotListenOrListensElsewhereIsRefused) {
+  const int plain = ::socket(AF_INET, SOCK_STREAM, 0);
+  std::string e = error_text([&] { dist::TcpStore s("127.0.0.1", 0, 0, 1, plain); });
+  EXPECT_NE(e.find("LOOM_MASTER_LISTEN_FD=" + std::to_string(plain) + " is not a listening socket"),
+            std::string::npos)
+      << e;
+  ::close(plain);
+  auto [fd, port] = listening_socket();
+  const int other = port == 65535 ? port - 1 : port + 1;
+  e = error_text([&, fd = fd] { dist::TcpStore s("127.0.0.1", other, 0, 1, fd); });
+  EXPECT_NE(e.find("listens on port " + std::to_string(port) + ", not LOOM_MASTER_PORT=" +
+                   std::to_string(other)),
+            std::string::npos)
+      << e;
+  ::close(fd);
 }
 
 TEST(DistTcpStore, AMissingPeerTimesOutWithAClearError) {

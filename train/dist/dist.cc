@@ -137,7 +137,7 @@ void init(const InitOptions& options) {
     if (info.launcher == "loom") {
       // loom's launcher: a TCP store on rank 0 carries the rendezvous and the CPU collectives.
       s.store = std::make_shared<TcpStore>(info.master_addr, info.master_port, info.rank,
-                                           info.world_size);
+                                           info.world_size, info.master_listen_fd);
       s.cpu = make_store_communicator(s.store);
     } else {
       s.cpu = make_mpi_communicator();

@@ -67,6 +67,7 @@ LaunchInfo detect_launch(const GetEnv& getenv) {
   }
   if (const char* addr = read(getenv, "LOOM_MASTER_ADDR"); addr && *addr) info.master_addr = addr;
   read_int(getenv, "LOOM_MASTER_PORT", info.master_port);
+  read_int(getenv, "LOOM_MASTER_LISTEN_FD", info.master_listen_fd);
   return info;
 }
 

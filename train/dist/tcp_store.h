@@ -20,8 +20,11 @@ namespace loom::dist {
 class TcpStore {
  public:
   /// Rank 0 listens first (port 0 picks a free port: see port()); every rank then connects,
-  /// retrying until dist::timeout().
-  TcpStore(const std::string& master_addr, int master_port, int rank, int world_size);
+  /// retrying until dist::timeout(). Rank 0 given `listen_fd` (a socket already listening,
+  /// from loom's launcher) serves on it instead of binding master_port, and owns it; its port
+  /// must be master_port unless that is 0.
+  TcpStore(const std::string& master_addr, int master_port, int rank, int world_size,
+           int listen_fd = -1);
   ~TcpStore();
   TcpStore(const TcpStore&) = delete;
   TcpStore& operator=(const TcpStore&) = delete;
