@@ -1,9 +1,6 @@
 #include "apps/launch.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,38 +9,12 @@
 #include <cstring>
 #include <iostream>
 #include <thread>
-#include <tuple>
-#include <utility>
 
 #include "core/error.h"
+#include "train/dist/tcp_store.h"
 
 namespace loom::apps {
 namespace {
-
-/// A socket listening on a free port of every interface, for --master-port 0. It is handed to
-/// rank 0 open (LOOM_MASTER_LISTEN_FD), so no other process can take the port in between: a
-/// port found free and closed again could be taken while the ranks started (rank 0's bind then
-/// failed with "Address already in use" in test runs beside other dist tests).
-std::pair<int, int> listen_on_free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  LOOM_CHECK(fd >= 0, ValueError, "loom launch: socket() failed: ", std::strerror(errno));
-  int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_ANY);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-            ::listen(fd, 128) == 0 &&
-            ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-  if (!ok) {
-    const int err = errno;
-    ::close(fd);
-    LOOM_THROW(ValueError, "loom launch: could not listen on a free port: ", std::strerror(err));
-  }
-  return {fd, int(ntohs(addr.sin_port))};
-}
 
 std::string describe(int status) {
   if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
@@ -77,8 +48,12 @@ int run_launch(const LaunchArgs& a) {
              a.node_rank, " is outside [0, ", a.nodes, ")");
   LOOM_CHECK(a.master_port != 0 || a.nodes == 1, ValueError,
              "loom launch: --master-port 0 (a free port) works on one node only");
-  int listen_fd = -1, port = a.master_port;
-  if (port == 0) std::tie(listen_fd, port) = listen_on_free_port();
+  // --master-port 0: the launcher listens on a free port and hands rank 0 that socket open
+  // (LOOM_MASTER_LISTEN_FD). A port found free and closed again could be taken while the ranks
+  // started (rank 0's bind then failed with "Address already in use" in test runs beside other
+  // dist tests).
+  const int listen_fd = a.master_port == 0 ? dist::listen_on_port(0) : -1;
+  const int port = listen_fd >= 0 ? dist::socket_port(listen_fd) : a.master_port;
   const int world = a.nproc_per_node * a.nodes;
 
   std::vector<pid_t> pids;

@@ -33,33 +33,6 @@ clock::time_point deadline_after(double seconds) {
   LOOM_THROW(dist::DistError, "dist (tcp store): ", what, ": ", std::strerror(errno));
 }
 
-/// The port `fd` is bound to.
-int bound_port(int fd) {
-  sockaddr_in addr{};
-  socklen_t len = sizeof addr;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) sys_fail("getsockname");
-  return ntohs(addr.sin_port);
-}
-
-/// A socket listening on every interface at `port` (0: a free one).
-int listen_on(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) sys_fail("socket");
-  int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_ANY);
-  addr.sin_port = htons(uint16_t(port));
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 128) != 0) {
-    const int err = errno;
-    ::close(fd);
-    errno = err;
-    sys_fail(detail::cat("rank 0 cannot listen on port ", port));
-  }
-  return fd;
-}
-
 /// The launcher's listening socket (LOOM_MASTER_LISTEN_FD), checked to be one, at `port` unless
 /// that is 0; not passed on to processes rank 0 starts.
 int adopt_listener(int fd, int port) {
@@ -68,7 +41,7 @@ int adopt_listener(int fd, int port) {
   LOOM_CHECK(::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening,
              dist::DistError, "dist (tcp store): LOOM_MASTER_LISTEN_FD=", fd,
              " is not a listening socket of this process");
-  const int bound = bound_port(fd);
+  const int bound = socket_port(fd);
   LOOM_CHECK(port == 0 || bound == port, dist::DistError, "dist (tcp store): LOOM_MASTER_LISTEN_FD=",
              fd, " listens on port ", bound, ", not LOOM_MASTER_PORT=", port);
   ::fcntl(fd, F_SETFD, FD_CLOEXEC);
@@ -198,13 +171,39 @@ struct TcpStore::Server {
   }
 };
 
+int socket_port(int fd) {
+  sockaddr_in addr{};
+  socklen_t len = sizeof addr;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) sys_fail("getsockname");
+  return ntohs(addr.sin_port);
+}
+
+int listen_on_port(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) sys_fail("socket");
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  addr.sin_port = htons(uint16_t(port));
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 128) != 0) {
+    const int err = errno;
+    ::close(fd);
+    errno = err;
+    sys_fail(detail::cat("cannot listen on port ", port));
+  }
+  return fd;
+}
+
 TcpStore::TcpStore(const std::string& master_addr, int master_port, int rank, int world_size,
                    int listen_fd)
     : rank_(rank), world_(world_size), port_(master_port) {
   if (rank == 0) {
     server_ = std::make_unique<Server>();
-    const int fd = listen_fd >= 0 ? adopt_listener(listen_fd, master_port) : listen_on(master_port);
-    port_ = bound_port(fd);
+    const int fd =
+        listen_fd >= 0 ? adopt_listener(listen_fd, master_port) : listen_on_port(master_port);
+    port_ = socket_port(fd);
     server_->listen_fd = fd;
     Server* s = server_.get();
     s->acceptor = std::thread([s] {

@@ -47,4 +47,11 @@ class TcpStore {
 
 std::unique_ptr<Communicator> make_store_communicator(std::shared_ptr<TcpStore> store);
 
+/// A close-on-exec socket listening on every interface at `port` (0: a free one): rank 0's
+/// store, or loom's launcher holding a free port for it. DistError naming the port on failure.
+int listen_on_port(int port);
+
+/// The port the socket `fd` is bound to.
+int socket_port(int fd);
+
 }  // namespace loom::dist
