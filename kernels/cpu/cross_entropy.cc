@@ -2,8 +2,11 @@
 
 #include <cmath>
 #include <limits>
+#include <type_traits>
+#include <vector>
 
 #include "core/error.h"
+#include "kernels/cpu/row_exp.h"
 
 namespace loom::cpu {
 namespace {
@@ -11,9 +14,6 @@ namespace {
 constexpr const char* kOp = "softmax_cross_entropy_with_integer_labels";
 // Work per parallel task is a full row; only parallelise when there is enough of it.
 constexpr int64_t kParallelWork = 32768;
-
-// max that propagates NaN, as jnp.max
-inline double nan_max(double a, double b) { return (a != a || b != b) ? (a != a ? a : b) : (a > b ? a : b); }
 
 template <typename L>
 inline int64_t label_at(const void* labels, int64_t r) {
@@ -36,6 +36,12 @@ inline int64_t normalize_label(int64_t label, int64_t n) {
   return label >= 0 && label < n ? label : -1;
 }
 
+// What a row computes in: float exponentials for float and half logits with a float loss
+// (kernels/cpu/row_exp.h), double when the logits or the loss are double.
+template <typename T, typename O>
+using Compute = std::conditional_t<std::is_same_v<T, double> || std::is_same_v<O, double>, double,
+                                   float>;
+
 }  // namespace
 
 void cross_entropy_int(const void* logits, DType dtype, const void* labels, DType label_dtype,
@@ -44,22 +50,24 @@ void cross_entropy_int(const void* logits, DType dtype, const void* labels, DTyp
   visit_floating_in_out(dtype, loss_dtype, kOp, [&](auto tz, auto oz) {
     using T = decltype(tz);
     using O = decltype(oz);
+    using C = Compute<T, O>;
     using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
     const T* in = static_cast<const T*>(logits);
     O* out = static_cast<O*>(loss);
     A* plse = static_cast<A*>(lse);
-#pragma omp parallel for schedule(static) if (rows * n > kParallelWork && rows > 1)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* row = in + r * ld;
-      double m = -std::numeric_limits<double>::infinity();
-      for (int64_t j = 0; j < n; ++j) m = nan_max(m, convert<double>(row[j]));
-      double s = 0;
-      for (int64_t j = 0; j < n; ++j) s += std::exp(convert<double>(row[j]) - m);
-      double l = m + std::log(s);
-      int64_t label = normalize_label(read_label(labels, label_dtype, r), n);
-      plse[r] = A(l);
-      out[r] = convert<O>(label < 0 ? std::numeric_limits<double>::quiet_NaN()
-                                    : l - convert<double>(row[label]));
+#pragma omp parallel if (rows * n > kParallelWork && rows > 1)
+    {
+      std::vector<C> e(static_cast<size_t>(n));  // the row's exponentials
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) {
+        const T* row = in + r * ld;
+        const C m = exponentials(n, [row](int64_t j) { return convert<C>(row[j]); }, e.data());
+        const double l = double(m) + std::log(sum_of(n, [&](int64_t j) { return double(e[j]); }));
+        const int64_t label = normalize_label(read_label(labels, label_dtype, r), n);
+        plse[r] = A(l);
+        out[r] = convert<O>(label < 0 ? std::numeric_limits<double>::quiet_NaN()
+                                      : l - convert<double>(convert<C>(row[label])));
+      }
     }
   });
 }
@@ -71,6 +79,7 @@ void cross_entropy_int_backward(const void* logits, DType dtype, const void* lab
   visit_floating_in_out(dtype, grad_dtype, kOp, [&](auto tz, auto oz) {
     using T = decltype(tz);
     using O = decltype(oz);
+    using C = Compute<T, O>;
     using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
     const T* in = static_cast<const T*>(logits);
     const O* pg = static_cast<const O*>(grad);
@@ -78,13 +87,21 @@ void cross_entropy_int_backward(const void* logits, DType dtype, const void* lab
     T* o = static_cast<T*>(dx);
 #pragma omp parallel for schedule(static) if (rows * n > kParallelWork && rows > 1)
     for (int64_t r = 0; r < rows; ++r) {
-      double g = convert<double>(pg[r]), l = double(plse[r]);
-      int64_t label = normalize_label(read_label(labels, label_dtype, r), n);
-      for (int64_t j = 0; j < n; ++j) {
-        double p = std::exp(convert<double>(in[r * ld + j]) - l);
-        o[r * ld + j] = convert<T>(convert<O>(g * p - (j == label ? g : 0.0)));
+      const C g = convert<C>(pg[r]), l = C(plse[r]);
+      const T* row = in + r * ld;
+      T* orow = o + r * ld;
+      for (int64_t j = n; j < ld; ++j) orow[j] = convert<T>(0.0);
+      if (l != l) {  // a NaN logit: a NaN row, as JAX's (exp_or_zero would give zeros)
+        const T nan = convert<T>(std::numeric_limits<double>::quiet_NaN());
+        for (int64_t j = 0; j < n; ++j) orow[j] = nan;
+        continue;
       }
-      for (int64_t j = n; j < ld; ++j) o[r * ld + j] = convert<T>(0.0);
+      // g * softmax, a loop that vectorises; then the label's element, g p - g. (lse is kept in
+      // float for float logits, so a p within float's rounding of 1 gives 0 there, as in JAX.)
+      auto g_times_p = [&](int64_t j) { return g * exp_or_zero(convert<C>(row[j]) - l); };
+      for (int64_t j = 0; j < n; ++j) orow[j] = convert<T>(convert<O>(g_times_p(j)));
+      const int64_t label = normalize_label(read_label(labels, label_dtype, r), n);
+      if (label >= 0) orow[label] = convert<T>(convert<O>(g_times_p(label) - g));
     }
   });
 }

@@ -1,60 +1,16 @@
 #include "kernels/cpu/softmax.h"
 
 #include <cmath>
-#include <limits>
-#include <type_traits>
 #include <vector>
 
 #include "core/error.h"
-#include "kernels/elementwise_math.h"
+#include "kernels/cpu/row_exp.h"
 
 namespace loom::cpu {
 namespace {
 
 // Work per parallel task is a full softmax row; only parallelise when there is enough of it.
 constexpr int64_t kParallelWork = 32768;
-
-// max that propagates NaN, as jnp.max
-template <typename C>
-C nan_max(C a, C b) { return (a != a || b != b) ? (a != a ? a : b) : (a > b ? a : b); }
-
-// What a softmax over values of type T computes in: its exponentials in float for float and the
-// half types (no libm call, so the loop vectorises; x - max is a float there, as in JAX and the
-// CUDA kernels), in double for double (the float64 gradient checks); sums in double for both.
-template <typename T>
-using Compute = std::conditional_t<std::is_same_v<T, double>, double, float>;
-
-// e^d for d <= 0 (x - max), 0 where that is below the normal range (d < -87 in float, -746 in
-// double: glibc's exp reaches that 0 through its slow error path, and a causal mask sends half
-// of every attention row's logits there). NaN gives 0; the row's sum is then 0 and 0 / 0 makes
-// every output NaN, as jax.nn.softmax's.
-inline float exp_or_zero(float d) { return d >= -87.0f ? exp_float_in_range(d) : 0.0f; }
-inline double exp_or_zero(double d) { return d >= -746.0 ? std::exp(d) : 0.0; }
-
-// sum of f(j) for j < n in double, in eight interleaved partial sums: one chain of dependent
-// additions was most of a short row's time.
-template <typename F>
-double sum_of(int64_t n, F f) {
-  double part[8] = {};
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int k = 0; k < 8; ++k) part[k] += f(j + k);
-  double s = 0;
-  for (; j < n; ++j) s += f(j);
-  for (double p : part) s += p;
-  return s;
-}
-
-// e(j) = exp(v(j) - max) over a row of n values v(j); returns the max. The values are read
-// into `e` first, so that the exponentials' loop has no loads of strided or masked elements and
-// vectorises.
-template <typename C, typename Value>
-C exponentials(int64_t n, Value v, C* e) {
-  C m = -std::numeric_limits<C>::infinity();
-  for (int64_t j = 0; j < n; ++j) m = nan_max(m, e[j] = v(j));
-  for (int64_t j = 0; j < n; ++j) e[j] = exp_or_zero(e[j] - m);
-  return m;
-}
 
 // out(j) = exp(v(j) - max) / sum over a row of n values v(j); each exponential is taken once
 // into `e` (n elements), which the quotients read back.
@@ -82,7 +38,7 @@ void softmax(const void* x, void* out, int64_t outer, int64_t n, int64_t inner, 
              bool log) {
   visit_floating(dtype, log ? "log_softmax" : "softmax", [&](auto z) {
     using T = decltype(z);
-    using C = Compute<T>;
+    using C = RowCompute<T>;
     const T* in = static_cast<const T*>(x);
     T* o = static_cast<T*>(out);
     const int64_t columns = outer * inner;
@@ -127,7 +83,7 @@ void softmax_backward(const void* y, const void* grad, void* dx, int64_t outer, 
         const int64_t k = base + j * inner;
         const double g = convert<double>(pg[k]), v = convert<double>(py[k]);
         // log_softmax's y <= 0: e^y in the compute type, as the forward's
-        o[k] = convert<T>(log ? g - double(exp_or_zero(convert<Compute<T>>(py[k]))) * s : v * (g - s));
+        o[k] = convert<T>(log ? g - double(exp_or_zero(convert<RowCompute<T>>(py[k]))) * s : v * (g - s));
       }
     }
   });
@@ -137,7 +93,7 @@ void masked_softmax(const void* x, const RowMask& mask, double fill, void* out, 
                     int64_t n, DType dtype) {
   visit_floating(dtype, "masked_softmax", [&](auto z) {
     using T = decltype(z);
-    using C = Compute<T>;
+    using C = RowCompute<T>;
     const T* in = static_cast<const T*>(x);
     T* o = static_cast<T*>(out);
     const C f = convert<C>(convert<T>(fill));  // as where() rounds it

@@ -103,6 +103,49 @@ TEST(Loss, IntegerLabelsInFloat32FromHalfLogits) {
                     "softmax_cross_entropy_with_integer_labels:", "dtype must be floating");
 }
 
+// float logits: exponentials in float (kernels/cpu/row_exp.h), against the float64 loss and
+// gradient of the same float values, over rows spanning float's exponent range below their max
+// and a confident row; a NaN logit makes its row's loss and gradient NaN.
+TEST(Loss, IntegerLabelsInFloatAgainstFloat64) {
+  Tensor spread = test_values({4, 1000}, 11, -90, 0).to(DType::F32);
+  std::vector<float> v = spread.to_vector<float>();
+  v[size_t(1 * 1000 + 7)] = 20.f;  // row 1's label: p within 3e-8 of 1
+  v[size_t(3 * 1000 + 500)] = std::nanf("");
+  Tensor logits = from_vector(v, {4, 1000});
+  const std::vector<int32_t> label = {3, 7, 999, 0};
+  Tensor labels = from_vector<int32_t>(label, {4});
+  const std::vector<float> cotangent = {1.0f, -0.5f, 2.0f, 1.0f};
+  Tensor ct = from_vector<float>(cotangent, {4});
+  auto loss_of = [&](const Tensor& x) {
+    return softmax_cross_entropy_with_integer_labels(x, labels);
+  };
+  auto grad_of = [&](const Tensor& x) {
+    return vjp([&](const std::vector<Tensor>& in) { return loss_of(in[0]); }, {x},
+               ct.to(x.dtype()))[0];
+  };
+  std::vector<float> loss = loss_of(logits).to_vector<float>();
+  std::vector<double> loss64 = loss_of(logits.to(DType::F64)).to_vector<double>();
+  for (size_t r = 0; r < 3; ++r)
+    EXPECT_NEAR(loss[r], loss64[r], 2e-6 * std::fabs(loss64[r]) + 1e-9) << r;
+  EXPECT_TRUE(std::isnan(loss[3]));
+  std::vector<float> g = grad_of(logits).to_vector<float>();
+  std::vector<double> g64 = grad_of(logits.to(DType::F64)).to_vector<double>();
+  int64_t wrong = 0;
+  for (size_t r = 0; r < 3; ++r) {
+    for (size_t j = 0; j < 1000; ++j) {
+      const size_t i = r * 1000 + j;
+      // Below e^-87 (1.6e-38) a probability is 0 (row_exp.h), |g| <= 2. The label's g (p - 1)
+      // is off by |g| times float's rounding of lse (kept in float, as JAX's).
+      const double tol = j == size_t(label[r]) ? 4e-7 * std::fabs(cotangent[r]) * (1 + loss64[r])
+                                               : 1e-5 * std::fabs(g64[i]) + 3.3e-38;
+      if (std::fabs(g[i] - g64[i]) > tol && ++wrong <= 3)
+        ADD_FAILURE() << "gradient [" << r << ", " << j << "]: " << g[i] << " vs " << g64[i];
+    }
+  }
+  EXPECT_EQ(wrong, 0);
+  for (size_t i = 3000; i < 4000; ++i) EXPECT_TRUE(std::isnan(g[i])) << i;
+}
+
 // The kernels read rows at a pitch and write the gradient at the same pitch, zeroing each row's
 // padding (a GPU product reads it as the zero padding of its contracted extent).
 TEST(Loss, IntegerLabelKernelsAtAPitch) {
