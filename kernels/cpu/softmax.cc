@@ -1,6 +1,8 @@
 #include "kernels/cpu/softmax.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "core/error.h"
@@ -32,6 +34,21 @@ const bool* mask_row(const RowMask& mask, int64_t r) {
   return mask.data + off;
 }
 
+// dx[j] = 0 where row's mask element j is false (where's backward), after softmax's backward
+// wrote every element: a loop of its own vectorises, one on the mask inside the formula did not.
+template <typename T>
+void zero_masked(const bool* keep, int64_t col_stride, int64_t n, T* dx) {
+  if (col_stride == 0) {
+    if (!*keep) std::fill(dx, dx + n, T(0));
+  } else if (col_stride == 1) {
+    const auto* bytes = reinterpret_cast<const uint8_t*>(keep);
+    for (int64_t j = 0; j < n; ++j) dx[j] = bytes[j] != 0 ? dx[j] : T(0);
+  } else {
+    for (int64_t j = 0; j < n; ++j)
+      if (!keep[j * col_stride]) dx[j] = T(0);
+  }
+}
+
 }  // namespace
 
 void softmax(const void* x, void* out, int64_t outer, int64_t n, int64_t inner, DType dtype,
@@ -50,7 +67,7 @@ void softmax(const void* x, void* out, int64_t outer, int64_t n, int64_t inner, 
         const int64_t base = (c / inner) * n * inner + c % inner;
         const T* row = in + base;
         T* orow = o + base;
-        auto value = [&](int64_t j) { return convert<C>(row[j * inner]); };
+        auto value = [row, inner](int64_t j) { return convert<C>(row[j * inner]); };
         if (log) {  // (x - max) - log(sum), in double: two terms of one sign, rounded once
           const C m = exponentials(n, value, e.data());
           const double lse = std::log(sum_of(n, [&](int64_t j) { return double(e[size_t(j)]); }));
@@ -104,10 +121,29 @@ void masked_softmax(const void* x, const RowMask& mask, double fill, void* out, 
       for (int64_t r = 0; r < rows; ++r) {
         const T* row = in + r * n;
         const bool* keep = mask_row(mask, r);
-        auto value = [&](int64_t j) {
-          return !keep || keep[j * mask.col_stride] ? convert<C>(row[j]) : f;
+        auto normalize = [&](auto value) {
+          exp_normalize(n, value, e.data(), [&](int64_t j, C p) { o[r * n + j] = convert<T>(p); });
         };
-        exp_normalize(n, value, e.data(), [&](int64_t j, C p) { o[r * n + j] = convert<T>(p); });
+        // (The values' lambdas capture by value: with f by reference, the stores into the
+        // exponentials' scratch might alias it, and GCC left the loop scalar.)
+        if (!keep || (mask.col_stride == 0 && *keep)) {
+          normalize([row](int64_t j) { return convert<C>(row[j]); });
+        } else if (mask.col_stride == 0) {
+          normalize([f](int64_t) { return f; });
+        } else if (mask.col_stride == 1) {
+          // The mask's bytes as integers, every value loaded: GCC vectorises this select, not
+          // one on bool or a conditional load.
+          const auto* bytes = reinterpret_cast<const uint8_t*>(keep);
+          normalize([row, bytes, f](int64_t j) {
+            const C x = convert<C>(row[j]);
+            return bytes[j] != 0 ? x : f;
+          });
+        } else {
+          const int64_t stride = mask.col_stride;
+          normalize([row, keep, stride, f](int64_t j) {
+            return keep[j * stride] ? convert<C>(row[j]) : f;
+          });
+        }
       }
     }
   });
@@ -129,8 +165,9 @@ void masked_softmax_backward(const void* y, const void* grad, const RowMask& mas
       });
       for (int64_t j = 0; j < n; ++j) {
         const double v = convert<double>(py[base + j]), g = convert<double>(pg[base + j]);
-        o[base + j] = !keep || keep[j * mask.col_stride] ? convert<T>(v * (g - s)) : T(0);
+        o[base + j] = convert<T>(v * (g - s));
       }
+      if (keep) zero_masked(keep, mask.col_stride, n, o + base);
     }
   });
 }

@@ -91,6 +91,18 @@ TEST(Softmax, MaskedEntriesAndEdgeCases) {
     auto q = softmax(from_vector<float>({1, NAN, 2, 1, 3, 2}, {2, 3}).to(dt)).to_vector<double>();
     for (int i = 0; i < 3; ++i) EXPECT_TRUE(std::isnan(q[size_t(i)])) << dtype_name(dt) << " " << i;
     for (int i = 3; i < 6; ++i) EXPECT_TRUE(std::isfinite(q[size_t(i)])) << dtype_name(dt) << " " << i;
+    // rows long enough for the row max's eight lanes: a NaN in the lanes, one in the tail, none
+    std::vector<float> rows(3 * 19);
+    for (size_t i = 0; i < rows.size(); ++i) rows[i] = float(i % 7) - 3.f;
+    rows[5] = NAN;
+    rows[19 + 17] = NAN;
+    auto r = softmax(from_vector(rows, {3, 19}).to(dt)).to_vector<double>();
+    double third = 0;
+    for (size_t i = 0; i < 19; ++i) {
+      EXPECT_TRUE(std::isnan(r[i]) && std::isnan(r[19 + i])) << dtype_name(dt) << " " << i;
+      third += r[38 + i];
+    }
+    EXPECT_NEAR(third, 1.0, 1e-6) << dtype_name(dt);
   }
   EXPECT_EQ(softmax(zeros({0, 4})).shape(), (Shape{0, 4}));
   EXPECT_EQ(softmax(zeros({3, 0})).shape(), (Shape{3, 0}));
