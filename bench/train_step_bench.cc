@@ -482,6 +482,7 @@ int main(int argc, char** argv) {
   struct rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   line["host_max_rss_mb"] = double(ru.ru_maxrss) / 1024.0;
+  line["cpu_blas"] = cpu_blas_kernels();
   std::cout << line.dump() << std::endl;
   return rc;
 }

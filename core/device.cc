@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "core/error.h"
+#include "kernels/cpu/openblas_kernels.h"
 #if LOOM_CUDA
 #include "kernels/cuda/runtime.h"
 #endif
@@ -52,6 +53,8 @@ Device default_device() {
   });
   return Device::cpu();
 }
+
+std::string cpu_blas_kernels() { return cpu::blas_kernels().describe(); }
 
 void check_device_usable(const Device& d, const char* op) {
   if (d.is_cpu()) return;

@@ -25,6 +25,9 @@ bool cuda_available();
 int cuda_device_count();
 /// The first GPU when there is one; otherwise the CPU (and says so once on stderr).
 Device default_device();
+/// The kernels the CPU's matrix products run on ("OpenBLAS SkylakeX kernels"; "" for a BLAS
+/// that does not say): kernels/cpu/openblas_kernels.h.
+std::string cpu_blas_kernels();
 /// Throws a DeviceError naming `op` unless `d` can be used (a CUDA device needs a built-in CUDA
 /// backend and a GPU with that index).
 void check_device_usable(const Device& d, const char* op);

@@ -222,7 +222,8 @@ def agg(fw, k):
        'unit': ok[0]['throughput_unit'], 'peak_mem_mb': ok[-1].get('peak_mem_mb'),
        'host_max_rss_mb': ok[-1].get('host_max_rss_mb'), 'mfu': None, 'batch': ok[0]['batch'],
        'host_enqueue_ms': ok[-1].get('host_enqueue_ms'), 'jit_call_ms': ok[-1].get('jit_call_ms'),
-       'graph_launch_ms': ok[-1].get('graph_launch_ms'), 'graph_nodes': ok[-1].get('graph_nodes')}
+       'graph_launch_ms': ok[-1].get('graph_launch_ms'), 'graph_nodes': ok[-1].get('graph_nodes'),
+       'cpu_blas': ok[-1].get('cpu_blas')}
   if ok[0].get('mfu') is not None:
     a['mfu'] = ok[0]['mfu'] * ok[0]['median_ms'] / med
   if len(ok) < len(rs): a['failed_rounds'] = len(rs) - len(ok)
@@ -288,6 +289,8 @@ for k in keys:
       print(f"    loom with composed attention error: {C['error'][:300]}")
 json.dump(summary, open(dst, 'w'), indent=1)
 print(f"\n{machine}; {gpu or 'no GPU'}; commit {commit}; JAX {versions}")
+blas = next((r['cpu_blas'] for r in rows if r.get('cpu_blas')), None)
+if mode == 'cpu' and blas: print(f"loom's CPU products: {blas}")
 print(f"results: {dst} (every run: {src})")
 sys.exit(1 if failed else 0)
 PY

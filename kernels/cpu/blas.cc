@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "core/error.h"
+#include "kernels/cpu/openblas_kernels.h"
 
 namespace loom::cpu {
 namespace {
@@ -48,6 +49,7 @@ template <typename T>
 void blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a,
                int64_t lda, const T* b, int64_t ldb, bool accumulate, T* c, int64_t ldc,
                const char* op) {
+  blas_kernels();  // OpenBLAS's kernels settled before its first product (at load already)
   if (m == 0 || n == 0) return;
   // Every extent is checked before C is touched.
   const int im = blas_int(m, op, "m"), in = blas_int(n, op, "n"), ik = blas_int(k, op, "k");
