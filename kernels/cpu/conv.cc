@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/blas.h"
+#include "kernels/cpu/openblas_kernels.h"
 
 namespace loom {
 
@@ -116,15 +117,21 @@ void col_rows(const Canon& c, int64_t o0, int64_t o1, T* x_img, T* col) {
   }
 }
 
-// im2col and col2im run on the calling thread on purpose. They cost a few percent of the GEMM
-// that follows, and OpenBLAS's (pthreads) workers keep spinning for a while after each GEMM: an
-// OpenMP region here has to share the cores with them and measured ~1.8x slower end to end on
-// 2 cores than this serial loop (see the DISABLED_BenchmarkSeedCnn test).
+// im2col and col2im split their rows across OpenMP's threads only where OpenBLAS's threads are
+// OpenMP's too. The pthread build's workers keep spinning for a while after each GEMM, and an
+// OpenMP region sharing the cores with them measured ~1.8x slower end to end on 2 cores than a
+// serial loop (see the DISABLED_BenchmarkSeedCnn test).
+bool split_column_copies(int64_t elements) {
+  constexpr int64_t kMinElements = int64_t(1) << 16;  // below it waking the threads costs more
+  return elements >= kMinElements && blas_kernels().openmp_threads;
+}
+
 template <typename T>
 void im2col(const Canon& c, const T* x, int64_t n0, int64_t nb, T* col) {
   int64_t per_img = c.out[0] * c.out[1];
   int64_t total = nb * per_img;
   int64_t kc = c.ktot * c.cin;
+#pragma omp parallel for schedule(static) if (split_column_copies(total * kc))
   for (int64_t r = 0; r < total; ++r) {
     int64_t i = r / per_img, rem = r % per_img;
     int64_t o0 = rem / c.out[1], o1 = rem % c.out[1];
@@ -133,10 +140,11 @@ void im2col(const Canon& c, const T* x, int64_t n0, int64_t nb, T* col) {
   }
 }
 
-// Adds the columns back into dx (serial, as im2col).
+// Adds the columns back into dx; images apart on the threads, as they write apart.
 template <typename T>
 void col2im(const Canon& c, const T* col, int64_t n0, int64_t nb, T* dx) {
   int64_t kc = c.ktot * c.cin;
+#pragma omp parallel for schedule(static) if (nb > 1 && split_column_copies(nb * c.out_size * kc))
   for (int64_t i = 0; i < nb; ++i) {
     T* x_img = dx + (n0 + i) * c.in_size * c.cin;
     for (int64_t o0 = 0; o0 < c.out[0]; ++o0)

@@ -10,10 +10,11 @@
 
 // OpenBLAS's run-time kernel choice (DYNAMIC_ARCH builds, as Debian's). Weak: with another BLAS,
 // or an OpenBLAS built for one CPU, they are null and nothing is switched. gotoblas_dynamic_quit
-// forgets the choice and gotoblas_dynamic_init makes it again, reading OPENBLAS_CORETYPE; both
-// have had this form since GotoBLAS2. cblas.h is not included: it declares the first one strong.
+// forgets the choice and gotoblas_dynamic_init makes it again, reading OPENBLAS_CORETYPE
+// (OpenBLAS's driver/others/dynamic.c). cblas.h is not included: it declares the first strong.
 extern "C" {
 char* openblas_get_corename(void) __attribute__((weak));
+int openblas_get_parallel(void) __attribute__((weak));  // 0 none, 1 pthreads, 2 OpenMP
 void gotoblas_dynamic_init(void) __attribute__((weak));
 void gotoblas_dynamic_quit(void) __attribute__((weak));
 }
@@ -48,6 +49,7 @@ bool cpu_is_amd() {
 
 BlasKernels settle() {
   BlasKernels k;
+  k.openmp_threads = openblas_get_parallel && openblas_get_parallel() == 2;
   if (!openblas_get_corename || !gotoblas_dynamic_init || !gotoblas_dynamic_quit) return k;
   k.openblas_choice = k.in_use = openblas_get_corename();
   k.user_choice = std::getenv("OPENBLAS_CORETYPE") != nullptr;

@@ -31,6 +31,9 @@ struct BlasKernels {
   std::string openblas_choice;  // OpenBLAS's own choice at load; "" for another BLAS
   std::string in_use;           // the core the products run on
   bool user_choice = false;     // OPENBLAS_CORETYPE was set: loom changes nothing
+  // OpenBLAS runs its threads as OpenMP's (libopenblas0-openmp): loom's OpenMP loops between
+  // products reuse them, where the pthread build's workers would spin against them.
+  bool openmp_threads = false;
 
   /// "OpenBLAS SkylakeX kernels (OpenBLAS chose Prescott, below this CPU's instruction set)";
   /// "" for another BLAS.

@@ -59,9 +59,10 @@ TEST(OpenblasKernels, DescriptionSaysWhoChose) {
   EXPECT_EQ((BlasKernels{.openblas_choice = "Haswell", .in_use = "Haswell"}).describe(),
             "OpenBLAS Haswell kernels");
   EXPECT_EQ((BlasKernels{.openblas_choice = "Prescott", .in_use = "SkylakeX"}).describe(),
-            "OpenBLAS SkylakeX kernels (OpenBLAS chose Prescott, below this CPU's instruction set)");
-  EXPECT_EQ((BlasKernels{.openblas_choice = "Zen", .in_use = "Zen", .user_choice = true}).describe(),
-            "OpenBLAS Zen kernels (OPENBLAS_CORETYPE)");
+            "OpenBLAS SkylakeX kernels "
+            "(OpenBLAS chose Prescott, below this CPU's instruction set)");
+  const BlasKernels user{.openblas_choice = "Zen", .in_use = "Zen", .user_choice = true};
+  EXPECT_EQ(user.describe(), "OpenBLAS Zen kernels (OPENBLAS_CORETYPE)");
 }
 
 }  // namespace
