@@ -98,8 +98,61 @@ void forward(PoolOp op, const PoolGeometry& g, const T* x, T* out, S* selection)
   }
 }
 
+// Windows that tile the input (strides equal to the window, no padding before it): each input
+// element lies in at most one window, found by division instead of a search of the covering box
+// (the seed CNN's 2x2 average pool: 4.7% of its CPU step went to that search's bookkeeping).
+bool windows_tile(const PoolGeometry& g) {
+  for (size_t d = 0; d < g.in.size(); ++d)
+    if (g.strides[d] != g.window[d] || g.pad_lo[d] != 0) return false;
+  return true;
+}
+
+// backward() for tiling windows, to the bit: the one term is added to zero as there (-0 -> +0).
+template <typename T, typename S>
+void backward_tiled(PoolOp op, const PoolGeometry& g, const T* gout, const S* selection, T* gin) {
+  using A = acc_t<T>;
+  const size_t D = g.in.size();
+  const int64_t C = g.channels, in_sp = shape_numel(g.in), out_sp = shape_numel(g.out);
+  const int64_t wn = shape_numel(g.window), rows = g.batch * in_sp;
+#pragma omp parallel if (rows * C > 32768)
+  {
+    std::vector<int64_t> ip(D), start(D);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t n = r / in_sp;
+      unflatten(r % in_sp, g.in, ip.data());
+      int64_t flat = 0, k = 0;
+      bool covered = true;
+      for (size_t d = 0; d < D; ++d) {
+        const int64_t o = ip[d] / g.window[d];
+        covered = covered && o < g.out[d];
+        flat = flat * g.out[d] + o;
+        k = k * g.window[d] + ip[d] % g.window[d];
+        start[d] = o * g.window[d];
+      }
+      T* gi = gin + r * C;
+      if (!covered) {
+        for (int64_t c = 0; c < C; ++c) gi[c] = convert<T>(A(0));
+        continue;
+      }
+      const T* go = gout + (n * out_sp + flat) * C;
+      if (op == PoolOp::Avg) {
+        const A div = A(g.count_include_pad ? wn : inside_count(g, start.data()));
+        for (int64_t c = 0; c < C; ++c) gi[c] = convert<T>(A(0) + convert<A>(go[c]) / div);
+      } else {
+        const S* sel = selection + (n * out_sp + flat) * C;
+        for (int64_t c = 0; c < C; ++c) {
+          const A v = convert<A>(go[c]);  // loaded unconditionally: the select vectorises
+          gi[c] = convert<T>(A(0) + (sel[c] == S(k) ? v : A(0)));
+        }
+      }
+    }
+  }
+}
+
 template <typename T, typename S>
 void backward(PoolOp op, const PoolGeometry& g, const T* gout, const S* selection, T* gin) {
+  if (windows_tile(g)) return backward_tiled(op, g, gout, selection, gin);
   using A = acc_t<T>;
   const size_t D = g.in.size();
   const int64_t C = g.channels, in_sp = shape_numel(g.in), out_sp = shape_numel(g.out);

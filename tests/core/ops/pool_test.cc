@@ -216,6 +216,10 @@ TEST(Pool, Gradients) {
       {{2, 5, 4, 2}, {3, 3}, {2, 1}, Padding::same()},
       {{1, 5, 3}, {2}, {2}, Padding::explicit_pads({{1, 1}})},
       {{1, 3, 4, 3, 1}, {2, 2, 2}, {1, 2, 1}, Padding::same()},
+      // Windows that tile the input (kernels/cpu/pool.cc windows_tile): a last row and column no
+      // window covers; SAME padding after the input only.
+      {{2, 5, 7, 3}, {2, 2}, {2, 2}, Padding::valid()},
+      {{1, 5, 6, 2}, {2, 3}, {2, 3}, Padding::same()},
   };
   for (const Case& c : cases) {
     Tensor x = test_values(c.x, 64);
