@@ -306,8 +306,8 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
       << " examples) on " << device.str() << ", " << state.params.total_size() << " parameters, "
       << total_steps << " steps of batch " << cfg.batch_size
         << (world > 1 ? " over " + std::to_string(world) + " ranks" : std::string()) << "\n";
-  if (main_rank && device.is_cpu() && !cpu_blas_kernels().empty())
-    out << "loom: products on " << cpu_blas_kernels() << "\n";
+  if (const std::string blas = cpu_blas_kernels(); main_rank && device.is_cpu() && !blas.empty())
+    out << "loom: products on " << blas << "\n";
 
   // Only rank 0 writes metrics and checkpoints; the others log nowhere.
   std::ostringstream discard;
