@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "core/error.h"
+#include "kernels/cpu/denormals.h"
 #include "kernels/cpu/openblas_kernels.h"
 #if LOOM_CUDA
 #include "kernels/cuda/runtime.h"
@@ -55,6 +56,10 @@ Device default_device() {
 }
 
 std::string cpu_blas_kernels() { return cpu::blas_kernels().describe(); }
+
+bool cpu_flushes_denormals() { return cpu::flushes_denormals(); }
+
+void set_cpu_flush_denormals(bool on) { cpu::set_flush_denormals(on); }
 
 void check_device_usable(const Device& d, const char* op) {
   if (d.is_cpu()) return;

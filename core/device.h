@@ -28,6 +28,12 @@ Device default_device();
 /// The kernels the CPU's matrix products run on ("OpenBLAS SkylakeX kernels"; "" for a BLAS
 /// that does not say): kernels/cpu/openblas_kernels.h.
 std::string cpu_blas_kernels();
+/// Whether the calling thread flushes denormal floats to zero on the CPU, as loom sets at load
+/// for every thread, like JAX's CPU backend (kernels/cpu/denormals.h; LOOM_FLUSH_DENORMALS=0
+/// keeps them).
+bool cpu_flushes_denormals();
+/// Sets that mode for the calling thread and OpenMP's threads.
+void set_cpu_flush_denormals(bool on);
 /// Throws a DeviceError naming `op` unless `d` can be used (a CUDA device needs a built-in CUDA
 /// backend and a GPU with that index).
 void check_device_usable(const Device& d, const char* op);

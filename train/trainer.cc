@@ -431,11 +431,14 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
       window_items = window_steps = 0;
       window_start = Clock::now();
     }
+    // Evaluations and checkpoints are not steps: the window's step time leaves them out.
+    const auto paused = Clock::now();
     if ((cfg.eval_every > 0 && done % cfg.eval_every == 0) || (cfg.eval_every == 0 && epoch_end))
       summary.test = run_eval(done);
     if ((cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0) ||
         (cfg.checkpoint_every == 0 && epoch_end) || done == total_steps)
       save(done);
+    window_start += Clock::now() - paused;
   }
   if (summary.test.examples == 0) summary.test = run_eval(total_steps);
   summary.graph_replayed = jitted && jitted->captured();

@@ -44,7 +44,8 @@ namespace loom::testing {
 nlohmann::json load_golden(const std::string& name);
 /// The entry of `file`'s "cases" array whose "name" is `name` (the file is read once).
 const nlohmann::json& golden_case(const std::string& file, const std::string& name);
-/// A golden array {"shape": [...], "dtype": "float32", "data": [...]} as a CPU tensor.
+/// A golden array {"shape": [...], "dtype": "float32", "data": [...]} as a CPU tensor, denormal
+/// floats included.
 Tensor golden_tensor(const nlohmann::json& j);
 
 /// Central-difference gradient check in float64: compares the autodiff gradient of
