@@ -3,18 +3,11 @@
 #include <algorithm>
 #include <cstring>
 
+#include <omp.h>
+
 #include "core/error.h"
 
 namespace loom::train {
-namespace {
-
-// Set on the prefetch thread, which builds its batches on one core: an OpenMP team of its own
-// there takes libgomp's threads past the cores, and libgomp then stops spinning between the
-// training step's parallel regions and puts its workers to sleep instead (the seed CNN's CPU
-// step measured about 4% slower so; docs/PERF.md, session 18).
-thread_local bool on_prefetch_worker = false;
-
-}  // namespace
 
 DataLoader::DataLoader(Dataset data, LoaderOptions options)
     : data_(std::move(data)), opt_(std::move(options)) {
@@ -127,7 +120,7 @@ Batch DataLoader::make_batch(int64_t epoch, int64_t index) const {
   int32_t* y = out.labels.data<int32_t>();
   const uint8_t* src = data_.inputs.data<uint8_t>();
   const int32_t* labels = data_.labels.data<int32_t>();
-#pragma omp parallel for if (!on_prefetch_worker && nb * H * W * C > 65536)
+#pragma omp parallel for if (nb * H * W * C > 65536)
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* img = src + int64_t(picked[size_t(b)]) * H * W * C;
     y[b] = labels[picked[size_t(b)]];
@@ -160,7 +153,11 @@ void DataLoader::start_worker() {
   stop_ = false;
   ready_.clear();
   worker_ = std::thread([this, epoch = epoch_, index = index_]() mutable {
-    on_prefetch_worker = true;
+    // Every OpenMP loop this thread reaches (the batch copies, each epoch's permutation) runs
+    // on it alone: a team of its own would take libgomp's threads past the cores, and libgomp
+    // then stops spinning between the training step's parallel regions and puts its workers to
+    // sleep (the CNN's step measured 4-5% slower so; docs/PERF.md, sessions 18 and 19).
+    omp_set_num_threads(1);
     while (true) {
       {
         std::unique_lock<std::mutex> lock(mu_);

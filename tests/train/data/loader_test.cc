@@ -1,5 +1,9 @@
 #include "train/data/loader.h"
 
+#include <omp.h>
+
+#include <filesystem>
+#include <iterator>
 #include <set>
 
 #include "tests/support/testing.h"
@@ -48,6 +52,28 @@ TEST(DataLoader, EpochVisitsEveryExampleOnceInASeededOrder) {
   for (int b = 0; b < 2; ++b)
     for (int32_t l : again.next().labels.to_vector<int32_t>()) replay.push_back(l);
   EXPECT_EQ(first_epoch, replay);  // same seed, same order, with or without prefetching
+}
+
+// The threads of this process (Linux).
+int64_t thread_count() {
+  return std::distance(std::filesystem::directory_iterator("/proc/self/task"),
+                       std::filesystem::directory_iterator());
+}
+
+TEST(DataLoader, PrefetchThreadStartsNoOpenMPTeam) {
+  // A team of its own would take libgomp's threads past the cores, and libgomp would then put
+  // the training step's workers to sleep between its parallel regions (docs/PERF.md, session 19).
+  if (omp_get_max_threads() < 2) GTEST_SKIP() << "one OpenMP thread: no team to start";
+#pragma omp parallel
+  {
+    // This thread's own team exists before the count.
+  }
+  const int64_t before = thread_count();
+  // Each epoch's permutation of 20,000 examples draws its sort keys in an OpenMP loop, on the
+  // prefetch thread from the second epoch on.
+  DataLoader loader(tiny_images(20000), {.batch_size = 10000, .seed = 1});
+  for (int b = 0; b < 5; ++b) loader.next();  // into the third epoch
+  EXPECT_EQ(thread_count(), before + 1);      // the prefetch thread alone
 }
 
 TEST(DataLoader, SeekResumesExactly) {
