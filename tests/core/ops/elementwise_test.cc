@@ -4,6 +4,7 @@
 #include "core/autodiff.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/reduce.h"
+#include "core/ops/shape.h"
 #include "kernels/elementwise_math.h"
 #include "tests/support/testing.h"
 
@@ -184,6 +185,29 @@ TEST(Elementwise, BinaryBroadcastingAndValues) {
   // size-1 and empty
   EXPECT_EQ((zeros({0, 3}) + ones({3})).shape(), (Shape{0, 3}));
   EXPECT_EQ((ones({1}) * ones({4, 1, 2})).shape(), (Shape{4, 1, 2}));
+}
+
+// Rows through several outer dims that do not merge (a strided view, a broadcast operand), on
+// one thread and split across the threads: every element is its operands' at its own index
+// (the rows' offsets advance as an odometer, kernels/cpu/strided_loop.h).
+TEST(Elementwise, BroadcastOverManyShortRows) {
+  for (int64_t n0 : {2, 6}) {  // 2,002 rows of 7 on one thread; 6,006 rows across the threads
+    Tensor a = swapaxes(test_values({n0, 13, 11, 7}, 1), 1, 2);  // [n0, 11, 13, 7], strided
+    Tensor b = test_values({11, 1, 7}, 2);
+    const std::vector<double> av = a.contiguous().to_vector<double>(), bv = b.to_vector<double>();
+    const std::vector<double> sum = (a + b).to_vector<double>(), neg = (-a).to_vector<double>();
+    ASSERT_EQ(sum.size(), size_t(n0 * 11 * 13 * 7));
+    int64_t wrong = 0;
+    for (int64_t i = 0; i < n0; ++i)
+      for (int64_t j = 0; j < 11; ++j)
+        for (int64_t k = 0; k < 13; ++k)
+          for (int64_t l = 0; l < 7; ++l) {
+            const size_t e = size_t(((i * 11 + j) * 13 + k) * 7 + l);
+            wrong += sum[e] != av[e] + bv[size_t(j * 7 + l)];
+            wrong += neg[e] != -av[e];
+          }
+    EXPECT_EQ(wrong, 0) << n0;
+  }
 }
 
 TEST(Elementwise, ComparisonsAndWhere) {
