@@ -118,8 +118,8 @@ void col_rows(const Canon& c, int64_t o0, int64_t o1, T* x_img, T* col) {
 }
 
 // col_rows<T, false> for one input channel (a first convolution over grey images): each tap is
-// one value, gathered without the channel loop, whose per-tap set-up was most of the seed CNN's
-// first im2col.
+// one value, gathered without the group and channel loops, whose per-tap set-up was most of the
+// seed CNN's first im2col (4.0 -> 2.2 ms; a cg == 1 branch inside col_rows got only to 3.7).
 template <typename T>
 void col_rows_one_channel(const Canon& c, int64_t o0, int64_t o1, const T* x_img, T* col) {
   const int64_t* t0 = c.tab[0].data() + o0 * c.k[0];

@@ -60,8 +60,7 @@ bool settle() {
 bool flushes_denormals() { return this_thread_flushes(); }
 
 void set_flush_denormals(bool on) {
-  set_this_thread(on);
-#pragma omp parallel
+#pragma omp parallel  // the calling thread is one of the team
   set_this_thread(on);
 }
 

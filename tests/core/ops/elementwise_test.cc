@@ -189,7 +189,7 @@ TEST(Elementwise, BinaryBroadcastingAndValues) {
 
 // Rows through several outer dims that do not merge (a strided view, a broadcast operand), on
 // one thread and split across the threads: every element is its operands' at its own index
-// (the rows' offsets advance as an odometer, kernels/cpu/strided_loop.h).
+// (the rows' offsets advance without a division per row, kernels/cpu/strided_loop.h).
 TEST(Elementwise, BroadcastOverManyShortRows) {
   for (int64_t n0 : {2, 6}) {  // 2,002 rows of 7 on one thread; 6,006 rows across the threads
     Tensor a = swapaxes(test_values({n0, 13, 11, 7}, 1), 1, 2);  // [n0, 11, 13, 7], strided
