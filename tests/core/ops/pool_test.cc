@@ -138,6 +138,9 @@ TEST(Pool, MatchesPaddedReference) {
       {{2, 7, 2}, {3}, {2}, Padding::same()},
       {{1, 4, 3, 5, 2}, {2, 2, 3}, {2, 1, 2}, Padding::same()},
       {{1, 3, 3, 2}, {2, 2}, {3, 3}, Padding::explicit_pads({{2, 2}, {0, 1}})},  // stride > window
+      // Windows that tile the input, with inputs no window covers and a window partly outside.
+      {{1, 5, 4, 7, 2}, {2, 2, 3}, {2, 2, 3}, Padding::valid()},
+      {{2, 7, 3}, {3}, {3}, Padding::same()},
   };
   for (const Case& c : cases) {
     Tensor x = test_values(c.x, 60);
@@ -220,6 +223,10 @@ TEST(Pool, Gradients) {
       // window covers; SAME padding after the input only.
       {{2, 5, 7, 3}, {2, 2}, {2, 2}, Padding::valid()},
       {{1, 5, 6, 2}, {2, 3}, {2, 3}, Padding::same()},
+      {{1, 5, 4, 7, 2}, {2, 2, 3}, {2, 2, 3}, Padding::valid()},
+      {{2, 7, 3}, {3}, {3}, Padding::same()},
+      // Overlapping windows with padding before and after in the last dim (ResNet's stem pool).
+      {{1, 4, 9, 2}, {3, 3}, {2, 2}, Padding::explicit_pads({{1, 0}, {1, 2}})},
   };
   for (const Case& c : cases) {
     Tensor x = test_values(c.x, 64);
