@@ -1,12 +1,15 @@
 #include "core/ops/conv.h"
 
 #include <algorithm>
+#include <numeric>
 #include <tuple>
 
 #include "core/autodiff.h"
 #include "core/fusions.h"
 #include "core/ops/dispatch.h"
+#include "core/ops/elementwise.h"
 #include "core/ops/linalg.h"
+#include "core/ops/reduce.h"
 #include "core/ops/shape.h"
 #include "kernels/cpu/conv.h"
 #if LOOM_CUDA
@@ -79,10 +82,11 @@ Tensor device_kernel(const ConvGeometry& g, const Tensor& w_in) {
   return prepared(w_in, compute_dtype(w_in));
 }
 
-/// y = conv(x, w). Given `columns`, on the CPU a column matrix small enough to be built in one
-/// piece is kept in *columns for run_backward_kernel (otherwise *columns stays undefined).
+/// y = conv(x, w) (+ bias: CPU only, in x's dtype, which is the compute dtype). Given `columns`,
+/// on the CPU a column matrix small enough to be built in one piece is kept in *columns for
+/// run_backward_kernel (otherwise *columns stays undefined).
 Tensor run_forward(const ConvGeometry& g, const Tensor& x_in, const Tensor& w,
-                   Tensor* columns = nullptr) {
+                   Tensor* columns = nullptr, const Tensor& bias = Tensor()) {
   autograd::NoGradGuard no_grad;
   DType out_dtype = x_in.dtype(), dt = compute_dtype(x_in);
   Shape shape = g.y_shape();
@@ -91,14 +95,17 @@ Tensor run_forward(const ConvGeometry& g, const Tensor& x_in, const Tensor& w,
   Tensor x = prepared(x_in, dt);
   Tensor y = Tensor::empty(shape, dt, x.device());
   if (x.is_cuda()) {
+    LOOM_INTERNAL_ASSERT(!bias.defined());  // added by a separate op there (fuses_bias)
     LOOM_CUDA_ONLY(cuda::conv_forward(g, dt, x.raw_data(), w.raw_data(), y.raw_data(),
                                       x.device().index, stream_of(x)));
   } else {
     const int64_t n = columns ? cpu::conv_columns_size(g) : 0;
     if (n > 0 && size_t(n) * dtype_size(dt) <= cpu::kConvColumnsChunkBytes)
       *columns = Tensor::empty({n}, dt, x.device());
+    Tensor b = bias.defined() ? prepared(bias, dt) : Tensor();
     cpu::conv_forward(g, dt, x.raw_data(), w.raw_data(), y.raw_data(),
-                      columns && columns->defined() ? columns->raw_data() : nullptr);
+                      columns && columns->defined() ? columns->raw_data() : nullptr,
+                      b.defined() ? b.raw_data() : nullptr);
   }
   return y.to(out_dtype);
 }
@@ -162,12 +169,14 @@ Tensor run_backward_kernel(const ConvGeometry& g, const Tensor& x_in, const Tens
 /// none). The padded copy is made again for the kernel gradient rather than kept: x is
 /// usually kept anyway (a ReLU's output, for its own gradient), and ResNet-50's three stride-2
 /// SAME convolutions held 364 MiB of padded copies at its step's peak (batch 256).
+/// `bias` (undefined: none; see fuses_bias) is added by the CPU kernel's products.
 Tensor conv_core(const Tensor& x, const Tensor& w, const ConvGeometry& g,
-                 const PadPairs& extra = {}) {
+                 const PadPairs& extra = {}, const Tensor& bias = Tensor()) {
   Tensor wd = device_kernel(g, w);
-  const bool record = autograd::needs_grad({&x, &w});
+  const bool record = autograd::needs_grad({&x, &w, &bias});
   // keep only what the requested gradients read
   bool want_x = x.grad_node() != nullptr, want_w = record && w.grad_node() != nullptr;
+  bool want_b = bias.grad_node() != nullptr;
   auto padded = [extra](const Tensor& t) {
     if (extra.empty()) return t;
     autograd::NoGradGuard no_grad;
@@ -176,14 +185,17 @@ Tensor conv_core(const Tensor& x, const Tensor& w, const ConvGeometry& g,
   // On the CPU the kernel gradient reuses the forward's im2col columns (a tenth of the seed
   // CNN's step went to building them twice); run_forward keeps them only when small.
   Tensor columns;
-  Tensor out = run_forward(g, padded(x.detach()), wd, want_w && !x.is_cuda() ? &columns : nullptr);
-  if (!record) return autograd::checked("conv", std::move(out), {&x, &w});
+  Tensor out = run_forward(g, padded(x.detach()), wd, want_w && !x.is_cuda() ? &columns : nullptr,
+                           bias.detach());
+  if (!record) return autograd::checked("conv", std::move(out), {&x, &w, &bias});
   Tensor sx = want_w ? autograd::saved(x) : Tensor();
   Tensor sw = want_x ? wd : Tensor();
   DType x_dtype = x.dtype();
   Shape x_shape = x.shape();
-  return autograd::record("conv", out, {x, w}, [=](const Tensor& grad) {
-    Grads r(2);
+  std::vector<Tensor> inputs = {x, w};
+  if (bias.defined()) inputs.push_back(bias);
+  return autograd::record("conv", out, inputs, [=](const Tensor& grad) {
+    Grads r(inputs.size());
     if (want_x && extra.empty()) {
       r[0] = run_backward_input(g, grad, sw, x_dtype, autograd::accumulation_target(0));
     } else if (want_x) {  // the padded input's gradient, cropped back to x
@@ -196,6 +208,12 @@ Tensor conv_core(const Tensor& x, const Tensor& w, const ConvGeometry& g,
       r[0] = slice(run_backward_input(g, grad, sw, x_dtype, Tensor()), start, limit).contiguous();
     }
     if (want_w) r[1] = run_backward_kernel(g, columns.defined() ? sx : padded(sx), grad, columns);
+    if (want_b) {
+      autograd::NoGradGuard no_grad;
+      Axes leading(size_t(grad.ndim() - 1));
+      std::iota(leading.begin(), leading.end(), int64_t(0));
+      r[2] = sum(grad, leading);
+    }
     return r;
   });
 }
@@ -279,9 +297,22 @@ Tensor flip_swap(const Tensor& w) {
   return swapaxes(t, -1, -2);
 }
 
+/// Whether conv_core adds `bias` in the CPU kernel's products: the kernel computes in x's own
+/// dtype (float32/float64, where a half x would be rounded before the add as Flax rounds it),
+/// the bias has that dtype, and the convolution is not empty (its output would be the bias).
+bool fuses_bias(const Tensor& x, const Tensor& kernel, const Tensor& bias, bool nonempty) {
+  return bias.defined() && nonempty && !x.is_cuda() && compute_dtype(x) == x.dtype() &&
+         bias.dtype() == x.dtype() && bias.device() == x.device() && kernel.dtype() == x.dtype();
+}
+
+/// conv (+ bias when defined, [C_out]).
 Tensor conv_impl(const Tensor& x, const Tensor& kernel, const ConvOptions& opt, const char* op,
-                 bool force_symmetric) {
+                 bool force_symmetric, const Tensor& bias = Tensor()) {
   check_operands(x, kernel, op);
+  if (bias.defined())
+    LOOM_CHECK(bias.ndim() == 1 && bias.dim(0) == kernel.shape().back(), ShapeError, op,
+               ": bias ", describe(bias), " must be [C_out] = [", kernel.shape().back(),
+               "] for kernel ", describe(kernel));
   size_t rank = size_t(x.ndim() - 2);
   Shape strides = per_dim(opt.strides, rank, op, "strides", x, kernel);
   Shape lhs_dil = per_dim(opt.input_dilation, rank, op, "input_dilation", x, kernel);
@@ -335,16 +366,18 @@ Tensor conv_impl(const Tensor& x, const Tensor& kernel, const ConvOptions& opt, 
         window_output_size(dilated, k_eff, strides[d], pads[d].first, pads[d].second));
   }
   bool nonempty = shape_numel(g.y_shape()) > 0 && xin.numel() > 0 && kernel.numel() > 0;
+  auto plus_bias = [&bias](const Tensor& y) { return bias.defined() ? y + bias : y; };
   if (nonempty && pointwise(g) && fusion_enabled(Fusion::pointwise_conv_as_product))
-    return detail::dot_general_as(xin, kernel.reshape({c_in, c_out}),
-                                  {{x.ndim() - 1}, {0}, {}, {}}, op);
+    return plus_bias(detail::dot_general_as(xin, kernel.reshape({c_in, c_out}),
+                                            {{x.ndim() - 1}, {0}, {}, {}}, op));
   // cuDNN takes only symmetric, non-negative padding and no input dilation; the CPU kernel
   // takes everything directly (force_symmetric lets the tests check the rewrite on the CPU).
   if ((xin.is_cuda() || force_symmetric) && nonempty && !symmetric_form(g)) {
     SymmetricForm f = to_symmetric_form(xin, g);
-    return conv_core(f.x, kernel, f.g, f.extra);
+    return plus_bias(conv_core(f.x, kernel, f.g, f.extra));
   }
-  return conv_core(xin, kernel, g);
+  if (fuses_bias(xin, kernel, bias, nonempty)) return conv_core(xin, kernel, g, {}, bias);
+  return plus_bias(conv_core(xin, kernel, g));
 }
 
 /// lax's _conv_transpose_padding for one spatial dim (k is the dilated kernel size).
@@ -364,6 +397,11 @@ std::pair<int64_t, int64_t> transpose_padding(int64_t k, int64_t s, bool same) {
 
 Tensor conv(const Tensor& x, const Tensor& kernel, const ConvOptions& opt) {
   return conv_impl(x, kernel, opt, "conv", false);
+}
+
+Tensor conv_bias(const Tensor& x, const Tensor& kernel, const Tensor& bias, const ConvOptions& opt) {
+  LOOM_CHECK(bias.defined(), ValueError, "conv_bias: undefined bias (use conv for none)");
+  return conv_impl(x, kernel, opt, "conv", false, bias);
 }
 
 namespace detail {

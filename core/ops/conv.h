@@ -34,6 +34,12 @@ struct ConvOptions {
 /// SAME padding with input dilation throws ValueError, as JAX does (give explicit pairs or use
 /// conv_transpose). Differentiable in x and kernel.
 Tensor conv(const Tensor& x, const Tensor& kernel, const ConvOptions& opt = {});
+/// conv(x, kernel, opt) + bias for a bias [C_out] (nn.Conv's), differentiable in all three. On
+/// the CPU, in float32/float64, the products add the bias as they write the output (saving a
+/// pass over it); elsewhere it is the separate add, so the values are those of the two ops,
+/// except that the CPU rounds once where the sum over the taps is split into blocks.
+Tensor conv_bias(const Tensor& x, const Tensor& kernel, const Tensor& bias,
+                 const ConvOptions& opt = {});
 
 struct ConvTransposeOptions {
   Shape strides = {};  // empty: all 1

@@ -214,11 +214,21 @@ int64_t chunk_images(const Canon& c, size_t elem, size_t budget = kConvColumnsCh
 // column-matrix element is one dot product whatever the chunk, so the values do not change.
 constexpr size_t kInputGradChunkBytes = size_t(1) << 20;
 
+// Rows of y that start as the bias, for the products to add into (beta = 1): the bias then
+// costs no pass over y of its own.
 template <typename T>
-void forward(const Canon& c, const T* x, const T* w, T* y, T* columns) {
+void fill_rows(T* y, int64_t rows, int64_t n, const T* bias) {
+#pragma omp parallel for schedule(static) if (rows * n > 32768)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < n; ++i) y[r * n + i] = bias[i];
+}
+
+template <typename T>
+void forward(const Canon& c, const T* x, const T* w, const T* bias, T* y, T* columns) {
   if (c.n * c.out_size * c.cout == 0) return;
   if (c.ktot * c.cg == 0) {
-    std::fill(y, y + c.n * c.out_size * c.cout, T(0));
+    if (bias) fill_rows(y, c.n * c.out_size, c.cout, bias);
+    else std::fill(y, y + c.n * c.out_size * c.cout, T(0));
     return;
   }
   int64_t kc = c.ktot * c.cin, chunk = chunk_images(c, sizeof(T));
@@ -232,10 +242,12 @@ void forward(const Canon& c, const T* x, const T* w, T* y, T* columns) {
       im2col(c, x, n0, nb, buf);
       col = buf;
     }
+    T* y_rows = y + n0 * c.out_size * c.cout;
+    if (bias) fill_rows(y_rows, rows, c.cout, bias);
     for (int64_t g = 0; g < c.groups; ++g)
       blas_gemm<T>(false, false, rows, c.coutg, c.ktot * c.cg, col + g * c.ktot * c.cg, kc,
-                   w + g * c.coutg, c.cout, false, y + n0 * c.out_size * c.cout + g * c.coutg,
-                   c.cout, "conv");
+                   w + g * c.coutg, c.cout, bias != nullptr, y_rows + g * c.coutg, c.cout,
+                   "conv");
   }
 }
 
@@ -314,11 +326,11 @@ int64_t conv_columns_size(const ConvGeometry& g) {
 }
 
 void conv_forward(const ConvGeometry& g, DType dtype, const void* x, const void* w, void* y,
-                  void* columns) {
+                  void* columns, const void* bias) {
   visit_blas_dtype(dtype, "conv", [&](auto z) {
     using T = decltype(z);
     forward(canonicalize(g), static_cast<const T*>(x), static_cast<const T*>(w),
-            static_cast<T*>(y), static_cast<T*>(columns));
+            static_cast<const T*>(bias), static_cast<T*>(y), static_cast<T*>(columns));
   });
 }
 

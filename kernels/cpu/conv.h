@@ -37,10 +37,11 @@ int64_t conv_columns_size(const ConvGeometry& g);
 /// The column-matrix bytes up to which the whole batch is done in one piece (larger ones go in
 /// chunks of images); conv_forward keeps columns only up to this size.
 inline constexpr size_t kConvColumnsChunkBytes = size_t(32) << 20;
-/// y = conv(x, w). With `columns` (conv_columns_size(g) elements of dtype, at most
+/// y = conv(x, w), plus `bias` ([C_out], may be null) added to every output row by the products
+/// themselves. With `columns` (conv_columns_size(g) elements of dtype, at most
 /// kConvColumnsChunkBytes), the column matrix is left there for conv_backward_kernel.
 void conv_forward(const ConvGeometry& g, DType dtype, const void* x, const void* w, void* y,
-                  void* columns = nullptr);
+                  void* columns = nullptr, const void* bias = nullptr);
 /// dx = d(sum(y * dy)) / dx, overwriting dx or, with `accumulate`, added to it.
 void conv_backward_input(const ConvGeometry& g, DType dtype, const void* dy, const void* w,
                          void* dx, bool accumulate);

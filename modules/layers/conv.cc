@@ -68,8 +68,7 @@ Tensor Conv::call(const Tensor& input) const {
   opt.input_dilation = broadcast_window(input_dilation, n, "input_dilation", where);
   opt.kernel_dilation = broadcast_window(kernel_dilation, n, "kernel_dilation", where);
   opt.feature_group_count = feature_group_count;
-  Tensor y = conv(p[0], p[1], opt);
-  if (use_bias) y = y + p[2];
+  Tensor y = use_bias ? conv_bias(p[0], p[1], p[2], opt) : conv(p[0], p[1], opt);
   return batch.restore(y);
 }
 

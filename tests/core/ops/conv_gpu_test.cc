@@ -1,6 +1,6 @@
-// conv / conv_transpose on CUDA (cuDNN; 1x1 unit-stride ones as cuBLASLt products) against the
-// CPU kernels, forward and both gradients, for every padding mode, strides, both dilations,
-// groups and 1-D / 2-D / 3-D; float32 at 1e-5, bfloat16 and float16 at 1e-2.
+// conv / conv_transpose / conv_bias on CUDA (cuDNN; 1x1 unit-stride ones as cuBLASLt products)
+// against the CPU kernels, forward and the gradients, for every padding mode, strides, both
+// dilations, groups and 1-D / 2-D / 3-D; float32 at 1e-5, bfloat16 and float16 at 1e-2.
 #include "core/autodiff.h"
 #include "core/autotune.h"
 #include "core/fusions.h"
@@ -210,6 +210,30 @@ TEST(ConvGpu, ConvTransposeMatchesCpu) {
     }
     for (size_t i = 0; i < 3; ++i)
       EXPECT_ALLCLOSE(out[1][i], out[0][i], 1e-5, 1e-5) << shape_str(t.x) << " output " << i;
+  }
+}
+
+// conv_bias: the GPU adds the bias as a separate op, the CPU in its products (float32); the
+// output and the three gradients agree.
+TEST(ConvGpu, ConvBiasMatchesCpu) {
+  LOOM_REQUIRE_GPU();
+  for (const Case& c : cases()) {
+    std::vector<Tensor> out[2];
+    for (int pass = 0; pass < 2; ++pass) {
+      Device d = pass == 0 ? Device::cpu() : Device::cuda();
+      Tensor lx = autograd::make_leaf(test_values(c.x, 1, -1, 1, DType::F32).to(d), 0);
+      Tensor lw = autograd::make_leaf(test_values(c.w, 2, -1, 1, DType::F32).to(d), 1);
+      Tensor lb = autograd::make_leaf(test_values({c.w.back()}, 5, -1, 1, DType::F32).to(d), 2);
+      autograd::RecordingGuard rec(true);
+      Tensor y = conv_bias(lx, lw, lb, c.opt);
+      Tensor r = test_values(y.shape(), 3, -1, 1, DType::F32).to(d);
+      auto g = autograd::backward(sum(y * r), {lx, lw, lb});
+      out[pass].push_back(y.detach().to(Device::cpu()));
+      for (const Tensor& t : g) out[pass].push_back(t.to(Device::cpu()));
+    }
+    for (size_t i = 0; i < 4; ++i)
+      EXPECT_ALLCLOSE(out[1][i], out[0][i], 1e-5, i == 2 || i == 3 ? 1e-4 : 1e-5)
+          << c.name << " output " << i;
   }
 }
 

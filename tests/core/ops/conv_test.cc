@@ -254,6 +254,48 @@ TEST(Conv, GradientsByFiniteDifferences) {
   }
 }
 
+// conv_bias: on the CPU in float32/float64 the products add the bias (one "conv" node with the
+// bias as its third input); the values and all three gradients are those of conv + bias. The
+// 1x1 product route and half types add it as a separate op.
+TEST(Conv, BiasAddedByTheProductsEqualsTheAdd) {
+  uint64_t seed = 400;
+  for (const Case& c : cases()) {
+    Tensor x = test_values(c.x, seed++), w = test_values(c.w, seed++);
+    Tensor b = test_values({c.w.back()}, seed++);
+    for (DType dt : {DType::F64, DType::F32}) {
+      const double tol = dt == DType::F64 ? 1e-12 : 1e-5;
+      Tensor xd = x.to(dt), wd = w.to(dt), bd = b.to(dt);
+      EXPECT_ALLCLOSE(conv_bias(xd, wd, bd, c.opt), conv(xd, wd, c.opt) + bd, tol, tol) << c.name;
+    }
+    Shape y_shape = conv(x, w, c.opt).shape();
+    if (shape_numel(y_shape) == 0) continue;
+    Tensor lx = autograd::make_leaf(x, 0), lw = autograd::make_leaf(w, 1),
+           lb = autograd::make_leaf(b, 2);
+    autograd::RecordingGuard rec(true);
+    Tensor y = conv_bias(lx, lw, lb, c.opt);
+    const bool product = std::string(c.name).find("product") != std::string::npos;
+    EXPECT_EQ(std::string(y.grad_node()->op), product ? "add" : "conv") << c.name;
+    EXPECT_EQ(y.grad_node()->inputs.size(), product ? 2u : 3u) << c.name;
+    Tensor r = loss_weights(y_shape);
+    auto fused = autograd::backward(sum(y * r), {lx, lw, lb});
+    auto apart = autograd::backward(sum((conv(lx, lw, c.opt) + lb) * r), {lx, lw, lb});
+    for (size_t i = 0; i < 3; ++i) EXPECT_ALLCLOSE(fused[i], apart[i], 1e-12, 1e-12) << c.name << i;
+    auto f = [&](const std::vector<Tensor>& in) {
+      return sum(conv_bias(in[0], in[1], in[2], c.opt) * r);
+    };
+    EXPECT_TRUE(check_gradients(f, {x, w, b})) << c.name;
+  }
+  // Half types: the convolution rounds to bfloat16 before the add, as conv + bias does.
+  Tensor x = test_values({2, 5, 5, 3}, 8, -1, 1, DType::BF16),
+         k = test_values({3, 3, 3, 4}, 9, -1, 1, DType::BF16), b = test_values({4}, 10).to(DType::BF16);
+  EXPECT_ALLCLOSE(conv_bias(x, k, b).to(DType::F32), (conv(x, k) + b).to(DType::F32), 0, 0);
+  // No input channels: the output is the bias.
+  Tensor none = conv_bias(zeros({1, 3, 3, 0}, DType::F64), zeros({3, 3, 0, 4}, DType::F64),
+                          from_vector(std::vector<double>{1, 2, 3, 4}, {4}));
+  EXPECT_ALLCLOSE(none, broadcast_to(from_vector(std::vector<double>{1, 2, 3, 4}, {4}), {1, 3, 3, 4}),
+                  0, 0);
+}
+
 // A second contribution to x's gradient (here sum(x * s), whose backward runs first) is offered
 // to the convolution's backward, which adds its input gradient into it (beta = 1 on the CPU's
 // GEMM and col2im, cuDNN's beta on CUDA). The sum must equal the separate gradients.
@@ -568,6 +610,9 @@ TEST(Conv, ErrorsNameTheOpAndShapes) {
   EXPECT_NE(m.find("conv_transpose"), std::string::npos) << m;
   m = error_of<ShapeError>([&] { conv_transpose(x, test_values({3, 3, 5, 6}, 4)); });
   EXPECT_NE(m.find("conv_transpose"), std::string::npos) << m;
+  m = error_of<ShapeError>([&] { conv_bias(x, k, test_values({4}, 5)); });
+  EXPECT_NE(m.find("bias [4]"), std::string::npos) << m;
+  EXPECT_NE(m.find("[3, 3, 4, 6]"), std::string::npos) << m;
 }
 
 // Not a test: the seed CNN's two convolutions (3x3x1->32 on 28x28, 3x3x32->64 on 14x14) forward
