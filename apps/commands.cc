@@ -75,7 +75,7 @@ void add_train_options(CLI::App& cmd, TrainArgs& a) {
   cmd.add_option("--weight-decay", a.weight_decay, "decoupled weight decay (adamw)")->capture_default_str();
   cmd.add_option("--seed", a.seed, "random seed (init, shuffling, dropout)")->capture_default_str()->check(non_negative_whole);
   cmd.add_option("--run-dir", a.run_dir, "checkpoints, metrics.jsonl, TensorBoard events, training.png")->capture_default_str();
-  cmd.add_flag("!--no-resume", a.resume, "start afresh even if the run directory has a checkpoint");
+  cmd.add_flag("!--no-resume", a.resume, "start afresh even if the run directory has a checkpoint (this run's checkpoints replace it)");
   cmd.add_option("--keep", a.keep_checkpoints, "checkpoints to keep")->capture_default_str()->check(positive_whole);
   cmd.add_option("--checkpoint-every", a.checkpoint_every, "steps between checkpoints (0: each epoch)")->check(non_negative_whole);
   cmd.add_option("--eval-every", a.eval_every, "steps between evaluations (0: each epoch)")->check(non_negative_whole);

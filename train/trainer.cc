@@ -227,6 +227,9 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
     start_step = meta.at("step").get<int64_t>();
     loader.seek(meta.at("epoch").get<int64_t>(), meta.at("batch").get<int64_t>());
     if (main_rank) out << "loom: resumed " << cfg.run_dir << " at step " << start_step << "\n";
+  } else if (!cfg.resume && checkpoints.latest_step() && main_rank) {
+    out << "loom: starting afresh in " << cfg.run_dir << ": its first checkpoint replaces the "
+        << "earlier run's (up to step " << *checkpoints.latest_step() << ")\n";
   }
   // ZeRO-1: from here on state.opt_state is this rank's shard of the full state built above.
   std::optional<dist::ShardedOptimizer> zero;
@@ -330,9 +333,12 @@ TrainSummary run_training(const TrainConfig& cfg, std::ostream& out) {
     if (zero) state_dict["opt_state"] = zero->full_state();
     if (!main_rank) return;
     auto [epoch, index] = loader.position();
+    // A run started afresh replaces an earlier run's checkpoints at its own steps and later
+    // (without, its first save would be refused after the work of a whole interval).
     checkpoints.save(step, state_dict,
                      {{"step", step}, {"epoch", epoch}, {"batch", index}, {"config", cfg.to_json()},
-                      {"rng_seed", cfg.seed}});
+                      {"rng_seed", cfg.seed}},
+                     /*overwrite=*/!cfg.resume);
   };
   auto run_eval = [&](int64_t step) {
     EvalResult r = evaluate(model, variables_of(state.params, state.extra), test_set,

@@ -95,6 +95,28 @@ TEST(Trainer, ResumeContinuesBitExactly) {
   EXPECT_TRUE(tree_allclose(pa, pb, 0, 0));
 }
 
+// `--no-resume` over a finished run: the new run trains from step 0 and its checkpoints replace
+// the earlier run's, later steps included (the first save used to be refused).
+TEST(Trainer, StartingAfreshReplacesAnEarlierRunsCheckpoints) {
+  std::string dir = testing::fresh_run_dir("afresh");
+  std::ostringstream log;
+  TrainConfig first = small_config(dir);
+  first.steps = 12;
+  run_training(first, log);
+  TrainConfig again = small_config(dir);
+  again.resume = false;
+  again.seed = first.seed + 1;
+  std::ostringstream log2;
+  TrainSummary s = run_training(again, log2);
+  EXPECT_EQ(s.steps, 8);
+  EXPECT_NE(log2.str().find("starting afresh"), std::string::npos) << log2.str();
+  EXPECT_EQ(log2.str().find("resumed"), std::string::npos);
+  CheckpointManager ck(dir + "/checkpoints");
+  EXPECT_EQ(ck.latest_step(), 8);
+  EXPECT_EQ(ck.restore().second.at("rng_seed").get<uint64_t>(), again.seed);
+  EXPECT_EQ(testing::train_losses(dir).size(), 8u);
+}
+
 // The most tensor bytes alive at once on the CPU during a run of `c`.
 size_t peak_live_bytes(const TrainConfig& c) {
   std::ostringstream log;
