@@ -136,7 +136,7 @@ void backward_tiled(PoolOp op, const PoolGeometry& g, const T* gout, const S* se
   const int64_t C = g.channels, in_sp = shape_numel(g.in), out_sp = shape_numel(g.out);
   const int64_t wn = shape_numel(g.window), width = g.window[last];
   const int64_t in_len = g.in[last], out_len = g.out[last], covered_len = out_len * width;
-  const int64_t lines = g.batch * (in_sp / in_len);
+  const int64_t in_lines = in_sp / in_len, lines = g.batch * in_lines;
 #pragma omp parallel if (lines * in_len * C > 32768)
   {
     std::vector<int64_t> ip(D), start(D);
@@ -144,8 +144,8 @@ void backward_tiled(PoolOp op, const PoolGeometry& g, const T* gout, const S* se
 #pragma omp for schedule(static)
     for (int64_t line = 0; line < lines; ++line) {
       T* gi = gin + line * in_len * C;
-      const int64_t n = line / (in_sp / in_len);
-      unflatten((line % (in_sp / in_len)) * in_len, g.in, ip.data());
+      const int64_t n = line / in_lines;
+      unflatten((line % in_lines) * in_len, g.in, ip.data());
       int64_t out_line = 0, k_lead = 0;
       bool covered = true;
       for (size_t d = 0; d < last; ++d) {
