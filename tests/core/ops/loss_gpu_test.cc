@@ -86,6 +86,17 @@ TEST(LossGpu, IntegerLabelCrossEntropyInFloat32FromHalfLogits) {
   Tensor gpu = softmax_cross_entropy_with_integer_labels(odd.to(Device::cuda()), lab.to(Device::cuda()), DType::F32);
   EXPECT_TRUE(std::isfinite(cpu.to_vector<float>()[0]));
   EXPECT_ALLCLOSE(gpu.to(Device::cpu()), cpu, 1e-6, 1e-6);  // NaN positions must agree
+  // Their gradients in float32: the row of -inf is NaN on both (Loss.InfiniteLogits).
+  {
+    auto f = [&](const std::vector<Tensor>& in) {
+      return softmax_cross_entropy_with_integer_labels(in[0], lab.to(in[0].device()));
+    };
+    Tensor ct = test_values({4}, 5, -1, 1, DType::F32);
+    auto [c_loss, c_grad] = testing::run_on(Device::cpu(), f, {odd.to(DType::F32)}, ct);
+    auto [g_loss, g_grad] = testing::run_on(Device::cuda(), f, {odd.to(DType::F32)}, ct);
+    EXPECT_TRUE(std::isnan(c_grad[0].to_vector<float>()[12]));
+    EXPECT_ALLCLOSE(g_grad[0], c_grad[0], 1e-6, 1e-6);
+  }
   // The same inside 16-byte packs (64-wide rows, a pack of logits added at a time): a NaN, a
   // +inf, a whole pack of -inf first, a row of -inf, scattered -inf.
   std::vector<float> wide = test_values({6, 64}, 8, -3, 3, DType::F32).to_vector<float>();

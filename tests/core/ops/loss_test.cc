@@ -146,6 +146,38 @@ TEST(Loss, IntegerLabelsInFloatAgainstFloat64) {
   for (size_t i = 3000; i < 4000; ++i) EXPECT_TRUE(std::isnan(g[i])) << i;
 }
 
+// Infinite logits. A row of -inf has a NaN loss and a NaN gradient, as jax.grad of optax 0.2.8's
+// softmax_cross_entropy_with_integer_labels (jax 0.10.2) and the GPU's exp(x - lse) give (the
+// CPU's exp_or_zero alone had given p = 0 for the NaN of -inf - -inf); a -inf logit's p is 0.
+// A +inf logit follows loom's two-pass definition on both devices (LossGpu): NaN loss and
+// gradient, where this optax gives an inf loss and a NaN only at the +inf logit.
+TEST(Loss, InfiniteLogits) {
+  const float inf = INFINITY;
+  for (DType dt : {DType::F32, DType::F64}) {
+    Tensor logits = from_vector(std::vector<float>{-inf, -inf, -inf, -inf,  //
+                                                   1, -inf, 2, 3,           //
+                                                   1, inf, 2, 3},
+                                {3, 4})
+                        .to(dt);
+    Tensor labels = from_vector<int32_t>({1, 1, 0}, {3});
+    auto f = [&](const std::vector<Tensor>& in) {
+      return softmax_cross_entropy_with_integer_labels(in[0], labels);
+    };
+    std::vector<double> loss = f({logits}).to_vector<double>();
+    EXPECT_TRUE(std::isnan(loss[0])) << dtype_name(dt);
+    EXPECT_EQ(loss[1], INFINITY) << dtype_name(dt);
+    EXPECT_TRUE(std::isnan(loss[2])) << dtype_name(dt);
+    std::vector<double> g = vjp(f, {logits}, ones({3}, dt))[0].to_vector<double>();
+    // row 1: softmax of (1, -inf, 2, 3), the label's minus 1 (optax's values)
+    const std::vector<double> expect = {0.09003057, -1.0, 0.24472848, 0.66524094};
+    for (size_t j = 0; j < 4; ++j) {
+      EXPECT_TRUE(std::isnan(g[j])) << dtype_name(dt) << " " << j;
+      EXPECT_NEAR(g[4 + j], expect[j], 1e-6) << dtype_name(dt) << " " << j;
+      EXPECT_TRUE(std::isnan(g[8 + j])) << dtype_name(dt) << " " << j;
+    }
+  }
+}
+
 // The kernels read rows at a pitch and write the gradient at the same pitch, zeroing each row's
 // padding (a GPU product reads it as the zero padding of its contracted extent).
 TEST(Loss, IntegerLabelKernelsAtAPitch) {
