@@ -187,13 +187,13 @@ Tensor conv_core(const Tensor& x, const Tensor& w, const ConvGeometry& g,
   Tensor columns;
   Tensor out = run_forward(g, padded(x.detach()), wd, want_w && !x.is_cuda() ? &columns : nullptr,
                            bias.detach());
-  if (!record) return autograd::checked("conv", std::move(out), {&x, &w, &bias});
+  std::vector<Tensor> inputs = {x, w};
+  if (bias.defined()) inputs.push_back(bias);
+  if (!record) return autograd::checked("conv", std::move(out), inputs);
   Tensor sx = want_w ? autograd::saved(x) : Tensor();
   Tensor sw = want_x ? wd : Tensor();
   DType x_dtype = x.dtype();
   Shape x_shape = x.shape();
-  std::vector<Tensor> inputs = {x, w};
-  if (bias.defined()) inputs.push_back(bias);
   return autograd::record("conv", out, inputs, [=](const Tensor& grad) {
     Grads r(inputs.size());
     if (want_x && extra.empty()) {
