@@ -222,7 +222,9 @@ Choice choose(Pass pass, cudnnHandle_t h, Descriptors& d, const ConvGeometry& g,
   static std::mutex mu;
   static std::map<std::vector<int64_t>, Choice> cache;
   cudnnMathType_t wanted = math_type(dtype);
-  const bool autotune = conv_autotune();
+  // Not in deterministic mode: timings could pick a different deterministic algorithm from run
+  // to run, which rounds differently (the products skip timing there too).
+  const bool autotune = conv_autotune() && !deterministic();
   std::vector<int64_t> key{int64_t(pass), device,         int64_t(dtype), int64_t(wanted), g.batch,
                            g.in_channels, g.out_channels, g.groups,       g.rank(),
                            int64_t(deterministic()),  // the choice depends on the mode

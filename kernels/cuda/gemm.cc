@@ -178,8 +178,12 @@ class Scratch {
 };
 
 // The fastest of the heuristic's `candidates` for one product, each timed on the call's own
-// operands (the median of three runs after a warm-up) with D in scratch, so C and whatever the
-// product adds into keep their values. nullopt inside a graph capture, where waiting for the
+// operands (the median of three runs after a warm-up). D goes to `d_out` when the product does
+// not read it (beta = 0, or an addend as C): the final launch rewrites it, and a scratch D for
+// GPT-2's bf16 logits would add 820 MB at the warm-up's peak. With d_out null (C added into in
+// place) D goes to scratch, so C keeps its values. The epilogue's other outputs (GELU's input,
+// a bias gradient) are written by the timing runs too: the product reads neither, and the final
+// launch rewrites both. nullopt inside a graph capture, where waiting for the
 // device is not allowed (or when the stream cannot say whether it is capturing); the
 // heuristic's first choice if the timing fails (kept for the process: a failure is reported
 // once, not retried at every call). Runs under the device context's lock: all of loom's work
@@ -187,7 +191,7 @@ class Scratch {
 template <typename Launch>
 std::optional<cublasLtMatmulAlgo_t> fastest(
     const std::vector<cublasLtMatmulHeuristicResult_t>& candidates, Launch&& launch,
-    uint64_t d_bytes, int device, Stream stream) {
+    char* d_out, uint64_t d_bytes, int device, Stream stream) {
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess) {
     cudaGetLastError();
@@ -204,7 +208,7 @@ std::optional<cublasLtMatmulAlgo_t> fastest(
   try {
     note_host_wait("GEMM autotuning");
     Scratch scratch(device);
-    char* d = static_cast<char*>(scratch.get(std::max<uint64_t>(d_bytes, 256)));
+    char* d = d_out ? d_out : static_cast<char*>(scratch.get(std::max<uint64_t>(d_bytes, 256)));
     LOOM_CUDA_CHECK(cudaEventCreate(&ev.start));
     LOOM_CUDA_CHECK(cudaEventCreate(&ev.stop));
     float best = std::numeric_limits<float>::infinity();
@@ -322,7 +326,8 @@ bool run(const GemmProblem& p, const BatchDims& bd, bool lt_batch, int device, b
   const char* pb = static_cast<const char*>(p.b.data);
   char* pc = static_cast<char*>(p.c);
   const char* pc_in = p.accumulate && p.addend ? static_cast<const char*>(p.addend) : pc;
-  // The product with `algo`, D written from d (C's own memory, or scratch while timing).
+  // The product with `algo`, D written from d (C's own memory, or scratch while timing an
+  // in-place accumulation).
   auto launch = [&](const cublasLtMatmulAlgo_t& algo, char* d) {
     for (int64_t o = 0; o < outer; ++o) {
       uint64_t off_a = 0, off_b = 0, off_c = 0;
@@ -379,7 +384,8 @@ bool run(const GemmProblem& p, const BatchDims& bd, bool lt_batch, int device, b
       if (algo && found > 1) {
         results.resize(size_t(found));
         // Inside a graph capture nothing is timed: the heuristic's choice runs, not cached.
-        if (auto timed = fastest(results, launch, bytes(ldc * p.m), device, stream))
+        char* d_out = p.accumulate && !p.addend ? nullptr : pc;  // in place: C is D
+        if (auto timed = fastest(results, launch, d_out, bytes(ldc * p.m), device, stream))
           ctx.algos.emplace(key, algo = *timed);
       } else {
         ctx.algos.emplace(key, algo);

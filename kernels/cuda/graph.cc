@@ -143,24 +143,33 @@ void Graph::drop_launcher() noexcept {
 
 // The device-side launch reports a failure only to the kernel that called it, so the first
 // replay reads the status back. If the launch failed, the graph did not run: it runs from the
-// host now, and so does every later replay. If it worked, later launches trap on failure.
+// host now, and so does every later replay. If it worked, later launches trap on failure. If the
+// check itself fails, the launcher is dropped too: unarmed, it would skip failed launches
+// silently.
 void Graph::check_device_launch() {
   launch_checked_ = true;
   const Stream stream = current_stream(device_);
   note_host_wait("the first device launch of a CUDA graph, checked");
   int status = -1;
-  LOOM_CUDA_CHECK(cudaMemcpyAsync(&status, launch_status_, sizeof(int), cudaMemcpyDeviceToHost,
-                                  stream));
-  LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));
-  if (status == 0) {
-    const int armed = 1;
-    LOOM_CUDA_CHECK(cudaMemcpyAsync(launch_status_ + 1, &armed, sizeof(int),
-                                    cudaMemcpyHostToDevice, stream));
+  try {
+    LOOM_CUDA_CHECK(cudaMemcpyAsync(&status, launch_status_, sizeof(int),
+                                    cudaMemcpyDeviceToHost, stream));
     LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));
-    return;
+    if (status == 0) {
+      const int armed = 1;
+      LOOM_CUDA_CHECK(cudaMemcpyAsync(launch_status_ + 1, &armed, sizeof(int),
+                                      cudaMemcpyHostToDevice, stream));
+      LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));
+      return;
+    }
+  } catch (...) {
+    drop_launcher();
+    throw;
   }
-  device_launch_refusal_ = detail::cat("the device-side launch returned ",
-                                       cudaGetErrorName(cudaError_t(status)));
+  device_launch_refusal_ =
+      status == -1 ? std::string("the launcher kernel did not run (its status was never written)")
+                   : detail::cat("the device-side launch returned ",
+                                 cudaGetErrorName(cudaError_t(status)));
   drop_launcher();
   cudaGetLastError();
   LOOM_CUDA_CHECK(cudaGraphLaunch(exec_, stream));

@@ -3,12 +3,16 @@
 // dilations, groups and 1-D / 2-D / 3-D; float32 at 1e-5, bfloat16 and float16 at 1e-2.
 #include "core/autodiff.h"
 #include "core/autotune.h"
+#include "core/determinism.h"
 #include "core/fusions.h"
 #include "core/ops/conv.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/reduce.h"
 #include "core/precision.h"
 #include "tests/support/testing.h"
+#if LOOM_CUDA
+#include "kernels/cuda/runtime.h"  // host_wait_count
+#endif
 
 namespace loom {
 namespace {
@@ -140,6 +144,28 @@ TEST(ConvGpu, AutotunedAlgorithmsMatchCpu) {
   }
   EXPECT_ALLCLOSE(dx[1], dx[0], 1e-5, 1e-5) << "input gradient added into x * s's";
 }
+
+#if LOOM_CUDA
+// In deterministic mode the autotuning switch is ignored (as the products' is): timings could
+// pick another deterministic algorithm from run to run. A shape first run without the switch
+// runs again with it and times nothing: no host wait (timing waits for the device).
+TEST(ConvGpu, DeterministicModeDoesNotTimeAlgorithms) {
+  LOOM_REQUIRE_GPU();
+  DeterministicScope det;
+  Tensor x = test_values({3, 11, 13, 5}, 1, -1, 1, DType::F32).to(Device::cuda());
+  Tensor w = test_values({3, 3, 5, 7}, 2, -1, 1, DType::F32).to(Device::cuda());
+  // Read back at once: its device blocks go back to the cache for the second call's use.
+  Tensor first = conv(x, w, {.strides = {2, 1}}).to(Device::cpu());
+  const unsigned long long waits = cuda::host_wait_count();
+  Tensor second;
+  {
+    ConvAutotuneScope autotune;
+    second = conv(x, w, {.strides = {2, 1}});
+  }
+  EXPECT_EQ(cuda::host_wait_count(), waits);
+  EXPECT_ALLCLOSE(second.to(Device::cpu()), first, 0, 0);
+}
+#endif
 
 // A 1x1 unit-stride convolution runs as a cuBLASLt product on the HWIO kernel (the default) or
 // through cuDNN with the kernel transposed to KRSC and back: both against the CPU, and the
