@@ -5,19 +5,19 @@
 // first call of each shape (and pass: forward, input and kernel gradients) times the candidate
 // algorithms on that call's own buffers (cudnnFind*AlgorithmEx) and every later call takes the
 // fastest, as XLA's autotuner (on by default in JAX) and PyTorch's cudnn.benchmark do. The cost
-// is paid once per shape, in the first steps; a shape first seen inside a loom::jit capture keeps
-// the heuristics' choice, since timing waits for the device. Off by default: the choice then
-// depends on timings, so two runs may pick different algorithms and round differently. In
-// deterministic mode the switch is ignored: each run must take the same (deterministic)
-// algorithm, so the heuristics choose.
+// is paid once per shape, in the first steps; a shape met inside a loom::jit capture takes the
+// heuristics' choice there, since timing waits for the device, and is timed at its first call
+// outside one. Off by default: the choice then depends on timings, so two runs may pick
+// different algorithms and round differently. In deterministic mode the switch is ignored: each
+// run must take the same (deterministic) algorithm, so the heuristics choose.
 //
 // The products work the same way (`set_gemm_autotune`): the first call of each product shape,
 // epilogue and alignment times up to 8 of cuBLASLt's heuristic algorithms on the call's own
 // operands (the output written in place, or to scratch where the product adds into it) and keeps
-// the fastest, as XLA's GEMM autotuner does.
-// Batched products (attention's composed path) and deterministic mode keep the heuristic's
-// first choice, as does a product first met inside a loom::jit capture: give a jitted step at
-// least one eager warm-up call (JitOptions::warmup) so that its products are timed there.
+// the fastest, as XLA's GEMM autotuner does. Batched products (attention's composed path) and
+// deterministic mode keep the heuristic's first choice, as does a product met inside a
+// loom::jit capture until its first call outside one: give a jitted step at least one eager
+// warm-up call (JitOptions::warmup) so that its products and convolutions are timed there.
 //
 // Example:
 //   loom::set_conv_autotune(true);   // before the first training steps
