@@ -13,8 +13,11 @@ namespace loom::cuda {
 
 Graph::~Graph() {
   if (launcher_) {  // a device-launched replay may still be running
-    set_device(device_);
-    cudaStreamSynchronize(current_stream(device_));
+    try {
+      set_device(device_);
+      cudaStreamSynchronize(current_stream(device_));
+    } catch (...) {  // a destructor must not throw; a broken context frees nothing anyway
+    }
   }
   drop_launcher();
   if (exec_) cudaGraphExecDestroy(exec_);
