@@ -91,14 +91,17 @@ void cross_entropy_int_backward(const void* logits, DType dtype, const void* lab
       const T* row = in + r * ld;
       T* orow = o + r * ld;
       for (int64_t j = n; j < ld; ++j) orow[j] = convert<T>(0.0);
+      // A NaN lse (a NaN or +inf logit) or a row of -inf: a NaN row, as JAX's exp(x - lse) and
+      // the GPU's give (exp_or_zero would give zeros for the NaN of x - lse). With any other lse,
+      // x - lse is never NaN.
+      if (!(l > -std::numeric_limits<C>::infinity())) {
+        const T nan = convert<T>(std::numeric_limits<double>::quiet_NaN());
+        for (int64_t j = 0; j < n; ++j) orow[j] = nan;
+        continue;
+      }
       // g * softmax, a loop that vectorises; then the label's element, g p - g. (lse is kept in
       // float for float logits, so a p within float's rounding of 1 gives 0 there, as in JAX.)
-      // p is NaN where x - lse is, as JAX's exp(x - lse): a NaN logit's row, a row of -inf, an
-      // +inf logit (exp_or_zero alone would give 0 there, as the GPU's exp does not).
-      auto g_times_p = [&](int64_t j) {
-        const C d = convert<C>(row[j]) - l;
-        return g * (d != d ? d : exp_or_zero(d));
-      };
+      auto g_times_p = [&](int64_t j) { return g * exp_or_zero(convert<C>(row[j]) - l); };
       for (int64_t j = 0; j < n; ++j) orow[j] = convert<T>(convert<O>(g_times_p(j)));
       const int64_t label = normalize_label(read_label(labels, label_dtype, r), n);
       if (label >= 0) orow[label] = convert<T>(convert<O>(g_times_p(label) - g));
