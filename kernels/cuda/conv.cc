@@ -192,17 +192,13 @@ size_t candidates_workspace(const std::vector<Perf>& perf, int n) {
 }
 
 // Replaces the heuristics' ranking in `perf` with cuDNN's timings of the candidates on the
-// operands (fastest first); keeps the heuristics' when timing cannot run (inside a graph capture)
-// or fails (a warning says why). `find` is the pass's cudnnFind*AlgorithmEx with the buffers
-// bound: find(output, workspace, workspace_bytes, count, &n, perf). False inside a capture: the
-// choice is then for this call only, and the shape is timed at its next call outside one (as
-// the products do).
+// operands (fastest first); keeps the heuristics' when timing fails (a warning says why). Not
+// for a graph capture, where waiting for the device is not allowed. `find` is the pass's
+// cudnnFind*AlgorithmEx with the buffers bound: find(output, workspace, workspace_bytes, count,
+// &n, perf).
 template <typename Perf, typename Find>
-bool time_candidates(std::vector<Perf>& perf, int& n, const PassOperands& ops, Stream stream,
-                     int device, const ConvGeometry& g, DType dtype, const char* pass, Find&& find) {
-  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  LOOM_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
-  if (capture != cudaStreamCaptureStatusNone) return false;
+void time_candidates(std::vector<Perf>& perf, int& n, const PassOperands& ops, int device,
+                     const ConvGeometry& g, DType dtype, const char* pass, Find&& find) {
   try {
     CudnnWorkspace ws(candidates_workspace(perf, n), device);
     CudnnWorkspace scratch(ops.out_is_input ? ops.out_bytes : 0, device);
@@ -217,7 +213,6 @@ bool time_candidates(std::vector<Perf>& perf, int& n, const PassOperands& ops, S
     std::cerr << "loom: conv autotuning of the " << pass << " pass failed for "
               << describe(g, dtype) << " (" << e.what() << "); using cuDNN's heuristics\n";
   }
-  return true;
 }
 
 Choice choose(Pass pass, cudnnHandle_t h, Descriptors& d, const ConvGeometry& g, DType dtype,
@@ -239,17 +234,25 @@ Choice choose(Pass pass, cudnnHandle_t h, Descriptors& d, const ConvGeometry& g,
     auto it = cache.find(key);
     if (it != cache.end()) return it->second;
   }
+  // Inside a graph capture nothing is timed, and the heuristics' choice is for this call only:
+  // the shape is timed at its next call outside one, as the products are.
+  bool capturing = false;
+  if (autotune) {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    LOOM_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+    capturing = capture != cudaStreamCaptureStatusNone;
+  }
+  const bool timed = autotune && !capturing;
   Choice c;
   int max_count = 0, n = 0;
-  bool final_choice = true;  // false: chosen inside a capture without timing, not cached
   switch (pass) {
     case Pass::Forward: {
       LOOM_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max_count));
       std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
       LOOM_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, d.x, d.w, d.conv, d.y, max_count,
                                                               &n, perf.data()));
-      if (autotune)
-        final_choice = time_candidates(perf, n, ops, stream, device, g, dtype, "forward",
+      if (timed)
+        time_candidates(perf, n, ops, device, g, dtype, "forward",
                         [&](void* y, void* ws, size_t bytes, int count, int* found, auto* out) {
                           return cudnnFindConvolutionForwardAlgorithmEx(
                               h, d.x, ops.a, d.w, ops.b, d.conv, d.y, y, count, found, out, ws, bytes);
@@ -265,8 +268,8 @@ Choice choose(Pass pass, cudnnHandle_t h, Descriptors& d, const ConvGeometry& g,
       std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
       LOOM_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w, d.y, d.conv, d.x,
                                                                    max_count, &n, perf.data()));
-      if (autotune)
-        final_choice = time_candidates(perf, n, ops, stream, device, g, dtype, "backward-data",
+      if (timed)
+        time_candidates(perf, n, ops, device, g, dtype, "backward-data",
                         [&](void* dx, void* ws, size_t bytes, int count, int* found, auto* out) {
                           return cudnnFindConvolutionBackwardDataAlgorithmEx(
                               h, d.w, ops.a, d.y, ops.b, d.conv, d.x, dx, count, found, out, ws, bytes);
@@ -282,8 +285,8 @@ Choice choose(Pass pass, cudnnHandle_t h, Descriptors& d, const ConvGeometry& g,
       std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
       LOOM_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.conv, d.w,
                                                                      max_count, &n, perf.data()));
-      if (autotune)
-        final_choice = time_candidates(perf, n, ops, stream, device, g, dtype, "backward-filter",
+      if (timed)
+        time_candidates(perf, n, ops, device, g, dtype, "backward-filter",
                         [&](void* dw, void* ws, size_t bytes, int count, int* found, auto* out) {
                           return cudnnFindConvolutionBackwardFilterAlgorithmEx(
                               h, d.x, ops.a, d.y, ops.b, d.conv, d.w, dw, count, found, out, ws, bytes);
@@ -295,7 +298,7 @@ Choice choose(Pass pass, cudnnHandle_t h, Descriptors& d, const ConvGeometry& g,
       break;
     }
   }
-  if (final_choice) {
+  if (!capturing) {
     std::lock_guard<std::mutex> lock(mu);
     cache.emplace(key, c);
   }
