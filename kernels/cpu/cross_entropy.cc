@@ -62,7 +62,13 @@ void cross_entropy_int(const void* logits, DType dtype, const void* labels, DTyp
       for (int64_t r = 0; r < rows; ++r) {
         const T* row = in + r * ld;
         const C m = exponentials(n, [row](int64_t j) { return convert<C>(row[j]); }, e.data());
-        const double l = double(m) + std::log(sum_of(n, [&](int64_t j) { return double(e[j]); }));
+        // A +inf logit makes the log-sum-exp +inf, as jax.nn.logsumexp's (which optax's loss
+        // takes) rather than the NaN of exp(inf - inf): the loss is then +inf, or NaN where the
+        // label's logit is the +inf.
+        const double l =
+            m == std::numeric_limits<C>::infinity()
+                ? double(m)
+                : double(m) + std::log(sum_of(n, [&](int64_t j) { return double(e[j]); }));
         const int64_t label = normalize_label(read_label(labels, label_dtype, r), n);
         plse[r] = A(l);
         out[r] = convert<O>(label < 0 ? std::numeric_limits<double>::quiet_NaN()
@@ -91,12 +97,21 @@ void cross_entropy_int_backward(const void* logits, DType dtype, const void* lab
       const T* row = in + r * ld;
       T* orow = o + r * ld;
       for (int64_t j = n; j < ld; ++j) orow[j] = convert<T>(0.0);
-      // A NaN lse (a NaN or +inf logit) or a row of -inf: a NaN row, as JAX's exp(x - lse) and
+      // A NaN lse (a NaN logit) or a row of -inf: a NaN row, as JAX's exp(x - lse) and
       // the GPU's give (exp_or_zero would give zeros for the NaN of x - lse). With any other lse,
       // x - lse is never NaN.
       if (!(l > -std::numeric_limits<C>::infinity())) {
         const T nan = convert<T>(std::numeric_limits<double>::quiet_NaN());
         for (int64_t j = 0; j < n; ++j) orow[j] = nan;
+        continue;
+      }
+      // A +inf lse (a +inf logit): exp(x - lse) is 0, and NaN at the +inf logits, as in JAX.
+      if (l == std::numeric_limits<C>::infinity()) {
+        const int64_t label = normalize_label(read_label(labels, label_dtype, r), n);
+        for (int64_t j = 0; j < n; ++j) {
+          const C gp = g * std::exp(convert<C>(row[j]) - l);
+          orow[j] = convert<T>(convert<O>(j == label ? gp - g : gp));
+        }
         continue;
       }
       // g * softmax, a loop that vectorises; then the label's element, g p - g. (lse is kept in

@@ -19,8 +19,9 @@
 namespace loom::cuda {
 namespace {
 
-/// Adds logit v to a running (max m, sum s of exp(x - m)). A NaN or +inf logit makes s NaN, as
-/// the two-pass max-then-sum gives (exp(inf - inf)); -inf logits add nothing.
+/// Adds logit v to a running (max m, sum s of exp(x - m)). A NaN or +inf logit makes s NaN (the
+/// row's log-sum-exp is then NaN, or +inf where m is +inf: cross_entropy_kernel); -inf logits add
+/// nothing.
 template <typename A>
 __device__ __forceinline__ void add_logit(A& m, A& s, A v) {
   if (!(v < ::cuda::std::numeric_limits<A>::infinity())) {
@@ -157,7 +158,9 @@ __global__ void cross_entropy_kernel(const T* logits, const L* labels, O* loss, 
     }
     for_edges<G>(head, head + packs * V, n, [&](int64_t j) { add_logit(m, s, cvt<A>(row[j])); });
     group_merge<G>(m, s);
-    const A l = m + ::log(s);
+    // A +inf logit (m is +inf, s NaN) makes the log-sum-exp +inf, as jax.nn.logsumexp's in
+    // optax's loss: the loss is +inf (NaN at a +inf label), the gradient 0 but NaN at the +inf.
+    const A l = m == ::cuda::std::numeric_limits<A>::infinity() ? m : m + ::log(s);
     const int64_t c = column_of(labels[r], n);
     if (threadIdx.x == 0) {
       lse[r] = l;

@@ -76,8 +76,8 @@ TEST(LossGpu, IntegerLabelCrossEntropyInFloat32FromHalfLogits) {
       EXPECT_ALLCLOSE(gpu_g[0].to(DType::F32), cast_g[0].to(DType::F32), 1e-2, 1e-6) << what;
     }
   }
-  // Non-finite logits follow the two-pass definition: NaN or +inf in a row gives NaN, -inf adds
-  // nothing, a row of -inf gives NaN.
+  // Non-finite logits as optax's loss (Loss.InfiniteLogits): NaN in a row gives NaN, +inf an
+  // infinite loss, -inf adds nothing, a row of -inf gives NaN.
   const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
   Tensor odd = from_vector<float>({-inf, 1, 2, 3, 1, nan, 2, 0, 1, inf, 2, 0, -inf, -inf, -inf, -inf},
                                   {4, 4}).to(DType::BF16);
@@ -85,8 +85,10 @@ TEST(LossGpu, IntegerLabelCrossEntropyInFloat32FromHalfLogits) {
   Tensor cpu = softmax_cross_entropy_with_integer_labels(odd, lab, DType::F32);
   Tensor gpu = softmax_cross_entropy_with_integer_labels(odd.to(Device::cuda()), lab.to(Device::cuda()), DType::F32);
   EXPECT_TRUE(std::isfinite(cpu.to_vector<float>()[0]));
-  EXPECT_ALLCLOSE(gpu.to(Device::cpu()), cpu, 1e-6, 1e-6);  // NaN positions must agree
-  // Their gradients in float32: the row of -inf is NaN on both (Loss.InfiniteLogits).
+  EXPECT_EQ(cpu.to_vector<float>()[2], inf);
+  EXPECT_ALLCLOSE(gpu.to(Device::cpu()), cpu, 1e-6, 1e-6);  // NaN and inf positions must agree
+  // Their gradients in float32: the row of -inf is NaN on both, the +inf row NaN only at the
+  // +inf (Loss.InfiniteLogits).
   {
     auto f = [&](const std::vector<Tensor>& in) {
       return softmax_cross_entropy_with_integer_labels(in[0], lab.to(in[0].device()));
@@ -95,6 +97,8 @@ TEST(LossGpu, IntegerLabelCrossEntropyInFloat32FromHalfLogits) {
     auto [c_loss, c_grad] = testing::run_on(Device::cpu(), f, {odd.to(DType::F32)}, ct);
     auto [g_loss, g_grad] = testing::run_on(Device::cuda(), f, {odd.to(DType::F32)}, ct);
     EXPECT_TRUE(std::isnan(c_grad[0].to_vector<float>()[12]));
+    EXPECT_TRUE(std::isnan(c_grad[0].to_vector<float>()[9]) &&
+                std::isfinite(c_grad[0].to_vector<float>()[8]));
     EXPECT_ALLCLOSE(g_grad[0], c_grad[0], 1e-6, 1e-6);
   }
   // The same inside 16-byte packs (64-wide rows, a pack of logits added at a time): a NaN, a
@@ -111,7 +115,7 @@ TEST(LossGpu, IntegerLabelCrossEntropyInFloat32FromHalfLogits) {
     Tensor wc = softmax_cross_entropy_with_integer_labels(w, wide_labels, DType::F32);
     Tensor wg = softmax_cross_entropy_with_integer_labels(w.to(Device::cuda()), wide_labels.to(Device::cuda()), DType::F32);
     const std::vector<float> c = wc.to_vector<float>();
-    EXPECT_TRUE(std::isfinite(c[0]) && std::isnan(c[1]) && std::isnan(c[2]) && std::isfinite(c[3]) &&
+    EXPECT_TRUE(std::isfinite(c[0]) && std::isnan(c[1]) && c[2] == inf && std::isfinite(c[3]) &&
                 std::isnan(c[4]) && std::isfinite(c[5])) << dtype_name(dt);
     EXPECT_ALLCLOSE(wg.to(Device::cpu()), wc, 1e-5, 1e-5) << dtype_name(dt) << " packed rows";
   }
