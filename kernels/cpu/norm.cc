@@ -10,6 +10,10 @@ namespace loom::cpu {
 namespace {
 
 constexpr int64_t kParallelWork = 32768;
+
+/// Flax's fast variance max(0, E[x^2] - E[x]^2), where a NaN stays NaN as with jnp.maximum (an
+/// infinite input gives inf - inf; std::max(0.0, NaN) would say 0).
+inline double clamp_variance(double v) { return v < 0.0 ? 0.0 : v; }
 // Column reductions split the rows into at most this many fixed chunks, so the summation order
 // (and hence the result) does not depend on the number of threads.
 constexpr int64_t kMaxChunks = 64;
@@ -94,7 +98,7 @@ void norm_rows(const void* x, DType dtype, void* y, DType out_dtype, const void*
         s2 += v * v;
       }
       double mu = rms ? 0.0 : s / double(n);
-      double var = rms ? s2 / double(n) : std::max(0.0, s2 / double(n) - mu * mu);
+      double var = rms ? s2 / double(n) : clamp_variance(s2 / double(n) - mu * mu);
       double inv = 1.0 / std::sqrt(var + eps);
       if (!rms) pm[r] = A(mu);
       pr[r] = A(inv);
@@ -201,7 +205,7 @@ void channel_stats(const void* x, DType dtype, int64_t m, int64_t c, void* mean,
       }
       double mu = s / double(m);
       pm[j] = A(mu);
-      pv[j] = A(std::max(0.0, s2 / double(m) - mu * mu));
+      pv[j] = A(clamp_variance(s2 / double(m) - mu * mu));
     }
   });
 }

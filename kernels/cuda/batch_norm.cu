@@ -13,6 +13,8 @@
 #include <type_traits>
 #include <utility>
 
+#include <cuda/std/limits>
+
 #include "kernels/cuda/column_sums.cuh"
 #include "kernels/cuda/device_types.cuh"
 #include "kernels/cuda/multi_tensor.cuh"
@@ -21,6 +23,12 @@ namespace loom::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+
+template <typename A>
+__device__ __forceinline__ bool finite(A v) {
+  return v > -::cuda::std::numeric_limits<A>::infinity() &&
+         v < ::cuda::std::numeric_limits<A>::infinity();
+}
 
 // The elementwise passes tile [m, c] alike: threadIdx.x (and blockIdx.x) pick a group of V
 // channels, threadIdx.y (and blockIdx.y) rows. A thread keeps its channels' parameters in
@@ -143,7 +151,10 @@ __global__ void column_sums_kernel(const T* x, const O* g, const acc_t<T>* mean,
   A mu[V], inv[V];
 #pragma unroll
   for (int v = 0; v < V; ++v) {
-    mu[v] = !active ? A(0) : kBackward ? mean[j0 + v] : (m > 0 ? cvt<A>(x[j0 + v]) : A(0));
+    // (a non-finite first value would make every x - k NaN; the shift is then 0, so that an
+    // infinite column's mean is infinite, as the CPU's and Flax's)
+    const A first = !kBackward && active && m > 0 ? cvt<A>(x[j0 + v]) : A(0);
+    mu[v] = !active ? A(0) : kBackward ? mean[j0 + v] : (finite(first) ? first : A(0));
     inv[v] = kBackward && active ? rstd[j0 + v] : A(0);
   }
   A mask_mul[V] = {}, mask_add[V] = {};  // read only with kMaskFromX
@@ -182,7 +193,7 @@ __global__ void column_sums_kernel(const T* x, const O* g, const acc_t<T>* mean,
         out_b[j0 + v] = b[v];
       } else {  // the sums are around the shift mu
         const A d = a[v] / A(m), var = b[v] / A(m) - d * d;
-        const A mean_v = mu[v] + d, var_v = var > A(0) ? var : A(0);
+        const A mean_v = mu[v] + d, var_v = var < A(0) ? A(0) : var;  // NaN stays NaN
         out_a[j0 + v] = mean_v;
         out_b[j0 + v] = var_v;
         if constexpr (std::is_same_v<A, float>)

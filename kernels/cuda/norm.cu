@@ -45,7 +45,7 @@ __global__ void norm_rows_kernel(const T* x, O* y, const P* scale, const P* bias
     s2 = group_sum<G>(s2);
     const A mu = rms ? A(0) : s / A(n);
     const A m2 = s2 / A(n) - mu * mu;
-    const A var = rms ? s2 / A(n) : (m2 > A(0) ? m2 : A(0));
+    const A var = rms ? s2 / A(n) : (m2 < A(0) ? A(0) : m2);  // NaN stays NaN, as jnp.maximum
     const A inv = A(1) / sqrt(var + eps);
     if (threadIdx.x == 0) {
       if (!rms) mean[r] = mu;
@@ -136,7 +136,7 @@ __global__ void norm_rows_cached_kernel(const T* x, O* y, const P* scale, const 
     s2 = group_sum<32>(s2);
     const A mu = rms ? A(0) : s / A(n);
     const A m2 = s2 / A(n) - mu * mu;
-    const A var = rms ? s2 / A(n) : (m2 > A(0) ? m2 : A(0));
+    const A var = rms ? s2 / A(n) : (m2 < A(0) ? A(0) : m2);  // NaN stays NaN, as jnp.maximum
     const A inv = A(1) / sqrt(var + eps);
     if (threadIdx.x == 0) {
       if (!rms) mean[r] = mu;

@@ -130,6 +130,36 @@ TEST(NormGpu, BatchNormMatchesCpu) {
   }, {x}, 1e-5);
 }
 
+// Infinite and NaN inputs as the CPU's (whose values Norms.InfiniteInputsAsFlax checks against
+// Flax's): an infinite column's BatchNorm mean is infinite and its variance NaN, also when the
+// infinity is the column's first value (the statistics kernel's shift); a LayerNorm row with an
+// infinity is NaN. Three widths: one-element, packed and streamed LayerNorm rows.
+TEST(NormGpu, NonFiniteInputsMatchCpu) {
+  LOOM_REQUIRE_GPU();
+  const Device gpu = Device::cuda();
+  for (Shape shape : {Shape{4, 3}, Shape{40, 64}, Shape{8, 2048}}) {
+    const int64_t c = shape[1];
+    std::vector<float> v = test_values(shape, 21, -1, 1, DType::F32).to_vector<float>();
+    v[0] = INFINITY;                   // column 0's first value; row 0
+    v[size_t(c + 1)] = -INFINITY;      // column 1, row 1
+    v[size_t(4 * c - 1)] = NAN;        // the last column, row 3
+    for (DType dt : {DType::F32, DType::BF16}) {
+      const std::string what = shape_str(shape) + " " + std::string(dtype_name(dt));
+      Tensor x = from_vector(v, shape).to(dt);
+      auto on_cpu = batch_norm_train(x, Tensor(), Tensor());
+      auto on_gpu = batch_norm_train(x.to(gpu), Tensor(), Tensor());
+      EXPECT_TRUE(std::isinf(on_cpu.mean.to_vector<float>()[0])) << what;
+      EXPECT_ALLCLOSE(on_gpu.mean, on_cpu.mean, 1e-5, 1e-6) << what;
+      EXPECT_ALLCLOSE(on_gpu.var, on_cpu.var, 1e-5, 1e-6) << what;
+      EXPECT_ALLCLOSE(on_gpu.y.to(DType::F32), on_cpu.y.to(DType::F32), 1e-2, 1e-2) << what;
+      Tensor scale = ones({c}, dt), bias = zeros({c}, dt);
+      EXPECT_ALLCLOSE(layer_norm(x.to(gpu), scale.to(gpu), bias.to(gpu)).to(DType::F32),
+                      layer_norm(x, scale, bias).to(DType::F32), 1e-2, 1e-2)
+          << what;
+    }
+  }
+}
+
 TEST(NormGpu, BatchNormEpilogueMatchesCpu) {
   LOOM_REQUIRE_GPU();
   auto to_device = [](std::vector<Tensor> v, Device d) {

@@ -251,6 +251,32 @@ TEST(Norms, MatchFlax) {
   EXPECT_ALLCLOSE(r.var, golden_tensor(c["outputs"]["var"]), 1e-5, 1e-6);
 }
 
+// Infinite inputs give Flax 0.12.8's values (nn.BatchNorm and nn.LayerNorm on these x, jax
+// 0.10.2): the fast variance of an infinite column or row is inf - inf, which jnp.maximum(0, .)
+// keeps NaN, so its outputs are NaN; an infinite column's mean is infinite. The fused kernels
+// and the composed paths agree (the GPU's: NormGpu.NonFiniteInputsMatchCpu).
+TEST(Norms, InfiniteInputsAsFlax) {
+  const float inf = INFINITY, nan = NAN;
+  Tensor x = from_vector<float>({inf, 1, 2, 1, 2, 3, 2, -inf, 4, 3, 1, 5}, {4, 3});
+  const Tensor bn_y = from_vector<float>({nan, nan, -1.3416355f, nan, nan, -0.4472118f,  //
+                                          nan, nan, 0.4472118f, nan, nan, 1.3416355f},
+                                         {4, 3});
+  auto fused = batch_norm_train(x, Tensor(), Tensor());
+  EXPECT_ALLCLOSE(fused.y, bn_y, 1e-6, 1e-6);
+  EXPECT_ALLCLOSE(fused.mean, from_vector<float>({inf, -inf, 3.5f}, {3}), 1e-7, 0);
+  EXPECT_ALLCLOSE(fused.var, from_vector<float>({nan, nan, 1.25f}, {3}), 1e-7, 0);
+  // the composed path (a reduction over axis 0 named explicitly)
+  EXPECT_ALLCLOSE(batch_norm_train(x.reshape({4, 3, 1}), Tensor(), Tensor(), 1e-5, {0, 2}).y,
+                  bn_y.reshape({4, 3, 1}), 1e-6, 1e-6);
+  const Tensor ln_y = from_vector<float>({nan, nan, nan, -1.2247436f, 0, 1.2247436f,  //
+                                          nan, nan, nan, 0, -1.2247446f, 1.2247446f},
+                                         {4, 3});
+  Tensor ones3 = ones({3}), zeros3 = zeros({3});
+  EXPECT_ALLCLOSE(layer_norm(x, ones3, zeros3), ln_y, 1e-6, 1e-6);
+  EXPECT_ALLCLOSE(layer_norm(x.reshape({4, 3, 1}), Tensor(), Tensor(), 1e-6, {1, 2}).reshape({4, 3}),
+                  ln_y, 1e-6, 1e-6);
+}
+
 TEST(Norms, Errors) {
   auto expect_msg = [](auto&& fn, std::initializer_list<const char*> parts) {
     try {
