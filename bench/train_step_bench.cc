@@ -483,6 +483,10 @@ int main(int argc, char** argv) {
   getrusage(RUSAGE_SELF, &ru);
   line["host_max_rss_mb"] = double(ru.ru_maxrss) / 1024.0;
   line["cpu_blas"] = cpu_blas_kernels();
+  // Shapes whose algorithms were timed (in the warm-up; one inside the timed steps would mean a
+  // shape met first inside a capture, or one that was not cached).
+  if (o.conv_autotune) line["conv_timings"] = conv_timings();
+  if (o.gemm_autotune) line["gemm_timings"] = gemm_timings();
   std::cout << line.dump() << std::endl;
   return rc;
 }

@@ -24,6 +24,8 @@
 //   loom::set_gemm_autotune(true);
 #pragma once
 
+#include <cstdint>
+
 #include "core/switch_scope.h"
 
 namespace loom {
@@ -41,5 +43,14 @@ bool gemm_autotune();
 
 /// RAII: product autotuning on (or off) for a scope, restoring the previous setting.
 using GemmAutotuneScope = SwitchScope<set_gemm_autotune>;
+
+/// How many times this process has timed a convolution pass's or a product's candidate
+/// algorithms (once per shape and pass, as the choices are cached): what a benchmark's warm-up
+/// spent on autotuning, and whether a shape was timed where it should (not) have been.
+int64_t conv_timings();
+int64_t gemm_timings();
+/// Counted by the CUDA backend as it starts each timing.
+void note_conv_timing();
+void note_gemm_timing();
 
 }  // namespace loom

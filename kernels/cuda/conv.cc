@@ -180,6 +180,14 @@ struct PassOperands {
   bool out_is_input;
 };
 
+/// The largest power of two up to 16 that divides every operand's address.
+int64_t operands_alignment(const PassOperands& ops) {
+  uintptr_t bits = 16;
+  for (const void* p : {ops.a, ops.b, static_cast<const void*>(ops.out)})
+    bits |= reinterpret_cast<uintptr_t>(p);
+  return int64_t(bits & (~bits + 1));
+}
+
 // The workspace the candidates need, at most kMaxWorkspace: what the timing runs may use.
 template <typename Perf>
 size_t candidates_workspace(const std::vector<Perf>& perf, int n) {
@@ -199,6 +207,7 @@ size_t candidates_workspace(const std::vector<Perf>& perf, int n) {
 template <typename Perf, typename Find>
 void time_candidates(std::vector<Perf>& perf, int& n, const PassOperands& ops, int device,
                      const ConvGeometry& g, DType dtype, const char* pass, Find&& find) {
+  note_conv_timing();
   try {
     CudnnWorkspace ws(candidates_workspace(perf, n), device);
     CudnnWorkspace scratch(ops.out_is_input ? ops.out_bytes : 0, device);
@@ -207,6 +216,13 @@ void time_candidates(std::vector<Perf>& perf, int& n, const PassOperands& ops, i
     int found = 0;
     LOOM_CUDNN_CHECK(find(ops.out_is_input ? scratch.ptr : ops.out, ws.ptr, ws.bytes,
                           int(timed.size()), &found, timed.data()));
+    // Timings with no algorithm pick() could take (none ran, or none within the workspace
+    // limit) keep the heuristics' list, which had one.
+    LOOM_CHECK(std::any_of(timed.begin(), timed.begin() + std::clamp(found, 0, int(timed.size())),
+                           [](const Perf& p) {
+                             return p.status == CUDNN_STATUS_SUCCESS && p.memory <= kMaxWorkspace;
+                           }),
+               CudaError, "cuDNN timed no usable algorithm (", found, " results)");
     perf = std::move(timed);
     n = found;
   } catch (const std::exception& e) {
@@ -226,7 +242,10 @@ Choice choose(Pass pass, cudnnHandle_t h, Descriptors& d, const ConvGeometry& g,
   std::vector<int64_t> key{int64_t(pass), device,         int64_t(dtype), int64_t(wanted), g.batch,
                            g.in_channels, g.out_channels, g.groups,       g.rank(),
                            int64_t(deterministic()),  // the choice depends on the mode
-                           int64_t(autotune)};
+                           int64_t(autotune),
+                           // a timed choice was made on these pointers: a batch slice's view
+                           // may be less aligned than the buffers it was timed on
+                           autotune ? operands_alignment(ops) : 0};
   for (const Shape* s : {&g.in_spatial, &g.kernel_spatial, &g.strides, &g.pad_lo, &g.rhs_dilation})
     key.insert(key.end(), s->begin(), s->end());
   {
@@ -236,11 +255,16 @@ Choice choose(Pass pass, cudnnHandle_t h, Descriptors& d, const ConvGeometry& g,
   }
   // Inside a graph capture nothing is timed, and the heuristics' choice is for this call only:
   // the shape is timed at its next call outside one, as the products are.
+  // (A stream that cannot say counts as capturing, as for the products.)
   bool capturing = false;
   if (autotune) {
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-    LOOM_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
-    capturing = capture != cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess) {
+      cudaGetLastError();
+      capturing = true;
+    } else {
+      capturing = capture != cudaStreamCaptureStatusNone;
+    }
   }
   const bool timed = autotune && !capturing;
   Choice c;

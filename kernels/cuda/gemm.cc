@@ -198,6 +198,7 @@ std::optional<cublasLtMatmulAlgo_t> fastest(
     return std::nullopt;
   }
   if (capture != cudaStreamCaptureStatusNone) return std::nullopt;
+  note_gemm_timing();
   struct Events {
     cudaEvent_t start = nullptr, stop = nullptr;
     ~Events() {

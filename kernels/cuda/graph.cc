@@ -15,7 +15,7 @@ Graph::~Graph() {
   if (launcher_) {  // a device-launched replay may still be running
     try {
       set_device(device_);
-      cudaStreamSynchronize(current_stream(device_));
+      if (cudaStreamSynchronize(current_stream(device_)) != cudaSuccess) cudaGetLastError();
     } catch (...) {  // a destructor must not throw; a broken context frees nothing anyway
     }
   }

@@ -19,6 +19,10 @@ void throw_cuda_error(int code, const char* library, const char* message, const 
                       const char* file, int line) {
   std::string text = detail::cat(library, " error ", code, " (", message, ") in ", call, " at ",
                                  file, ":", line);
+  // The runtime keeps a failed call's error as its last error, which a later check of
+  // cudaGetLastError() after an unrelated launch would report as its own; this one is reported
+  // here. (A sticky error, from a faulting kernel, stays whatever is done.)
+  if (std::string(library) == "CUDA") cudaGetLastError();
   if (std::string(library) == "CUDA" && code == cudaErrorMemoryAllocation)
     throw OutOfMemoryError(text);
   throw CudaError(text);

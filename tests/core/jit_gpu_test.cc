@@ -8,9 +8,11 @@
 #include <optional>
 #include <vector>
 
+#include "core/autotune.h"
 #include "core/grad.h"
 #include "core/jit.h"
 #include "core/memory.h"
+#include "core/ops/conv.h"
 #include "core/ops/dropout.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/linalg.h"
@@ -334,6 +336,44 @@ TEST(JitGpu, DonationKeepsTheStateWrappersSelectFrom) {
       EXPECT_ALLCLOSE(q.at(leaf).tensor().to(Device::cpu()), p.at(leaf).tensor().to(Device::cpu()), 1e-5, 1e-6)
           << (variant == 0 ? "multi_steps " : "apply_if_finite ") << leaf;
   }
+}
+
+// With autotuning on, a convolution or product first met inside a capture runs the heuristics'
+// choice there (timing waits for the device) and is not cached with it: its first call outside
+// a capture times it, and later calls take the cached choice. The captured and eager results
+// agree.
+TEST(JitGpu, AutotunedShapesMetInACaptureAreTimedAtTheirFirstCallOutsideOne) {
+  LOOM_REQUIRE_GPU();
+  ConvAutotuneScope conv_on;
+  GemmAutotuneScope gemm_on;
+  const Device gpu = Device::cuda();
+  // Shapes no other test uses (the choices are cached for the process); cuBLASLt offers several
+  // algorithms for a product this size, so it is timed.
+  Tensor w = testing::test_values({3, 3, 3, 5}, 2, -1, 1, DType::F32).to(gpu);
+  Tensor b = testing::test_values({320, 192}, 4, -1, 1, DType::F32).to(gpu);
+  auto f = [&](const Tree& in) {
+    Tree out;
+    out.insert("y", conv(in["x"].tensor(), w));
+    out.insert("z", matmul(in["a"].tensor(), b));
+    return out;
+  };
+  Tree in;
+  in.insert("x", testing::test_values({2, 9, 11, 3}, 1, -1, 1, DType::F32).to(gpu));
+  in.insert("a", testing::test_values({256, 320}, 3, -1, 1, DType::F32).to(gpu));
+  Jit step = jit(f, {.warmup = 0});
+  const int64_t conv0 = conv_timings(), gemm0 = gemm_timings();
+  Tree captured = step(in);
+  ASSERT_TRUE(step.captured());
+  EXPECT_EQ(conv_timings(), conv0);
+  EXPECT_EQ(gemm_timings(), gemm0);
+  Tree eager = f(in);
+  EXPECT_EQ(conv_timings(), conv0 + 1);
+  EXPECT_EQ(gemm_timings(), gemm0 + 1);
+  f(in);
+  EXPECT_EQ(conv_timings(), conv0 + 1);
+  EXPECT_EQ(gemm_timings(), gemm0 + 1);
+  EXPECT_ALLCLOSE(captured["y"].tensor(), eager["y"].tensor(), 1e-5, 1e-5);
+  EXPECT_ALLCLOSE(captured["z"].tensor(), eager["z"].tensor(), 1e-4, 1e-4);
 }
 
 TEST(JitGpu, ChangedInputShapeIsAnError) {

@@ -157,11 +157,13 @@ TEST(ConvGpu, DeterministicModeDoesNotTimeAlgorithms) {
   // Read back at once: its device blocks go back to the cache for the second call's use.
   Tensor first = conv(x, w, {.strides = {2, 1}}).to(Device::cpu());
   const unsigned long long waits = cuda::host_wait_count();
+  const int64_t timings = conv_timings();
   Tensor second;
   {
     ConvAutotuneScope autotune;
     second = conv(x, w, {.strides = {2, 1}});
   }
+  EXPECT_EQ(conv_timings(), timings);
   EXPECT_EQ(cuda::host_wait_count(), waits);
   EXPECT_ALLCLOSE(second.to(Device::cpu()), first, 0, 0);
 }
@@ -243,24 +245,27 @@ TEST(ConvGpu, ConvTransposeMatchesCpu) {
 // output and the three gradients agree.
 TEST(ConvGpu, ConvBiasMatchesCpu) {
   LOOM_REQUIRE_GPU();
-  for (const Case& c : cases()) {
-    std::vector<Tensor> out[2];
-    for (int pass = 0; pass < 2; ++pass) {
-      Device d = pass == 0 ? Device::cpu() : Device::cuda();
-      Tensor lx = autograd::make_leaf(test_values(c.x, 1, -1, 1, DType::F32).to(d), 0);
-      Tensor lw = autograd::make_leaf(test_values(c.w, 2, -1, 1, DType::F32).to(d), 1);
-      Tensor lb = autograd::make_leaf(test_values({c.w.back()}, 5, -1, 1, DType::F32).to(d), 2);
-      autograd::RecordingGuard rec(true);
-      Tensor y = conv_bias(lx, lw, lb, c.opt);
-      Tensor r = test_values(y.shape(), 3, -1, 1, DType::F32).to(d);
-      auto g = autograd::backward(sum(y * r), {lx, lw, lb});
-      out[pass].push_back(y.detach().to(Device::cpu()));
-      for (const Tensor& t : g) out[pass].push_back(t.to(Device::cpu()));
+  for (DType dt : {DType::F32, DType::BF16})
+    for (const Case& c : cases()) {
+      std::vector<Tensor> out[2];
+      for (int pass = 0; pass < 2; ++pass) {
+        Device d = pass == 0 ? Device::cpu() : Device::cuda();
+        Tensor lx = autograd::make_leaf(test_values(c.x, 1, -1, 1, DType::F32).to(dt).to(d), 0);
+        Tensor lw = autograd::make_leaf(test_values(c.w, 2, -1, 1, DType::F32).to(dt).to(d), 1);
+        Tensor lb =
+            autograd::make_leaf(test_values({c.w.back()}, 5, -1, 1, DType::F32).to(dt).to(d), 2);
+        autograd::RecordingGuard rec(true);
+        Tensor y = conv_bias(lx, lw, lb, c.opt);
+        Tensor r = test_values(y.shape(), 3, -1, 1, DType::F32).to(dt).to(d);
+        auto g = autograd::backward(sum(y * r), {lx, lw, lb});
+        out[pass].push_back(y.detach().to(Device::cpu()).to(DType::F32));
+        for (const Tensor& t : g) out[pass].push_back(t.to(Device::cpu()).to(DType::F32));
+      }
+      const double tol = dt == DType::F32 ? 1e-5 : 2e-2;
+      for (size_t i = 0; i < 4; ++i)
+        EXPECT_ALLCLOSE(out[1][i], out[0][i], tol, dt == DType::F32 && (i == 2 || i == 3) ? 1e-4 : tol)
+            << c.name << " " << dtype_name(dt) << " output " << i;
     }
-    for (size_t i = 0; i < 4; ++i)
-      EXPECT_ALLCLOSE(out[1][i], out[0][i], 1e-5, i == 2 || i == 3 ? 1e-4 : 1e-5)
-          << c.name << " output " << i;
-  }
 }
 
 TEST(ConvGpu, EmptyBatch) {
