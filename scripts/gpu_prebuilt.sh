@@ -244,8 +244,8 @@ for f in sys.argv[1:]:
   d = json.loads(lines[-1]) if lines else {'error': 'no result'}
   rows.append((f.split('.')[-2], d))
 base = rows[0][1].get('median_ms')
-print(f"    {'fusions off (or the option on)':32s} {'step ms':>8s} {'/ all on':>8s} {'host ms':>8s}"
-      f" {'launch':>7s} {'nodes':>6s} {'line':>5s} {'final loss':>11s}")
+print(f"    {'fusions off (or the option on)':36s} {'step ms':>8s} {'/ all on':>8s} {'host ms':>8s}"
+      f" {'launch':>7s} {'nodes':>6s} {'line':>5s} {'final loss':>11s} {'timed':>5s}")
 for off, d in rows:
   ms = d.get('median_ms')
   g = d.get('graph_nodes') or {}
@@ -254,8 +254,11 @@ for off, d in rows:
   loss = float('nan') if d.get('final_loss') is None else d['final_loss']
   line = '-' if 'straight_line' not in g else ('yes' if g['straight_line'] else 'no')
   where = ' (device)' if d.get('graph_device_launch') else ''
-  print(f"    {off:32s} {ms or 0:8.2f} {ratio} {d.get('host_enqueue_ms') or 0:8.3f}"
-        f" {d.get('graph_launch_ms') or 0:7.3f} {nodes:6d} {line:>5s} {loss:11.6g}{where}"
+  # shapes whose algorithms autotuning timed (conv + GEMM), where it was on
+  timed = d.get('conv_timings', 0) + d.get('gemm_timings', 0)
+  timed = f"{timed:5d}" if 'conv_timings' in d or 'gemm_timings' in d else f"{'-':>5s}"
+  print(f"    {off:36s} {ms or 0:8.2f} {ratio} {d.get('host_enqueue_ms') or 0:8.3f}"
+        f" {d.get('graph_launch_ms') or 0:7.3f} {nodes:6d} {line:>5s} {loss:11.6g} {timed}{where}"
         f" {d.get('error', '')}")
 PY
   done
