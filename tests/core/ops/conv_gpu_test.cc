@@ -56,6 +56,25 @@ const std::vector<Case>& cases() {
   return c;
 }
 
+/// A leaf of test values in [-1, 1) of `dtype` on `device`, the index-th input of a gradient.
+Tensor leaf_of(const Shape& shape, uint64_t seed, DType dtype, Device device, int index) {
+  return autograd::make_leaf(test_values(shape, seed, -1, 1, DType::F32).to(dtype).to(device), index);
+}
+
+/// For every case in float32 and bfloat16: check(case, dtype, gpu, cpu) on what run(case, dtype,
+/// device) returns on each device, brought to the CPU in float32.
+template <typename Run, typename Check>
+void on_cpu_and_gpu(Run&& run, Check&& check) {
+  auto results = [&](const Case& c, DType dt, Device d) {
+    std::vector<Tensor> out;
+    for (const Tensor& t : run(c, dt, d)) out.push_back(t.to(Device::cpu()).to(DType::F32));
+    return out;
+  };
+  for (DType dt : {DType::F32, DType::BF16})
+    for (const Case& c : cases())
+      check(c, dt, results(c, dt, Device::cuda()), results(c, dt, Device::cpu()));
+}
+
 /// y, dx and dw of sum(conv(x, w) * r) on `device`, computed in `dtype`.
 std::vector<Tensor> run(const Case& c, Device device, DType dtype) {
   Tensor x = test_values(c.x, 1, -1, 1, DType::F32).to(dtype).to(device);
@@ -97,25 +116,21 @@ TEST(ConvGpu, HalfTypesMatchCpu) {
 // convolution's into it (beta = 1) instead of a separate add.
 TEST(ConvGpu, InputGradientAddedIntoAnEarlierContributionMatchesCpu) {
   LOOM_REQUIRE_GPU();
-  for (DType dt : {DType::F32, DType::BF16})
-    for (const Case& c : cases()) {
-      std::vector<Tensor> out[2];
-      for (int pass = 0; pass < 2; ++pass) {
-        Device d = pass == 0 ? Device::cpu() : Device::cuda();
-        Tensor lx = autograd::make_leaf(test_values(c.x, 1, -1, 1, DType::F32).to(dt).to(d), 0);
-        Tensor lw = autograd::make_leaf(test_values(c.w, 2, -1, 1, DType::F32).to(dt).to(d), 1);
+  on_cpu_and_gpu(
+      [](const Case& c, DType dt, Device d) {
+        Tensor lx = leaf_of(c.x, 1, dt, d, 0), lw = leaf_of(c.w, 2, dt, d, 1);
         autograd::RecordingGuard rec(true);
         Tensor y = conv(lx, lw, c.opt);
         Tensor r = test_values(y.shape(), 3, -1, 1, DType::F32).to(dt).to(d);
         Tensor s = test_values(c.x, 4, -1, 1, DType::F32).to(dt).to(d);
-        auto g = autograd::backward(sum(y * r) + sum(lx * s), {lx, lw});
-        for (const Tensor& t : g) out[pass].push_back(t.to(Device::cpu()).to(DType::F32));
-      }
-      const double tol = dt == DType::F32 ? 1e-5 : 2e-2;
-      EXPECT_ALLCLOSE(out[1][0], out[0][0], tol, tol) << c.name << " " << dtype_name(dt) << " dx";
-      EXPECT_ALLCLOSE(out[1][1], out[0][1], tol, dt == DType::F32 ? 1e-4 : tol)
-          << c.name << " " << dtype_name(dt) << " dw";
-    }
+        return autograd::backward(sum(y * r) + sum(lx * s), {lx, lw});
+      },
+      [](const Case& c, DType dt, const std::vector<Tensor>& gpu, const std::vector<Tensor>& cpu) {
+        const double tol = dt == DType::F32 ? 1e-5 : 2e-2;
+        EXPECT_ALLCLOSE(gpu[0], cpu[0], tol, tol) << c.name << " " << dtype_name(dt) << " dx";
+        EXPECT_ALLCLOSE(gpu[1], cpu[1], tol, dt == DType::F32 ? 1e-4 : tol)
+            << c.name << " " << dtype_name(dt) << " dw";
+      });
 }
 
 // With autotuning the first call of each shape times cuDNN's candidates on its own buffers: the
@@ -245,27 +260,23 @@ TEST(ConvGpu, ConvTransposeMatchesCpu) {
 // output and the three gradients agree.
 TEST(ConvGpu, ConvBiasMatchesCpu) {
   LOOM_REQUIRE_GPU();
-  for (DType dt : {DType::F32, DType::BF16})
-    for (const Case& c : cases()) {
-      std::vector<Tensor> out[2];
-      for (int pass = 0; pass < 2; ++pass) {
-        Device d = pass == 0 ? Device::cpu() : Device::cuda();
-        Tensor lx = autograd::make_leaf(test_values(c.x, 1, -1, 1, DType::F32).to(dt).to(d), 0);
-        Tensor lw = autograd::make_leaf(test_values(c.w, 2, -1, 1, DType::F32).to(dt).to(d), 1);
-        Tensor lb =
-            autograd::make_leaf(test_values({c.w.back()}, 5, -1, 1, DType::F32).to(dt).to(d), 2);
+  on_cpu_and_gpu(
+      [](const Case& c, DType dt, Device d) {
+        Tensor lx = leaf_of(c.x, 1, dt, d, 0), lw = leaf_of(c.w, 2, dt, d, 1);
+        Tensor lb = leaf_of({c.w.back()}, 5, dt, d, 2);
         autograd::RecordingGuard rec(true);
         Tensor y = conv_bias(lx, lw, lb, c.opt);
         Tensor r = test_values(y.shape(), 3, -1, 1, DType::F32).to(dt).to(d);
-        auto g = autograd::backward(sum(y * r), {lx, lw, lb});
-        out[pass].push_back(y.detach().to(Device::cpu()).to(DType::F32));
-        for (const Tensor& t : g) out[pass].push_back(t.to(Device::cpu()).to(DType::F32));
-      }
-      const double tol = dt == DType::F32 ? 1e-5 : 2e-2;
-      for (size_t i = 0; i < 4; ++i)
-        EXPECT_ALLCLOSE(out[1][i], out[0][i], tol, dt == DType::F32 && (i == 2 || i == 3) ? 1e-4 : tol)
-            << c.name << " " << dtype_name(dt) << " output " << i;
-    }
+        std::vector<Tensor> out = autograd::backward(sum(y * r), {lx, lw, lb});
+        out.insert(out.begin(), y.detach());
+        return out;
+      },
+      [](const Case& c, DType dt, const std::vector<Tensor>& gpu, const std::vector<Tensor>& cpu) {
+        const double tol = dt == DType::F32 ? 1e-5 : 2e-2;
+        for (size_t i = 0; i < 4; ++i)
+          EXPECT_ALLCLOSE(gpu[i], cpu[i], tol, dt == DType::F32 && (i == 2 || i == 3) ? 1e-4 : tol)
+              << c.name << " " << dtype_name(dt) << " output " << i;
+      });
 }
 
 TEST(ConvGpu, EmptyBatch) {
