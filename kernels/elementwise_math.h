@@ -85,10 +85,13 @@ LOOM_HD T tanh_of(T x) {
 }
 
 // sigmoid(2u) for GELU's u, with e = e^(-2u), so that 1 - sigmoid(2u) = e sigmoid(2u) needs no
-// subtraction. The host's float route of the two functions below.
+// subtraction. The host's float route of the two functions below. Below float's range e is 0
+// (not the clamp's e^-87, which x^3 in the derivative would scale back up), so the derivative's
+// second term is 0 there, or NaN where x or x^2 is infinite, as the tanh form gives in JAX.
 LOOM_HD float gelu_sigmoid_host(float x, float& e) {
   const float t = -1.5957691216057308f * (x + 0.044715f * x * x * x);  // -2u
   e = exp_float_in_range(t > -87.0f ? (t < 87.0f ? t : 87.0f) : -87.0f);  // NaN: x stays NaN
+  e = t < -87.0f ? 0.0f : e;
   return t > 87.0f ? 0.0f : 1.0f / (1.0f + e);
 }
 
@@ -174,7 +177,7 @@ LOOM_HD T unary_derivative(UnaryOp op, T x, T alpha) {
   constexpr T kInvSqrt2Pi = T(0.3989422804014327);
   switch (op) {
     case UnaryOp::Neg: return T(-1);
-    case UnaryOp::Abs: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
+    case UnaryOp::Abs: return x >= T(0) ? T(1) : T(-1);  // JAX's: 1 at +-0, -1 at NaN
     case UnaryOp::Sign: return T(0);
     case UnaryOp::Exp: return exp(x);
     case UnaryOp::Log: return T(1) / x;

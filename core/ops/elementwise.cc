@@ -99,10 +99,12 @@ Tensor binary_op(BinaryOp op, const Tensor& a, const Tensor& b) {
     case BinaryOp::Minimum: {
       bool is_max = op == BinaryOp::Maximum;
       fn = [=](const Tensor& g) {
-        Tensor wins = is_max ? greater(sa, sb) : less(sa, sb);
+        // JAX's balanced rule: the winner takes g, a tie halves it, and neither side of a NaN
+        // (which compares false) gets any.
         Tensor ties = equal(sa, sb);
-        Tensor wa = where(wins, 1.0, where(ties, 0.5, zeros_like(g)));
-        Tensor wb = 1.0 - wa;
+        auto share = [&](const Tensor& wins) { return where(wins, 1.0, where(ties, 0.5, zeros_like(g))); };
+        Tensor wa = share(is_max ? greater(sa, sb) : less(sa, sb));
+        Tensor wb = share(is_max ? greater(sb, sa) : less(sb, sa));
         return finish(g * wa, g * wb);
       };
       break;

@@ -99,8 +99,10 @@ void softmax_backward(const void* y, const void* grad, void* dx, int64_t outer, 
       for (int64_t j = 0; j < n; ++j) {
         const int64_t k = base + j * inner;
         const double g = convert<double>(pg[k]), v = convert<double>(py[k]);
-        // log_softmax's y <= 0: e^y in the compute type, as the forward's
-        o[k] = convert<T>(log ? g - double(exp_or_zero(convert<RowCompute<T>>(py[k]))) * s : v * (g - s));
+        // log_softmax's y <= 0: e^y in the compute type, as the forward's; a NaN y (a row with
+        // a NaN or +inf logit) gives NaN, as JAX's and the GPU's exp(y) do
+        const RowCompute<T> yc = convert<RowCompute<T>>(py[k]);
+        o[k] = convert<T>(log ? g - double(yc != yc ? yc : exp_or_zero(yc)) * s : v * (g - s));
       }
     }
   });

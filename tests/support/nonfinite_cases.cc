@@ -1,0 +1,88 @@
+#include "tests/support/nonfinite_cases.h"
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "core/ops/elementwise.h"
+#include "core/ops/loss.h"
+#include "core/ops/pool.h"
+#include "core/ops/reduce.h"
+#include "core/ops/softmax.h"
+#include "tests/support/testing.h"
+
+namespace loom::testing {
+namespace {
+
+using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
+
+/// The op of each golden case, on its inputs in the case's order (the JSON's names sorted);
+/// `labels` is the case's label array where it has one.
+std::map<std::string, Fn> ops(const Tensor& labels) {
+  auto unary = [](Tensor (*f)(const Tensor&)) { return Fn([f](const auto& in) { return f(in[0]); }); };
+  auto binary = [](Tensor (*f)(const Tensor&, const Tensor&)) {
+    return Fn([f](const auto& in) { return f(in[0], in[1]); });
+  };
+  auto call = [](auto f) { return Fn([f](const auto& in) { return f(in[0]); }); };
+  const Shape window{2, 2};
+  return {
+      {"exp", unary(exp)}, {"log", unary(log)}, {"sqrt", unary(sqrt)}, {"rsqrt", unary(rsqrt)},
+      {"tanh", unary(tanh)}, {"sigmoid", unary(sigmoid)}, {"erf", unary(erf)},
+      {"relu", unary(relu)}, {"silu", unary(silu)}, {"softplus", unary(softplus)},
+      {"log_sigmoid", unary(log_sigmoid)}, {"abs", unary(abs)}, {"sign", unary(sign)},
+      {"square", unary(square)}, {"reciprocal", unary(reciprocal)}, {"neg", unary(neg)},
+      {"sin", unary(sin)}, {"cos", unary(cos)},
+      {"gelu", call([](const Tensor& x) { return gelu(x); })},
+      {"gelu_exact", call([](const Tensor& x) { return gelu(x, false); })},
+      {"elu", call([](const Tensor& x) { return elu(x); })},
+      {"leaky_relu", call([](const Tensor& x) { return leaky_relu(x); })},
+      {"add", binary(operator+)}, {"sub", binary(operator-)}, {"mul", binary(operator*)},
+      {"div", binary(operator/)}, {"maximum", binary(maximum)}, {"minimum", binary(minimum)},
+      {"pow", binary(pow)},
+      {"sum", call([](const Tensor& x) { return sum(x, {-1}); })},
+      {"mean", call([](const Tensor& x) { return mean(x, {-1}); })},
+      {"max", call([](const Tensor& x) { return max(x, {-1}); })},
+      {"min", call([](const Tensor& x) { return min(x, {-1}); })},
+      {"var", call([](const Tensor& x) { return var(x, {-1}); })},
+      {"logsumexp", call([](const Tensor& x) { return logsumexp(x, {-1}); })},
+      {"softmax", call([](const Tensor& x) { return softmax(x); })},
+      {"log_softmax", call([](const Tensor& x) { return log_softmax(x); })},
+      {"argmax", call([](const Tensor& x) { return argmax(x, -1); })},
+      {"argmin", call([](const Tensor& x) { return argmin(x, -1); })},
+      {"softmax_cross_entropy",
+       call([labels](const Tensor& x) { return softmax_cross_entropy(x, labels); })},
+      {"softmax_cross_entropy_with_integer_labels",
+       call([labels](const Tensor& x) { return softmax_cross_entropy_with_integer_labels(x, labels); })},
+      {"sigmoid_binary_cross_entropy",
+       call([labels](const Tensor& x) { return sigmoid_binary_cross_entropy(x, labels); })},
+      {"max_pool", call([window](const Tensor& x) { return max_pool(x, window, window); })},
+      {"avg_pool", call([window](const Tensor& x) { return avg_pool(x, window, window); })},
+      {"min_pool", call([window](const Tensor& x) { return min_pool(x, window, window); })},
+  };
+}
+
+}  // namespace
+
+void expect_nonfinite_cases_match_jax(Device device) {
+  const nlohmann::json doc = testing::load_golden("nonfinite.json");
+  for (const auto& c : doc.at("cases")) {
+    const std::string name = c.at("name");
+    SCOPED_TRACE(name);
+    const Tensor labels =
+        c.contains("labels") ? golden_tensor(c.at("labels")).to(device) : Tensor();
+    const Fn f = ops(labels).at(name);
+    std::vector<Tensor> inputs;
+    for (const auto& [key, value] : c.at("inputs").items()) inputs.push_back(golden_tensor(value).to(device));
+    const Tensor y = f(inputs);
+    EXPECT_ALLCLOSE(y, golden_tensor(c.at("output")), 2e-6, 1e-6) << name << " output";
+    if (!c.contains("grads")) continue;
+    const std::vector<Tensor> grads = vjp(f, inputs, ones_like(y));
+    size_t i = 0;
+    for (const auto& [key, value] : c.at("grads").items())
+      EXPECT_ALLCLOSE(grads[i++], golden_tensor(value), 2e-6, 1e-6) << name << " gradient of " << key;
+  }
+}
+
+}  // namespace loom::testing
