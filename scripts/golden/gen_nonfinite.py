@@ -138,12 +138,39 @@ def pool_cases():
           case("min_pool", lambda x: nn.pooling.min_pool(x, (2, 2), strides=(2, 2)), {"x": x})]
 
 
+def product_cases():
+  """Products that must not skip a zero: an infinite or NaN operand times 0 is NaN."""
+  a = np.array([[1.0, INF, 2.0, 0.0], [NAN, 1.0, 0.0, 2.0], [1.0, 2.0, 3.0, 4.0]], np.float32)
+  b = np.array([[0.0, 1.0], [0.0, -1.0], [1.0, 0.0], [2.0, 0.5]], np.float32)
+  x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1) / 4.0
+  x[0, 1, 2, 0] = INF
+  x[0, 3, 0, 0] = NAN
+  k = np.zeros((3, 3, 1, 2), np.float32)
+  k[1, 1, 0, 1] = 1.0
+  k[0, 0, 0, 1] = -1.0
+  conv = lambda input, kernel: jax.lax.conv_general_dilated(
+      input, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  # attention with a query row whose keys are all masked: Flax fills its logits with
+  # finfo.min, so its weights are uniform (not NaN); batch 1, 3 queries, 4 keys, 2 heads of 4
+  rs = np.random.RandomState(7)
+  q, kk, v = (rs.uniform(-1, 1, (1, n, 2, 4)).astype(np.float32) for n in (3, 4, 4))
+  mask = np.ones((1, 2, 3, 4), bool)
+  mask[0, :, 1, :] = False
+  mask[0, 0, 2, 3] = False
+  att = case("dot_product_attention",
+             lambda k, q, v: nn.dot_product_attention(q, k, v, mask=jnp.asarray(mask)),
+             {"k": kk, "q": q, "v": v})
+  att["labels"] = arr(mask)
+  return [case("matmul", jnp.matmul, {"a": a, "b": b}),
+          case("conv", conv, {"input": x, "kernel": k}), att]
+
+
 def main():
   versions = {"jax": jax.__version__, "jaxlib": jax.lib.__version__, "flax": flax.__version__,
               "optax": optax.__version__, "numpy": np.__version__}
   if versions != PINNED:
     raise SystemExit(f"gen_nonfinite.py is pinned to {PINNED}, running {versions}")
-  cases = unary_cases() + binary_cases() + row_cases() + pool_cases()
+  cases = unary_cases() + binary_cases() + row_cases() + pool_cases() + product_cases()
   with open(OUT, "w") as f:
     json.dump({"versions": versions, "cases": cases}, f, separators=(",", ":"))
     f.write("\n")

@@ -6,7 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include "core/ops/attention.h"
+#include "core/ops/conv.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/linalg.h"
 #include "core/ops/loss.h"
 #include "core/ops/pool.h"
 #include "core/ops/reduce.h"
@@ -19,7 +22,7 @@ namespace {
 using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
 
 /// The op of each golden case, on its inputs in the case's order (the JSON's names sorted);
-/// `labels` is the case's label array where it has one.
+/// `labels` is the case's label array where it has one (attention's mask).
 std::map<std::string, Fn> ops(const Tensor& labels) {
   auto unary = [](Tensor (*f)(const Tensor&)) { return Fn([f](const auto& in) { return f(in[0]); }); };
   auto binary = [](Tensor (*f)(const Tensor&, const Tensor&)) {
@@ -60,6 +63,13 @@ std::map<std::string, Fn> ops(const Tensor& labels) {
       {"max_pool", call([window](const Tensor& x) { return max_pool(x, window, window); })},
       {"avg_pool", call([window](const Tensor& x) { return avg_pool(x, window, window); })},
       {"min_pool", call([window](const Tensor& x) { return min_pool(x, window, window); })},
+      {"matmul", binary(matmul)},
+      {"conv", Fn([](const auto& in) { return conv(in[0], in[1]); })},  // (input, kernel)
+      {"dot_product_attention", Fn([labels](const auto& in) {  // inputs sorted: k, q, v
+         AttentionOptions opt;
+         opt.mask = labels;
+         return dot_product_attention(in[1], in[0], in[2], opt);
+       })},
   };
 }
 
@@ -70,6 +80,9 @@ void expect_nonfinite_cases_match_jax(Device device) {
   for (const auto& c : doc.at("cases")) {
     const std::string name = c.at("name");
     SCOPED_TRACE(name);
+    // cuDNN's convolution algorithms (FFT, Winograd) may spread a NaN further than the direct
+    // sum does, in JAX's GPU runs as in loom's: not a value loom chooses.
+    if (device.is_cuda() && name == "conv") continue;
     const Tensor labels =
         c.contains("labels") ? golden_tensor(c.at("labels")).to(device) : Tensor();
     const Fn f = ops(labels).at(name);

@@ -1,7 +1,8 @@
 // The golden cases of special values (tests/golden/nonfinite.json, from
 // scripts/golden/gen_nonfinite.py): NaN, +-inf, +-0 and float32's extremes through the
 // elementwise ops, every pair of them through the binary ops, rows with NaN and infinities
-// through the reductions, softmaxes and losses, and windows with them through the pools, with
+// through the reductions, softmaxes and losses, windows with them through the pools, and
+// products with infinities times zeros and attention with a fully masked row, with
 // JAX's, Flax's and Optax's outputs and input gradients (a cotangent of ones). A diverging run
 // must show its NaNs and infinities where JAX's would, on either device.
 #pragma once
