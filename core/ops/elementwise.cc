@@ -230,9 +230,15 @@ Tensor clip(const Tensor& x, double lo, double hi) {
   }
   if (!autograd::needs_grad({&x})) return autograd::checked("clip", std::move(out), {&x});
   Tensor sx = autograd::saved(x);
+  // jnp.clip's gradient, minimum(maximum(x, lo), hi)'s by the balanced rule of each: g inside,
+  // half of it at a bound (a quarter where lo == hi == x), none outside or at NaN.
   return autograd::record("clip", out, {x}, [=](const Tensor& g) {
-    Tensor inside = logical_and(greater_equal(sx, scalar_like(lo, sx)), less_equal(sx, scalar_like(hi, sx)));
-    return Grads{where(inside, g, zeros_like(g))};
+    auto share = [&](const Tensor& wins, const Tensor& ties) {
+      return where(wins, 1.0, where(ties, 0.5, zeros_like(g)));
+    };
+    Tensor low = scalar_like(lo, sx), high = scalar_like(hi, sx), raised = maximum(sx, low);
+    return Grads{g * share(greater(sx, low), equal(sx, low)) *
+                 share(less(raised, high), equal(raised, high))};
   });
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Generates tests/golden/nonfinite.json: what JAX, Flax and Optax give for NaN, +-inf, +-0 and
-values at the edges of float32's range, for the elementwise, reduction, softmax, loss and pooling
+"""Generates tests/golden/nonfinite.json: what JAX, Flax and Optax give for NaN, +-inf, +-0,
+values at the edges of float32's range and inputs at the kinks of piecewise functions, for the elementwise, reduction, softmax, loss and pooling
 ops whose special values loom must reproduce (a diverging run must fail where JAX's would, with
 the same NaNs and infinities, on both devices). Each case holds its inputs, the output and the
 input gradients (jax.vjp with a cotangent of ones).
@@ -165,12 +165,34 @@ def product_cases():
           case("conv", conv, {"input": x, "kernel": k}), att]
 
 
+def kink_cases():
+  """Where a derivative jumps, the side JAX takes: activations at their kinks, ties in max and
+  min (reductions split the gradient between tied entries, pooling gives it to the first),
+  clip at its bounds and the Huber loss at delta."""
+  k = np.array([0.0, -0.0, 6.0, 1.0, -1.0, 3.0, NAN], np.float32)
+  ties = np.array([[1.0, 3.0, 3.0, 2.0], [2.0, 2.0, 2.0, 2.0], [-1.0, 0.0, -0.0, -1.0]], np.float32)
+  window = np.array([1.0, 1.0, 0.0, 2.0, 1.0, 0.0, 2.0, 2.0], np.float32).reshape(1, 2, 4, 1)
+  d = np.array([-2.0, -1.0, 0.0, 1.0, 2.0], np.float32)
+  return [case("kink_relu", jax.nn.relu, {"x": k}),
+          case("kink_relu6", jax.nn.relu6, {"x": k}),
+          case("kink_leaky_relu", jax.nn.leaky_relu, {"x": k}),
+          case("kink_elu", jax.nn.elu, {"x": k}),
+          case("kink_abs", jnp.abs, {"x": k}),
+          case("kink_clip", lambda x: jnp.clip(x, -1.0, 3.0), {"x": k}),
+          case("kink_clip_point", lambda x: jnp.clip(x, 1.0, 1.0), {"x": k}),
+          case("kink_max", lambda x: jnp.max(x, axis=-1), {"x": ties}),
+          case("kink_min", lambda x: jnp.min(x, axis=-1), {"x": ties}),
+          case("kink_max_pool", lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)), {"x": window}),
+          case("kink_huber_loss", lambda x: optax.huber_loss(x, None, delta=1.0), {"x": d})]
+
+
 def main():
   versions = {"jax": jax.__version__, "jaxlib": jax.lib.__version__, "flax": flax.__version__,
               "optax": optax.__version__, "numpy": np.__version__}
   if versions != PINNED:
     raise SystemExit(f"gen_nonfinite.py is pinned to {PINNED}, running {versions}")
-  cases = unary_cases() + binary_cases() + row_cases() + pool_cases() + product_cases()
+  cases = (unary_cases() + binary_cases() + row_cases() + pool_cases() + product_cases() +
+           kink_cases())
   with open(OUT, "w") as f:
     json.dump({"versions": versions, "cases": cases}, f, separators=(",", ":"))
     f.write("\n")

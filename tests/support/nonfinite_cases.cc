@@ -63,6 +63,15 @@ std::map<std::string, Fn> ops(const Tensor& labels) {
       {"max_pool", call([window](const Tensor& x) { return max_pool(x, window, window); })},
       {"avg_pool", call([window](const Tensor& x) { return avg_pool(x, window, window); })},
       {"min_pool", call([window](const Tensor& x) { return min_pool(x, window, window); })},
+      {"kink_relu", unary(relu)}, {"kink_relu6", unary(relu6)}, {"kink_abs", unary(abs)},
+      {"kink_leaky_relu", call([](const Tensor& x) { return leaky_relu(x); })},
+      {"kink_elu", call([](const Tensor& x) { return elu(x); })},
+      {"kink_clip", call([](const Tensor& x) { return clip(x, -1.0, 3.0); })},
+      {"kink_clip_point", call([](const Tensor& x) { return clip(x, 1.0, 1.0); })},
+      {"kink_max", call([](const Tensor& x) { return max(x, {-1}); })},
+      {"kink_min", call([](const Tensor& x) { return min(x, {-1}); })},
+      {"kink_max_pool", call([window](const Tensor& x) { return max_pool(x, window, window); })},
+      {"kink_huber_loss", call([](const Tensor& x) { return huber_loss(x); })},
       {"matmul", binary(matmul)},
       {"conv", Fn([](const auto& in) { return conv(in[0], in[1]); })},  // (input, kernel)
       {"dot_product_attention", Fn([labels](const auto& in) {  // inputs sorted: k, q, v

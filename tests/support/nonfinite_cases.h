@@ -2,7 +2,8 @@
 // scripts/golden/gen_nonfinite.py): NaN, +-inf, +-0 and float32's extremes through the
 // elementwise ops, every pair of them through the binary ops, rows with NaN and infinities
 // through the reductions, softmaxes and losses, windows with them through the pools, and
-// products with infinities times zeros and attention with a fully masked row, with
+// products with infinities times zeros and attention with a fully masked row; and inputs at the
+// kinks of piecewise functions (which side's derivative, how ties share a gradient); with
 // JAX's, Flax's and Optax's outputs and input gradients (a cotangent of ones). A diverging run
 // must show its NaNs and infinities where JAX's would, on either device.
 #pragma once
