@@ -25,7 +25,7 @@ namespace {
 constexpr int kThreads = 256;
 
 template <typename A>
-__device__ __forceinline__ bool finite(A v) {
+__device__ __forceinline__ bool is_finite_value(A v) {
   return v > -::cuda::std::numeric_limits<A>::infinity() &&
          v < ::cuda::std::numeric_limits<A>::infinity();
 }
@@ -154,7 +154,7 @@ __global__ void column_sums_kernel(const T* x, const O* g, const acc_t<T>* mean,
     // (a non-finite first value would make every x - k NaN; the shift is then 0, so that an
     // infinite column's mean is infinite, as the CPU's and Flax's)
     const A first = !kBackward && active && m > 0 ? cvt<A>(x[j0 + v]) : A(0);
-    mu[v] = !active ? A(0) : kBackward ? mean[j0 + v] : (finite(first) ? first : A(0));
+    mu[v] = !active ? A(0) : kBackward ? mean[j0 + v] : (is_finite_value(first) ? first : A(0));
     inv[v] = kBackward && active ? rstd[j0 + v] : A(0);
   }
   A mask_mul[V] = {}, mask_add[V] = {};  // read only with kMaskFromX
