@@ -42,7 +42,9 @@
 namespace loom {
 
 struct JitOptions {
-  int warmup = 2;  // ordinary calls before the capture
+  /// Ordinary calls before the capture. With 0, a library's first use in the process (cuDNN's
+  /// handle, say) happens inside the capture, which may fail it: run such a step once first.
+  int warmup = 2;
   /// The inputs are donated, as with jax.jit's donate_argnums: in the captured step, an op that
   /// replaces an input tensor wholesale may write over its buffer (the fused optimizer's applied
   /// updates, tx.apply / update_and_apply, write the new params and moments over the old ones;
