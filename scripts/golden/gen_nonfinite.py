@@ -186,13 +186,34 @@ def kink_cases():
           case("kink_huber_loss", lambda x: optax.huber_loss(x, None, delta=1.0), {"x": d})]
 
 
+def optimizer_cases():
+  """One step of each optimizer from gradients with NaN and infinities: which params go NaN or
+  infinite (clip_by_global_norm's infinite norm, Adam's inf / sqrt(inf), LAMB's trust ratio)."""
+  params = np.array([1.0, 2.0, 3.0, 4.0, 5.0], np.float32)
+  grads = {"nan": np.array([INF, NAN, 1.0, -INF, 0.0], np.float32),
+           "inf": np.array([INF, 1.0, 1.0, -INF, 0.0], np.float32)}
+  txs = {"sgd": optax.sgd(0.1), "momentum": optax.sgd(0.1, momentum=0.9), "adam": optax.adam(0.1),
+         "adamw": optax.adamw(0.1, weight_decay=0.1),
+         "clip_sgd": optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1)),
+         "rmsprop": optax.rmsprop(0.1), "lamb": optax.lamb(0.1)}
+  out = []
+  for name, tx in txs.items():
+    for kind, g in grads.items():
+      def step(grads, params, tx=tx):
+        updates, _ = tx.update(grads, tx.init(params), params)
+        return optax.apply_updates(params, updates)
+      out.append(case(f"optimizer_{name}_{kind}", step, {"grads": g, "params": params},
+                      differentiable=False))
+  return out
+
+
 def main():
   versions = {"jax": jax.__version__, "jaxlib": jax.lib.__version__, "flax": flax.__version__,
               "optax": optax.__version__, "numpy": np.__version__}
   if versions != PINNED:
     raise SystemExit(f"gen_nonfinite.py is pinned to {PINNED}, running {versions}")
   cases = (unary_cases() + binary_cases() + row_cases() + pool_cases() + product_cases() +
-           kink_cases())
+           kink_cases() + optimizer_cases())
   with open(OUT, "w") as f:
     json.dump({"versions": versions, "cases": cases}, f, separators=(",", ":"))
     f.write("\n")

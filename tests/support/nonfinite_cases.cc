@@ -14,6 +14,9 @@
 #include "core/ops/pool.h"
 #include "core/ops/reduce.h"
 #include "core/ops/softmax.h"
+#include "optim/optimizers.h"
+#include "optim/transform.h"
+#include "optim/transforms.h"
 #include "tests/support/testing.h"
 
 namespace loom::testing {
@@ -30,7 +33,29 @@ std::map<std::string, Fn> ops(const Tensor& labels) {
   };
   auto call = [](auto f) { return Fn([f](const auto& in) { return f(in[0]); }); };
   const Shape window{2, 2};
-  return {
+  // One step of an optimizer (its fused form where it has one, as training runs it); the
+  // inputs sorted: grads, params.
+  auto step = [](optim::GradientTransformation tx) {
+    return Fn([tx](const auto& in) {
+      Tree params, grads;
+      params.insert("w", in[1]);
+      grads.insert("w", in[0]);
+      return optim::update_and_apply(tx, grads, tx.init(params), params).first["w"].tensor();
+    });
+  };
+  std::map<std::string, Fn> table;
+  for (const char* kind : {"_nan", "_inf"}) {
+    const std::string k = kind;
+    table["optimizer_sgd" + k] = step(optim::sgd(0.1));
+    table["optimizer_momentum" + k] = step(optim::sgd(0.1, 0.9));
+    table["optimizer_adam" + k] = step(optim::adam(0.1));
+    table["optimizer_adamw" + k] = step(optim::adamw(0.1, {.weight_decay = 0.1}));
+    table["optimizer_clip_sgd" + k] =
+        step(optim::chain(optim::clip_by_global_norm(1.0), optim::sgd(0.1)));
+    table["optimizer_rmsprop" + k] = step(optim::rmsprop(0.1));
+    table["optimizer_lamb" + k] = step(optim::lamb(0.1));
+  }
+  table.merge(std::map<std::string, Fn>{
       {"exp", unary(exp)}, {"log", unary(log)}, {"sqrt", unary(sqrt)}, {"rsqrt", unary(rsqrt)},
       {"tanh", unary(tanh)}, {"sigmoid", unary(sigmoid)}, {"erf", unary(erf)},
       {"relu", unary(relu)}, {"silu", unary(silu)}, {"softplus", unary(softplus)},
@@ -79,7 +104,8 @@ std::map<std::string, Fn> ops(const Tensor& labels) {
          opt.mask = labels;
          return dot_product_attention(in[1], in[0], in[2], opt);
        })},
-  };
+  });
+  return table;
 }
 
 }  // namespace

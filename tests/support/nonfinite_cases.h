@@ -3,7 +3,8 @@
 // elementwise ops, every pair of them through the binary ops, rows with NaN and infinities
 // through the reductions, softmaxes and losses, windows with them through the pools, and
 // products with infinities times zeros and attention with a fully masked row; and inputs at the
-// kinks of piecewise functions (which side's derivative, how ties share a gradient); with
+// kinks of piecewise functions (which side's derivative, how ties share a gradient), and one
+// step of each optimizer from gradients with NaN and infinities; with
 // JAX's, Flax's and Optax's outputs and input gradients (a cotangent of ones). A diverging run
 // must show its NaNs and infinities where JAX's would, on either device.
 #pragma once
