@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gen_nn_ops import arr  # the golden arrays' JSON form: NaN and infinities as strings
+
 PINNED = {"jax": "0.10.2", "jaxlib": "0.10.2", "flax": "0.12.8", "optax": "0.2.8", "numpy": "2.4.6"}
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "golden", "nonfinite.json")
@@ -30,24 +32,6 @@ INF, NAN = np.inf, np.nan
 # functions read them as they are.)
 SPECIAL = np.array([NAN, INF, -INF, 0.0, -0.0, 1.0, -1.0, 3.0e38, -3.0e38, 1.0e13, 100.0, -100.0],
                    dtype=np.float32)
-
-
-def arr(x):
-  x = np.asarray(x)
-  if x.dtype == np.bool_ or np.issubdtype(x.dtype, np.integer):
-    data = [int(v) for v in x.ravel()]
-  else:
-    data = []
-    for v in x.astype(np.float32).ravel():
-      if np.isnan(v):
-        data.append("nan")
-      elif np.isinf(v):
-        data.append("inf" if v > 0 else "-inf")
-      elif v == 0:
-        data.append("-0" if np.signbit(v) else 0.0)
-      else:
-        data.append(float(np.format_float_positional(v, unique=True, trim="-")))
-  return {"shape": list(x.shape), "dtype": str(x.dtype), "data": data}
 
 
 def case(name, f, inputs, differentiable=True):

@@ -60,9 +60,9 @@ Tensor golden_tensor(const nlohmann::json& j) {
   DType dtype = dtype_from_name(j.at("dtype").get<std::string>());
   std::vector<double> values;
   for (const auto& v : j.at("data")) {
-    if (v.is_string()) {  // "nan", "inf", "-inf", "-0"
+    if (v.is_string()) {  // "nan", "inf", "-inf"
       std::string s = v.get<std::string>();
-      values.push_back(s == "nan" ? NAN : s == "inf" ? INFINITY : s == "-0" ? -0.0 : -INFINITY);
+      values.push_back(s == "nan" ? NAN : s == "inf" ? INFINITY : -INFINITY);
     } else {
       values.push_back(v.get<double>());
     }
