@@ -52,6 +52,9 @@ void fill(void* dst, DType dtype, int64_t n, double value) {
   });
 }
 
+// start + i * step rounded twice, without an FMA (the x86-64-v3 build would contract it), as
+// numpy's arange, which jnp.arange takes for concrete bounds, and the GPU's kernel compute it.
+__attribute__((optimize("fp-contract=off")))
 void fill_range(void* dst, DType dtype, int64_t n, double start, double step) {
   visit_dtype(dtype, [&](auto z) {
     using T = decltype(z);

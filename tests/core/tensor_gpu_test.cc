@@ -201,8 +201,17 @@ TEST(TensorGpu, CastsEqualCpuCastsForAllDTypePairs) {
   }
 }
 
+/// The CPU's casts keep denormals for a scope: loom's CPU threads flush them to zero by default,
+/// as JAX's CPU backend does, while the GPU's casts keep them (H200, 2026-11-29).
+struct CpuKeepsDenormals {
+  const bool was = cpu_flushes_denormals();
+  CpuKeepsDenormals() { set_cpu_flush_denormals(false); }
+  ~CpuKeepsDenormals() { set_cpu_flush_denormals(was); }
+};
+
 TEST(TensorGpu, HalfCastsOfEveryBitPatternEqualCpu) {
   LOOM_REQUIRE_GPU();
+  CpuKeepsDenormals keep;
   Device g = Device::cuda(0);
   std::vector<bfloat16> b(65536);
   std::vector<float16> h(65536);
@@ -221,6 +230,7 @@ TEST(TensorGpu, HalfCastsOfEveryBitPatternEqualCpu) {
 
 TEST(TensorGpu, FloatToHalfRoundingEqualsCpuOnRandomBitPatterns) {
   LOOM_REQUIRE_GPU();
+  CpuKeepsDenormals keep;
   Device g = Device::cuda(0);
   std::mt19937 rng(1234);
   std::vector<float> f(1 << 20);

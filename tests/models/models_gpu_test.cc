@@ -130,7 +130,10 @@ TEST(ModelsGpu, Bf16Compute) {
   Tree vars = lm.init(random::key(0), tokens);
   Tensor cpu = lm.apply(vars, tokens).to(DType::F32);
   Tensor dev = lm.apply(to_device(vars, gpu), tokens.to(gpu)).to(Device::cpu()).to(DType::F32);
-  EXPECT_ALLCLOSE(dev, cpu, 1e-2, 1e-2);
+  // Each device rounds to bfloat16 after its own ops (the GPU's fused epilogues round once where
+  // the CPU's separate ops round twice): on an H200 (2026-11-29) the logits differed by up to
+  // 0.035 (0.02 with every fusion off), a few bfloat16 steps of logits near 0.5, over two layers.
+  EXPECT_ALLCLOSE(dev, cpu, 5e-2, 5e-2);
   ResNet r = resnet({1, 1}, ResNetBlockKind::Basic, 10, {.num_filters = 8, .dtype = DType::BF16,
                                                         .train = false});
   Tensor x = testing::test_values({2, 16, 16, 3}, 5, -1, 1, DType::F32);
