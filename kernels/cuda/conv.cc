@@ -255,17 +255,7 @@ Choice choose(Pass pass, cudnnHandle_t h, Descriptors& d, const ConvGeometry& g,
   }
   // Inside a graph capture nothing is timed, and the heuristics' choice is for this call only:
   // the shape is timed at its next call outside one, as the products are.
-  // (A stream that cannot say counts as capturing, as for the products.)
-  bool capturing = false;
-  if (autotune) {
-    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-    if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess) {
-      cudaGetLastError();
-      capturing = true;
-    } else {
-      capturing = capture != cudaStreamCaptureStatusNone;
-    }
-  }
+  const bool capturing = autotune && stream_may_be_capturing(stream);
   const bool timed = autotune && !capturing;
   Choice c;
   int max_count = 0, n = 0;

@@ -192,12 +192,7 @@ template <typename Launch>
 std::optional<cublasLtMatmulAlgo_t> fastest(
     const std::vector<cublasLtMatmulHeuristicResult_t>& candidates, Launch&& launch,
     char* d_out, uint64_t d_bytes, int device, Stream stream) {
-  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess) {
-    cudaGetLastError();
-    return std::nullopt;
-  }
-  if (capture != cudaStreamCaptureStatusNone) return std::nullopt;
+  if (stream_may_be_capturing(stream)) return std::nullopt;
   note_gemm_timing();
   struct Events {
     cudaEvent_t start = nullptr, stop = nullptr;

@@ -19,13 +19,22 @@ void throw_cuda_error(int code, const char* library, const char* message, const 
                       const char* file, int line) {
   std::string text = detail::cat(library, " error ", code, " (", message, ") in ", call, " at ",
                                  file, ":", line);
+  const bool runtime = std::string(library) == "CUDA";
   // The runtime keeps a failed call's error as its last error, which a later check of
   // cudaGetLastError() after an unrelated launch would report as its own; this one is reported
   // here. (A sticky error, from a faulting kernel, stays whatever is done.)
-  if (std::string(library) == "CUDA") cudaGetLastError();
-  if (std::string(library) == "CUDA" && code == cudaErrorMemoryAllocation)
-    throw OutOfMemoryError(text);
+  if (runtime) cudaGetLastError();
+  if (runtime && code == cudaErrorMemoryAllocation) throw OutOfMemoryError(text);
   throw CudaError(text);
+}
+
+bool stream_may_be_capturing(Stream stream) {
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess) {
+    cudaGetLastError();
+    return true;
+  }
+  return capture != cudaStreamCaptureStatusNone;
 }
 
 const char* error_string(int code) {

@@ -21,6 +21,9 @@ int device_count();  // 0 when no driver or GPU
 void set_device(int device);
 /// loom's compute stream on `device` (created on first use, non-blocking).
 Stream current_stream(int device);
+/// Whether work queued on `stream` is being captured into a graph, where waiting for the device
+/// (timing an algorithm, say) is not allowed; true also when the stream cannot say.
+bool stream_may_be_capturing(Stream stream);
 void synchronize(int device);
 
 void copy_host_to_device(void* dst, const void* src, size_t n, int device);  // waits for it
