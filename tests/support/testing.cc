@@ -55,6 +55,12 @@ const nlohmann::json& golden_case(const std::string& file, const std::string& na
   throw std::runtime_error("no golden case " + name);
 }
 
+double largest_magnitude(const Tensor& t) {
+  double m = 1.0;
+  for (double v : t.to_vector<double>()) m = std::isfinite(v) ? std::max(m, std::fabs(v)) : m;
+  return m;
+}
+
 Tensor golden_tensor(const nlohmann::json& j) {
   Shape shape = j.at("shape").get<Shape>();
   DType dtype = dtype_from_name(j.at("dtype").get<std::string>());

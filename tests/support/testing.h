@@ -60,6 +60,10 @@ Tensor golden_tensor(const nlohmann::json& j);
 std::vector<Tensor> vjp(const std::function<Tensor(const std::vector<Tensor>&)>& f,
                         const std::vector<Tensor>& inputs, const Tensor& ct);
 
+/// The largest finite |value| of t, at least 1: the scale of an absolute tolerance for sums,
+/// which round by the size of their terms rather than by each result's own size.
+double largest_magnitude(const Tensor& t);
+
 /// Deterministic pseudo-random F64 values in [lo, hi) for test inputs (not JAX's generator).
 Tensor test_values(Shape shape, uint64_t seed, double lo = -1.0, double hi = 1.0,
                    DType dtype = DType::F64);

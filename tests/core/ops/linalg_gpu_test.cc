@@ -51,10 +51,8 @@ void expect_matches_cpu(const Fn& f, const std::vector<Shape>& shapes, DType dty
   auto expect_close = [&](const Tensor& gpu, const Tensor& cpu, const std::string& where) {
     if (half) {
       EXPECT_TRUE(testing::close_in_low_precision(gpu, cpu, dtype)) << where;
-    } else {  // sums of many terms round by the terms' size: atol scales with the largest value
-      double largest = 1.0;
-      for (double v : cpu.to_vector<double>()) largest = std::max(largest, std::fabs(v));
-      EXPECT_ALLCLOSE(gpu.to(cpu.dtype()), cpu, rtol, rtol * largest) << where;
+    } else {  // sums of many terms round by the terms' size
+      EXPECT_ALLCLOSE(gpu.to(cpu.dtype()), cpu, rtol, rtol * testing::largest_magnitude(cpu)) << where;
     }
   };
   Tensor cpu_out = f(cpu_in), gpu_out = f(gpu_in);
